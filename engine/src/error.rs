@@ -1,0 +1,281 @@
+//! Errors, in two layers.
+//!
+//! [`Error`] is what callers see: a small [`ErrorKind`] that tells them what to do
+//! (fix the input, retry, treat the data as damaged, stop using the handle) and a
+//! message that names the file, block, key or option involved. Inside, every failure
+//! is a variant of [`ErrorDetail`] carrying its context.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// What the caller should make of an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The request or the options are wrong; retrying the same call fails again.
+    InvalidArgument,
+    /// Persisted data failed a checksum or does not parse; it is damaged.
+    Corruption,
+    /// The operating system refused an I/O request (disk full, permissions, ...).
+    Io,
+    /// The database (or the shard) is closed, or stopped after an earlier failure.
+    Closed,
+    /// A bug or an invariant broken inside Terrace.
+    Internal,
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ErrorKind::InvalidArgument => "invalid argument",
+            ErrorKind::Corruption => "corruption",
+            ErrorKind::Io => "I/O error",
+            ErrorKind::Closed => "closed",
+            ErrorKind::Internal => "internal error",
+        })
+    }
+}
+
+/// Every way a Terrace operation fails, with its context.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ErrorDetail {
+    /// An empty user key.
+    #[error("user keys must not be empty")]
+    EmptyKey,
+    /// A user key longer than `Options::max_key_bytes`.
+    #[error("key of {len} bytes exceeds the limit of {max} bytes")]
+    KeyTooLarge {
+        /// Length of the key.
+        len: usize,
+        /// Configured limit.
+        max: usize,
+    },
+    /// A value longer than `Options::max_value_bytes`.
+    #[error("value of {len} bytes exceeds the limit of {max} bytes")]
+    ValueTooLarge {
+        /// Length of the value.
+        len: usize,
+        /// Configured limit.
+        max: usize,
+    },
+    /// A state table that was not declared in the options.
+    #[error("unknown state table {name:?} (declare it in Options::tables)")]
+    UnknownTable {
+        /// The name asked for.
+        name: String,
+    },
+    /// A table id that this database does not have.
+    #[error("unknown state table id {id}")]
+    UnknownTableId {
+        /// The id given.
+        id: u16,
+    },
+    /// An option out of range or inconsistent with another.
+    #[error("invalid option {option}: {reason}")]
+    InvalidOption {
+        /// Name of the option.
+        option: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Options that disagree with what the database on disk was created with.
+    #[error("database at {path} was created with {option} = {on_disk}, options say {given}")]
+    OptionMismatch {
+        /// Database directory.
+        path: PathBuf,
+        /// Name of the option.
+        option: &'static str,
+        /// Value recorded on disk.
+        on_disk: String,
+        /// Value in the options.
+        given: String,
+    },
+    /// A range or argument that makes no sense.
+    #[error("invalid argument: {0}")]
+    BadArgument(String),
+    /// A block whose checksum does not match its contents.
+    #[error("checksum mismatch in {file} at block offset {offset}: stored {stored:#010x}, computed {computed:#010x}")]
+    ChecksumMismatch {
+        /// File the block came from.
+        file: PathBuf,
+        /// Offset of the block in the file.
+        offset: u64,
+        /// Checksum stored with the block.
+        stored: u32,
+        /// Checksum of the bytes read.
+        computed: u32,
+    },
+    /// Persisted bytes that do not parse.
+    #[error("corrupt {file} at offset {offset}: {what}")]
+    Corrupt {
+        /// File holding the bytes.
+        file: PathBuf,
+        /// Offset of the damaged structure.
+        offset: u64,
+        /// What is wrong.
+        what: String,
+    },
+    /// A format version this build cannot read.
+    #[error("{file} has format version {found}, this build reads versions up to {supported}")]
+    UnsupportedVersion {
+        /// File with the version.
+        file: PathBuf,
+        /// Version found.
+        found: u32,
+        /// Highest version understood.
+        supported: u32,
+    },
+    /// An operating-system error.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// Path involved.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The database is closed.
+    #[error("the database is closed")]
+    Closed,
+    /// A shard stopped taking writes after a failure it cannot recover from in place.
+    #[error("shard {shard} stopped after an earlier failure: {reason}")]
+    Poisoned {
+        /// The shard.
+        shard: u32,
+        /// The first failure.
+        reason: String,
+    },
+    /// A shard thread or executor could not be started or went away.
+    #[error("shard {shard}: {what}")]
+    ShardGone {
+        /// The shard.
+        shard: u32,
+        /// What happened.
+        what: String,
+    },
+    /// A broken invariant.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ErrorDetail {
+    fn kind(&self) -> ErrorKind {
+        use ErrorDetail::*;
+        match self {
+            EmptyKey
+            | KeyTooLarge { .. }
+            | ValueTooLarge { .. }
+            | UnknownTable { .. }
+            | UnknownTableId { .. }
+            | InvalidOption { .. }
+            | OptionMismatch { .. }
+            | BadArgument(_) => ErrorKind::InvalidArgument,
+            ChecksumMismatch { .. } | Corrupt { .. } | UnsupportedVersion { .. } => {
+                ErrorKind::Corruption
+            }
+            Io { .. } => ErrorKind::Io,
+            Closed | Poisoned { .. } | ShardGone { .. } => ErrorKind::Closed,
+            Internal(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+/// The error type of every Terrace operation.
+pub struct Error {
+    kind: ErrorKind,
+    detail: Box<ErrorDetail>,
+}
+
+impl Error {
+    /// What the caller should make of it.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The detailed cause.
+    pub fn detail(&self) -> &ErrorDetail {
+        &self.detail
+    }
+
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Error {
+        ErrorDetail::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+        .into()
+    }
+
+    pub(crate) fn corrupt(file: impl Into<PathBuf>, offset: u64, what: impl Into<String>) -> Error {
+        ErrorDetail::Corrupt {
+            file: file.into(),
+            offset,
+            what: what.into(),
+        }
+        .into()
+    }
+
+    pub(crate) fn internal(what: impl Into<String>) -> Error {
+        ErrorDetail::Internal(what.into()).into()
+    }
+
+    pub(crate) fn invalid_option(option: &'static str, reason: impl Into<String>) -> Error {
+        ErrorDetail::InvalidOption {
+            option,
+            reason: reason.into(),
+        }
+        .into()
+    }
+
+    /// A copy good enough to hand to several waiters (the OS error is kept as text).
+    pub(crate) fn duplicate(&self) -> Error {
+        let detail = match &*self.detail {
+            ErrorDetail::Io { op, path, source } => ErrorDetail::Io {
+                op,
+                path: path.clone(),
+                source: io::Error::new(source.kind(), source.to_string()),
+            },
+            other => ErrorDetail::Poisoned {
+                shard: u32::MAX,
+                reason: other.to_string(),
+            },
+        };
+        let mut e: Error = detail.into();
+        e.kind = self.kind;
+        e
+    }
+}
+
+impl From<ErrorDetail> for Error {
+    fn from(detail: ErrorDetail) -> Error {
+        Error {
+            kind: detail.kind(),
+            detail: Box::new(detail),
+        }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.detail, self.kind)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.detail, f)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&*self.detail)
+    }
+}
+
+/// Result with a Terrace [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,247 @@
+//! Database options and their validation.
+//!
+//! Options fall in two groups: those fixed when the database is created and checked on
+//! every open (`max_key_groups`, `shards`, the table list may only grow), and tuning
+//! knobs that may change between opens. [`Options::validate`] rejects inconsistent
+//! settings with an [`ErrorKind::InvalidArgument`](crate::ErrorKind) error before
+//! anything touches the disk.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use terrace_uploader::NewFileHook;
+
+use crate::error::{Error, Result};
+
+/// Per-block compression of SST data blocks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Compression {
+    /// Blocks are stored as they are.
+    #[default]
+    None,
+    /// zstd at the given level (1..=22); a block is stored raw when compression does
+    /// not make it smaller.
+    Zstd {
+        /// zstd level.
+        level: i32,
+    },
+}
+
+/// How to open a database. Build with [`Options::new`] and adjust the public fields.
+#[derive(Clone)]
+pub struct Options {
+    /// Directory of the database.
+    pub path: PathBuf,
+    /// Create the database if the directory holds none.
+    pub create_if_missing: bool,
+    /// Number of shards (one glommio executor thread each). Fixed at creation.
+    pub shards: u32,
+    /// Number of key groups (Flink's max parallelism). Fixed at creation.
+    pub max_key_groups: u16,
+    /// Pin shard `i` to CPU `i % cores`.
+    pub pin_shards: bool,
+    /// State tables, by name. `"default"` always exists. Tables may be added between
+    /// opens; ids of existing names never change.
+    pub tables: Vec<String>,
+    /// Longest accepted user key, in bytes.
+    pub max_key_bytes: usize,
+    /// Longest accepted value, in bytes.
+    pub max_value_bytes: usize,
+    /// A memtable is frozen and flushed once it holds this many bytes.
+    pub memtable_bytes: usize,
+    /// Frozen memtables waiting for flush before writes stall.
+    pub max_immutable_memtables: usize,
+    /// Target uncompressed size of a data block.
+    pub block_bytes: usize,
+    /// Keys between restart points in a data block.
+    pub block_restart_interval: usize,
+    /// Bloom filter bits per key (0 disables filters).
+    pub bloom_bits_per_key: u32,
+    /// Data block compression.
+    pub compression: Compression,
+    /// Memory block cache for the whole database (split evenly across shards).
+    pub block_cache_bytes: u64,
+    /// Target size of compaction output files.
+    pub target_file_bytes: u64,
+    /// Number of L0 files that triggers an L0 -> L1 compaction.
+    pub l0_compaction_trigger: usize,
+    /// Number of L0 files at which writes stall until compaction catches up.
+    pub l0_stop_writes_trigger: usize,
+    /// Target size of L1; each deeper level is `level_size_multiplier` times larger.
+    pub level1_bytes: u64,
+    /// Growth factor between levels.
+    pub level_size_multiplier: u32,
+    /// Number of levels, L0 included.
+    pub num_levels: usize,
+    /// Requests a shard accepts from other threads before senders wait.
+    pub max_pending_requests_per_shard: usize,
+    /// How long an idle shard spins before parking, in microseconds (cuts cross-thread
+    /// request latency at the price of CPU).
+    pub spin_before_park_us: u64,
+    /// Scheduler shares of foreground reads and writes.
+    pub foreground_shares: usize,
+    /// Scheduler shares of memtable flushes.
+    pub flush_shares: usize,
+    /// Scheduler shares of compactions.
+    pub compaction_shares: usize,
+    /// Bytes read ahead by compaction input streams.
+    pub compaction_readahead_bytes: usize,
+    /// Receives every new SST (the uploader's entry point).
+    pub new_file_hook: Option<Arc<dyn NewFileHook>>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("path", &self.path)
+            .field("shards", &self.shards)
+            .field("max_key_groups", &self.max_key_groups)
+            .field("tables", &self.tables)
+            .field("memtable_bytes", &self.memtable_bytes)
+            .field("block_bytes", &self.block_bytes)
+            .field("bloom_bits_per_key", &self.bloom_bits_per_key)
+            .field("compression", &self.compression)
+            .field("block_cache_bytes", &self.block_cache_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Hard ceiling of `max_key_bytes`: key lengths are persisted as u32 and blocks must
+/// hold at least one entry comfortably.
+pub const KEY_BYTES_LIMIT: usize = 1 << 20;
+/// Hard ceiling of `max_value_bytes`.
+pub const VALUE_BYTES_LIMIT: usize = 256 << 20;
+
+impl Options {
+    /// Defaults for a database in `path`: one shard per available core.
+    pub fn new(path: impl Into<PathBuf>) -> Options {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1);
+        Options {
+            path: path.into(),
+            create_if_missing: true,
+            shards: cores,
+            max_key_groups: 32768,
+            pin_shards: true,
+            tables: vec!["default".to_string()],
+            max_key_bytes: 64 << 10,
+            max_value_bytes: 32 << 20,
+            memtable_bytes: 64 << 20,
+            max_immutable_memtables: 2,
+            block_bytes: 4096,
+            block_restart_interval: 16,
+            bloom_bits_per_key: 10,
+            compression: Compression::None,
+            block_cache_bytes: 64 << 20,
+            target_file_bytes: 64 << 20,
+            l0_compaction_trigger: 4,
+            l0_stop_writes_trigger: 20,
+            level1_bytes: 256 << 20,
+            level_size_multiplier: 10,
+            num_levels: 7,
+            max_pending_requests_per_shard: 4096,
+            spin_before_park_us: 100,
+            foreground_shares: 1000,
+            flush_shares: 500,
+            compaction_shares: 250,
+            compaction_readahead_bytes: 2 << 20,
+            new_file_hook: None,
+        }
+    }
+
+    /// Checks every option; the first problem found is the error.
+    pub fn validate(&self) -> Result<()> {
+        let bad = Error::invalid_option;
+        if self.path.as_os_str().is_empty() {
+            return Err(bad("path", "must not be empty"));
+        }
+        if self.shards == 0 || self.shards > 1024 {
+            return Err(bad("shards", format!("{} is not in 1..=1024", self.shards)));
+        }
+        if u32::from(self.max_key_groups) < self.shards {
+            return Err(bad(
+                "max_key_groups",
+                format!(
+                    "{} is fewer than the {} shards; every shard needs a key group",
+                    self.max_key_groups, self.shards
+                ),
+            ));
+        }
+        if self.tables.is_empty() || self.tables.len() > usize::from(u16::MAX) {
+            return Err(bad("tables", "needs between 1 and 65535 names"));
+        }
+        for (i, t) in self.tables.iter().enumerate() {
+            if t.is_empty() || t.len() > 255 {
+                return Err(bad("tables", format!("name {t:?} must be 1..=255 bytes")));
+            }
+            if self.tables[..i].contains(t) {
+                return Err(bad("tables", format!("name {t:?} appears twice")));
+            }
+        }
+        if self.max_key_bytes == 0 || self.max_key_bytes > KEY_BYTES_LIMIT {
+            return Err(bad(
+                "max_key_bytes",
+                format!("{} is not in 1..={KEY_BYTES_LIMIT}", self.max_key_bytes),
+            ));
+        }
+        if self.max_value_bytes > VALUE_BYTES_LIMIT {
+            return Err(bad(
+                "max_value_bytes",
+                format!("{} exceeds {VALUE_BYTES_LIMIT}", self.max_value_bytes),
+            ));
+        }
+        if self.memtable_bytes < 64 << 10 {
+            return Err(bad("memtable_bytes", "must be at least 64 KiB"));
+        }
+        if self.max_immutable_memtables == 0 || self.max_immutable_memtables > 64 {
+            return Err(bad("max_immutable_memtables", "must be in 1..=64"));
+        }
+        if !(256..=(4 << 20)).contains(&self.block_bytes) {
+            return Err(bad("block_bytes", "must be in 256..=4 MiB"));
+        }
+        if self.block_restart_interval == 0 || self.block_restart_interval > 1024 {
+            return Err(bad("block_restart_interval", "must be in 1..=1024"));
+        }
+        if self.bloom_bits_per_key > 64 {
+            return Err(bad("bloom_bits_per_key", "must be at most 64"));
+        }
+        if let Compression::Zstd { level } = self.compression {
+            if !(1..=22).contains(&level) {
+                return Err(bad("compression", format!("zstd level {level} not in 1..=22")));
+            }
+        }
+        if self.target_file_bytes < 64 << 10 {
+            return Err(bad("target_file_bytes", "must be at least 64 KiB"));
+        }
+        if self.l0_compaction_trigger < 2 {
+            return Err(bad("l0_compaction_trigger", "must be at least 2"));
+        }
+        if self.l0_stop_writes_trigger <= self.l0_compaction_trigger {
+            return Err(bad(
+                "l0_stop_writes_trigger",
+                "must be larger than l0_compaction_trigger",
+            ));
+        }
+        if self.level1_bytes < 1 << 20 {
+            return Err(bad("level1_bytes", "must be at least 1 MiB"));
+        }
+        if self.level_size_multiplier < 2 || self.level_size_multiplier > 100 {
+            return Err(bad("level_size_multiplier", "must be in 2..=100"));
+        }
+        if !(2..=12).contains(&self.num_levels) {
+            return Err(bad("num_levels", "must be in 2..=12"));
+        }
+        if self.max_pending_requests_per_shard == 0 {
+            return Err(bad("max_pending_requests_per_shard", "must be at least 1"));
+        }
+        if self.foreground_shares == 0 || self.flush_shares == 0 || self.compaction_shares == 0
+        {
+            return Err(bad("*_shares", "task queue shares must be positive"));
+        }
+        if self.compaction_readahead_bytes < 4096 {
+            return Err(bad("compaction_readahead_bytes", "must be at least 4096"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,1 @@
+//! SST files (being written).

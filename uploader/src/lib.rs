@@ -1,0 +1,48 @@
+//! Terrace uploader: the consumer of "new file written" events.
+//!
+//! The engine announces every SST it finishes (flush or compaction output) and every
+//! SST it deletes through a [`NewFileHook`]. Today the hook only observes; the upload
+//! queue that makes object storage the source of truth will consume these events.
+
+#![deny(clippy::unwrap_used)]
+#![warn(missing_docs)]
+
+use std::path::PathBuf;
+
+/// Why a file was written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileReason {
+    /// A memtable flush.
+    Flush,
+    /// A compaction output.
+    Compaction,
+}
+
+/// A finished, synced, immutable SST.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewFile {
+    /// Shard that owns the file.
+    pub shard: u32,
+    /// Database-unique file id.
+    pub file_id: u64,
+    /// Local path.
+    pub path: PathBuf,
+    /// Size in bytes.
+    pub size_bytes: u64,
+    /// LSM level the file enters.
+    pub level: u32,
+    /// Why it was written.
+    pub reason: FileReason,
+}
+
+/// Receives file events from shard threads.
+///
+/// Called on the shard's executor thread: implementations must not block (queue the
+/// event and return).
+pub trait NewFileHook: Send + Sync {
+    /// A new SST is complete and durable on local disk.
+    fn on_new_file(&self, file: &NewFile);
+
+    /// An SST is no longer referenced by the shard and was deleted locally.
+    fn on_file_deleted(&self, _shard: u32, _file_id: u64) {}
+}
