@@ -1,0 +1,197 @@
+//! Scanning an SST in internal-key order: [`TableIter`].
+//!
+//! Two ways to fetch data blocks:
+//!
+//! * **cached** — each block is fetched like a point read, through the shard's block
+//!   cache (hot blocks stay hot, scans share blocks with gets);
+//! * **sequential** — for compaction: the data region is read in large chunks
+//!   (`readahead_bytes` per read) and blocks are cut out of the chunk; nothing enters
+//!   the cache, so a compaction neither pollutes it nor crawls at one 4 KiB read per
+//!   block.
+//!
+//! After an error the iterator is invalid; seeking again is allowed.
+
+use std::rc::Rc;
+
+use terrace_tiering::{BlockCache, Bytes};
+
+use crate::error::{Error, Result};
+
+use super::block::BlockIter;
+use super::codec::{unseal_borrowed, Unsealed};
+use super::reader::{read, TableReader, MIN_DATA_KEY_LEN};
+
+enum Fetch {
+    Cached(Rc<BlockCache>),
+    Sequential {
+        readahead_bytes: usize,
+        /// File offset of `chunk[0]`.
+        chunk_offset: u64,
+        chunk: Option<Bytes>,
+    },
+}
+
+/// A cursor over the entries of one SST.
+pub struct TableIter {
+    table: Rc<TableReader>,
+    fetch: Fetch,
+    /// The current block and its index, when positioned.
+    block: Option<(usize, BlockIter)>,
+}
+
+impl TableIter {
+    pub(crate) fn cached(table: Rc<TableReader>, cache: Rc<BlockCache>) -> TableIter {
+        TableIter {
+            table,
+            fetch: Fetch::Cached(cache),
+            block: None,
+        }
+    }
+
+    pub(crate) fn sequential(table: Rc<TableReader>, readahead_bytes: usize) -> TableIter {
+        TableIter {
+            table,
+            fetch: Fetch::Sequential {
+                readahead_bytes,
+                chunk_offset: 0,
+                chunk: None,
+            },
+            block: None,
+        }
+    }
+
+    /// True when positioned at an entry.
+    pub fn valid(&self) -> bool {
+        self.block.as_ref().is_some_and(|(_, b)| b.valid())
+    }
+
+    /// The full internal key of the current entry (empty when not [`valid`](Self::valid)).
+    pub fn key(&self) -> &[u8] {
+        match &self.block {
+            Some((_, b)) if b.valid() => b.key(),
+            _ => &[],
+        }
+    }
+
+    /// The value of the current entry (empty when not [`valid`](Self::valid)).
+    pub fn value(&self) -> &[u8] {
+        match &self.block {
+            Some((_, b)) if b.valid() => b.value(),
+            _ => &[],
+        }
+    }
+
+    /// Positions at the first entry of the file.
+    pub async fn seek_to_first(&mut self) -> Result<()> {
+        self.block = None;
+        let r = self.first_valid_from(0).await;
+        self.settle(r)
+    }
+
+    /// Positions at the first entry ≥ `ikey` in internal order.
+    pub async fn seek(&mut self, ikey: &[u8]) -> Result<()> {
+        self.block = None;
+        let r = self.seek_inner(ikey).await;
+        self.settle(r)
+    }
+
+    /// Moves to the next entry. Calling it when not valid is an error.
+    pub async fn next(&mut self) -> Result<()> {
+        let Some((i, b)) = self.block.as_mut().filter(|(_, b)| b.valid()) else {
+            return Err(Error::internal(format!(
+                "TableIter::next on an unpositioned iterator over {}",
+                self.table.path().display()
+            )));
+        };
+        let i = *i;
+        let r = match b.next() {
+            Ok(()) if b.valid() => Ok(()),
+            Ok(()) => self.first_valid_from(i + 1).await,
+            Err(m) => Err(self.corrupt_block(i, m)),
+        };
+        self.settle(r)
+    }
+
+    async fn seek_inner(&mut self, ikey: &[u8]) -> Result<()> {
+        let i = self.table.find_block(ikey);
+        if i >= self.table.block_count() {
+            return Ok(());
+        }
+        let mut it = self.load(i).await?;
+        it.seek(ikey).map_err(|m| self.corrupt_block(i, m))?;
+        if it.valid() {
+            self.block = Some((i, it));
+            return Ok(());
+        }
+        self.first_valid_from(i + 1).await
+    }
+
+    /// Positions at the first entry of the first non-empty block from `start` on, or
+    /// at the end.
+    async fn first_valid_from(&mut self, start: usize) -> Result<()> {
+        self.block = None;
+        for i in start..self.table.block_count() {
+            let mut it = self.load(i).await?;
+            it.seek_to_first().map_err(|m| self.corrupt_block(i, m))?;
+            if it.valid() {
+                self.block = Some((i, it));
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Leaves the iterator invalid after an error.
+    fn settle(&mut self, r: Result<()>) -> Result<()> {
+        if r.is_err() {
+            self.block = None;
+        }
+        r
+    }
+
+    fn corrupt_block(&self, i: usize, m: super::coding::Malformed) -> Error {
+        let offset = self.table.block_handle(i).map_or(0, |h| h.offset);
+        m.at(self.table.path(), offset)
+    }
+
+    async fn load(&mut self, i: usize) -> Result<BlockIter> {
+        let contents = match &mut self.fetch {
+            Fetch::Cached(cache) => self.table.read_data_block(i, cache).await?,
+            Fetch::Sequential {
+                readahead_bytes,
+                chunk_offset,
+                chunk,
+            } => {
+                let table = &self.table;
+                let path = table.path();
+                let h = table
+                    .block_handle(i)
+                    .ok_or_else(|| Error::internal(format!("data block {i} out of range")))?;
+                let covered = chunk.as_ref().is_some_and(|c| {
+                    h.offset >= *chunk_offset && h.end() <= *chunk_offset + c.len() as u64
+                });
+                if !covered {
+                    // Index validation guarantees h.end() <= data_end.
+                    let want = (*readahead_bytes as u64).max(h.len_with_trailer());
+                    let len = want.min(table.data_end().saturating_sub(h.offset));
+                    let c = read(table.source(), path, h.offset, len as usize).await?;
+                    *chunk_offset = h.offset;
+                    *chunk = Some(c);
+                }
+                let c = chunk
+                    .as_ref()
+                    .ok_or_else(|| Error::internal("sequential chunk missing"))?;
+                let start = (h.offset - *chunk_offset) as usize;
+                let end = (h.end() - *chunk_offset) as usize;
+                let slice = c
+                    .get(start..end)
+                    .ok_or_else(|| Error::internal("data block outside the read chunk"))?;
+                match unseal_borrowed(path, h.offset, slice)? {
+                    Unsealed::Raw(r) => Rc::from(r),
+                    Unsealed::Owned(v) => Rc::from(v),
+                }
+            }
+        };
+        BlockIter::new(contents, MIN_DATA_KEY_LEN).map_err(|m| self.corrupt_block(i, m))
+    }
+}
