@@ -230,24 +230,6 @@ impl Error {
         }
         .into()
     }
-
-    /// A copy good enough to hand to several waiters (the OS error is kept as text).
-    pub(crate) fn duplicate(&self) -> Error {
-        let detail = match &*self.detail {
-            ErrorDetail::Io { op, path, source } => ErrorDetail::Io {
-                op,
-                path: path.clone(),
-                source: io::Error::new(source.kind(), source.to_string()),
-            },
-            other => ErrorDetail::Poisoned {
-                shard: u32::MAX,
-                reason: other.to_string(),
-            },
-        };
-        let mut e: Error = detail.into();
-        e.kind = self.kind;
-        e
-    }
 }
 
 impl From<ErrorDetail> for Error {

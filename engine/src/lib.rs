@@ -1,15 +1,50 @@
 //! Terrace: an embeddable, sharded LSM state engine for stream processors.
 //!
+//! A database is split into shards, each an LSM tree run by one glommio executor
+//! thread with no locks on its data path. Every key belongs to a key group
+//! (`xxh3_64(key) % max_key_groups`); a shard owns a contiguous key-group range.
+//!
+//! ```no_run
+//! # futures_lite::future::block_on(async {
+//! use terrace::{Db, Options};
+//! let mut opts = Options::new("/tmp/terrace-demo");
+//! opts.tables = vec!["counts".into()];
+//! let db = Db::open(opts).await?;
+//! let counts = db.table("counts")?;
+//! db.put(counts, b"user-1", b"42").await?;
+//! assert_eq!(db.get(counts, b"user-1").await?, Some(b"42".to_vec()));
+//! db.close().await?;
+//! # Ok::<(), terrace::Error>(())
+//! # });
+//! ```
+//!
 //! See `docs/ARCHITECTURE.md` for the design.
 
 #![deny(clippy::unwrap_used)]
 #![warn(missing_docs)]
 
+mod codec;
+mod compaction;
+mod db;
 pub mod error;
+mod iter;
 pub mod key;
+mod lanes;
+mod local;
+mod manifest;
+mod memtable;
+mod meta;
+mod notify;
 pub mod options;
+mod router;
+mod shard;
 pub mod sst;
+pub mod stats;
+mod version;
 
+pub use db::Db;
 pub use error::{Error, ErrorDetail, ErrorKind, Result};
 pub use key::TableId;
+pub use local::LocalDb;
 pub use options::{Compression, Options};
+pub use stats::{Counters, DbStats, LevelStats, ShardStats};

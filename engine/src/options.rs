@@ -38,6 +38,11 @@ pub struct Options {
     pub shards: u32,
     /// Number of key groups (Flink's max parallelism). Fixed at creation.
     pub max_key_groups: u16,
+    /// The key group of a key is computed from its first N bytes (the whole key when
+    /// shorter), so keys sharing that prefix live in one key group and a scan within
+    /// one prefix touches one shard and one key group. `None`: the whole key. Fixed at
+    /// creation.
+    pub key_group_prefix_bytes: Option<u32>,
     /// Pin shard `i` to CPU `i % cores`.
     pub pin_shards: bool,
     /// State tables, by name. `"default"` always exists. Tables may be added between
@@ -123,6 +128,7 @@ impl Options {
             create_if_missing: true,
             shards: cores,
             max_key_groups: 32768,
+            key_group_prefix_bytes: None,
             pin_shards: true,
             tables: vec!["default".to_string()],
             max_key_bytes: 64 << 10,
@@ -152,7 +158,9 @@ impl Options {
 
     /// Checks every option; the first problem found is the error.
     pub fn validate(&self) -> Result<()> {
-        let bad = Error::invalid_option;
+        fn bad(option: &'static str, reason: impl Into<String>) -> Error {
+            Error::invalid_option(option, reason)
+        }
         if self.path.as_os_str().is_empty() {
             return Err(bad("path", "must not be empty"));
         }
@@ -167,6 +175,9 @@ impl Options {
                     self.max_key_groups, self.shards
                 ),
             ));
+        }
+        if self.key_group_prefix_bytes == Some(0) {
+            return Err(bad("key_group_prefix_bytes", "must be at least 1 when set"));
         }
         if self.tables.is_empty() || self.tables.len() > usize::from(u16::MAX) {
             return Err(bad("tables", "needs between 1 and 65535 names"));
@@ -208,7 +219,10 @@ impl Options {
         }
         if let Compression::Zstd { level } = self.compression {
             if !(1..=22).contains(&level) {
-                return Err(bad("compression", format!("zstd level {level} not in 1..=22")));
+                return Err(bad(
+                    "compression",
+                    format!("zstd level {level} not in 1..=22"),
+                ));
             }
         }
         if self.target_file_bytes < 64 << 10 {
@@ -235,8 +249,7 @@ impl Options {
         if self.max_pending_requests_per_shard == 0 {
             return Err(bad("max_pending_requests_per_shard", "must be at least 1"));
         }
-        if self.foreground_shares == 0 || self.flush_shares == 0 || self.compaction_shares == 0
-        {
+        if self.foreground_shares == 0 || self.flush_shares == 0 || self.compaction_shares == 0 {
             return Err(bad("*_shares", "task queue shares must be positive"));
         }
         if self.compaction_readahead_bytes < 4096 {

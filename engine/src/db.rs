@@ -1,0 +1,514 @@
+//! The database handle: opening shards on their executor threads and routing
+//! requests to them.
+//!
+//! [`Db`] is `Send + Sync` and cheap to clone. Each request is validated on the
+//! caller's thread, routed to the shard owning its key group, and sent over a
+//! bounded channel as a job that the shard runs in its foreground task queue. The
+//! reply comes back over a one-shot channel, so the future works on any runtime (or
+//! under `futures_lite::future::block_on`). Code already on a shard's thread uses a
+//! [`LocalDb`] and skips the hop.
+
+use std::future::Future;
+use std::ops::Bound;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use glommio::{ExecutorJoinHandle, Latency, LocalExecutorBuilder, Placement, Shares};
+
+use crate::error::{Error, ErrorDetail, Result};
+use crate::key::TableId;
+use crate::local::LocalDb;
+use crate::meta::DbMeta;
+use crate::options::Options;
+use crate::router::Router;
+use crate::shard::{Queues, ScanRange, Shard};
+use crate::stats::{DbStats, LevelStats, ShardStats};
+
+/// Runs on the shard thread; spawns the request's task, which holds the permit (one
+/// of `max_pending_requests_per_shard`) until it completes.
+type Job = Box<dyn FnOnce(&Rc<Shard>, glommio::sync::StaticPermit) + Send>;
+
+enum Msg {
+    Run(Job),
+    Close(flume::Sender<Result<()>>),
+}
+
+pub(crate) struct DbInner {
+    pub(crate) router: Router,
+    senders: Vec<flume::Sender<Msg>>,
+    threads: Mutex<Vec<ExecutorJoinHandle<()>>>,
+    closed: AtomicBool,
+}
+
+impl Drop for DbInner {
+    fn drop(&mut self) {
+        // Dropping the senders ends every shard loop, which closes the shard (flushing
+        // its memtable) before the thread exits.
+        self.senders.clear();
+        if let Ok(mut threads) = self.threads.lock() {
+            for t in threads.drain(..) {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+/// A handle to an open database, usable from any thread.
+#[derive(Clone)]
+pub struct Db {
+    pub(crate) inner: Arc<DbInner>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("shards", &self.inner.router.shards)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Db {
+    /// Opens (or creates) the database `opts` describes, starting one executor thread
+    /// per shard. Completes when every shard has recovered.
+    pub async fn open(opts: Options) -> Result<Db> {
+        opts.validate()?;
+        let path = opts.path.clone();
+        if !path.join(crate::meta::META_FILE).exists() && !opts.create_if_missing {
+            return Err(Error::invalid_option(
+                "create_if_missing",
+                format!(
+                    "no database at {} and create_if_missing is false",
+                    path.display()
+                ),
+            ));
+        }
+        std::fs::create_dir_all(&path).map_err(|e| Error::io("create directory", &path, e))?;
+        let mut meta = match DbMeta::load(&path)? {
+            Some(m) => m,
+            None => DbMeta::new_for(&opts),
+        };
+        if meta.reconcile(&opts)? || !path.join(crate::meta::META_FILE).exists() {
+            meta.store(&path)?;
+        }
+        let tables = meta
+            .tables
+            .iter()
+            .map(|(id, name)| (name.clone(), TableId(*id)))
+            .collect();
+        let router = Router {
+            shards: opts.shards,
+            max_key_groups: opts.max_key_groups,
+            key_group_prefix_bytes: opts.key_group_prefix_bytes,
+            max_key_bytes: opts.max_key_bytes,
+            max_value_bytes: opts.max_value_bytes,
+            tables: Arc::new(tables),
+        };
+
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut senders = Vec::new();
+        let mut threads = Vec::new();
+        let mut ready = Vec::new();
+        for id in 0..opts.shards {
+            let (tx, rx) = flume::bounded::<Msg>(opts.max_pending_requests_per_shard);
+            let (ready_tx, ready_rx) = flume::bounded::<Result<()>>(1);
+            let placement = if opts.pin_shards {
+                Placement::Fixed(id as usize % cores)
+            } else {
+                Placement::Unbound
+            };
+            let shard_opts = opts.clone();
+            let handle = LocalExecutorBuilder::new(placement)
+                .name(&format!("terrace-shard-{id}"))
+                .spin_before_park(Duration::from_micros(opts.spin_before_park_us))
+                .spawn(move || shard_main(id, shard_opts, rx, ready_tx))
+                .map_err(|e| ErrorDetail::ShardGone {
+                    shard: id,
+                    what: format!("could not start its executor thread: {e}"),
+                })?;
+            senders.push(tx);
+            threads.push(handle);
+            ready.push(ready_rx);
+        }
+        let db = Db {
+            inner: Arc::new(DbInner {
+                router,
+                senders,
+                threads: Mutex::new(threads),
+                closed: AtomicBool::new(false),
+            }),
+        };
+        let mut first_err = None;
+        for (id, r) in ready.into_iter().enumerate() {
+            let r = r.recv_async().await.unwrap_or_else(|_| {
+                Err(ErrorDetail::ShardGone {
+                    shard: id as u32,
+                    what: "its thread exited while opening".into(),
+                }
+                .into())
+            });
+            if let Err(e) = r {
+                first_err.get_or_insert(e);
+            }
+        }
+        match first_err {
+            None => Ok(db),
+            Some(e) => Err(e),
+        }
+    }
+
+    /// The id of the state table `name`.
+    pub fn table(&self, name: &str) -> Result<TableId> {
+        self.inner.router.table(name)
+    }
+
+    /// Number of shards.
+    pub fn shards(&self) -> u32 {
+        self.inner.router.shards
+    }
+
+    /// The key group of `key`.
+    pub fn key_group(&self, key: &[u8]) -> u16 {
+        self.inner.router.key_group(key)
+    }
+
+    /// The shard owning `key`.
+    pub fn shard_of(&self, key: &[u8]) -> u32 {
+        let r = &self.inner.router;
+        r.shard_of_group(r.key_group(key))
+    }
+
+    /// Runs `f(shard)` on shard `id`'s executor in its foreground queue.
+    pub(crate) async fn call<F, Fut, T>(&self, id: u32, f: F) -> Result<T>
+    where
+        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T>> + 'static,
+        T: Send + 'static,
+    {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(ErrorDetail::Closed.into());
+        }
+        let sender = self
+            .inner
+            .senders
+            .get(id as usize)
+            .ok_or_else(|| ErrorDetail::BadArgument(format!("no shard {id}")))?;
+        let (tx, rx) = flume::bounded::<Result<T>>(1);
+        let job: Job = Box::new(move |shard: &Rc<Shard>, permit| {
+            let shard = shard.clone();
+            let queue = shard.queues.foreground;
+            let task = glommio::spawn_local_into(
+                async move {
+                    let _ = tx.send(f(shard).await);
+                    drop(permit);
+                },
+                queue,
+            );
+            if let Ok(t) = task {
+                t.detach();
+            }
+        });
+        sender
+            .send_async(Msg::Run(job))
+            .await
+            .map_err(|_| Error::from(ErrorDetail::Closed))?;
+        rx.recv_async().await.unwrap_or_else(|_| {
+            Err(ErrorDetail::ShardGone {
+                shard: id,
+                what: "it stopped before answering".into(),
+            }
+            .into())
+        })
+    }
+
+    /// Sets `key` to `value` in table `t`.
+    pub async fn put(&self, t: TableId, key: &[u8], value: &[u8]) -> Result<()> {
+        let (shard, sk) = self.inner.router.locate(t, key)?;
+        self.inner.router.check_value(value)?;
+        let value = value.to_vec();
+        self.call(
+            shard,
+            move |s| async move { s.write(&sk, Some(&value)).await },
+        )
+        .await
+    }
+
+    /// Deletes `key` from table `t`.
+    pub async fn delete(&self, t: TableId, key: &[u8]) -> Result<()> {
+        let (shard, sk) = self.inner.router.locate(t, key)?;
+        self.call(shard, move |s| async move { s.write(&sk, None).await })
+            .await
+    }
+
+    /// The value of `key` in table `t`.
+    pub async fn get(&self, t: TableId, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let (shard, sk) = self.inner.router.locate(t, key)?;
+        self.call(shard, move |s| async move { s.get(&sk).await })
+            .await
+    }
+
+    /// The values of `keys` in table `t`, in the same order. Keys are grouped by
+    /// shard; each shard reads its group with all block reads in flight at once.
+    pub async fn multi_get<K: AsRef<[u8]>>(
+        &self,
+        t: TableId,
+        keys: &[K],
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        let n = self.shards() as usize;
+        let mut groups: Vec<(Vec<usize>, Vec<Vec<u8>>)> = vec![(Vec::new(), Vec::new()); n];
+        for (i, k) in keys.iter().enumerate() {
+            let (shard, sk) = self.inner.router.locate(t, k.as_ref())?;
+            groups[shard as usize].0.push(i);
+            groups[shard as usize].1.push(sk);
+        }
+        let calls = groups
+            .into_iter()
+            .enumerate()
+            .filter(|(_, g)| !g.0.is_empty())
+            .map(|(shard, (idx, sks))| async move {
+                let vals = self
+                    .call(
+                        shard as u32,
+                        move |s| async move { s.multi_get(&sks).await },
+                    )
+                    .await?;
+                Ok::<_, Error>((idx, vals))
+            });
+        let parts = futures_util::future::try_join_all(calls).await?;
+        let mut out = vec![None; keys.len()];
+        for (idx, vals) in parts {
+            for (i, v) in idx.into_iter().zip(vals) {
+                out[i] = v;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` entries of table `t` with keys within the bounds, in user-key
+    /// order. A range within one key group (see `Options::key_group_prefix_bytes`) is
+    /// answered by one shard from one key group; any other range visits every key
+    /// group of every shard, which costs a seek per key group.
+    pub async fn scan(
+        &self,
+        t: TableId,
+        lower: Bound<&[u8]>,
+        upper: Bound<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.inner.router.check_table(t)?;
+        let single = self.inner.router.single_group(lower, upper);
+        let range = Arc::new(ScanRange {
+            table: t,
+            lower: lower.map(<[u8]>::to_vec),
+            upper: upper.map(<[u8]>::to_vec),
+            limit,
+        });
+        let targets: Vec<(u32, std::ops::RangeInclusive<u16>)> = match single {
+            Some(kg) => vec![(self.inner.router.shard_of_group(kg), kg..=kg)],
+            None => (0..self.shards()).map(|s| (s, 0..=u16::MAX)).collect(),
+        };
+        let calls = targets.into_iter().map(|(shard, kgs)| {
+            let range = range.clone();
+            self.call(shard, move |s| async move { s.scan(kgs, &range).await })
+        });
+        let parts = futures_util::future::try_join_all(calls).await?;
+        let mut out: Vec<(Vec<u8>, Vec<u8>)> = parts.into_iter().flatten().collect();
+        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    async fn on_all<F, Fut, T>(&self, f: F) -> Result<Vec<T>>
+    where
+        F: Fn(Rc<Shard>) -> Fut + Send + Sync + Clone + 'static,
+        Fut: Future<Output = Result<T>> + 'static,
+        T: Send + 'static,
+    {
+        let calls = (0..self.shards()).map(|id| {
+            let f = f.clone();
+            self.call(id, move |s| f(s))
+        });
+        futures_util::future::try_join_all(calls).await
+    }
+
+    /// Writes every memtable to L0 and waits until done. After `flush` the data
+    /// written before it survives a crash.
+    pub async fn flush(&self) -> Result<()> {
+        self.on_all(|s| async move { s.flush_all().await })
+            .await
+            .map(drop)
+    }
+
+    /// Flushes, then compacts every file that may hold keys in the range down to the
+    /// deepest level, dropping overwritten versions and tombstones. Unbounded on both
+    /// ends compacts everything.
+    pub async fn compact_range(&self, lower: Bound<&[u8]>, upper: Bound<&[u8]>) -> Result<()> {
+        let (lo, hi) = match self.inner.router.single_group(lower, upper) {
+            Some(kg) => (
+                Some(kg.to_be_bytes().to_vec()),
+                kg.checked_add(1).map(|n| n.to_be_bytes().to_vec()),
+            ),
+            None => (None, None),
+        };
+        self.on_all(move |s| {
+            let (lo, hi) = (lo.clone(), hi.clone());
+            async move { s.compact_range(lo, hi).await }
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Waits until no shard has compaction work pending.
+    pub async fn wait_for_compactions(&self) -> Result<()> {
+        self.on_all(|s| async move { s.wait_for_compactions().await })
+            .await
+            .map(drop)
+    }
+
+    /// Statistics of every shard.
+    pub async fn stats(&self) -> Result<DbStats> {
+        let shards = self.on_all(|s| async move { Ok(s.stats()) }).await?;
+        Ok(DbStats { shards })
+    }
+
+    /// Runs `f` on shard `shard`'s executor thread with a [`LocalDb`], so it can use
+    /// the shard without cross-thread hops (an operator embedded on that core).
+    pub async fn on_shard<F, Fut, T>(&self, shard: u32, f: F) -> Result<T>
+    where
+        F: FnOnce(LocalDb) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+        T: Send + 'static,
+    {
+        let weak = Arc::downgrade(&self.inner);
+        self.call(
+            shard,
+            move |s| async move { Ok(f(LocalDb::new(s, weak)).await) },
+        )
+        .await
+    }
+
+    /// Flushes every shard and stops them. The directory then holds exactly the state
+    /// at close; [`Db::open`] restores it. Other clones of this handle get `Closed`.
+    pub async fn close(self) -> Result<()> {
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return Err(ErrorDetail::Closed.into());
+        }
+        let mut first_err = None;
+        for (id, sender) in self.inner.senders.iter().enumerate() {
+            let (tx, rx) = flume::bounded(1);
+            if sender.send_async(Msg::Close(tx)).await.is_err() {
+                continue;
+            }
+            let r = rx.recv_async().await.unwrap_or_else(|_| {
+                Err(ErrorDetail::ShardGone {
+                    shard: id as u32,
+                    what: "it stopped while closing".into(),
+                }
+                .into())
+            });
+            if let Err(e) = r {
+                first_err.get_or_insert(e);
+            }
+        }
+        match first_err {
+            None => Ok(()),
+            Some(e) => Err(e),
+        }
+    }
+}
+
+/// The body of a shard's executor thread.
+async fn shard_main(
+    id: u32,
+    opts: Options,
+    rx: flume::Receiver<Msg>,
+    ready: flume::Sender<Result<()>>,
+) {
+    let ex = glommio::executor();
+    let queues = Queues {
+        foreground: ex.create_task_queue(
+            Shares::Static(opts.foreground_shares),
+            Latency::Matters(Duration::from_millis(1)),
+            "foreground",
+        ),
+        flush: ex.create_task_queue(
+            Shares::Static(opts.flush_shares),
+            Latency::NotImportant,
+            "flush",
+        ),
+        compaction: ex.create_task_queue(
+            Shares::Static(opts.compaction_shares),
+            Latency::NotImportant,
+            "compaction",
+        ),
+    };
+    let max_inflight = opts.max_pending_requests_per_shard;
+    let shard = match Shard::open(id, opts, queues).await {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let background = [
+        glommio::spawn_local_into(shard.clone().flush_loop(), queues.flush),
+        glommio::spawn_local_into(shard.clone().compaction_loop(), queues.compaction),
+    ];
+    let background: Vec<_> = background.into_iter().filter_map(|t| t.ok()).collect();
+    let _ = ready.send(Ok(()));
+
+    // Bound the jobs in flight: when full, stop taking messages, so senders wait on
+    // the bounded channel.
+    let inflight = Rc::new(glommio::sync::Semaphore::new(max_inflight as u64));
+    let mut close_reply = None;
+    while let Ok(msg) = rx.recv_async().await {
+        match msg {
+            Msg::Run(job) => {
+                let Ok(permit) = inflight.acquire_static_permit(1).await else {
+                    break;
+                };
+                job(&shard, permit);
+            }
+            Msg::Close(reply) => {
+                close_reply = Some(reply);
+                break;
+            }
+        }
+    }
+    let r = shard.close().await;
+    for t in background {
+        t.await;
+    }
+    if let Some(reply) = close_reply {
+        let _ = reply.send(r);
+    } else if let Err(e) = r {
+        tracing::error!(shard = id, error = %e, "closing the shard failed");
+    }
+}
+
+impl Shard {
+    fn stats(&self) -> ShardStats {
+        let st = self.state.borrow();
+        ShardStats {
+            shard: self.id,
+            key_groups: self.key_groups,
+            memtable_bytes: st.mem.approximate_bytes(),
+            immutable_memtables: st.imms.len(),
+            last_seqno: st.last_seqno,
+            levels: st
+                .version
+                .levels
+                .iter()
+                .enumerate()
+                .map(|(i, files)| LevelStats {
+                    files: files.len(),
+                    bytes: st.version.level_bytes(i),
+                })
+                .collect(),
+            counters: *self.counters.borrow(),
+            cache: self.cache.stats(),
+            poisoned: self.poisoned.borrow().clone(),
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! The database-level metadata file, `TERRACE-META`.
+//!
+//! It fixes what must not change for the life of the database: the number of key
+//! groups, the key-group prefix, the shard count, and the state table catalog
+//! (names to ids; the list may grow, ids never change).
+//!
+//! ```text
+//! magic "TRCMETA\0" (8) | format version u32 | shards u32 | max_key_groups u16 |
+//! key_group_prefix_bytes u32 (0 = whole key) | table count u16 |
+//! per table: id u16, name (u32 length + bytes) | crc32 of everything before u32
+//! ```
+//! Written to a temp file, fsynced and renamed into place.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::codec::{crc32, Dec, Enc};
+use crate::error::{Error, ErrorDetail, Result};
+use crate::manifest::sync_dir;
+use crate::options::Options;
+
+const MAGIC: &[u8; 8] = b"TRCMETA\0";
+const META_FORMAT_VERSION: u32 = 1;
+pub(crate) const META_FILE: &str = "TERRACE-META";
+
+/// What `TERRACE-META` records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct DbMeta {
+    pub(crate) shards: u32,
+    pub(crate) max_key_groups: u16,
+    pub(crate) key_group_prefix_bytes: Option<u32>,
+    /// (id, name), ids unique.
+    pub(crate) tables: Vec<(u16, String)>,
+}
+
+impl DbMeta {
+    fn encode(&self) -> Vec<u8> {
+        let mut e = Enc::default();
+        e.buf.extend_from_slice(MAGIC);
+        e.u32(META_FORMAT_VERSION)
+            .u32(self.shards)
+            .u16(self.max_key_groups)
+            .u32(self.key_group_prefix_bytes.unwrap_or(0))
+            .u16(self.tables.len() as u16);
+        for (id, name) in &self.tables {
+            e.u16(*id).bytes(name.as_bytes());
+        }
+        let crc = crc32(&e.buf);
+        e.u32(crc);
+        e.buf
+    }
+
+    fn decode(path: &Path, bytes: &[u8]) -> Result<DbMeta> {
+        if bytes.len() < MAGIC.len() + 4 || &bytes[..8] != MAGIC {
+            return Err(Error::corrupt(path, 0, "missing metadata magic"));
+        }
+        let (body, crc) = bytes.split_at(bytes.len() - 4);
+        let stored = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
+        let computed = crc32(body);
+        if stored != computed {
+            return Err(ErrorDetail::ChecksumMismatch {
+                file: path.to_path_buf(),
+                offset: 0,
+                stored,
+                computed,
+            }
+            .into());
+        }
+        let short = || Error::corrupt(path, 0, "metadata ends inside a field");
+        let mut d = Dec::new(&body[8..]);
+        let version = d.u32().ok_or_else(short)?;
+        if version > META_FORMAT_VERSION {
+            return Err(ErrorDetail::UnsupportedVersion {
+                file: path.to_path_buf(),
+                found: version,
+                supported: META_FORMAT_VERSION,
+            }
+            .into());
+        }
+        let shards = d.u32().ok_or_else(short)?;
+        let max_key_groups = d.u16().ok_or_else(short)?;
+        let prefix = d.u32().ok_or_else(short)?;
+        let n = d.u16().ok_or_else(short)?;
+        let mut tables = Vec::with_capacity(usize::from(n));
+        for _ in 0..n {
+            let id = d.u16().ok_or_else(short)?;
+            let name = String::from_utf8(d.bytes().ok_or_else(short)?.to_vec())
+                .map_err(|_| Error::corrupt(path, 0, "table name is not UTF-8"))?;
+            tables.push((id, name));
+        }
+        Ok(DbMeta {
+            shards,
+            max_key_groups,
+            key_group_prefix_bytes: (prefix != 0).then_some(prefix),
+            tables,
+        })
+    }
+
+    /// Reads the metadata of the database at `dir`; `None` if there is none.
+    pub(crate) fn load(dir: &Path) -> Result<Option<DbMeta>> {
+        let path = dir.join(META_FILE);
+        match fs::read(&path) {
+            Ok(bytes) => DbMeta::decode(&path, &bytes).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("read", &path, e)),
+        }
+    }
+
+    /// Writes the metadata atomically.
+    pub(crate) fn store(&self, dir: &Path) -> Result<()> {
+        let tmp = dir.join(format!("{META_FILE}.tmp"));
+        let path = dir.join(META_FILE);
+        let mut f = fs::File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+        f.write_all(&self.encode())
+            .and_then(|()| f.sync_all())
+            .map_err(|e| Error::io("write", &tmp, e))?;
+        fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &tmp, e))?;
+        sync_dir(dir)
+    }
+
+    /// Checks `opts` against the metadata on disk and adds newly declared tables.
+    /// Returns whether the table list changed.
+    pub(crate) fn reconcile(&mut self, opts: &Options) -> Result<bool> {
+        let mismatch = |option: &'static str, on_disk: String, given: String| -> Error {
+            ErrorDetail::OptionMismatch {
+                path: PathBuf::from(&opts.path),
+                option,
+                on_disk,
+                given,
+            }
+            .into()
+        };
+        if self.shards != opts.shards {
+            return Err(mismatch(
+                "shards",
+                self.shards.to_string(),
+                opts.shards.to_string(),
+            ));
+        }
+        if self.max_key_groups != opts.max_key_groups {
+            return Err(mismatch(
+                "max_key_groups",
+                self.max_key_groups.to_string(),
+                opts.max_key_groups.to_string(),
+            ));
+        }
+        if self.key_group_prefix_bytes != opts.key_group_prefix_bytes {
+            return Err(mismatch(
+                "key_group_prefix_bytes",
+                format!("{:?}", self.key_group_prefix_bytes),
+                format!("{:?}", opts.key_group_prefix_bytes),
+            ));
+        }
+        let mut changed = false;
+        for name in std::iter::once("default").chain(opts.tables.iter().map(String::as_str)) {
+            if self.tables.iter().any(|(_, n)| n == name) {
+                continue;
+            }
+            let next = self.tables.iter().map(|(id, _)| *id + 1).max().unwrap_or(0);
+            self.tables.push((next, name.to_string()));
+            changed = true;
+        }
+        Ok(changed)
+    }
+
+    /// Metadata of a new database created with `opts`.
+    pub(crate) fn new_for(opts: &Options) -> DbMeta {
+        DbMeta {
+            shards: opts.shards,
+            max_key_groups: opts.max_key_groups,
+            key_group_prefix_bytes: opts.key_group_prefix_bytes,
+            tables: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_detects_damage_and_keeps_table_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = Options::new(dir.path());
+        opts.shards = 2;
+        opts.tables = vec!["a".into(), "b".into()];
+        let mut meta = DbMeta::new_for(&opts);
+        assert!(meta.reconcile(&opts).unwrap());
+        meta.store(dir.path()).unwrap();
+        let mut back = DbMeta::load(dir.path()).unwrap().unwrap();
+        assert_eq!(back, meta);
+        let ids: Vec<_> = back.tables.iter().map(|(i, n)| (*i, n.as_str())).collect();
+        assert_eq!(ids, vec![(0, "default"), (1, "a"), (2, "b")]);
+
+        opts.tables = vec!["b".into(), "c".into()];
+        assert!(back.reconcile(&opts).unwrap());
+        assert!(back.tables.contains(&(2, "b".to_string())));
+        assert!(back.tables.contains(&(3, "c".to_string())));
+
+        opts.shards = 3;
+        let err = back.reconcile(&opts).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument);
+
+        let path = dir.path().join(META_FILE);
+        let mut bytes = fs::read(&path).unwrap();
+        for i in 0..bytes.len() {
+            bytes[i] ^= 0x40;
+            assert!(
+                DbMeta::decode(&path, &bytes).is_err(),
+                "flip at {i} undetected"
+            );
+            bytes[i] ^= 0x40;
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! Flushing frozen memtables to L0 SSTs, in the shard's flush task queue.
+//!
+//! Only the newest version of each key is written: no reader can need an older one,
+//! because reads that captured an older seqno hold the frozen memtable itself.
+//! Tombstones are kept; they shadow older data in deeper levels.
+
+use std::rc::Rc;
+
+use terrace_tiering::{BlockSource, LocalFile};
+use terrace_uploader::{FileReason, NewFile};
+
+use super::Shard;
+use crate::error::{Error, Result};
+use crate::key::{make_internal_key, ValueKind};
+use crate::memtable::{MemValue, Memtable};
+use crate::sst::{TableReader, TableWriter};
+use crate::version::{FileDesc, FileMeta, VersionEdit};
+
+impl Shard {
+    /// The flush task: flushes frozen memtables oldest first until the shard closes.
+    pub(crate) async fn flush_loop(self: Rc<Self>) {
+        loop {
+            let seen = self.flush_wake.generation();
+            loop {
+                let oldest = self.state.borrow().imms.back().cloned();
+                let Some(imm) = oldest else { break };
+                if self.poisoned.borrow().is_some() {
+                    break;
+                }
+                if let Err(e) = self.flush_memtable(&imm).await {
+                    self.poison(&e);
+                    break;
+                }
+            }
+            if self.closing.get() && self.state.borrow().imms.is_empty() {
+                return;
+            }
+            if self.poisoned.borrow().is_some() && self.closing.get() {
+                return;
+            }
+            self.flush_wake.changed_since(seen).await;
+        }
+    }
+
+    /// Writes `imm` as an L0 SST and installs it.
+    async fn flush_memtable(&self, imm: &Rc<Memtable>) -> Result<()> {
+        if imm.is_empty() {
+            self.state.borrow_mut().imms.pop_back();
+            self.changed.notify_all();
+            return Ok(());
+        }
+        let number = {
+            let mut st = self.state.borrow_mut();
+            let n = st.next_file_number;
+            st.next_file_number += 1;
+            n
+        };
+        let id = self.make_file_id(number);
+        let path = self.sst_path(id);
+        let mut writer = TableWriter::create(&path, id, self.table_opts.clone()).await?;
+        let desc = match write_newest_versions(&mut writer, imm, id).await {
+            Ok(mut desc) => {
+                writer.finish().await?;
+                desc.size_bytes = std::fs::metadata(&path)
+                    .map_err(|e| Error::io("stat", &path, e))?
+                    .len();
+                desc
+            }
+            Err(e) => {
+                writer.abandon().await;
+                return Err(e);
+            }
+        };
+        let meta = open_written(&path, desc).await?;
+        let size = meta.desc.size_bytes;
+        let edit = VersionEdit {
+            last_seqno: Some(imm.max_seqno()),
+            next_file_number: Some(number + 1),
+            added: vec![(0, meta.desc.clone())],
+            ..Default::default()
+        };
+        self.log_and_install(edit, vec![(0, meta)])?;
+        {
+            let mut st = self.state.borrow_mut();
+            st.imms.pop_back();
+            let mut c = self.counters.borrow_mut();
+            c.flushes += 1;
+            c.flush_bytes += size;
+        }
+        self.changed.notify_all();
+        self.compaction_wake.notify_all();
+        if let Some(hook) = &self.opts.new_file_hook {
+            hook.on_new_file(&NewFile {
+                shard: self.id,
+                file_id: id,
+                path,
+                size_bytes: size,
+                level: 0,
+                reason: FileReason::Flush,
+            });
+        }
+        Ok(())
+    }
+
+    /// Freezes the active memtable and waits until every frozen memtable is flushed.
+    pub(crate) async fn flush_all(&self) -> Result<()> {
+        self.check_open()?;
+        self.freeze(true);
+        loop {
+            let seen = self.changed.generation();
+            if let Some(reason) = self.poisoned.borrow().as_ref() {
+                return Err(crate::ErrorDetail::Poisoned {
+                    shard: self.id,
+                    reason: reason.clone(),
+                }
+                .into());
+            }
+            if self.state.borrow().imms.is_empty() {
+                return Ok(());
+            }
+            self.flush_wake.notify_all();
+            self.changed.changed_since(seen).await;
+        }
+    }
+}
+
+/// Writes the newest version of every key of a frozen memtable; returns the file's
+/// description (size filled in by the caller).
+async fn write_newest_versions(
+    writer: &mut TableWriter,
+    imm: &Memtable,
+    id: u64,
+) -> Result<FileDesc> {
+    // The memtable is frozen: nothing mutates it, so holding the borrow across the
+    // writer's awaits cannot conflict.
+    let map = imm.for_each_frozen();
+    let mut desc = FileDesc {
+        id,
+        size_bytes: 0,
+        smallest: Vec::new(),
+        largest: Vec::new(),
+        entries: 0,
+        deletions: 0,
+        min_seqno: u64::MAX,
+        max_seqno: 0,
+    };
+    let mut last: Option<&[u8]> = None;
+    for (k, v) in map.iter() {
+        if last == Some(&k.state_key[..]) {
+            continue;
+        }
+        last = Some(&k.state_key);
+        let (kind, value): (ValueKind, &[u8]) = match v {
+            MemValue::Put(v) => (ValueKind::Put, v),
+            MemValue::Delete => (ValueKind::Delete, &[]),
+        };
+        let ikey = make_internal_key(&k.state_key, k.seqno, kind);
+        writer.add(&ikey, value).await?;
+        if desc.smallest.is_empty() {
+            desc.smallest = ikey.clone();
+        }
+        desc.entries += 1;
+        if kind == ValueKind::Delete {
+            desc.deletions += 1;
+        }
+        desc.min_seqno = desc.min_seqno.min(k.seqno);
+        desc.max_seqno = desc.max_seqno.max(k.seqno);
+        desc.largest = ikey;
+    }
+    Ok(desc)
+}
+
+/// Opens a just-written SST for reading.
+pub(crate) async fn open_written(path: &std::path::Path, desc: FileDesc) -> Result<Rc<FileMeta>> {
+    let file = LocalFile::open(path)
+        .await
+        .map_err(|e| Error::io("open", path, e))?;
+    let source: Rc<dyn BlockSource> = Rc::new(file);
+    let reader = TableReader::open(desc.id, path.to_path_buf(), source).await?;
+    Ok(Rc::new(FileMeta {
+        desc,
+        reader: Rc::new(reader),
+    }))
+}

@@ -1,0 +1,87 @@
+//! The write path: assign a seqno, apply to the memtable, freeze it when full, and
+//! stall (rather than grow memory) when flushes or L0 compactions fall behind.
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use super::Shard;
+use crate::error::Result;
+use crate::memtable::Memtable;
+
+impl Shard {
+    /// Writes `value` (or a tombstone) for `state_key`. The write takes effect before
+    /// the first `.await`, so its place among operations on the key is its submission
+    /// order; it completes after every earlier operation on the key.
+    pub(crate) async fn write(
+        self: &Rc<Self>,
+        state_key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<()> {
+        self.check_open()?;
+        let ticket = self.lanes.enter(state_key);
+        self.apply(state_key, value);
+        self.stall_if_needed().await?;
+        ticket.finish().await;
+        Ok(())
+    }
+
+    fn apply(&self, state_key: &[u8], value: Option<&[u8]>) {
+        let mut st = self.state.borrow_mut();
+        st.last_seqno += 1;
+        let seqno = st.last_seqno;
+        st.mem.insert(state_key, seqno, value);
+        let mut c = self.counters.borrow_mut();
+        match value {
+            Some(_) => c.puts += 1,
+            None => c.deletes += 1,
+        }
+    }
+
+    /// Freezes the active memtable if it is non-empty (and there is room), waking the
+    /// flush task. Returns whether it froze.
+    pub(crate) fn freeze(&self, force: bool) -> bool {
+        let mut st = self.state.borrow_mut();
+        let full = st.mem.approximate_bytes() >= self.opts.memtable_bytes;
+        if st.mem.is_empty()
+            || (!force && !full)
+            || (!force && st.imms.len() >= self.opts.max_immutable_memtables)
+        {
+            return false;
+        }
+        let frozen = std::mem::replace(&mut st.mem, Rc::new(Memtable::new()));
+        st.imms.push_front(frozen);
+        drop(st);
+        self.flush_wake.notify_all();
+        true
+    }
+
+    fn must_stall(&self) -> bool {
+        let st = self.state.borrow();
+        let mem_full = st.mem.approximate_bytes() >= self.opts.memtable_bytes;
+        (mem_full && st.imms.len() >= self.opts.max_immutable_memtables)
+            || st.version.levels[0].len() >= self.opts.l0_stop_writes_trigger
+    }
+
+    /// Waits while the shard is over its memory or L0 budget.
+    async fn stall_if_needed(&self) -> Result<()> {
+        self.freeze(false);
+        if !self.must_stall() {
+            return Ok(());
+        }
+        let start = Instant::now();
+        loop {
+            let seen = self.changed.generation();
+            self.check_open()?;
+            self.freeze(false);
+            if !self.must_stall() {
+                break;
+            }
+            self.compaction_wake.notify_all();
+            self.changed.changed_since(seen).await;
+        }
+        let mut c = self.counters.borrow_mut();
+        c.stalls += 1;
+        c.stall_micros += start.elapsed().as_micros() as u64;
+        Ok(())
+    }
+}
