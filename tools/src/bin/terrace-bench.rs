@@ -1,1 +1,278 @@
-fn main() {}
+//! `terrace-bench`: db_bench for Terrace.
+//!
+//! ```text
+//! terrace-bench                                   # default list, 1M keys, temp dir
+//! terrace-bench --benchmarks=fillseq,readrandom --num=100000 --histogram
+//! terrace-bench --threads=4 --concurrency=8 --json=out.json
+//! ```
+//!
+//! Benchmarks run in order on one database. Without `--db` it lives in a fresh
+//! temporary directory removed at exit; with `--db` (and no `--use_existing_db`) an
+//! existing Terrace database there is destroyed first, like db_bench does, and a
+//! directory holding anything else is refused. See `terrace_tools::bench` for the
+//! design and `bench::report` for the output conventions.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use futures_lite::future::block_on;
+use terrace::{Compression, Db, Options, TableId};
+
+use terrace_tools::bench::benchmark::Benchmark;
+use terrace_tools::bench::driver::{self, Mode};
+use terrace_tools::bench::engine_stats::one_line;
+use terrace_tools::bench::flags::{CompressionType, Flags};
+use terrace_tools::bench::histogram::{format_histogram, summarize};
+use terrace_tools::bench::keys::KeyDraw;
+use terrace_tools::bench::progress::{Progress, Reporter};
+use terrace_tools::bench::report::{header, BenchResult, JsonSummary};
+use terrace_tools::bench::values::ValuePool;
+use terrace_tools::bench::workload::Plan;
+
+/// The file every Terrace database directory holds; its presence is what allows
+/// `--db` to destroy a directory.
+const DB_MARKER_FILE: &str = "TERRACE-META";
+
+fn main() -> ExitCode {
+    let flags = Flags::parse();
+    if let Err(msg) = flags.validate() {
+        eprintln!("terrace-bench: {msg}");
+        return ExitCode::from(2);
+    }
+    match run(&flags) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("terrace-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn options(flags: &Flags, path: &Path) -> Options {
+    let mut opts = Options::new(path);
+    opts.shards = flags.shard_count();
+    if let Some(kg) = flags.max_key_groups {
+        opts.max_key_groups = kg;
+    }
+    opts.key_group_prefix_bytes = flags.key_group_prefix_bytes;
+    opts.memtable_bytes = flags.write_buffer_size;
+    opts.block_bytes = flags.block_size;
+    opts.bloom_bits_per_key = flags.bloom_bits;
+    opts.compression = match flags.compression_type {
+        CompressionType::None => Compression::None,
+        CompressionType::Zstd => Compression::Zstd {
+            level: flags.compression_level,
+        },
+    };
+    opts.block_cache_bytes = flags.cache_size;
+    opts.target_file_bytes = flags.target_file_size_base;
+    opts.pin_shards = flags.pin_shards;
+    opts.max_key_bytes = opts.max_key_bytes.max(flags.key_size + 1);
+    opts.max_value_bytes = opts.max_value_bytes.max(flags.value_size);
+    opts
+}
+
+/// Empties `--db` unless it is to be reused; refuses directories that are not
+/// Terrace databases.
+fn prepare_db_dir(path: &Path, use_existing: bool) -> anyhow::Result<()> {
+    if use_existing {
+        if !path.join(DB_MARKER_FILE).exists() {
+            bail!(
+                "--use_existing_db: {} holds no Terrace database",
+                path.display()
+            );
+        }
+        return Ok(());
+    }
+    let empty = match std::fs::read_dir(path) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    if empty {
+        return Ok(());
+    }
+    if !path.join(DB_MARKER_FILE).exists() {
+        bail!(
+            "{} is not empty and holds no Terrace database; refusing to delete it",
+            path.display()
+        );
+    }
+    std::fs::remove_dir_all(path).with_context(|| format!("destroying {}", path.display()))
+}
+
+/// Where the report goes: stdout, or stderr when stdout carries the JSON.
+struct Out {
+    to_stderr: bool,
+}
+
+impl Out {
+    fn line(&self, s: &str) {
+        if self.to_stderr {
+            eprintln!("{s}");
+        } else {
+            println!("{s}");
+            let _ = std::io::stdout().flush();
+        }
+    }
+}
+
+fn run(flags: &Flags) -> anyhow::Result<()> {
+    let out = Out {
+        to_stderr: flags.json.as_deref() == Some("-"),
+    };
+    let (_tempdir, path): (Option<tempfile::TempDir>, PathBuf) = match &flags.db {
+        Some(p) => {
+            prepare_db_dir(p, flags.use_existing_db)?;
+            (None, p.clone())
+        }
+        None => {
+            let dir = tempfile::Builder::new()
+                .prefix("terrace-bench-")
+                .tempdir()
+                .context("creating a temporary database directory")?;
+            let p = dir.path().to_path_buf();
+            (Some(dir), p)
+        }
+    };
+    let db = block_on(Db::open(options(flags, &path)))
+        .with_context(|| format!("opening the database in {}", path.display()))?;
+    out.line(&header(flags, &path.display().to_string(), db.shards()));
+
+    let table = db.table("default").context("opening table \"default\"")?;
+    let values = Arc::new(ValuePool::new(
+        flags.seed,
+        flags.value_size,
+        flags.compression_ratio,
+    ));
+    let mode = if flags.threads == 0 {
+        Mode::Embedded {
+            concurrency: flags.concurrency,
+        }
+    } else {
+        Mode::Threads {
+            threads: flags.threads,
+            concurrency: flags.concurrency,
+        }
+    };
+    let mut summary = JsonSummary::new(flags, &path.display().to_string());
+    let mut last_stats = None;
+
+    for (position, &bench) in flags.benchmarks.0.iter().enumerate() {
+        let (mut result, histogram) = if bench.is_pseudo() {
+            (run_pseudo(&db, bench, &out)?, None)
+        } else {
+            let plan = plan(flags, bench, position as u64, table, &values, &db, mode);
+            run_workload(&db, plan, mode, flags.histogram)?
+        };
+        out.line(&result.line());
+        if let Some(h) = histogram {
+            out.line(&h);
+        }
+        if !bench.is_pseudo() {
+            let stats = block_on(db.stats()).context("reading engine statistics")?;
+            let line = one_line(last_stats.as_ref(), &stats);
+            out.line(&format!("  engine: {line}"));
+            result.engine_stats = Some(line);
+            last_stats = Some(stats);
+        }
+        summary.benchmarks.push(result);
+    }
+
+    block_on(db.close()).context("closing the database")?;
+    if let Some(target) = &flags.json {
+        let text = serde_json::to_string_pretty(&summary)?;
+        if target == "-" {
+            println!("{text}");
+        } else {
+            std::fs::write(target, text + "\n").with_context(|| format!("writing {target}"))?;
+        }
+    }
+    Ok(())
+}
+
+fn plan(
+    flags: &Flags,
+    bench: Benchmark,
+    position: u64,
+    table: TableId,
+    values: &Arc<ValuePool>,
+    db: &Db,
+    mode: Mode,
+) -> Plan {
+    Plan {
+        bench,
+        table,
+        num: flags.num,
+        reads: flags.reads(),
+        key_size: flags.key_size,
+        seek_nexts: flags.seek_nexts,
+        batch_size: flags.batch_size,
+        readseq_chunk: flags.readseq_chunk,
+        partitions: mode.workers(db.shards()),
+        // The salt is the position in the list: a readrandom after fillrandom draws
+        // other keys than the fill did, and two runs of the same list draw the same.
+        draw: KeyDraw::new(flags.seed, position * 2, flags.num),
+        writer_draw: KeyDraw::new(flags.seed, position * 2 + 1, flags.num),
+        values: values.clone(),
+        progress: Arc::new(Progress::default()),
+    }
+}
+
+fn run_workload(
+    db: &Db,
+    plan: Plan,
+    mode: Mode,
+    histogram: bool,
+) -> anyhow::Result<(BenchResult, Option<String>)> {
+    let bench = plan.bench;
+    let looked_for = plan.looked_for();
+    let reporter = Reporter::start(bench.name(), plan.progress.clone());
+    let outcome = driver::run(db, plan, mode);
+    drop(reporter);
+    let outcome = outcome.with_context(|| format!("benchmark {bench} failed"))?;
+    let stats = &outcome.stats;
+    let mut result = BenchResult::new(
+        bench.name(),
+        stats.ops,
+        outcome.elapsed.as_secs_f64(),
+        stats.bytes,
+    );
+    if bench.reports_found() {
+        result.found = Some((stats.found, looked_for));
+    }
+    result.background_writes = stats.background_writes;
+    result.latency = Some(summarize(&stats.latency_ns));
+    let histogram = histogram.then(|| format_histogram(bench.histogram_op(), &stats.latency_ns));
+    Ok((result, histogram))
+}
+
+fn run_pseudo(db: &Db, bench: Benchmark, out: &Out) -> anyhow::Result<BenchResult> {
+    let start = Instant::now();
+    match bench {
+        Benchmark::Flush => block_on(db.flush()).context("flush")?,
+        Benchmark::Compact => {
+            block_on(db.compact_range(std::ops::Bound::Unbounded, std::ops::Bound::Unbounded))
+                .context("compact")?
+        }
+        Benchmark::WaitForCompaction => {
+            block_on(db.wait_for_compactions()).context("waitforcompaction")?
+        }
+        Benchmark::Stats => {
+            let stats = block_on(db.stats()).context("stats")?;
+            out.line(&stats.to_string());
+        }
+        other => bail!("{other} is not a pseudo-benchmark"),
+    }
+    Ok(BenchResult::new(
+        bench.name(),
+        1,
+        start.elapsed().as_secs_f64(),
+        0,
+    ))
+}

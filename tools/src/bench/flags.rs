@@ -1,0 +1,255 @@
+//! Command-line flags of `terrace-bench`, named and meant as in RocksDB's `db_bench`.
+//!
+//! Flags keep db_bench's underscores (`--value_size`) and accept both `--name=value`
+//! and `--name value`. Boolean flags accept a bare `--histogram` as well as db_bench's
+//! `--histogram=1` / `--histogram=true` / `--histogram=0`.
+//!
+//! Defaults that differ from db_bench, and why:
+//! - `--threads 0` (the default) is *embedded mode*: each shard's share of the work runs
+//!   on the shard's own executor thread; `--threads N` drives the database from N OS
+//!   threads through the cross-thread handle instead.
+//! - `--concurrency 32`: operations in flight per shard (embedded) or per thread. One
+//!   db_bench thread is `--concurrency 1`. Terrace is asynchronous, so a single
+//!   in-flight operation leaves a shard idle while it waits on I/O.
+//! - `--cache_size 8388608` (8 MiB, db_bench's default): the block cache of the whole
+//!   database, split evenly across shards.
+//! - `--compression_type none`: Terrace supports none and zstd; zstd is opt-in.
+//! - `--seed 0` is an ordinary seed, not "use the clock": runs are reproducible.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use clap::{ArgAction, Parser, ValueEnum};
+
+use super::benchmark::{parse_benchmark_list, Benchmark};
+
+/// The benchmark list run when `--benchmarks` is not given (db_bench's default list,
+/// restricted to what Terrace implements).
+pub const DEFAULT_BENCHMARKS: &str = "fillseq,fillrandom,overwrite,readrandom,readseq,\
+seekrandom,readmissing,updaterandom,multireadrandom,readwhilewriting,compact,readrandom,stats";
+
+/// Data block compression, as `--compression_type` spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CompressionType {
+    /// Blocks stored as they are.
+    None,
+    /// zstd at `--compression_level`.
+    Zstd,
+}
+
+/// A list of benchmarks, parsed from `--benchmarks=a,b,c`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BenchmarkList(pub Vec<Benchmark>);
+
+impl FromStr for BenchmarkList {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_benchmark_list(s).map(BenchmarkList)
+    }
+}
+
+/// db_bench-style boolean: `1`, `0`, `true`, `false`, `yes`, `no`.
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        other => Err(format!("{other:?} is not a boolean (use 1/0/true/false)")),
+    }
+}
+
+/// Every flag of `terrace-bench`.
+#[derive(Clone, Debug, Parser)]
+#[command(
+    name = "terrace-bench",
+    about = "db_bench-like benchmark for the Terrace LSM state engine",
+    rename_all = "snake_case",
+    after_help = "Benchmarks: fillseq fillrandom overwrite readrandom readseq readmissing \
+seekrandom updaterandom multireadrandom readwhilewriting, and the pseudo-benchmarks \
+flush compact waitforcompaction stats."
+)]
+pub struct Flags {
+    /// Comma-separated benchmarks, run in order on the same database.
+    #[arg(long, default_value = DEFAULT_BENCHMARKS)]
+    pub benchmarks: BenchmarkList,
+
+    /// Number of key-value pairs (the key space is 0..num).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub num: u64,
+
+    /// Number of read operations; -1 means `--num`.
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pub reads: i64,
+
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 100)]
+    pub value_size: usize,
+
+    /// Key size in bytes: keys are zero-padded decimal indexes this wide.
+    #[arg(long, default_value_t = 16)]
+    pub key_size: usize,
+
+    /// 0 = embedded mode (work runs on the shards' own threads); N > 0 = N OS threads
+    /// driving the database through the cross-thread handle.
+    #[arg(long, default_value_t = 0)]
+    pub threads: u32,
+
+    /// Operations in flight per shard (embedded mode) or per thread (`--threads N`).
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: u32,
+
+    /// Number of shards; default one per core. Fixed when the database is created.
+    #[arg(long)]
+    pub shards: Option<u32>,
+
+    /// Keys per multi_get in multireadrandom.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+
+    /// Block cache bytes for the whole database (split across shards).
+    #[arg(long, default_value_t = 8 << 20)]
+    pub cache_size: u64,
+
+    /// Bloom filter bits per key (0 disables filters).
+    #[arg(long, default_value_t = 10)]
+    pub bloom_bits: u32,
+
+    /// Data block compression.
+    #[arg(long, value_enum, default_value_t = CompressionType::None)]
+    pub compression_type: CompressionType,
+
+    /// zstd level when `--compression_type zstd`.
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
+    pub compression_level: i32,
+
+    /// Fraction of each value that is random; the rest repeats it (db_bench's
+    /// `--compression_ratio`).
+    #[arg(long, default_value_t = 0.5)]
+    pub compression_ratio: f64,
+
+    /// Database directory; default a fresh temporary directory removed at exit.
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+
+    /// Open the database at `--db` as it is instead of starting from an empty one.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value = "false",
+          default_missing_value = "true", value_parser = parse_bool)]
+    pub use_existing_db: bool,
+
+    /// Print a latency histogram after each benchmark.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value = "false",
+          default_missing_value = "true", value_parser = parse_bool)]
+    pub histogram: bool,
+
+    /// Seed of every generated key and value.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+
+    /// Entries read after each seek in seekrandom.
+    #[arg(long, default_value_t = 10)]
+    pub seek_nexts: usize,
+
+    /// Memtable size in bytes (per shard).
+    #[arg(long, default_value_t = 64 << 20)]
+    pub write_buffer_size: usize,
+
+    /// Target uncompressed data block size in bytes.
+    #[arg(long, default_value_t = 4096)]
+    pub block_size: usize,
+
+    /// Target size of compaction output files in bytes.
+    #[arg(long, default_value_t = 64 << 20)]
+    pub target_file_size_base: u64,
+
+    /// Number of key groups (fixed when the database is created).
+    #[arg(long)]
+    pub max_key_groups: Option<u16>,
+
+    /// Key group = hash of the first N key bytes (default: the whole key). With N
+    /// below `--key_size`, runs of consecutive keys share a key group and short scans
+    /// touch one key group.
+    #[arg(long)]
+    pub key_group_prefix_bytes: Option<u32>,
+
+    /// Pin shard i to CPU i % cores.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value = "true",
+          default_missing_value = "true", value_parser = parse_bool)]
+    pub pin_shards: bool,
+
+    /// Entries fetched per scan call in readseq.
+    #[arg(long, default_value_t = 1000)]
+    pub readseq_chunk: usize,
+
+    /// Write a machine-readable JSON summary to this path; `-` writes it to stdout
+    /// (the human-readable report then goes to stderr).
+    #[arg(long)]
+    pub json: Option<String>,
+}
+
+impl Flags {
+    /// Number of reads each read benchmark performs.
+    pub fn reads(&self) -> u64 {
+        u64::try_from(self.reads).unwrap_or(self.num)
+    }
+
+    /// Number of shards to open with.
+    pub fn shard_count(&self) -> u32 {
+        self.shards.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get() as u32)
+                .unwrap_or(1)
+        })
+    }
+
+    /// Checks combinations clap cannot express; the message names the flag.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.num == 0 {
+            return Err("--num must be at least 1".into());
+        }
+        let digits = super::keys::decimal_digits(self.num - 1);
+        if self.key_size < digits {
+            return Err(format!(
+                "--key_size={} is too small for --num={}: keys need {digits} digits",
+                self.key_size, self.num
+            ));
+        }
+        if self.concurrency == 0 {
+            return Err("--concurrency must be at least 1".into());
+        }
+        if self.batch_size == 0 {
+            return Err("--batch_size must be at least 1".into());
+        }
+        if self.readseq_chunk == 0 {
+            return Err("--readseq_chunk must be at least 1".into());
+        }
+        if !(0.0..=1.0).contains(&self.compression_ratio) {
+            return Err("--compression_ratio must be within 0..=1".into());
+        }
+        if self.use_existing_db && self.db.is_none() {
+            return Err("--use_existing_db needs --db".into());
+        }
+        Ok(())
+    }
+
+    /// The flags as text, for the JSON summary.
+    pub fn describe(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("num", self.num.to_string()),
+            ("reads", self.reads().to_string()),
+            ("key_size", self.key_size.to_string()),
+            ("value_size", self.value_size.to_string()),
+            ("threads", self.threads.to_string()),
+            ("concurrency", self.concurrency.to_string()),
+            ("shards", self.shard_count().to_string()),
+            ("batch_size", self.batch_size.to_string()),
+            ("cache_size", self.cache_size.to_string()),
+            ("bloom_bits", self.bloom_bits.to_string()),
+            ("compression_type", format!("{:?}", self.compression_type)),
+            ("compression_ratio", self.compression_ratio.to_string()),
+            ("seed", self.seed.to_string()),
+            ("seek_nexts", self.seek_nexts.to_string()),
+            ("write_buffer_size", self.write_buffer_size.to_string()),
+            ("block_size", self.block_size.to_string()),
+        ]
+    }
+}

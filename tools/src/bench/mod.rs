@@ -1,0 +1,21 @@
+//! `terrace-bench`: a db_bench-like benchmark of the Terrace engine.
+//!
+//! Data flows one way: [`flags`] parse the command line; for each entry of
+//! `--benchmarks` the binary builds a [`workload::Plan`] (keys from [`keys`], values
+//! from [`values`]), [`driver`] runs its workers in embedded or thread mode, each
+//! worker counting into its own [`stats::OpStats`], and [`report`] prints the merged
+//! result as db_bench's line (plus [`histogram`] and the JSON summary).
+//! [`progress`] shows long phases on stderr.
+
+pub mod benchmark;
+pub mod driver;
+pub mod engine_stats;
+pub mod flags;
+pub mod histogram;
+pub mod keys;
+pub mod progress;
+pub mod report;
+pub mod stats;
+pub mod store;
+pub mod values;
+pub mod workload;

@@ -1,0 +1,345 @@
+//! The workloads: what one in-flight operation slot (a *worker*) does, over any
+//! [`Store`].
+//!
+//! Work is a range of operation indexes handed out by a shared [`Cursor`]. Operation
+//! `i` touches a key that depends only on `(seed, benchmark salt, i)` (see
+//! [`super::keys`]), so the set of keys a benchmark touches does not depend on how
+//! many shards, threads or workers split it. In embedded mode each shard walks the
+//! whole index range and skips operations whose key another shard owns: every
+//! operation is done exactly once, by the shard that owns its key, with no request
+//! crossing threads.
+//!
+//! readseq is the exception: its index range is a list of key-range *partitions*
+//! (contiguous runs of key indexes); a worker scans its partition in key order with
+//! `scan` calls of `--readseq_chunk` entries. Scans return entries in user-key order
+//! whatever the key groups, so readseq reads the key space in key order; in embedded
+//! mode the engine forwards the parts of a partition other shards own.
+
+use std::ops::{Bound, Range};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use terrace::{Result, TableId};
+
+use super::benchmark::Benchmark;
+use super::keys::{key_of, KeyBuf, KeyDraw};
+use super::progress::{LocalProgress, Progress};
+use super::stats::OpStats;
+use super::store::Store;
+use super::values::ValuePool;
+
+/// Operations between voluntary yields, so a worker whose calls complete without
+/// waiting (memtable hits) cannot starve the other workers of its thread.
+const YIELD_EVERY_OPS: u64 = 64;
+
+/// Everything a worker needs to know about the benchmark it runs. Shared read-only.
+#[derive(Debug)]
+pub struct Plan {
+    /// The workload.
+    pub bench: Benchmark,
+    /// State table the benchmark uses.
+    pub table: TableId,
+    /// Size of the key space.
+    pub num: u64,
+    /// Operations of read benchmarks.
+    pub reads: u64,
+    /// Key width.
+    pub key_size: usize,
+    /// Entries read after each seek.
+    pub seek_nexts: usize,
+    /// Keys per multi_get.
+    pub batch_size: usize,
+    /// Entries per scan call in readseq.
+    pub readseq_chunk: usize,
+    /// Number of readseq partitions.
+    pub partitions: u64,
+    /// Random draws of this benchmark.
+    pub draw: KeyDraw,
+    /// Random draws of background writers (readwhilewriting).
+    pub writer_draw: KeyDraw,
+    /// Values to write.
+    pub values: Arc<ValuePool>,
+    /// Where workers report progress.
+    pub progress: Arc<Progress>,
+}
+
+impl Plan {
+    /// How many operation indexes the benchmark has.
+    pub fn index_count(&self) -> u64 {
+        match self.bench {
+            Benchmark::FillSeq | Benchmark::FillRandom | Benchmark::Overwrite => self.num,
+            Benchmark::ReadSeq => self.partitions,
+            Benchmark::ReadRandom
+            | Benchmark::ReadMissing
+            | Benchmark::SeekRandom
+            | Benchmark::UpdateRandom
+            | Benchmark::MultiReadRandom
+            | Benchmark::ReadWhileWriting => self.reads,
+            Benchmark::Flush
+            | Benchmark::Compact
+            | Benchmark::WaitForCompaction
+            | Benchmark::Stats => 0,
+        }
+    }
+
+    /// How many operations the benchmark reports as the denominator of `found`.
+    pub fn looked_for(&self) -> u64 {
+        self.reads
+    }
+}
+
+/// Hands out operation indexes to workers, `chunk` at a time.
+#[derive(Debug)]
+pub struct Cursor {
+    next: AtomicU64,
+    end: u64,
+    chunk: u64,
+}
+
+impl Cursor {
+    /// Indexes `range`, handed out in runs of `chunk`.
+    pub fn new(range: Range<u64>, chunk: u64) -> Cursor {
+        Cursor {
+            next: AtomicU64::new(range.start),
+            end: range.end,
+            chunk: chunk.max(1),
+        }
+    }
+
+    fn claim(&self) -> Option<Range<u64>> {
+        let start = self.next.fetch_add(self.chunk, Ordering::Relaxed);
+        (start < self.end).then(|| start..(start + self.chunk).min(self.end))
+    }
+}
+
+/// A worker's current run of indexes.
+struct Claim<'a> {
+    cursor: &'a Cursor,
+    run: Range<u64>,
+}
+
+impl Claim<'_> {
+    fn next(&mut self) -> Option<u64> {
+        if self.run.is_empty() {
+            self.run = self.cursor.claim()?;
+        }
+        self.run.next()
+    }
+}
+
+/// Runs one worker until the cursor is exhausted.
+pub async fn run_worker<S: Store>(
+    store: S,
+    plan: Arc<Plan>,
+    cursor: Arc<Cursor>,
+) -> Result<OpStats> {
+    let mut stats = OpStats::new();
+    let mut progress = LocalProgress::new(plan.progress.clone());
+    let mut claim = Claim {
+        cursor: &cursor,
+        run: 0..0,
+    };
+    let mut key = KeyBuf::new(plan.key_size);
+    let mut batch: Vec<Vec<u8>> = Vec::with_capacity(plan.batch_size);
+    let t = plan.table;
+    let mut since_yield = 0u64;
+    while let Some(i) = claim.next() {
+        let ops = match plan.bench {
+            Benchmark::FillSeq | Benchmark::FillRandom | Benchmark::Overwrite => {
+                let index = if plan.bench == Benchmark::FillSeq {
+                    i
+                } else {
+                    plan.draw.index(i)
+                };
+                let k = key.set(index);
+                if !store.owns(k) {
+                    continue;
+                }
+                let v = plan.values.value(plan.draw.word(i));
+                let start = Instant::now();
+                store.put(t, k, v).await?;
+                stats.record(start.elapsed(), 1, 0, (k.len() + v.len()) as u64);
+                1
+            }
+            Benchmark::ReadRandom | Benchmark::ReadMissing | Benchmark::ReadWhileWriting => {
+                let index = plan.draw.index(i);
+                let k = if plan.bench == Benchmark::ReadMissing {
+                    key.set_missing(index)
+                } else {
+                    key.set(index)
+                };
+                if !store.owns(k) {
+                    continue;
+                }
+                let start = Instant::now();
+                let got = store.get(t, k).await?;
+                let bytes = got.as_ref().map_or(0, |v| (k.len() + v.len()) as u64);
+                stats.record(start.elapsed(), 1, u64::from(got.is_some()), bytes);
+                1
+            }
+            Benchmark::UpdateRandom => {
+                let k = key.set(plan.draw.index(i));
+                if !store.owns(k) {
+                    continue;
+                }
+                let start = Instant::now();
+                let got = store.get(t, k).await?;
+                // A new value, different from what fillrandom wrote for this slot.
+                let v = plan.values.value(!plan.draw.word(i));
+                store.put(t, k, v).await?;
+                let read = got.as_ref().map_or(0, |old| k.len() + old.len());
+                stats.record(
+                    start.elapsed(),
+                    1,
+                    u64::from(got.is_some()),
+                    (read + k.len() + v.len()) as u64,
+                );
+                1
+            }
+            Benchmark::SeekRandom => {
+                let k = key.set(plan.draw.index(i));
+                if !store.owns(k) {
+                    continue;
+                }
+                let start = Instant::now();
+                let entries = store
+                    .scan(t, Bound::Included(k), Bound::Unbounded, plan.seek_nexts + 1)
+                    .await?;
+                let found = entries.first().is_some_and(|(ek, _)| ek.as_slice() == k);
+                let bytes: usize = entries.iter().map(|(ek, ev)| ek.len() + ev.len()).sum();
+                stats.record(start.elapsed(), 1, u64::from(found), bytes as u64);
+                1
+            }
+            Benchmark::MultiReadRandom => {
+                let k = key.set(plan.draw.index(i));
+                if !store.owns(k) {
+                    continue;
+                }
+                batch.push(k.to_vec());
+                if batch.len() < plan.batch_size {
+                    continue;
+                }
+                let n = multi_get(&store, t, &mut batch, &mut stats).await?;
+                progress.add(n);
+                continue;
+            }
+            Benchmark::ReadSeq => read_partition(&store, &plan, i, &mut stats).await?,
+            Benchmark::Flush
+            | Benchmark::Compact
+            | Benchmark::WaitForCompaction
+            | Benchmark::Stats => 0,
+        };
+        progress.add(ops);
+        since_yield += 1;
+        if since_yield >= YIELD_EVERY_OPS {
+            since_yield = 0;
+            futures_lite::future::yield_now().await;
+        }
+    }
+    if !batch.is_empty() {
+        let n = multi_get(&store, t, &mut batch, &mut stats).await?;
+        progress.add(n);
+    }
+    Ok(stats)
+}
+
+/// Issues one multi_get of `batch` (and empties it); returns the keys read.
+async fn multi_get<S: Store>(
+    store: &S,
+    t: TableId,
+    batch: &mut Vec<Vec<u8>>,
+    stats: &mut OpStats,
+) -> Result<u64> {
+    let start = Instant::now();
+    let got = store.multi_get(t, batch).await?;
+    let mut found = 0u64;
+    let mut bytes = 0usize;
+    for (k, v) in batch.iter().zip(&got) {
+        if let Some(v) = v {
+            found += 1;
+            bytes += k.len() + v.len();
+        }
+    }
+    let n = batch.len() as u64;
+    stats.record(start.elapsed(), n, found, bytes as u64);
+    batch.clear();
+    Ok(n)
+}
+
+/// Scans readseq partition `p` to its end; returns the entries read.
+async fn read_partition<S: Store>(
+    store: &S,
+    plan: &Plan,
+    p: u64,
+    stats: &mut OpStats,
+) -> Result<u64> {
+    let parts = u128::from(plan.partitions.max(1));
+    let bound = |p: u64| (u128::from(p) * u128::from(plan.num) / parts) as u64;
+    let (lo, hi) = (bound(p), bound(p + 1));
+    let first = p == 0;
+    let last = p + 1 >= plan.partitions;
+    if lo == hi && !first && !last {
+        return Ok(0);
+    }
+    let upper_key = key_of(hi, plan.key_size);
+    let mut lower_key = key_of(lo, plan.key_size);
+    let mut started = false;
+    let mut total = 0u64;
+    loop {
+        let lower = match (first, started) {
+            (true, false) => Bound::Unbounded,
+            (false, false) => Bound::Included(lower_key.as_slice()),
+            (_, true) => Bound::Excluded(lower_key.as_slice()),
+        };
+        let upper = if last {
+            Bound::Unbounded
+        } else {
+            Bound::Excluded(upper_key.as_slice())
+        };
+        let start = Instant::now();
+        let entries = store
+            .scan(plan.table, lower, upper, plan.readseq_chunk)
+            .await?;
+        let n = entries.len() as u64;
+        let bytes: usize = entries.iter().map(|(k, v)| k.len() + v.len()).sum();
+        stats.record(start.elapsed(), n, n, bytes as u64);
+        total += n;
+        match entries.into_iter().last() {
+            Some((k, _)) if n as usize >= plan.readseq_chunk => lower_key = k,
+            _ => return Ok(total),
+        }
+        started = true;
+    }
+}
+
+/// A background writer (readwhilewriting): overwrites random keys it owns, using
+/// indexes `first, first + step, ...`, until `stop` is set. Returns the writes done.
+pub async fn run_writer<S: Store>(
+    store: S,
+    plan: Arc<Plan>,
+    stop: Arc<AtomicBool>,
+    first: u64,
+    step: u64,
+) -> Result<u64> {
+    let mut key = KeyBuf::new(plan.key_size);
+    let mut writes = 0u64;
+    let mut i = first;
+    let mut until_yield = YIELD_EVERY_OPS / 4;
+    while !stop.load(Ordering::Relaxed) {
+        let k = key.set(plan.writer_draw.index(i));
+        if store.owns(k) {
+            let v = plan.values.value(plan.writer_draw.word(i));
+            store.put(plan.table, k, v).await?;
+            writes += 1;
+        }
+        i = i.wrapping_add(step);
+        // Yield often: readers on this thread must run for `stop` ever to be set.
+        until_yield -= 1;
+        if until_yield == 0 {
+            until_yield = YIELD_EVERY_OPS / 4;
+            futures_lite::future::yield_now().await;
+        }
+    }
+    Ok(writes)
+}
