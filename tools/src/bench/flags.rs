@@ -15,6 +15,10 @@
 //!   database, split evenly across shards.
 //! - `--compression_type none`: Terrace supports none and zstd; zstd is opt-in.
 //! - `--seed 0` is an ordinary seed, not "use the clock": runs are reproducible.
+//! - `--max_key_groups 128` (Flink's usual max parallelism) rather than the engine's
+//!   32768: a scan whose range spans key groups seeks once per key group, so with
+//!   32768 groups seekrandom and readseq would measure little but those seeks. Pass
+//!   `--key_group_prefix_bytes` to make short scans single-group instead.
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -162,12 +166,13 @@ pub struct Flags {
     pub target_file_size_base: u64,
 
     /// Number of key groups (fixed when the database is created).
-    #[arg(long)]
-    pub max_key_groups: Option<u16>,
+    #[arg(long, default_value_t = 128)]
+    pub max_key_groups: u16,
 
     /// Key group = hash of the first N key bytes (default: the whole key). With N
-    /// below `--key_size`, runs of consecutive keys share a key group and short scans
-    /// touch one key group.
+    /// below `--key_size`, runs of consecutive keys share a key group, and seekrandom
+    /// stays within the seek key's prefix (db_bench's prefix seek), touching one key
+    /// group per seek.
     #[arg(long)]
     pub key_group_prefix_bytes: Option<u32>,
 

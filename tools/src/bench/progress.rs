@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Operations a worker counts locally before adding them to the shared counter.
-pub const REPORT_EVERY_OPS: u64 = 1024;
+pub const REPORT_EVERY_OPS: u64 = 64;
 const TTY_INTERVAL: Duration = Duration::from_secs(1);
 const PIPE_INTERVAL: Duration = Duration::from_secs(10);
 

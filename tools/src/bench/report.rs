@@ -252,7 +252,7 @@ mod tests {
 
     #[test]
     fn line_matches_db_bench_and_parses_back() {
-        let mut r = BenchResult::new("readrandom", 1_000_000, 3.517, 33_030_144);
+        let mut r = BenchResult::new("readrandom", 1_000_000, 3.517, 116_170_000);
         r.found = Some((632_856, 1_000_000));
         let line = r.line();
         assert_eq!(

@@ -48,6 +48,10 @@ pub struct Plan {
     pub key_size: usize,
     /// Entries read after each seek.
     pub seek_nexts: usize,
+    /// When set (`--key_group_prefix_bytes` shorter than the key), seekrandom stays
+    /// within the seek key's prefix, like db_bench's prefix seek: the scan then
+    /// touches one key group instead of all of them.
+    pub seek_prefix_bytes: Option<usize>,
     /// Keys per multi_get.
     pub batch_size: usize,
     /// Entries per scan call in readseq.
@@ -144,6 +148,7 @@ pub async fn run_worker<S: Store>(
     let mut batch: Vec<Vec<u8>> = Vec::with_capacity(plan.batch_size);
     let t = plan.table;
     let mut since_yield = 0u64;
+    let mut prefix_end: Vec<u8> = Vec::new();
     while let Some(i) = claim.next() {
         let ops = match plan.bench {
             Benchmark::FillSeq | Benchmark::FillRandom | Benchmark::Overwrite => {
@@ -202,9 +207,20 @@ pub async fn run_worker<S: Store>(
                 if !store.owns(k) {
                     continue;
                 }
+                let upper = match plan.seek_prefix_bytes {
+                    Some(n) if n < k.len() => {
+                        // Sorts after every key of the prefix, and shares the prefix so
+                        // the engine sees a single-group range.
+                        prefix_end.clear();
+                        prefix_end.extend_from_slice(&k[..n]);
+                        prefix_end.resize(k.len() + 1, 0xff);
+                        Bound::Included(prefix_end.as_slice())
+                    }
+                    _ => Bound::Unbounded,
+                };
                 let start = Instant::now();
                 let entries = store
-                    .scan(t, Bound::Included(k), Bound::Unbounded, plan.seek_nexts + 1)
+                    .scan(t, Bound::Included(k), upper, plan.seek_nexts + 1)
                     .await?;
                 let found = entries.first().is_some_and(|(ek, _)| ek.as_slice() == k);
                 let bytes: usize = entries.iter().map(|(ek, ev)| ek.len() + ev.len()).sum();

@@ -56,9 +56,7 @@ fn main() -> ExitCode {
 fn options(flags: &Flags, path: &Path) -> Options {
     let mut opts = Options::new(path);
     opts.shards = flags.shard_count();
-    if let Some(kg) = flags.max_key_groups {
-        opts.max_key_groups = kg;
-    }
+    opts.max_key_groups = flags.max_key_groups;
     opts.key_group_prefix_bytes = flags.key_group_prefix_bytes;
     opts.memtable_bytes = flags.write_buffer_size;
     opts.block_bytes = flags.block_size;
@@ -212,6 +210,7 @@ fn plan(
         reads: flags.reads(),
         key_size: flags.key_size,
         seek_nexts: flags.seek_nexts,
+        seek_prefix_bytes: flags.key_group_prefix_bytes.map(|n| n as usize),
         batch_size: flags.batch_size,
         readseq_chunk: flags.readseq_chunk,
         partitions: mode.workers(db.shards()),
