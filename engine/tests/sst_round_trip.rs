@@ -62,7 +62,7 @@ async fn check_config(dir: &std::path::Path, seed: u64, opts: TableOptions) {
     let (model, state_keys) = random_model(&mut rng, 1500);
     let entries = model.entries();
     let path = dir.join(format!("t-{seed}.sst"));
-    let props = write_table(&path, seed, opts, &entries).await;
+    let props = write_table(&path, seed, opts.clone(), &entries).await;
 
     assert_eq!(props.entry_count, entries.len() as u64);
     let dels = model

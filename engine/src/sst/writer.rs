@@ -44,7 +44,7 @@ const STREAM_BUFFER_BYTES: usize = 256 << 10;
 const STREAM_WRITE_BEHIND: usize = 4;
 
 /// How SST files are laid out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TableOptions {
     /// Target size of a data block, trailer included, before compression.
     pub block_bytes: usize,
@@ -151,15 +151,17 @@ impl TableWriter {
             // `finish` syncs after the close truncates the file; see the module docs.
             .with_sync_on_close_disabled(true)
             .build();
+        let restart_interval = opts.restart_interval;
+        let bloom_bits_per_key = opts.bloom_bits_per_key;
         Ok(TableWriter {
             path: path.to_path_buf(),
             file_id,
             opts,
             out,
             offset: 0,
-            block: BlockBuilder::new(opts.restart_interval),
+            block: BlockBuilder::new(restart_interval),
             index: IndexBuilder::new(),
-            bloom: BloomBuilder::new(opts.bloom_bits_per_key),
+            bloom: BloomBuilder::new(bloom_bits_per_key),
             sealer,
             sealed: Vec::new(),
             sep: Vec::new(),
