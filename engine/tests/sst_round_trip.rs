@@ -264,3 +264,36 @@ fn repeated_gets_hit_the_cache_and_sequential_scans_bypass_it() {
         assert!(cache.stats().hits >= 1);
     });
 }
+
+#[test]
+fn concurrent_gets_on_one_table_all_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    run(dir.path(), move || async move {
+        let path = d.join("concurrent.sst");
+        let entries: Vec<_> = (0..5000u32)
+            .map(|i| {
+                let k = make_internal_key(&state_key(2, &i.to_be_bytes()), 3, ValueKind::Put);
+                (k, i.to_le_bytes().repeat(20))
+            })
+            .collect();
+        write_table(&path, 4, TableOptions::default(), &entries).await;
+        let t = open_local(&path, 4).await;
+        let cache = Rc::new(BlockCache::new(1 << 20));
+        // Many lookups in flight at once, each awaiting its own block read.
+        let tasks: Vec<_> = (0..200u32)
+            .map(|i| {
+                let (t, cache) = (t.clone(), cache.clone());
+                let i = i * 25;
+                glommio::spawn_local(async move {
+                    let sk = state_key(2, &i.to_be_bytes());
+                    let got = t.get(&sk, u64::MAX, &cache).await.unwrap();
+                    assert_eq!(got, Some((3, ValueKind::Put, i.to_le_bytes().repeat(20))));
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await;
+        }
+    });
+}

@@ -277,7 +277,7 @@ impl TableWriter {
     /// as the file is garbage either way).
     pub async fn abandon(mut self) {
         let _ = self.out.close().await;
-        let _ = std::fs::remove_file(&self.path);
+        let _ = glommio::io::remove(&self.path).await;
     }
 
     async fn finish_inner(&mut self) -> Result<TableProperties> {
