@@ -8,4 +8,6 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod ctl;
 pub mod join;
+pub mod stress;
