@@ -28,6 +28,9 @@ use crate::stats::{DbStats, LevelStats, ShardStats};
 
 /// Runs on the shard thread; spawns the request's task, which holds the permit (one
 /// of `max_pending_requests_per_shard`) until it completes.
+/// How often an idle shard looks at its request channel without being woken.
+const LOST_WAKEUP_RECHECK: Duration = Duration::from_millis(1);
+
 type Job = Box<dyn FnOnce(&Rc<Shard>, glommio::sync::StaticPermit) + Send>;
 
 enum Msg {
@@ -460,22 +463,58 @@ async fn shard_main(
 
     // Bound the jobs in flight: when full, stop taking messages, so senders wait on
     // the bounded channel.
+    //
+    // glommio 0.9 loses some wake-ups that come from other threads (seen a few times
+    // per 100k cross-thread requests: a message waits in the channel while the
+    // executor sleeps). The loop therefore also wakes on a timer and looks at the
+    // channel itself, which bounds the delay a lost wake-up can cause.
     let inflight = Rc::new(glommio::sync::Semaphore::new(max_inflight as u64));
-    let mut close_reply = None;
-    while let Ok(msg) = rx.recv_async().await {
-        match msg {
-            Msg::Run(job) => {
-                let Ok(permit) = inflight.acquire_static_permit(1).await else {
-                    break;
-                };
-                job(&shard, permit);
-            }
-            Msg::Close(reply) => {
-                close_reply = Some(reply);
-                break;
-            }
+    let receiver = {
+        let shard = shard.clone();
+        glommio::spawn_local_into(
+            async move {
+                loop {
+                    let next =
+                        futures_lite::future::or(async { Some(rx.recv_async().await) }, async {
+                            glommio::timer::sleep(LOST_WAKEUP_RECHECK).await;
+                            None
+                        })
+                        .await;
+                    let msg = match next {
+                        Some(Ok(m)) => m,
+                        Some(Err(_)) => break,
+                        None => {
+                            if !rx.is_empty() {
+                                tracing::debug!(
+                                    shard = id,
+                                    "recovered a lost cross-thread wake-up"
+                                );
+                            }
+                            continue;
+                        }
+                    };
+                    match msg {
+                        Msg::Run(job) => {
+                            let Ok(permit) = inflight.acquire_static_permit(1).await else {
+                                break;
+                            };
+                            job(&shard, permit);
+                        }
+                        Msg::Close(reply) => return Some(reply),
+                    }
+                }
+                None
+            },
+            queues.foreground,
+        )
+    };
+    let close_reply = match receiver {
+        Ok(task) => task.await,
+        Err(e) => {
+            tracing::error!(shard = id, error = %e, "could not start the request loop");
+            None
         }
-    }
+    };
     let r = shard.close().await;
     for t in background {
         t.await;

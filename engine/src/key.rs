@@ -63,10 +63,15 @@ pub fn key_group(user_key: &[u8], max_key_groups: u16) -> u16 {
 /// The key-group range `[first, last]` (inclusive) owned by shard `shard` of `shards`,
 /// following Flink's range assignment.
 pub fn shard_key_groups(shard: u32, shards: u32, max_key_groups: u16) -> (u16, u16) {
-    let max = u64::from(max_key_groups);
-    let first = u64::from(shard) * max / u64::from(shards);
-    let end = (u64::from(shard) + 1) * max / u64::from(shards);
-    (first as u16, (end - 1) as u16)
+    // Flink's KeyGroupRangeAssignment: the inverse of `shard_for_key_group`.
+    let (max, n, i) = (
+        u64::from(max_key_groups),
+        u64::from(shards),
+        u64::from(shard),
+    );
+    let first = (i * max + n - 1) / n;
+    let last = ((i + 1) * max - 1) / n;
+    (first as u16, last as u16)
 }
 
 /// The shard owning key group `kg` under Flink's range assignment.

@@ -12,7 +12,7 @@
 //! so memory is bounded by the number of operations in flight.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -25,6 +25,9 @@ struct Lane {
     next_ticket: u64,
     /// Tickets below this have completed.
     done_upto: u64,
+    /// Completed tickets at or above `done_upto` (cancelled operations release
+    /// their ticket out of turn).
+    done_early: BTreeSet<u64>,
     waiters: Vec<Waker>,
 }
 
@@ -80,9 +83,12 @@ impl Ticket {
         self.finished = true;
         let mut lanes = self.lanes.lanes.borrow_mut();
         if let Some(lane) = lanes.get_mut(&self.hash) {
-            // Dropped tickets (cancelled operations) may complete out of turn; the lane
-            // counts completions, so advance past this ticket only when it is next.
-            lane.done_upto = lane.done_upto.max(self.ticket + 1);
+            // A dropped ticket (a cancelled operation) may complete out of turn: it is
+            // remembered, and `done_upto` only ever moves over a contiguous run.
+            lane.done_early.insert(self.ticket);
+            while lane.done_early.remove(&lane.done_upto) {
+                lane.done_upto += 1;
+            }
             if lane.done_upto >= lane.next_ticket {
                 lanes.remove(&self.hash);
             } else {
@@ -154,6 +160,23 @@ mod tests {
             let log = log.borrow();
             let pos = |s| log.iter().position(|x| *x == s).unwrap();
             assert!(pos("a1") < pos("a2"), "{log:?}");
+            assert_eq!(lanes.busy_keys(), 0);
+        });
+    }
+
+    #[test]
+    fn a_cancelled_operation_does_not_release_later_waiters_early_or_strand_them() {
+        futures_lite::future::block_on(async {
+            let lanes = Rc::new(KeyLanes::default());
+            let t0 = lanes.enter(b"k");
+            let t1 = lanes.enter(b"k");
+            let t2 = lanes.enter(b"k");
+            drop(t2); // cancelled out of turn
+            let mut f1 = Box::pin(t1.finish());
+            // t1 must still wait for t0.
+            assert!(futures_lite::future::poll_once(&mut f1).await.is_none());
+            t0.finish().await;
+            f1.await;
             assert_eq!(lanes.busy_keys(), 0);
         });
     }

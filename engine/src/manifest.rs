@@ -162,7 +162,6 @@ impl Manifest {
             .sync_data()
             .map_err(|e| Error::io("fsync", &self.path, e))
     }
-
 }
 
 /// Replays manifest bytes into a state.

@@ -1,0 +1,216 @@
+//! Random operation sequences checked against a `BTreeMap` model.
+//!
+//! Puts, deletes, gets, multi-gets, scans, flushes, range compactions and
+//! close-and-reopen cycles run against a 2-shard database with tiny memtables and
+//! files, so flushes and compactions happen constantly. After every read the answer
+//! must equal the model's. The run is seeded: set `TERRACE_SEED` to replay a failure
+//! (the seed is printed when an assertion fails), and `TERRACE_MODEL_OPS` to run longer.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use common::*;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use terrace::{Db, Options, TableId};
+
+type Model = BTreeMap<(u16, Vec<u8>), Vec<u8>>;
+
+fn key(rng: &mut SmallRng, space: u32) -> Vec<u8> {
+    // Varied lengths, shared prefixes, and some keys that are prefixes of others.
+    let n = rng.gen_range(0..space);
+    match n % 3 {
+        0 => format!("k{n}").into_bytes(),
+        1 => format!("k{n}-suffix").into_bytes(),
+        _ => format!("p{:04}/{}", n % 37, n).into_bytes(),
+    }
+}
+
+fn value(rng: &mut SmallRng) -> Vec<u8> {
+    let len = match rng.gen_range(0..100) {
+        0 => rng.gen_range(4096..20000), // larger than a block
+        1..=10 => 0,
+        _ => rng.gen_range(1..200),
+    };
+    (0..len).map(|_| rng.gen()).collect()
+}
+
+fn options(dir: &std::path::Path) -> Options {
+    let mut o = small_options(dir, 2);
+    o.max_key_groups = 16; // cheap whole-table scans
+    o
+}
+
+fn model_scan(
+    model: &Model,
+    t: u16,
+    lo: Bound<&Vec<u8>>,
+    hi: Bound<&Vec<u8>>,
+    limit: usize,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    model
+        .iter()
+        .filter(|((tt, k), _)| {
+            *tt == t
+                && match lo {
+                    Bound::Included(l) => k >= l,
+                    Bound::Excluded(l) => k > l,
+                    Bound::Unbounded => true,
+                }
+                && match hi {
+                    Bound::Included(h) => k <= h,
+                    Bound::Excluded(h) => k < h,
+                    Bound::Unbounded => true,
+                }
+        })
+        .take(limit)
+        .map(|((_, k), v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+fn bound(rng: &mut SmallRng, space: u32) -> Bound<Vec<u8>> {
+    match rng.gen_range(0..5) {
+        0 => Bound::Unbounded,
+        1 | 2 => Bound::Included(key(rng, space)),
+        _ => Bound::Excluded(key(rng, space)),
+    }
+}
+
+fn run(seed: u64, ops: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut db = open(options(dir.path()));
+    let tables: Vec<TableId> = ["default", "other"]
+        .iter()
+        .map(|n| db.table(n).unwrap())
+        .collect();
+    let mut model = Model::new();
+    let space = 3000;
+    let ctx = |i: usize| format!("seed {seed}, op {i}");
+    let (mut flushes, mut compactions) = (0u64, 0u64);
+    for i in 0..ops {
+        let ti = rng.gen_range(0..tables.len());
+        let t = tables[ti];
+        let tid = ti as u16;
+        let dice = rng.gen_range(0..1000);
+        if std::env::var_os("TERRACE_MODEL_TRACE").is_some() {
+            eprintln!("op {i}: {dice}");
+        }
+        block_on(async {
+            match dice {
+                0..=449 => {
+                    let (k, v) = (key(&mut rng, space), value(&mut rng));
+                    db.put(t, &k, &v).await.unwrap();
+                    model.insert((tid, k), v);
+                }
+                450..=599 => {
+                    let k = key(&mut rng, space);
+                    db.delete(t, &k).await.unwrap();
+                    model.remove(&(tid, k));
+                }
+                600..=899 => {
+                    let k = key(&mut rng, space);
+                    let got = db.get(t, &k).await.unwrap();
+                    assert_eq!(
+                        got.as_ref(),
+                        model.get(&(tid, k.clone())),
+                        "{} get {k:?}",
+                        ctx(i)
+                    );
+                }
+                900..=969 => {
+                    let keys: Vec<Vec<u8>> = (0..rng.gen_range(1..40))
+                        .map(|_| key(&mut rng, space))
+                        .collect();
+                    let got = db.multi_get(t, &keys).await.unwrap();
+                    for (k, g) in keys.iter().zip(got) {
+                        assert_eq!(
+                            g.as_ref(),
+                            model.get(&(tid, k.clone())),
+                            "{} multi_get {k:?}",
+                            ctx(i)
+                        );
+                    }
+                }
+                970..=989 => {
+                    let (lo, hi) = (bound(&mut rng, space), bound(&mut rng, space));
+                    let limit = rng.gen_range(0..50);
+                    let got = db
+                        .scan(
+                            t,
+                            lo.as_ref().map(|v| v.as_slice()),
+                            hi.as_ref().map(|v| v.as_slice()),
+                            limit,
+                        )
+                        .await
+                        .unwrap();
+                    let want = model_scan(&model, tid, lo.as_ref(), hi.as_ref(), limit);
+                    assert_eq!(got, want, "{} scan {lo:?}..{hi:?} limit {limit}", ctx(i));
+                }
+                990..=993 => db.flush().await.unwrap(),
+                994..=996 => db
+                    .compact_range(Bound::Unbounded, Bound::Unbounded)
+                    .await
+                    .unwrap(),
+                _ => {}
+            }
+        });
+        if dice >= 997 {
+            let stats = block_on(db.stats()).unwrap();
+            let t = stats.total();
+            flushes += t.flushes;
+            compactions += t.compactions + t.trivial_moves;
+            block_on(db.clone().close()).unwrap();
+            drop(db);
+            db = open(options(dir.path()));
+        }
+    }
+    eprintln!("{flushes} flushes, {compactions} compactions and moves");
+    if ops >= 10_000 {
+        assert!(
+            flushes > 10 && compactions > 10,
+            "the workload must exercise the LSM"
+        );
+    }
+    // Everything, once more, after a final reopen.
+    block_on(db.clone().close()).unwrap();
+    drop(db);
+    let db: Db = open(options(dir.path()));
+    block_on(async {
+        for (ti, t) in tables.iter().enumerate() {
+            let got = db
+                .scan(*t, Bound::Unbounded, Bound::Unbounded, usize::MAX)
+                .await
+                .unwrap();
+            let want = model_scan(
+                &model,
+                ti as u16,
+                Bound::Unbounded,
+                Bound::Unbounded,
+                usize::MAX,
+            );
+            assert_eq!(got.len(), want.len(), "seed {seed}: final scan length");
+            assert!(got == want, "seed {seed}: final scan differs");
+        }
+        let stats = db.stats().await.unwrap();
+        let t = stats.total();
+        assert!(t.flushes == 0, "a fresh open has not flushed yet");
+        db.close().await.unwrap();
+    });
+}
+
+#[test]
+fn random_ops_match_a_btreemap() {
+    let seed = std::env::var("TERRACE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| rand::random::<u64>() % 1_000_000);
+    let ops = std::env::var("TERRACE_MODEL_OPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100_000);
+    eprintln!("model test: seed {seed}, {ops} ops (replay with TERRACE_SEED={seed})");
+    run(seed, ops);
+}
