@@ -1,0 +1,99 @@
+//! Bad input gets a typed error, never a panic.
+
+mod common;
+
+use common::*;
+use terrace::{Db, ErrorKind, Options};
+
+#[test]
+fn oversized_empty_and_unknown_inputs_are_invalid_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = small_options(dir.path(), 2);
+    opts.max_key_bytes = 100;
+    opts.max_value_bytes = 1000;
+    let db = open(opts);
+    let t = db.table("default").unwrap();
+    block_on(async {
+        let e = db.put(t, &[b'k'; 101], b"v").await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        assert!(e.to_string().contains("101"), "{e}");
+        let e = db.put(t, b"k", &[0; 1001]).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        let e = db.put(t, b"", b"v").await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        let e = db.get(t, b"").await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        let e = db
+            .multi_get(t, &[b"ok".to_vec(), vec![]])
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        let e = db.table("nope").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        assert!(e.to_string().contains("nope"));
+        let e = db.get(terrace::TableId(77), b"k").await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        // The database still works.
+        db.put(t, b"k", b"v").await.unwrap();
+        assert_eq!(db.get(t, b"k").await.unwrap(), Some(b"v".to_vec()));
+        db.clone().close().await.unwrap();
+        let e = db.get(t, b"k").await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Closed);
+    });
+}
+
+#[test]
+fn bad_options_are_rejected_before_touching_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: Vec<(&str, Box<dyn Fn(&mut Options)>)> = vec![
+        ("shards", Box::new(|o| o.shards = 0)),
+        (
+            "max_key_groups",
+            Box::new(|o| {
+                o.shards = 8;
+                o.max_key_groups = 4;
+            }),
+        ),
+        ("memtable_bytes", Box::new(|o| o.memtable_bytes = 10)),
+        ("block_bytes", Box::new(|o| o.block_bytes = 1)),
+        (
+            "l0_stop_writes_trigger",
+            Box::new(|o| o.l0_stop_writes_trigger = 2),
+        ),
+        (
+            "tables",
+            Box::new(|o| o.tables = vec!["a".into(), "a".into()]),
+        ),
+        (
+            "compression",
+            Box::new(|o| o.compression = terrace::Compression::Zstd { level: 99 }),
+        ),
+    ];
+    for (name, tweak) in cases {
+        let path = dir.path().join(name);
+        let mut o = small_options(&path, 2);
+        tweak(&mut o);
+        let e = block_on(Db::open(o)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{name}: {e}");
+        assert!(e.to_string().contains(name), "{name}: {e}");
+        assert!(!path.exists(), "{name}: nothing may be created");
+    }
+}
+
+#[test]
+fn reopening_with_a_different_layout_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(small_options(dir.path(), 2));
+    block_on(db.close()).unwrap();
+    let e = block_on(Db::open(small_options(dir.path(), 3))).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    assert!(e.to_string().contains("shards"), "{e}");
+    let mut o = small_options(dir.path(), 2);
+    o.create_if_missing = false;
+    let db = open(o);
+    block_on(db.close()).unwrap();
+    let mut o = small_options(&dir.path().join("missing"), 2);
+    o.create_if_missing = false;
+    let e = block_on(Db::open(o)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+}
