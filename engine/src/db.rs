@@ -330,7 +330,7 @@ impl Db {
     {
         let calls = (0..self.shards()).map(|id| {
             let f = f.clone();
-            self.call(id, move |s| f(s))
+            self.call(id, f)
         });
         futures_util::future::try_join_all(calls).await
     }
@@ -460,6 +460,30 @@ async fn shard_main(
     ];
     let background: Vec<_> = background.into_iter().filter_map(|t| t.ok()).collect();
     let _ = ready.send(Ok(()));
+    if std::env::var_os("TERRACE_DEBUG_WATCHDOG").is_some() {
+        let s = shard.clone();
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(Duration::from_secs(5)).await;
+                let st = s.state.borrow();
+                eprintln!(
+                    "[watchdog shard {}] mem {} imms {} L0 {} poisoned {:?} closing {} changed_gen {} flush_gen {} compaction_gen {} lock_avail {} stats {:?}",
+                    s.id,
+                    st.mem.approximate_bytes(),
+                    st.imms.len(),
+                    st.version.levels[0].len(),
+                    s.poisoned.borrow(),
+                    s.closing.get(),
+                    s.changed.generation(),
+                    s.flush_wake.generation(),
+                    s.compaction_wake.generation(),
+                    s.compaction_lock.available(),
+                    s.counters.borrow(),
+                );
+            }
+        })
+        .detach();
+    }
 
     // Bound the jobs in flight: when full, stop taking messages, so senders wait on
     // the bounded channel.

@@ -69,7 +69,7 @@ pub fn shard_key_groups(shard: u32, shards: u32, max_key_groups: u16) -> (u16, u
         u64::from(shards),
         u64::from(shard),
     );
-    let first = (i * max + n - 1) / n;
+    let first = (i * max).div_ceil(n);
     let last = ((i + 1) * max - 1) / n;
     (first as u16, last as u16)
 }

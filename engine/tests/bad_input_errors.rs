@@ -45,7 +45,8 @@ fn oversized_empty_and_unknown_inputs_are_invalid_arguments() {
 #[test]
 fn bad_options_are_rejected_before_touching_disk() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: Vec<(&str, Box<dyn Fn(&mut Options)>)> = vec![
+    type Tweak = Box<dyn Fn(&mut Options)>;
+    let cases: Vec<(&str, Tweak)> = vec![
         ("shards", Box::new(|o| o.shards = 0)),
         (
             "max_key_groups",

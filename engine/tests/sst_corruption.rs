@@ -60,7 +60,9 @@ async fn read_everything(bytes: Vec<u8>, probes: &[Vec<u8>]) -> Result<Dump> {
     })
 }
 
-fn small_entries() -> (Vec<(Vec<u8>, Vec<u8>)>, Vec<Vec<u8>>) {
+type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
+fn small_entries() -> (Entries, Vec<Vec<u8>>) {
     let mut model = Model::default();
     let mut probes = Vec::new();
     for i in 0..80u32 {

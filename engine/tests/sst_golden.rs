@@ -56,7 +56,7 @@ fn golden_model() -> Model {
         for v in 0..versions {
             let seqno = u64::from(i) * 10 + v + 1;
             let r = next(&mut rng);
-            let (kind, value) = if r % 10 == 0 {
+            let (kind, value) = if r.is_multiple_of(10) {
                 (ValueKind::Delete, Vec::new())
             } else if (i / 16) % 4 != 3 {
                 let text = format!("value {i} version {v} ");

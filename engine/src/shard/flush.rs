@@ -126,6 +126,9 @@ impl Shard {
 
 /// Writes the newest version of every key of a frozen memtable; returns the file's
 /// description (size filled in by the caller).
+// The borrow of the frozen memtable is held across the writer's awaits on purpose:
+// only the active memtable is ever borrowed mutably, and this one is frozen.
+#[allow(clippy::await_holding_refcell_ref)]
 async fn write_newest_versions(
     writer: &mut TableWriter,
     imm: &Memtable,
