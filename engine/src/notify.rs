@@ -30,6 +30,13 @@ impl Notify {
         }
     }
 
+    /// Completes once the generation differs from `seen`, or after `recheck` at the
+    /// latest. Waiters re-check their condition either way; the timeout only bounds
+    /// the damage of a wake-up lost below us (glommio 0.9 has lost some).
+    pub(crate) async fn changed_or_after(&self, seen: u64, recheck: std::time::Duration) {
+        futures_lite::future::or(self.changed_since(seen), glommio::timer::sleep(recheck)).await;
+    }
+
     /// Completes once the generation differs from `seen`.
     pub(crate) fn changed_since(&self, seen: u64) -> Changed<'_> {
         Changed { notify: self, seen }

@@ -30,7 +30,9 @@ impl Shard {
                     return;
                 }
             }
-            self.compaction_wake.changed_since(seen).await;
+            self.compaction_wake
+                .changed_or_after(seen, crate::shard::BACKGROUND_RECHECK)
+                .await;
         }
     }
 

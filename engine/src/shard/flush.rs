@@ -9,7 +9,7 @@ use std::rc::Rc;
 use terrace_tiering::{BlockSource, LocalFile};
 use terrace_uploader::{FileReason, NewFile};
 
-use super::Shard;
+use super::{Shard, BACKGROUND_RECHECK, FOREGROUND_RECHECK};
 use crate::error::{Error, Result};
 use crate::key::{make_internal_key, ValueKind};
 use crate::memtable::{MemValue, Memtable};
@@ -38,7 +38,9 @@ impl Shard {
             if self.poisoned.borrow().is_some() && self.closing.get() {
                 return;
             }
-            self.flush_wake.changed_since(seen).await;
+            self.flush_wake
+                .changed_or_after(seen, BACKGROUND_RECHECK)
+                .await;
         }
     }
 
@@ -119,7 +121,9 @@ impl Shard {
                 return Ok(());
             }
             self.flush_wake.notify_all();
-            self.changed.changed_since(seen).await;
+            self.changed
+                .changed_or_after(seen, FOREGROUND_RECHECK)
+                .await;
         }
     }
 }

@@ -40,6 +40,12 @@ use crate::version::{FileMeta, Version};
 pub(crate) use flush::open_written;
 pub(crate) use read::ScanRange;
 
+/// Longest a waiting foreground operation (stalled writer, flush waiter) goes
+/// without re-checking its condition, should a wake-up be lost.
+pub(crate) const FOREGROUND_RECHECK: std::time::Duration = std::time::Duration::from_millis(10);
+/// The same for the flush and compaction tasks.
+pub(crate) const BACKGROUND_RECHECK: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Mutable state of a shard.
 pub(crate) struct State {
     /// The memtable taking writes.
@@ -234,7 +240,9 @@ impl Shard {
                 return Ok(());
             }
             self.compaction_wake.notify_all();
-            self.changed.changed_since(seen).await;
+            self.changed
+                .changed_or_after(seen, FOREGROUND_RECHECK)
+                .await;
         }
     }
 }

@@ -77,7 +77,9 @@ impl Shard {
                 break;
             }
             self.compaction_wake.notify_all();
-            self.changed.changed_since(seen).await;
+            self.changed
+                .changed_or_after(seen, super::FOREGROUND_RECHECK)
+                .await;
         }
         let mut c = self.counters.borrow_mut();
         c.stalls += 1;
