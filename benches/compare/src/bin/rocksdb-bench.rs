@@ -20,7 +20,10 @@ use compare::benchmark::Benchmark;
 use compare::engine::{Engine, SeekOutcome};
 use compare::flags::{CompressionType, Flags};
 use compare::report::EngineSettings;
-use rocksdb::{BlockBasedOptions, Cache, DBCompressionType, Options, WriteOptions, DB};
+use rocksdb::{
+    BlockBasedOptions, Cache, DBCompressionType, Options, WriteOptions, DB,
+    DEFAULT_COLUMN_FAMILY_NAME,
+};
 
 /// Immutable memtables kept before writes stall, as Terrace's default.
 const MAX_IMMUTABLE_MEMTABLES: i32 = 2;
@@ -61,7 +64,9 @@ fn open(flags: &Flags, path: &Path) -> anyhow::Result<Rocks> {
         }
     };
     opts.set_compression_type(compression);
-    let db = DB::open(&opts, path).context("DB::open")?;
+    // Opened with the default column family named, so `cf_handle` finds it for
+    // `batched_multi_get_cf`.
+    let db = DB::open_cf(&opts, path, [DEFAULT_COLUMN_FAMILY_NAME]).context("DB::open_cf")?;
     let mut write = WriteOptions::default();
     write.disable_wal(flags.disable_wal);
     let settings = EngineSettings {
@@ -104,7 +109,7 @@ impl Engine for Rocks {
     fn multi_get(&self, keys: &[Vec<u8>]) -> anyhow::Result<Vec<Option<usize>>> {
         let cf = self
             .db
-            .cf_handle("default")
+            .cf_handle(DEFAULT_COLUMN_FAMILY_NAME)
             .context("no default column family")?;
         self.db
             .batched_multi_get_cf(cf, keys, false)
