@@ -467,8 +467,10 @@ async fn shard_main(
                 glommio::timer::sleep(Duration::from_secs(5)).await;
                 let st = s.state.borrow();
                 eprintln!(
-                    "[watchdog shard {}] mem {} imms {} L0 {} poisoned {:?} closing {} changed_gen {} flush_gen {} compaction_gen {} lock_avail {} stats {:?}",
+                    "[watchdog shard {}] flush {} compaction {} mem {} imms {} L0 {} poisoned {:?} closing {} changed_gen {} flush_gen {} compaction_gen {} lock_avail {} stats {:?}",
                     s.id,
+                    s.flush_stage.get(),
+                    s.compaction_stage.get(),
                     st.mem.approximate_bytes(),
                     st.imms.len(),
                     st.version.levels[0].len(),

@@ -43,6 +43,7 @@ impl Shard {
             .acquire_permit(1)
             .await
             .map_err(|_| crate::ErrorDetail::Closed)?;
+        self.compaction_stage.set("choose");
         let choice = {
             let st = self.state.borrow();
             crate::compaction::choose(
@@ -54,8 +55,10 @@ impl Shard {
         if choice == Choice::Nothing {
             return Ok(false);
         }
+        self.compaction_stage.set("execute");
         self.execute(choice).await?;
         self.purge_obsolete();
+        self.compaction_stage.set("idle");
         Ok(true)
     }
 
@@ -122,7 +125,9 @@ impl Shard {
             .map(|(_, f)| Source::Table(f.reader.iter_sequential(readahead)))
             .collect();
         let mut it = MergeIter::new(sources);
+        self.compaction_stage.set("merge: seek inputs");
         it.seek_to_first().await?;
+        self.compaction_stage.set("merge: running");
         let mut outputs: Vec<Rc<FileMeta>> = Vec::new();
         let mut current: Option<(TableWriter, FileDesc, std::path::PathBuf)> = None;
         let mut last_key: Option<Vec<u8>> = None;
@@ -220,7 +225,9 @@ impl Shard {
         };
         let id = self.make_file_id(number);
         let path = self.sst_path(id);
+        self.compaction_stage.set("merge: create output");
         let w = TableWriter::create(&path, id, self.table_opts.clone()).await?;
+        self.compaction_stage.set("merge: running");
         let desc = FileDesc {
             id,
             size_bytes: 0,

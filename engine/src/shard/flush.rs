@@ -59,9 +59,12 @@ impl Shard {
         };
         let id = self.make_file_id(number);
         let path = self.sst_path(id);
+        self.flush_stage.set("create");
         let mut writer = TableWriter::create(&path, id, self.table_opts.clone()).await?;
+        self.flush_stage.set("write");
         let desc = match write_newest_versions(&mut writer, imm, id).await {
             Ok(mut desc) => {
+                self.flush_stage.set("finish");
                 writer.finish().await?;
                 desc.size_bytes = std::fs::metadata(&path)
                     .map_err(|e| Error::io("stat", &path, e))?
@@ -73,7 +76,9 @@ impl Shard {
                 return Err(e);
             }
         };
+        self.flush_stage.set("open");
         let meta = open_written(&path, desc).await?;
+        self.flush_stage.set("install");
         let size = meta.desc.size_bytes;
         let edit = VersionEdit {
             last_seqno: Some(imm.max_seqno()),
@@ -91,6 +96,7 @@ impl Shard {
         }
         self.changed.notify_all();
         self.compaction_wake.notify_all();
+        self.flush_stage.set("idle");
         if let Some(hook) = &self.opts.new_file_hook {
             hook.on_new_file(&NewFile {
                 shard: self.id,

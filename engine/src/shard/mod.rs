@@ -96,6 +96,10 @@ pub(crate) struct Shard {
     pub(crate) poisoned: RefCell<Option<String>>,
     pub(crate) closing: Cell<bool>,
     pub(crate) queues: Queues,
+    /// What the flush task is doing now (for the debug watchdog).
+    pub(crate) flush_stage: Cell<&'static str>,
+    /// What the compaction task is doing now (for the debug watchdog).
+    pub(crate) compaction_stage: Cell<&'static str>,
 }
 
 impl Shard {

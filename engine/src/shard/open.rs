@@ -93,6 +93,8 @@ impl Shard {
             poisoned: RefCell::new(None),
             closing: Cell::new(false),
             queues,
+            flush_stage: Cell::new("idle"),
+            compaction_stage: Cell::new("idle"),
             dir,
             opts,
         }))

@@ -2,16 +2,17 @@
 //!
 //! Entries accumulate in a data block until the next one would push the block (with
 //! its trailer) past `block_bytes`; the block is then sealed (optionally compressed,
-//! checksummed) and handed to a glommio `DmaStreamWriter`, and its index entry is
+//! checksummed) and appended to an aligned output buffer written with O_DIRECT, and
+//! its index entry is
 //! recorded with a separator between its last key and the next block's first key.
 //! A sealed data block of at most [`IO_ALIGN_BYTES`] that would straddle an
 //! `IO_ALIGN_BYTES` boundary is preceded by zero padding up to the boundary, so that
 //! reading it is a single aligned 4 KiB direct I/O.
 //!
 //! [`TableWriter::finish`] appends filter, index, properties and footer, then makes
-//! the file durable (the stream is closed, which truncates away its alignment padding,
-//! and the file is `fdatasync`ed after the truncation so its final length is durable
-//! too). Making the file's *name* durable (syncing the directory) is the caller's job,
+//! the file durable (the last buffer is written zero-padded to the alignment, the
+//! file is truncated back to its real length, then `fdatasync`ed so data and length
+//! are both durable). Making the file's *name* durable (syncing the directory) is the caller's job,
 //! as it is the caller who publishes the file in a manifest. After any I/O error the
 //! writer refuses further use; a writer dropped without `finish` or `abandon` leaves a
 //! partial file behind.
@@ -19,8 +20,7 @@
 use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
 
-use futures_lite::AsyncWriteExt;
-use glommio::io::{DmaFile, DmaStreamWriter, DmaStreamWriterBuilder};
+use glommio::io::{DmaBuffer, DmaFile};
 
 use crate::error::{Error, ErrorDetail, Result};
 use crate::key::{compare_internal, state_key_group, state_key_of, InternalKey, ValueKind};
@@ -38,10 +38,92 @@ use super::IO_ALIGN_BYTES;
 /// Zeros written as alignment padding.
 static ZEROS: [u8; IO_ALIGN_BYTES as usize] = [0; IO_ALIGN_BYTES as usize];
 
-/// Size of each buffer of the stream writer and how many may be in flight: bounds the
-/// writer's memory to about 1 MiB.
-const STREAM_BUFFER_BYTES: usize = 256 << 10;
-const STREAM_WRITE_BEHIND: usize = 4;
+/// Size of the aligned buffer the writer fills and writes with one O_DIRECT write:
+/// bounds the writer's memory to 1 MiB.
+const OUT_BUFFER_BYTES: usize = 1 << 20;
+
+/// Sequential O_DIRECT output through `DmaFile::write_at`, one buffer at a time.
+///
+/// glommio's `DmaStreamWriter` (with write-behind) was seen to stop completing writes
+/// under load (a compaction output froze at exactly 40 MiB with its executor idle), so
+/// the writer does its own buffering: fill an aligned buffer, write it, repeat; the
+/// final partial buffer is zero-padded to the alignment and the file truncated back.
+struct AlignedOut {
+    file: DmaFile,
+    buf: DmaBuffer,
+    filled: usize,
+    /// File offset of `buf`'s first byte.
+    buf_pos: u64,
+}
+
+impl AlignedOut {
+    fn new(file: DmaFile) -> AlignedOut {
+        let buf = file.alloc_dma_buffer(OUT_BUFFER_BYTES);
+        AlignedOut {
+            file,
+            buf,
+            filled: 0,
+            buf_pos: 0,
+        }
+    }
+
+    async fn write_all(&mut self, mut bytes: &[u8]) -> std::io::Result<()> {
+        while !bytes.is_empty() {
+            let n = bytes.len().min(OUT_BUFFER_BYTES - self.filled);
+            self.buf.as_bytes_mut()[self.filled..self.filled + n].copy_from_slice(&bytes[..n]);
+            self.filled += n;
+            bytes = &bytes[n..];
+            if self.filled == OUT_BUFFER_BYTES {
+                let full =
+                    std::mem::replace(&mut self.buf, self.file.alloc_dma_buffer(OUT_BUFFER_BYTES));
+                self.write_buffer(full).await?;
+                self.buf_pos += OUT_BUFFER_BYTES as u64;
+                self.filled = 0;
+            }
+        }
+        Ok(())
+    }
+
+    async fn write_buffer(&self, buf: DmaBuffer) -> std::io::Result<()> {
+        let len = buf.len();
+        let written = self
+            .file
+            .write_at(buf, self.buf_pos)
+            .await
+            .map_err(std::io::Error::from)?;
+        if written != len {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::WriteZero,
+                format!("short direct write: {written} of {len} bytes"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Writes what is buffered, cuts the file to `len` bytes, syncs and closes it.
+    async fn finish(mut self, len: u64) -> std::io::Result<()> {
+        if self.filled > 0 {
+            let aligned = self.filled.next_multiple_of(IO_ALIGN_BYTES as usize);
+            self.buf.as_bytes_mut()[self.filled..aligned].fill(0);
+            let mut last = self.file.alloc_dma_buffer(aligned);
+            last.as_bytes_mut()
+                .copy_from_slice(&self.buf.as_bytes_mut()[..aligned]);
+            self.write_buffer(last).await?;
+        }
+        self.file
+            .truncate(len)
+            .await
+            .map_err(std::io::Error::from)?;
+        let synced = self.file.fdatasync().await.map_err(std::io::Error::from);
+        let closed = self.file.close().await.map_err(std::io::Error::from);
+        synced?;
+        closed
+    }
+
+    async fn close(self) -> std::io::Result<()> {
+        self.file.close().await.map_err(std::io::Error::from)
+    }
+}
 
 /// How SST files are laid out.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -120,7 +202,7 @@ pub struct TableWriter {
     path: PathBuf,
     file_id: u64,
     opts: TableOptions,
-    out: DmaStreamWriter,
+    out: Option<AlignedOut>,
     /// Bytes handed to `out` so far: the offset of the next byte written.
     offset: u64,
     block: BlockBuilder,
@@ -145,12 +227,7 @@ impl TableWriter {
         let file = DmaFile::create(path)
             .await
             .map_err(|e| Error::io("create", path, e.into()))?;
-        let out = DmaStreamWriterBuilder::new(file)
-            .with_buffer_size(STREAM_BUFFER_BYTES)
-            .with_write_behind(STREAM_WRITE_BEHIND)
-            // `finish` syncs after the close truncates the file; see the module docs.
-            .with_sync_on_close_disabled(true)
-            .build();
+        let out = Some(AlignedOut::new(file));
         let restart_interval = opts.restart_interval;
         let bloom_bits_per_key = opts.bloom_bits_per_key;
         Ok(TableWriter {
@@ -276,7 +353,9 @@ impl TableWriter {
     /// Stops writing and removes the partial file (best effort: errors are ignored,
     /// as the file is garbage either way).
     pub async fn abandon(mut self) {
-        let _ = self.out.close().await;
+        if let Some(out) = self.out.take() {
+            let _ = out.close().await;
+        }
         let _ = glommio::io::remove(&self.path).await;
     }
 
@@ -329,19 +408,14 @@ impl TableWriter {
         self.write(&footer).await?;
         props.file_size = self.offset;
 
-        self.out
-            .close()
+        let out = self
+            .out
+            .take()
+            .ok_or_else(|| Error::internal("SST writer used after it was finished"))?;
+        let len = self.offset;
+        out.finish(len)
             .await
-            .map_err(|e| self.fail(Error::io("close", &self.path, e)))?;
-        // The close truncated the file to its real length after glommio's own
-        // (disabled) sync point; sync now so data and length are both durable.
-        let f = DmaFile::open(&self.path)
-            .await
-            .map_err(|e| self.fail(Error::io("open for sync", &self.path, e.into())))?;
-        let synced = f.fdatasync().await;
-        let closed = f.close().await;
-        synced.map_err(|e| self.fail(Error::io("fdatasync", &self.path, e.into())))?;
-        closed.map_err(|e| self.fail(Error::io("close", &self.path, e.into())))?;
+            .map_err(|e| self.fail(Error::io("finish", &self.path, e)))?;
         Ok(props)
     }
 
@@ -398,7 +472,10 @@ impl TableWriter {
     }
 
     async fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        match self.out.write_all(bytes).await {
+        let Some(out) = self.out.as_mut() else {
+            return Err(Error::internal("SST writer used after it was finished"));
+        };
+        match out.write_all(bytes).await {
             Ok(()) => {
                 self.offset += bytes.len() as u64;
                 Ok(())
