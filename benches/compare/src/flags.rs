@@ -73,6 +73,12 @@ pub struct Flags {
     #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
     pub reads: i64,
 
+    /// Operations of seekrandom; -1 means `--reads`. Harness-only (terrace-bench has
+    /// no such flag): lets `run.sh` run a short seekrandom inside the main list for
+    /// engines that cannot reopen a database (Cobble).
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pub seek_reads: i64,
+
     /// Value size in bytes.
     #[arg(long, default_value_t = 100)]
     pub value_size: usize,
@@ -172,6 +178,14 @@ impl Flags {
     /// Number of reads each read benchmark performs.
     pub fn reads(&self) -> u64 {
         u64::try_from(self.reads).unwrap_or(self.num)
+    }
+
+    /// Number of operations `bench` performs if it is a read benchmark.
+    pub fn reads_of(&self, bench: Benchmark) -> u64 {
+        match u64::try_from(self.seek_reads) {
+            Ok(n) if bench == Benchmark::SeekRandom => n,
+            _ => self.reads(),
+        }
     }
 
     /// Checks combinations clap cannot express; the message names the flag.

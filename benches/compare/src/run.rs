@@ -145,7 +145,7 @@ where
                 position as u64,
                 flags.seed,
                 flags.num,
-                flags.reads(),
+                flags.reads_of(bench),
                 flags.key_size,
                 flags.seek_nexts,
                 flags.batch_size,

@@ -13,7 +13,10 @@
 //! - data blocks are always 4096 bytes (not configurable; `--block_size` is ignored);
 //! - there is no direct I/O switch (reads go through the OS page cache);
 //! - the only codec is lz4 (`--compression_type zstd` is refused);
-//! - there is no public flush or compact call (the pseudo-benchmarks are skipped).
+//! - there is no public flush or compact call (the pseudo-benchmarks are skipped);
+//! - `Db::open` always starts a new database (reopening goes through snapshots and
+//!   `SingleDb::resume`), so `--use_existing_db` is refused rather than silently
+//!   benchmarking an empty database.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -41,6 +44,12 @@ struct Cobble {
 }
 
 fn open(flags: &Flags, path: &Path) -> anyhow::Result<Cobble> {
+    if flags.use_existing_db {
+        anyhow::bail!(
+            "--use_existing_db: cobble::Db::open always starts a new database; \
+             run every benchmark in one --benchmarks list instead"
+        );
+    }
     let mut config = Config::default();
     let dir = path
         .canonicalize()
