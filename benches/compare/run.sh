@@ -4,6 +4,10 @@
 #
 #   benches/compare/run.sh [--quick|--full] [--rounds N] [--threads "1 2 4 16"]
 #                          [--inflight N] [--no-build] [--no-docs] [--no-fio]
+#                          [--report-only]
+#
+# --report-only rebuilds the table and the docs section from the logs of the last
+# run at that scale (target/run/logs-<scale>/) without running anything.
 #
 # Every round runs the whole workload list once per engine configuration, engines
 # interleaved (terrace s1, rocksdb t1, cobble t1, terrace s2, rocksdb t2, ...), each
@@ -33,7 +37,7 @@ MAIN_LIST="fillseq,fillrandom,overwrite,readrandom,multireadrandom,updaterandom,
 SEEK_LIST="seekrandom"
 
 mode=quick rounds=3 threads_list="1 2 4 16" inflight=16
-build=1 docs=1 fio=1
+build=1 docs=1 fio=1 report_only=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) mode=quick ;;
@@ -44,7 +48,8 @@ while [ $# -gt 0 ]; do
         --no-build) build=0 ;;
         --no-docs) docs=0 ;;
         --no-fio) fio=0 ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        --report-only) report_only=1 build=0 fio=0 ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -57,7 +62,7 @@ fi
 # already come from SST files. Full: ~550 MB of data, 16x the 32 MiB cache, so most
 # reads go to disk.
 if [ "$mode" = quick ]; then
-    num=200000 reads=100000 seek_reads=2000 cache=$((8 << 20)) wbs=$((4 << 20)) limit_s=300
+    num=200000 reads=100000 seek_reads=2000 cache=$((8 << 20)) wbs=$((4 << 20)) limit_s=120
 else
     num=5000000 reads=500000 seek_reads=5000 cache=$((32 << 20)) wbs=$((64 << 20)) limit_s=1800
 fi
@@ -100,7 +105,7 @@ for b in "$TERRACE" "$ROCKS" "$COBBLE"; do
 done
 
 mkdir -p "$WORK" "$LOGS"
-rm -f "$LOGS"/*.log
+[ "$report_only" = 1 ] || rm -f "$LOGS"/*.log "$LOGS"/*.txt
 
 # ---- machine --------------------------------------------------------------------
 cores=$(nproc)
@@ -121,6 +126,9 @@ if [ "$fio" = 1 ]; then
     rm -f "$WORK/fio.dat"
     fio_iops=$(echo "$fio_out" | sed -n 's/.*read: IOPS=\([^,]*\),.*/\1/p' | head -1)
     if [ -n "$fio_iops" ]; then fio_iops="$fio_iops IOPS"; else fio_iops="fio failed: $(echo "$fio_out" | tail -1)"; fi
+    echo "$fio_iops" >"$LOGS/fio.txt"
+elif [ -f "$LOGS/fio.txt" ]; then
+    fio_iops=$(cat "$LOGS/fio.txt")
 fi
 
 # ---- runs -----------------------------------------------------------------------
@@ -178,6 +186,7 @@ run_config() {
 
 echo "Settings held equal: $settings" >&2
 elapsed=0  # seconds of benchmarks, not counting waits for the lock
+[ "$report_only" = 0 ] || { rounds=0; elapsed=$(cat "$LOGS/elapsed.txt" 2>/dev/null || echo "?"); }
 for ((r = 1; r <= rounds; r++)); do
     lock
     start=$(date +%s)
@@ -187,13 +196,20 @@ for ((r = 1; r <= rounds; r++)); do
     elapsed=$(( elapsed + $(date +%s) - start ))
     unlock
 done
-log "benchmarks took ${elapsed}s"
+if [ "$report_only" = 0 ]; then
+    log "benchmarks took ${elapsed}s"
+    echo "$elapsed" >"$LOGS/elapsed.txt"
+    echo "$rounds" >"$LOGS/rounds.txt"
+    built=$([ "$build" = 1 ] && echo "built by this run" || echo "binaries not rebuilt (--no-build)")
+    echo "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "?"), $built" >"$LOGS/commit.txt"
+fi
+rounds=$(cat "$LOGS/rounds.txt" 2>/dev/null || echo "$rounds")
 
 # ---- report ---------------------------------------------------------------------
 command_line="benches/compare/run.sh --$mode --rounds $rounds --threads \"$threads_list\" --inflight $inflight"
-report=$(python3 - "$LOGS" "$WORKLOADS" <<PY
+report=$(python3 - "$LOGS" "$WORKLOADS" "$rounds" <<PY
 import glob, os, re, statistics, sys
-logs, workloads = sys.argv[1], sys.argv[2].split(",")
+logs, workloads, rounds = sys.argv[1], sys.argv[2].split(","), int(sys.argv[3])
 line = re.compile(r"^(\S+)\s+:\s+\S+ micros/op (\d+) ops/sec")
 runs = {}   # (config, workload) -> [ops/sec per round]
 for path in sorted(glob.glob(os.path.join(logs, "r*-*.log"))):
@@ -226,14 +242,16 @@ for w in workloads:
             targets.append(f"- {w}: Terrace / best of RocksDB and Cobble = {ratio(t, better)} (target >= 1.5): **{'met' if ok else 'not met'}**")
 print("\n".join(out))
 print()
-print("Best configuration per cell (median of rounds) and every configuration's median:")
+print("Best configuration per cell (median of rounds) and every configuration's median;")
+print("a cell marked (k/N rounds) lost rounds to a failure or the time limit (see the logs):")
 print()
 print("| workload | terrace best | rocksdb best | cobble best | " + " | ".join(configs) + " |")
 print("|---|---|---|---|" + "---:|" * len(configs))
 for w in workloads:
     cells = [best(e, w) for e in ("terrace", "rocksdb", "cobble")]
     names = [b[1] if b else "n/a" for b in cells]
-    vals = [str(int(med[(c, w)])) if (c, w) in med else "n/a" for c in configs]
+    vals = [(str(int(med[(c, w)])) + ("" if len(runs[(c, w)]) >= rounds else f" ({len(runs[(c, w)])}/{rounds} rounds)"))
+            if (c, w) in med else f"n/a (0/{rounds} rounds)" for c in configs]
     print(f"| {w} | " + " | ".join(names) + " | " + " | ".join(vals) + " |")
 print()
 print("Targets (tracked, not asserted):")
@@ -266,9 +284,13 @@ limit does not bound) and a fixed 4 KiB block; Terrace has no WAL at all; RocksD
 uses \`disable_wal\`, \`use_direct_reads\` and \`use_direct_io_for_flush_and_compaction\`.
 Each round runs the whole list on a fresh database per configuration, so the read
 workloads read what fillseq + fillrandom + overwrite left (all \`--num\` keys).
+seekrandom runs last with $seek_reads seeks: for Terrace and RocksDB as a second invocation
+over the same database (\`--use_existing_db\`), for Cobble (which cannot reopen a database)
+at the end of its list via the harness-only \`--seek_reads\`. An invocation that fails or
+exceeds ${limit_s}s loses its workloads for that round.
 
 Latest run: \`$command_line\` ($mode scale, $rounds rounds, ${elapsed}s of benchmarks,
-$(date -u +%Y-%m-%d) at commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "?")).
+$(date -u -r "$LOGS/commit.txt" +%Y-%m-%d 2>/dev/null || echo "?"), commit $(cat "$LOGS/commit.txt" 2>/dev/null || echo "?")).
 
 $report
 
