@@ -156,6 +156,28 @@ impl Options {
         }
     }
 
+    /// Options to open the existing database at `path` as it was created: its shard
+    /// count, key groups, key-group prefix and every table it has (tuning knobs at
+    /// their defaults). For tools that open a database someone else created.
+    pub fn for_existing(path: impl Into<PathBuf>) -> Result<Options> {
+        let path = path.into();
+        let meta = crate::meta::DbMeta::load(&path)?.ok_or_else(|| {
+            Error::invalid_option(
+                "path",
+                format!("{} holds no Terrace database", path.display()),
+            )
+        })?;
+        let mut opts = Options::new(path);
+        opts.create_if_missing = false;
+        opts.shards = meta.shards;
+        opts.max_key_groups = meta.max_key_groups;
+        opts.key_group_prefix_bytes = meta.key_group_prefix_bytes;
+        let mut tables = meta.tables;
+        tables.sort();
+        opts.tables = tables.into_iter().map(|(_, name)| name).collect();
+        Ok(opts)
+    }
+
     /// Checks every option; the first problem found is the error.
     pub fn validate(&self) -> Result<()> {
         fn bad(option: &'static str, reason: impl Into<String>) -> Error {

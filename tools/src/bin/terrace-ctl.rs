@@ -20,7 +20,6 @@ use clap::{Args, Parser, Subcommand};
 use futures_lite::future::block_on;
 use terrace::Db;
 
-use terrace_tools::ctl::meta::options_for;
 use terrace_tools::ctl::sst::inspect;
 use terrace_tools::ctl::text::{escape, parse_key};
 
@@ -87,7 +86,8 @@ enum Cmd {
 }
 
 fn open(dir: &std::path::Path) -> anyhow::Result<Db> {
-    let opts = options_for(dir)?;
+    let opts = terrace::Options::for_existing(dir)
+        .with_context(|| format!("reading {}", dir.display()))?;
     block_on(Db::open(opts)).with_context(|| format!("opening {}", dir.display()))
 }
 
