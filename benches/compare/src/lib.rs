@@ -11,10 +11,10 @@
 //! The library exists only to share code between the two binaries, so it uses
 //! `anyhow` as a binary would.
 //!
-//! This crate deliberately depends on nothing in the Terrace workspace. [`keys`],
-//! [`values`] and the result-line format are copies of `terrace-tools`' `bench`
-//! modules (drift would show as a different `found` count in `run.sh`'s output),
-//! so keep them in step by hand.
+//! [`keys`], [`values`], [`stats`] and [`histogram`] are `terrace-tools`' own `bench`
+//! modules, re-exported: every engine draws exactly the keys and values
+//! `terrace-bench` draws. The flags and the result-line format are this crate's
+//! (they carry engine-specific settings) and must stay in step with terrace-bench's.
 
 #![deny(clippy::unwrap_used)]
 #![warn(missing_docs)]
@@ -23,9 +23,9 @@ pub mod benchmark;
 pub mod driver;
 pub mod engine;
 pub mod flags;
-pub mod histogram;
-pub mod keys;
 pub mod report;
 pub mod run;
-pub mod stats;
-pub mod values;
+
+// Key and value generation, per-op statistics and histograms are terrace-bench's own
+// code, so every engine draws exactly the keys and values terrace-bench draws.
+pub use terrace_tools::bench::{histogram, keys, stats, values};

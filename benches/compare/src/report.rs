@@ -176,7 +176,11 @@ pub fn header(flags: &Flags, db_path: &str, engine: &EngineSettings) -> String {
         flags.value_size, compressed_value
     );
     let _ = writeln!(h, "Entries:    {}", flags.num);
-    let _ = writeln!(h, "RawSize:    {:.1} MB (estimated)", mib(entry * flags.num as f64));
+    let _ = writeln!(
+        h,
+        "RawSize:    {:.1} MB (estimated)",
+        mib(entry * flags.num as f64)
+    );
     let _ = writeln!(
         h,
         "FileSize:   {:.1} MB (estimated)",

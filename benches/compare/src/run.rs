@@ -32,11 +32,9 @@ where
     E: Engine,
     F: FnOnce(&Flags, &Path) -> anyhow::Result<E>,
 {
-    let command = Flags::command()
-        .name(name)
-        .about(format!(
-            "{name}: terrace-bench's workloads, flags and output over another engine"
-        ));
+    let command = Flags::command().name(name).about(format!(
+        "{name}: terrace-bench's workloads, flags and output over another engine"
+    ));
     let flags = match Flags::from_arg_matches(&command.get_matches()) {
         Ok(f) => f,
         Err(e) => e.exit(),
@@ -59,7 +57,10 @@ fn prepare_db_dir(path: &Path, use_existing: bool) -> anyhow::Result<()> {
     let marked = path.join(MARKER_FILE).exists();
     if use_existing {
         if !marked {
-            bail!("--use_existing_db: {} holds no harness database", path.display());
+            bail!(
+                "--use_existing_db: {} holds no harness database",
+                path.display()
+            );
         }
         return Ok(());
     }
@@ -75,8 +76,7 @@ fn prepare_db_dir(path: &Path, use_existing: bool) -> anyhow::Result<()> {
                 path.display()
             );
         }
-        std::fs::remove_dir_all(path)
-            .with_context(|| format!("destroying {}", path.display()))?;
+        std::fs::remove_dir_all(path).with_context(|| format!("destroying {}", path.display()))?;
     }
     std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
     std::fs::write(path.join(MARKER_FILE), b"")

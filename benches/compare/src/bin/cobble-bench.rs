@@ -82,7 +82,10 @@ fn open(flags: &Flags, path: &Path) -> anyhow::Result<Cobble> {
     if flags.block_size != COBBLE_BLOCK_BYTES {
         notes.push((
             "Block size".to_string(),
-            format!("--block_size {} ignored: Cobble's is fixed at {COBBLE_BLOCK_BYTES}", flags.block_size),
+            format!(
+                "--block_size {} ignored: Cobble's is fixed at {COBBLE_BLOCK_BYTES}",
+                flags.block_size
+            ),
         ));
     }
     let settings = EngineSettings {
@@ -140,7 +143,10 @@ impl Engine for Cobble {
             if n == 0 {
                 out.found = k.as_ref() == key;
             }
-            let v = columns.first().and_then(|c| c.as_ref()).map_or(0, |v| v.len());
+            let v = columns
+                .first()
+                .and_then(|c| c.as_ref())
+                .map_or(0, |v| v.len());
             out.bytes += (k.len() + v) as u64;
         }
         Ok(out)
