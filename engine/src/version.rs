@@ -32,6 +32,35 @@ pub(crate) struct FileDesc {
 }
 
 impl FileDesc {
+    /// The description of a file about to be written: no entries yet.
+    pub(crate) fn empty(id: u64) -> FileDesc {
+        FileDesc {
+            id,
+            size_bytes: 0,
+            smallest: Vec::new(),
+            largest: Vec::new(),
+            entries: 0,
+            deletions: 0,
+            min_seqno: u64::MAX,
+            max_seqno: 0,
+        }
+    }
+
+    /// Accounts for one entry appended to the file (entries arrive in key order).
+    pub(crate) fn note_entry(&mut self, ikey: &[u8], seqno: u64, kind: crate::key::ValueKind) {
+        if self.smallest.is_empty() {
+            self.smallest = ikey.to_vec();
+        }
+        self.largest.clear();
+        self.largest.extend_from_slice(ikey);
+        self.entries += 1;
+        if kind == crate::key::ValueKind::Delete {
+            self.deletions += 1;
+        }
+        self.min_seqno = self.min_seqno.min(seqno);
+        self.max_seqno = self.max_seqno.max(seqno);
+    }
+
     fn encode(&self, e: &mut Enc) {
         e.u64(self.id)
             .u64(self.size_bytes)

@@ -10,7 +10,7 @@ use super::policy::{is_bottommost, key_range, Choice};
 use crate::error::{Error, Result};
 use crate::iter::{MergeIter, Source};
 use crate::key::{state_key_of, InternalKey, ValueKind};
-use crate::shard::{open_written, Shard};
+use crate::shard::{finish_table, Shard};
 use crate::sst::TableWriter;
 use crate::version::{FileDesc, FileMeta, VersionEdit};
 
@@ -150,7 +150,7 @@ impl Shard {
                         }
                         if let Some((w, desc, _)) = current.as_mut() {
                             w.add(it.key(), it.value()).await?;
-                            note_entry(desc, it.key(), k.seqno, kind);
+                            desc.note_entry(it.key(), k.seqno, kind);
                             if w.estimated_size() >= self.opts.target_file_bytes {
                                 if let Some(out) = current.take() {
                                     let meta = finish_output(out).await?;
@@ -217,28 +217,11 @@ impl Shard {
     }
 
     async fn new_output(&self) -> Result<(TableWriter, FileDesc, std::path::PathBuf)> {
-        let number = {
-            let mut st = self.state.borrow_mut();
-            let n = st.next_file_number;
-            st.next_file_number += 1;
-            n
-        };
-        let id = self.make_file_id(number);
-        let path = self.sst_path(id);
+        let (id, path) = self.allocate_file();
         self.compaction_stage.set("merge: create output");
         let w = TableWriter::create(&path, id, self.table_opts.clone()).await?;
         self.compaction_stage.set("merge: running");
-        let desc = FileDesc {
-            id,
-            size_bytes: 0,
-            smallest: Vec::new(),
-            largest: Vec::new(),
-            entries: 0,
-            deletions: 0,
-            min_seqno: u64::MAX,
-            max_seqno: 0,
-        };
-        Ok((w, desc, path))
+        Ok((w, FileDesc::empty(id), path))
     }
 
     /// Compacts every file holding keys in `[lo, hi]` (state keys; `None` unbounded)
@@ -309,27 +292,9 @@ impl Shard {
     }
 }
 
-fn note_entry(desc: &mut FileDesc, ikey: &[u8], seqno: u64, kind: ValueKind) {
-    if desc.smallest.is_empty() {
-        desc.smallest = ikey.to_vec();
-    }
-    desc.largest.clear();
-    desc.largest.extend_from_slice(ikey);
-    desc.entries += 1;
-    if kind == ValueKind::Delete {
-        desc.deletions += 1;
-    }
-    desc.min_seqno = desc.min_seqno.min(seqno);
-    desc.max_seqno = desc.max_seqno.max(seqno);
-}
-
 async fn finish_output(
-    (w, mut desc, path): (TableWriter, FileDesc, std::path::PathBuf),
+    (w, desc, path): (TableWriter, FileDesc, std::path::PathBuf),
 ) -> Result<Rc<FileMeta>> {
-    w.finish().await?;
-    desc.size_bytes = std::fs::metadata(&path)
-        .map_err(|e| Error::io("stat", &path, e))?
-        .len();
     debug_assert!(state_key_of(&desc.smallest) <= state_key_of(&desc.largest));
-    open_written(&path, desc).await
+    finish_table(w, desc, &path).await
 }

@@ -51,38 +51,25 @@ impl Shard {
             self.changed.notify_all();
             return Ok(());
         }
-        let number = {
-            let mut st = self.state.borrow_mut();
-            let n = st.next_file_number;
-            st.next_file_number += 1;
-            n
-        };
-        let id = self.make_file_id(number);
-        let path = self.sst_path(id);
+        let (id, path) = self.allocate_file();
         self.flush_stage.set("create");
         let mut writer = TableWriter::create(&path, id, self.table_opts.clone()).await?;
         self.flush_stage.set("write");
-        let desc = match write_newest_versions(&mut writer, imm, id).await {
-            Ok(mut desc) => {
+        let meta = match write_newest_versions(&mut writer, imm, id).await {
+            Ok(desc) => {
                 self.flush_stage.set("finish");
-                writer.finish().await?;
-                desc.size_bytes = std::fs::metadata(&path)
-                    .map_err(|e| Error::io("stat", &path, e))?
-                    .len();
-                desc
+                finish_table(writer, desc, &path).await?
             }
             Err(e) => {
                 writer.abandon().await;
                 return Err(e);
             }
         };
-        self.flush_stage.set("open");
-        let meta = open_written(&path, desc).await?;
         self.flush_stage.set("install");
         let size = meta.desc.size_bytes;
         let edit = VersionEdit {
             last_seqno: Some(imm.max_seqno()),
-            next_file_number: Some(number + 1),
+            next_file_number: Some(self.state.borrow().next_file_number),
             added: vec![(0, meta.desc.clone())],
             ..Default::default()
         };
@@ -147,16 +134,7 @@ async fn write_newest_versions(
     // The memtable is frozen: nothing mutates it, so holding the borrow across the
     // writer's awaits cannot conflict.
     let map = imm.for_each_frozen();
-    let mut desc = FileDesc {
-        id,
-        size_bytes: 0,
-        smallest: Vec::new(),
-        largest: Vec::new(),
-        entries: 0,
-        deletions: 0,
-        min_seqno: u64::MAX,
-        max_seqno: 0,
-    };
+    let mut desc = FileDesc::empty(id);
     let mut last: Option<&[u8]> = None;
     for (k, v) in map.iter() {
         if last == Some(&k.state_key[..]) {
@@ -169,25 +147,22 @@ async fn write_newest_versions(
         };
         let ikey = make_internal_key(&k.state_key, k.seqno, kind);
         writer.add(&ikey, value).await?;
-        if desc.smallest.is_empty() {
-            desc.smallest = ikey.clone();
-        }
-        desc.entries += 1;
-        if kind == ValueKind::Delete {
-            desc.deletions += 1;
-        }
-        desc.min_seqno = desc.min_seqno.min(k.seqno);
-        desc.max_seqno = desc.max_seqno.max(k.seqno);
-        desc.largest = ikey;
+        desc.note_entry(&ikey, k.seqno, kind);
     }
     Ok(desc)
 }
 
-/// Opens a just-written SST for reading.
-pub(crate) async fn open_written(path: &std::path::Path, desc: FileDesc) -> Result<Rc<FileMeta>> {
+/// Finishes `writer` (footer, sync) and opens the file for reading.
+pub(crate) async fn finish_table(
+    writer: TableWriter,
+    mut desc: FileDesc,
+    path: &std::path::Path,
+) -> Result<Rc<FileMeta>> {
+    writer.finish().await?;
     let file = LocalFile::open(path)
         .await
         .map_err(|e| Error::io("open", path, e))?;
+    desc.size_bytes = file.size();
     let source: Rc<dyn BlockSource> = Rc::new(file);
     let reader = TableReader::open(desc.id, path.to_path_buf(), source).await?;
     Ok(Rc::new(FileMeta {

@@ -37,7 +37,7 @@ use crate::sst::TableOptions;
 use crate::stats::Counters;
 use crate::version::{FileMeta, Version};
 
-pub(crate) use flush::open_written;
+pub(crate) use flush::finish_table;
 pub(crate) use read::ScanRange;
 
 /// Longest a waiting foreground operation (stalled writer, flush waiter) goes
@@ -115,6 +115,18 @@ impl Shard {
     /// File ids are unique across the database: the shard id in the top 16 bits.
     pub(crate) fn make_file_id(&self, number: u64) -> u64 {
         (u64::from(self.id) << 48) | number
+    }
+
+    /// Takes the next file number; returns the new file's id and path.
+    pub(crate) fn allocate_file(&self) -> (u64, PathBuf) {
+        let number = {
+            let mut st = self.state.borrow_mut();
+            let n = st.next_file_number;
+            st.next_file_number += 1;
+            n
+        };
+        let id = self.make_file_id(number);
+        (id, self.sst_path(id))
     }
 
     pub(crate) fn check_open(&self) -> Result<()> {
