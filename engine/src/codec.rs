@@ -73,6 +73,27 @@ impl<'a> Dec<'a> {
     }
 }
 
+/// Checks that `data` has the CRC32 `stored`; a mismatch is a Corruption error naming
+/// `file` and `offset`.
+pub(crate) fn verify_crc32(
+    file: &std::path::Path,
+    offset: u64,
+    stored: u32,
+    data: &[u8],
+) -> crate::Result<()> {
+    let computed = crc32(data);
+    if stored == computed {
+        return Ok(());
+    }
+    Err(crate::ErrorDetail::ChecksumMismatch {
+        file: file.to_path_buf(),
+        offset,
+        stored,
+        computed,
+    }
+    .into())
+}
+
 /// CRC32 (Castagnoli is not needed here; crc32fast's IEEE polynomial is fast with SIMD).
 pub(crate) fn crc32(data: &[u8]) -> u32 {
     crc32fast::hash(data)

@@ -21,7 +21,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::codec::crc32;
+use crate::codec::{crc32, verify_crc32};
 use crate::error::{Error, ErrorDetail, Result};
 use crate::version::{FileDesc, VersionEdit};
 
@@ -170,16 +170,7 @@ pub(crate) fn replay(path: &Path, bytes: &[u8]) -> Result<ManifestState> {
         return Err(Error::corrupt(path, 0, "missing manifest magic"));
     }
     let stored = u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]);
-    let computed = crc32(&bytes[..12]);
-    if stored != computed {
-        return Err(ErrorDetail::ChecksumMismatch {
-            file: path.to_path_buf(),
-            offset: 0,
-            stored,
-            computed,
-        }
-        .into());
-    }
+    verify_crc32(path, 0, stored, &bytes[..12])?;
     let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
     if version > MANIFEST_FORMAT_VERSION {
         return Err(ErrorDetail::UnsupportedVersion {
@@ -212,20 +203,13 @@ pub(crate) fn replay(path: &Path, bytes: &[u8]) -> Result<ManifestState> {
             break;
         }
         let payload = &rest[RECORD_HEADER_LEN..end];
-        let computed = crc32(payload);
-        if stored != computed {
+        if let Err(e) = verify_crc32(path, pos as u64, stored, payload) {
             if pos + end == bytes.len() {
                 // The last record, cut or half-written by a crash during its append.
                 tracing::warn!(file = %path.display(), offset = pos, "ignoring torn manifest tail");
                 break;
             }
-            return Err(ErrorDetail::ChecksumMismatch {
-                file: path.to_path_buf(),
-                offset: pos as u64,
-                stored,
-                computed,
-            }
-            .into());
+            return Err(e);
         }
         let edit =
             VersionEdit::decode(payload).map_err(|what| Error::corrupt(path, pos as u64, what))?;
@@ -237,15 +221,21 @@ pub(crate) fn replay(path: &Path, bytes: &[u8]) -> Result<ManifestState> {
 
 /// Atomically points `CURRENT` at `name`.
 fn set_current(dir: &Path, name: &str) -> Result<()> {
-    let tmp = dir.join("CURRENT.tmp");
-    let current = dir.join("CURRENT");
+    replace_file(dir, "CURRENT", format!("{name}\n").as_bytes())
+}
+
+/// Replaces `dir/name` with `bytes` atomically and durably: temp file, fsync,
+/// rename, fsync of the directory.
+pub(crate) fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let path = dir.join(name);
     {
         let mut f = File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
-        f.write_all(format!("{name}\n").as_bytes())
+        f.write_all(bytes)
             .and_then(|()| f.sync_all())
             .map_err(|e| Error::io("write", &tmp, e))?;
     }
-    fs::rename(&tmp, &current).map_err(|e| Error::io("rename", &tmp, e))?;
+    fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &tmp, e))?;
     sync_dir(dir)
 }
 

@@ -12,12 +12,11 @@
 //! Written to a temp file, fsynced and renamed into place.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::codec::{crc32, Dec, Enc};
+use crate::codec::{crc32, verify_crc32, Dec, Enc};
 use crate::error::{Error, ErrorDetail, Result};
-use crate::manifest::sync_dir;
+use crate::manifest::replace_file;
 use crate::options::Options;
 
 const MAGIC: &[u8; 8] = b"TRCMETA\0";
@@ -57,16 +56,7 @@ impl DbMeta {
         }
         let (body, crc) = bytes.split_at(bytes.len() - 4);
         let stored = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
-        let computed = crc32(body);
-        if stored != computed {
-            return Err(ErrorDetail::ChecksumMismatch {
-                file: path.to_path_buf(),
-                offset: 0,
-                stored,
-                computed,
-            }
-            .into());
-        }
+        verify_crc32(path, 0, stored, body)?;
         let short = || Error::corrupt(path, 0, "metadata ends inside a field");
         let mut d = Dec::new(&body[8..]);
         let version = d.u32().ok_or_else(short)?;
@@ -109,14 +99,7 @@ impl DbMeta {
 
     /// Writes the metadata atomically.
     pub(crate) fn store(&self, dir: &Path) -> Result<()> {
-        let tmp = dir.join(format!("{META_FILE}.tmp"));
-        let path = dir.join(META_FILE);
-        let mut f = fs::File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
-        f.write_all(&self.encode())
-            .and_then(|()| f.sync_all())
-            .map_err(|e| Error::io("write", &tmp, e))?;
-        fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &tmp, e))?;
-        sync_dir(dir)
+        replace_file(dir, META_FILE, &self.encode())
     }
 
     /// Checks `opts` against the metadata on disk and adds newly declared tables.
