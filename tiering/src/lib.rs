@@ -13,6 +13,7 @@
 
 mod cache;
 mod local;
+pub mod store;
 
 pub use cache::{BlockCache, BlockKey, CacheStats};
 pub use local::{probe_direct_io, LocalFile};

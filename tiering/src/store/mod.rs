@@ -1,0 +1,195 @@
+//! Object stores: where SSTs live for good.
+//!
+//! One trait, [`ObjectStore`], covers what the engine needs from object storage:
+//! single and multipart puts, ranged gets, head, list by prefix and delete. Objects
+//! are immutable once written; writing a key again stores the same bytes (an upload
+//! re-tried after a crash), never different ones.
+//!
+//! Implementations run on the background I/O runtime ([`IoRuntime`]), never on a
+//! shard: their futures are `Send` and may use tokio. Shards reach them through
+//! [`IoHandle::spawn`], which hands back a runtime-agnostic [`IoTask`].
+//!
+//! Decorators wrap any store and implement the same trait (SlateDB's pattern):
+//! retrying, instrumented, fault-injecting.
+
+mod runtime;
+
+pub use runtime::{IoHandle, IoRuntime, IoRuntimeConfig, IoTask, TaskCancelled};
+
+use std::fmt;
+use std::future::Future;
+use std::ops::Range;
+use std::pin::Pin;
+
+/// A future that runs on the I/O runtime.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Result of an object-store call.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What went wrong, as far as callers need to tell cases apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StoreErrorKind {
+    /// The object does not exist.
+    NotFound,
+    /// The bucket (or the local store's root directory) does not exist.
+    NoSuchBucket,
+    /// Credentials are missing, wrong or lack permission.
+    AccessDenied,
+    /// The request itself is wrong (bad key, bad range, bad URI, bad configuration).
+    InvalidArgument,
+    /// A failure that may pass: 5xx, throttling, a dropped connection, an I/O hiccup.
+    Transient,
+    /// The request did not finish in time.
+    Timeout,
+    /// The stored bytes are not what was written (checksum or size mismatch).
+    Corrupt,
+    /// Anything else; not retried.
+    Other,
+}
+
+impl StoreErrorKind {
+    /// Whether trying the same request again may succeed.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, StoreErrorKind::Transient | StoreErrorKind::Timeout)
+    }
+}
+
+/// An object-store failure: what kind, which operation, which object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreError {
+    /// The kind, which decides whether to retry.
+    pub kind: StoreErrorKind,
+    /// Operation name: "put", "get", "head", "list", "delete", "multipart", "open".
+    pub op: &'static str,
+    /// Object key (or prefix, or store description) the call was about.
+    pub key: String,
+    /// What the store said. Never contains credentials.
+    pub message: String,
+}
+
+impl StoreError {
+    /// Builds an error.
+    pub fn new(
+        kind: StoreErrorKind,
+        op: &'static str,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> StoreError {
+        StoreError {
+            kind,
+            op,
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Maps a local I/O error: `NotFound` stays `NotFound`, everything else is
+    /// transient except invalid input.
+    pub fn from_io(op: &'static str, key: impl Into<String>, e: &std::io::Error) -> StoreError {
+        let kind = match e.kind() {
+            std::io::ErrorKind::NotFound => StoreErrorKind::NotFound,
+            std::io::ErrorKind::PermissionDenied => StoreErrorKind::AccessDenied,
+            std::io::ErrorKind::InvalidInput => StoreErrorKind::InvalidArgument,
+            std::io::ErrorKind::TimedOut => StoreErrorKind::Timeout,
+            _ => StoreErrorKind::Transient,
+        };
+        StoreError::new(kind, op, key, e.to_string())
+    }
+
+    /// Whether trying the same request again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.kind.is_retryable()
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "object store {} of {:?} failed ({:?}): {}",
+            self.op, self.key, self.kind, self.message
+        )
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// What a listing or head returns about an object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// Full key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// Identifies a multipart upload in progress.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MultipartId(pub String);
+
+/// One uploaded part: its number (1-based, as in S3) and the store's tag for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartReceipt {
+    /// Part number, 1-based, contiguous.
+    pub part_number: u32,
+    /// The store's identifier of the part (S3's ETag).
+    pub etag: String,
+}
+
+/// Object storage as the engine uses it. Keys are `/`-separated relative paths
+/// without a leading `/`; the store adds its own prefix.
+pub trait ObjectStore: Send + Sync + fmt::Debug {
+    /// Stores `body` under `key` in one request, atomically: a reader sees the old
+    /// state or the whole object, never a part.
+    fn put<'a>(&'a self, key: &'a str, body: bytes::Bytes) -> BoxFuture<'a, StoreResult<()>>;
+
+    /// Starts a multipart upload of `key`.
+    fn create_multipart<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StoreResult<MultipartId>>;
+
+    /// Uploads part `part_number` (1-based) of a multipart upload. Every part but the
+    /// last must be at least 5 MiB (S3's rule; the local store does not care).
+    fn put_part<'a>(
+        &'a self,
+        key: &'a str,
+        upload: &'a MultipartId,
+        part_number: u32,
+        body: bytes::Bytes,
+    ) -> BoxFuture<'a, StoreResult<PartReceipt>>;
+
+    /// Completes a multipart upload; the object appears atomically.
+    fn complete_multipart<'a>(
+        &'a self,
+        key: &'a str,
+        upload: &'a MultipartId,
+        parts: Vec<PartReceipt>,
+    ) -> BoxFuture<'a, StoreResult<()>>;
+
+    /// Abandons a multipart upload and frees its parts.
+    fn abort_multipart<'a>(
+        &'a self,
+        key: &'a str,
+        upload: &'a MultipartId,
+    ) -> BoxFuture<'a, StoreResult<()>>;
+
+    /// Reads `range` of the object. A range past the end is an `InvalidArgument`
+    /// error, never a short read.
+    fn get_range<'a>(
+        &'a self,
+        key: &'a str,
+        range: Range<u64>,
+    ) -> BoxFuture<'a, StoreResult<bytes::Bytes>>;
+
+    /// Size of the object, or `NotFound`.
+    fn head<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StoreResult<ObjectMeta>>;
+
+    /// Every object whose key starts with `prefix`, sorted by key.
+    fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, StoreResult<Vec<ObjectMeta>>>;
+
+    /// Deletes the object. Deleting a missing object succeeds.
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StoreResult<()>>;
+
+    /// Where the store points (`file:///path`, `s3://bucket/prefix`), for messages.
+    /// Never includes credentials.
+    fn describe(&self) -> String;
+}
