@@ -12,7 +12,13 @@
 //! Decorators wrap any store and implement the same trait (SlateDB's pattern):
 //! retrying, instrumented, fault-injecting.
 
+pub mod fault;
+pub mod instrument;
+pub mod local;
+pub mod retry;
 mod runtime;
+pub mod s3;
+pub mod uri;
 
 pub use runtime::{IoHandle, IoRuntime, IoRuntimeConfig, IoTask, TaskCancelled};
 
