@@ -22,6 +22,8 @@ use crate::key::TableId;
 use crate::local::LocalDb;
 use crate::meta::DbMeta;
 use crate::options::Options;
+use crate::remote::Remote;
+use terrace_tiering::store::IoRuntime;
 use crate::router::Router;
 use crate::shard::{Queues, ScanRange, Shard};
 use crate::stats::{DbStats, LevelStats, ShardStats};
@@ -43,6 +45,9 @@ pub(crate) struct DbInner {
     senders: Vec<flume::Sender<Msg>>,
     threads: Mutex<Vec<ExecutorJoinHandle<()>>>,
     closed: AtomicBool,
+    remote: Option<Arc<Remote>>,
+    /// Stopped after the shards, so their last uploads can finish.
+    io_runtime: Mutex<Option<IoRuntime>>,
 }
 
 impl Drop for DbInner {
@@ -53,6 +58,11 @@ impl Drop for DbInner {
         if let Ok(mut threads) = self.threads.lock() {
             for t in threads.drain(..) {
                 let _ = t.join();
+            }
+        }
+        if let Ok(mut rt) = self.io_runtime.lock() {
+            if let Some(rt) = rt.take() {
+                rt.shutdown_now();
             }
         }
     }
@@ -109,6 +119,10 @@ impl Db {
             tables: Arc::new(tables),
         };
 
+        let (io_runtime, remote) = match crate::remote::open(&opts).await? {
+            Some((rt, remote)) => (Some(rt), Some(remote)),
+            None => (None, None),
+        };
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut senders = Vec::new();
         let mut threads = Vec::new();
@@ -122,10 +136,11 @@ impl Db {
                 Placement::Unbound
             };
             let shard_opts = opts.clone();
+            let shard_remote = remote.clone();
             let handle = LocalExecutorBuilder::new(placement)
                 .name(&format!("terrace-shard-{id}"))
                 .spin_before_park(Duration::from_micros(opts.spin_before_park_us))
-                .spawn(move || shard_main(id, shard_opts, rx, ready_tx))
+                .spawn(move || shard_main(id, shard_opts, shard_remote, rx, ready_tx))
                 .map_err(|e| ErrorDetail::ShardGone {
                     shard: id,
                     what: format!("could not start its executor thread: {e}"),
@@ -140,6 +155,8 @@ impl Db {
                 senders,
                 threads: Mutex::new(threads),
                 closed: AtomicBool::new(false),
+                remote,
+                io_runtime: Mutex::new(io_runtime),
             }),
         };
         let mut first_err = None;
@@ -372,7 +389,31 @@ impl Db {
     /// Statistics of every shard.
     pub async fn stats(&self) -> Result<DbStats> {
         let shards = self.on_all(|s| async move { Ok(s.stats()) }).await?;
-        Ok(DbStats { shards })
+        let remote = self.inner.remote.as_ref();
+        Ok(DbStats {
+            shards,
+            object_store: remote.map(|r| r.stack.instrumented.stats()),
+            uploads: remote.map(|r| r.uploader.stats()),
+        })
+    }
+
+    /// Waits until every live SST is in the object store (immediately true without
+    /// one). Flush first to include the memtables.
+    pub async fn wait_for_uploads(&self) -> Result<()> {
+        self.on_all(|s| async move { s.wait_for_uploads().await })
+            .await
+            .map(drop)
+    }
+
+    /// Drops local copies beyond the local disk budget now, instead of at the next
+    /// periodic check (benchmarks use it to start reads from a settled state).
+    pub async fn enforce_local_budget(&self) -> Result<()> {
+        self.on_all(|s| async move {
+            s.enforce_local_budget();
+            Ok(())
+        })
+        .await
+        .map(drop)
     }
 
     /// Runs `f` on shard `shard`'s executor thread with a [`LocalDb`], so it can use
@@ -425,6 +466,7 @@ impl Db {
 async fn shard_main(
     id: u32,
     opts: Options,
+    remote: Option<Arc<Remote>>,
     rx: flume::Receiver<Msg>,
     ready: flume::Sender<Result<()>>,
 ) {
@@ -447,7 +489,7 @@ async fn shard_main(
         ),
     };
     let max_inflight = opts.max_pending_requests_per_shard;
-    let shard = match Shard::open(id, opts, queues).await {
+    let shard = match Shard::open(id, opts, queues, remote).await {
         Ok(s) => s,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -457,6 +499,8 @@ async fn shard_main(
     let background = [
         glommio::spawn_local_into(shard.clone().flush_loop(), queues.flush),
         glommio::spawn_local_into(shard.clone().compaction_loop(), queues.compaction),
+        glommio::spawn_local_into(shard.clone().upload_loop(), queues.flush),
+        glommio::spawn_local_into(shard.clone().tier_loop(), queues.compaction),
     ];
     let background: Vec<_> = background.into_iter().filter_map(|t| t.ok()).collect();
     let _ = ready.send(Ok(()));
@@ -574,6 +618,7 @@ impl Shard {
             counters: *self.counters.borrow(),
             cache: self.cache.stats(),
             poisoned: self.poisoned.borrow().clone(),
+            tier: self.tier_stats(),
         }
     }
 }

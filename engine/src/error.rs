@@ -157,6 +157,9 @@ pub enum ErrorDetail {
         /// What happened.
         what: String,
     },
+    /// An object-store request failed (after its retries).
+    #[error("{0}")]
+    ObjectStore(terrace_tiering::store::StoreError),
     /// A broken invariant.
     #[error("internal error: {0}")]
     Internal(String),
@@ -179,6 +182,16 @@ impl ErrorDetail {
             }
             Io { .. } => ErrorKind::Io,
             Closed | Poisoned { .. } | ShardGone { .. } => ErrorKind::Closed,
+            ObjectStore(e) => {
+                use terrace_tiering::store::StoreErrorKind as K;
+                match e.kind {
+                    K::NoSuchBucket | K::AccessDenied | K::InvalidArgument => {
+                        ErrorKind::InvalidArgument
+                    }
+                    K::Corrupt | K::NotFound => ErrorKind::Corruption,
+                    K::Transient | K::Timeout | K::Other => ErrorKind::Io,
+                }
+            }
             Internal(_) => ErrorKind::Internal,
         }
     }

@@ -7,6 +7,10 @@
 //! record : payload length u32 LE | crc32(payload) u32 LE | payload (an encoded VersionEdit)
 //! ```
 //!
+//! Format version 2 added the "uploaded" field (tag 6): a file's upload to the object
+//! store completed. Version 1 manifests replay with no file uploaded, so every file
+//! is queued for upload again.
+//!
 //! `CURRENT` names the live manifest; it is replaced atomically (temp file, fsync,
 //! rename, fsync of the directory). Every open writes a fresh manifest whose first
 //! record is a snapshot of the recovered state, so the log never grows without bound
@@ -16,7 +20,7 @@
 //! Recovery tolerates a torn final record (a crash in the middle of an append) and
 //! reports any other damage as Corruption naming the file and offset.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -27,7 +31,7 @@ use crate::version::{FileDesc, VersionEdit};
 
 const MAGIC: &[u8; 8] = b"TRCMANIF";
 /// Manifest format version written by this build.
-pub(crate) const MANIFEST_FORMAT_VERSION: u32 = 1;
+pub(crate) const MANIFEST_FORMAT_VERSION: u32 = 2;
 const HEADER_LEN: usize = 16;
 const RECORD_HEADER_LEN: usize = 8;
 /// Largest record accepted on replay; a larger length field means damage.
@@ -41,6 +45,8 @@ pub(crate) struct ManifestState {
     pub(crate) last_seqno: u64,
     pub(crate) next_file_number: u64,
     pub(crate) compact_pointers: BTreeMap<u32, Vec<u8>>,
+    /// Live files whose upload to the object store completed.
+    pub(crate) uploaded: BTreeSet<u64>,
 }
 
 impl ManifestState {
@@ -53,9 +59,16 @@ impl ManifestState {
         }
         for (_, id) in &edit.deleted {
             self.files.remove(id);
+            self.uploaded.remove(id);
         }
         for (level, f) in &edit.added {
             self.files.insert(f.id, (*level, f.clone()));
+        }
+        // An upload may finish after its file was compacted away: only live files count.
+        for id in &edit.uploaded {
+            if self.files.contains_key(id) {
+                self.uploaded.insert(*id);
+            }
         }
         for (level, k) in &edit.compact_pointers {
             self.compact_pointers.insert(*level, k.clone());
@@ -78,6 +91,7 @@ impl ManifestState {
                 .iter()
                 .map(|(l, k)| (*l, k.clone()))
                 .collect(),
+            uploaded: self.uploaded.iter().copied().collect(),
         }
     }
 }
@@ -279,6 +293,8 @@ mod tests {
             added: vec![(1, desc(3))],
             deleted: vec![(0, 1), (0, 2)],
             next_file_number: Some(4),
+            // File 2 is already gone: its late upload must not resurrect it.
+            uploaded: vec![2, 3],
             ..Default::default()
         };
         for e in [&e1, &e2] {
@@ -288,6 +304,7 @@ mod tests {
         let (got, n) = Manifest::recover(dir.path()).unwrap().unwrap();
         assert_eq!((got.clone(), n), (state.clone(), 1));
         assert_eq!(got.files.keys().copied().collect::<Vec<_>>(), vec![3]);
+        assert_eq!(got.uploaded.iter().copied().collect::<Vec<_>>(), vec![3]);
 
         // A torn final record is ignored; the earlier edits survive.
         let path = dir.path().join("MANIFEST-000001");

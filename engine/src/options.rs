@@ -9,7 +9,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use terrace_uploader::NewFileHook;
+use terrace_tiering::store::fault::FaultConfig;
+use terrace_tiering::store::retry::RetryConfig;
+use terrace_tiering::store::ObjectStore;
+use terrace_uploader::{NewFileHook, UploaderConfig};
 
 use crate::error::{Error, Result};
 
@@ -25,6 +28,21 @@ pub enum Compression {
         /// zstd level.
         level: i32,
     },
+}
+
+/// Where a database keeps its SSTs for good.
+#[derive(Clone, Debug, Default)]
+pub enum ObjectStoreSpec {
+    /// A local directory, `<path>/objects`: everything works with no set-up.
+    #[default]
+    Embedded,
+    /// `file:///abs/path` or `s3://bucket/prefix` (endpoint, region and credentials
+    /// the standard AWS way: `AWS_ENDPOINT_URL`, `AWS_REGION`, env vars, profile).
+    Uri(String),
+    /// A store built by the caller (tests wrap stores this way).
+    Custom(Arc<dyn ObjectStore>),
+    /// No object store: SSTs live only on the local disk.
+    Disabled,
 }
 
 /// How to open a database. Build with [`Options::new`] and adjust the public fields.
@@ -93,6 +111,31 @@ pub struct Options {
     pub compaction_readahead_bytes: usize,
     /// Receives every new SST (the uploader's entry point).
     pub new_file_hook: Option<Arc<dyn NewFileHook>>,
+    /// Where SSTs live for good. Local files are a cache of it.
+    pub object_store: ObjectStoreSpec,
+    /// Faults injected into every object-store request (tests and benchmarks).
+    pub object_store_faults: Option<FaultConfig>,
+    /// Retries of failed object-store requests.
+    pub object_store_retry: RetryConfig,
+    /// Threads of the background I/O runtime that talks to the object store.
+    pub io_threads: usize,
+    /// Object-store requests in flight at once (reads and upload parts together).
+    pub max_remote_requests: usize,
+    /// Upload parallelism, multipart sizes and verification.
+    pub uploader: UploaderConfig,
+    /// Bytes of SSTs per database written locally but not yet uploaded before
+    /// flushes and compactions wait (split evenly across shards).
+    pub max_pending_upload_bytes: u64,
+    /// How long a file's local copy is kept after its upload, so its first reads
+    /// never go remote.
+    pub warm_window: std::time::Duration,
+    /// Local bytes of SSTs the database may keep (split evenly across shards). When
+    /// exceeded, the oldest uploaded files past their warm window lose their local
+    /// copy and are read remotely. `None`: no limit.
+    pub local_disk_budget_bytes: Option<u64>,
+    /// How long closing waits for uploads in flight; files not uploaded by then are
+    /// uploaded after the next open.
+    pub upload_close_timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for Options {
@@ -107,6 +150,9 @@ impl std::fmt::Debug for Options {
             .field("bloom_bits_per_key", &self.bloom_bits_per_key)
             .field("compression", &self.compression)
             .field("block_cache_bytes", &self.block_cache_bytes)
+            .field("object_store", &self.object_store)
+            .field("warm_window", &self.warm_window)
+            .field("local_disk_budget_bytes", &self.local_disk_budget_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -153,6 +199,16 @@ impl Options {
             compaction_shares: 250,
             compaction_readahead_bytes: 2 << 20,
             new_file_hook: None,
+            object_store: ObjectStoreSpec::Embedded,
+            object_store_faults: None,
+            object_store_retry: RetryConfig::default(),
+            io_threads: 2,
+            max_remote_requests: 256,
+            uploader: UploaderConfig::default(),
+            max_pending_upload_bytes: 1 << 30,
+            warm_window: std::time::Duration::from_secs(30),
+            local_disk_budget_bytes: None,
+            upload_close_timeout: std::time::Duration::from_secs(60),
         }
     }
 
@@ -276,6 +332,28 @@ impl Options {
         }
         if self.compaction_readahead_bytes < 4096 {
             return Err(bad("compaction_readahead_bytes", "must be at least 4096"));
+        }
+        if self.io_threads == 0 || self.io_threads > 64 {
+            return Err(bad("io_threads", "must be in 1..=64"));
+        }
+        if self.max_remote_requests == 0 || self.max_remote_requests > 65536 {
+            return Err(bad("max_remote_requests", "must be in 1..=65536"));
+        }
+        if let Some(f) = &self.object_store_faults {
+            f.validate()
+                .map_err(|e| bad("object_store_faults", e.message))?;
+        }
+        self.uploader
+            .validate()
+            .map_err(|e| bad("uploader", e))?;
+        if self.max_pending_upload_bytes < self.memtable_bytes as u64 {
+            return Err(bad(
+                "max_pending_upload_bytes",
+                "must hold at least one memtable's worth of files",
+            ));
+        }
+        if self.local_disk_budget_bytes == Some(0) {
+            return Err(bad("local_disk_budget_bytes", "must be positive when set"));
         }
         Ok(())
     }

@@ -2,7 +2,9 @@
 
 use std::fmt;
 
-use terrace_tiering::CacheStats;
+use terrace_tiering::store::instrument::StoreStats;
+use terrace_tiering::{CacheStats, RemoteReadStats};
+use terrace_uploader::UploadStats;
 
 /// Per-shard event counters (kept on the shard thread, no atomics).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -31,6 +33,35 @@ pub struct Counters {
     pub stalls: u64,
     /// Time writers spent stalled, in microseconds.
     pub stall_micros: u64,
+    /// Files uploaded to the object store.
+    pub uploads: u64,
+    /// Their bytes.
+    pub upload_bytes: u64,
+    /// Upload attempts that failed (and were retried).
+    pub upload_failures: u64,
+    /// Local copies dropped to stay within the local disk budget.
+    pub local_drops: u64,
+    /// Flushes or compactions that waited for uploads to catch up.
+    pub upload_waits: u64,
+}
+
+/// Where a shard's live files are and what its uploads and remote reads are doing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TierStats {
+    /// Live files with a local copy, and their bytes.
+    pub local_files: u64,
+    /// Bytes of live files with a local copy.
+    pub local_bytes: u64,
+    /// Live files only in the object store.
+    pub remote_only_files: u64,
+    /// Their bytes.
+    pub remote_only_bytes: u64,
+    /// Files queued or uploading (the upload queue depth).
+    pub pending_uploads: u64,
+    /// Their bytes.
+    pub pending_upload_bytes: u64,
+    /// Remote block reads.
+    pub remote_reads: RemoteReadStats,
 }
 
 /// Files and bytes in one level.
@@ -63,13 +94,19 @@ pub struct ShardStats {
     pub cache: CacheStats,
     /// Why the shard stopped taking writes, if it did.
     pub poisoned: Option<String>,
+    /// Local and remote files, uploads, remote reads.
+    pub tier: TierStats,
 }
 
 /// Statistics of every shard.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct DbStats {
     /// One entry per shard, in shard order.
     pub shards: Vec<ShardStats>,
+    /// Object-store requests, bytes and latencies (none without a store).
+    pub object_store: Option<StoreStats>,
+    /// The uploader's queue and latencies (none without a store).
+    pub uploads: Option<UploadStats>,
 }
 
 impl DbStats {
@@ -90,6 +127,30 @@ impl DbStats {
             t.compaction_write_bytes += c.compaction_write_bytes;
             t.stalls += c.stalls;
             t.stall_micros += c.stall_micros;
+            t.uploads += c.uploads;
+            t.upload_bytes += c.upload_bytes;
+            t.upload_failures += c.upload_failures;
+            t.local_drops += c.local_drops;
+            t.upload_waits += c.upload_waits;
+        }
+        t
+    }
+
+    /// Tier figures summed over shards.
+    pub fn tier(&self) -> TierStats {
+        let mut t = TierStats::default();
+        for s in &self.shards {
+            let x = &s.tier;
+            t.local_files += x.local_files;
+            t.local_bytes += x.local_bytes;
+            t.remote_only_files += x.remote_only_files;
+            t.remote_only_bytes += x.remote_only_bytes;
+            t.pending_uploads += x.pending_uploads;
+            t.pending_upload_bytes += x.pending_upload_bytes;
+            t.remote_reads.requests += x.remote_reads.requests;
+            t.remote_reads.coalesced += x.remote_reads.coalesced;
+            t.remote_reads.bytes += x.remote_reads.bytes;
+            t.remote_reads.errors += x.remote_reads.errors;
         }
         t
     }
@@ -143,6 +204,36 @@ impl fmt::Display for DbStats {
             .iter()
             .fold((0, 0), |(h, m), s| (h + s.cache.hits, m + s.cache.misses));
         write!(f, "block cache: {hits} hits, {misses} misses (block reads)")?;
+        if let Some(up) = &self.uploads {
+            let x = self.tier();
+            write!(
+                f,
+                "\nfiles: {} local ({:.1} MiB), {} remote only ({:.1} MiB); uploads: {} files {:.1} MiB, {} failed attempts, {} flush waits; {} local copies dropped",
+                x.local_files,
+                mib(x.local_bytes),
+                x.remote_only_files,
+                mib(x.remote_only_bytes),
+                t.uploads,
+                mib(t.upload_bytes),
+                t.upload_failures,
+                t.upload_waits,
+                t.local_drops
+            )?;
+            write!(
+                f,
+                "\nremote reads: {} GETs, {} coalesced, {:.1} MiB, {} errors",
+                x.remote_reads.requests,
+                x.remote_reads.coalesced,
+                mib(x.remote_reads.bytes),
+                x.remote_reads.errors
+            )?;
+            write!(f, "\nupload queue: {}", up.summary_line())?;
+        }
+        if let Some(st) = &self.object_store {
+            for line in st.summary_lines() {
+                write!(f, "\n{line}")?;
+            }
+        }
         for s in &self.shards {
             if let Some(p) = &s.poisoned {
                 write!(f, "\nshard {} stopped: {p}", s.shard)?;

@@ -94,10 +94,24 @@ impl FileDesc {
     }
 }
 
-/// A live SST: its description and its open reader.
+/// Where a file stands with the object store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum UploadState {
+    /// No object store: the local file is the only copy.
+    LocalOnly,
+    /// Written locally, upload queued or running.
+    Pending,
+    /// Safely in the object store since this instant.
+    Uploaded(std::time::Instant),
+}
+
+/// A live SST: its description, its open reader, and where its bytes are.
 pub(crate) struct FileMeta {
     pub(crate) desc: FileDesc,
     pub(crate) reader: Rc<TableReader>,
+    /// The reader's block source: local copy and/or object.
+    pub(crate) file: Rc<terrace_tiering::TieredFile>,
+    pub(crate) upload: std::cell::Cell<UploadState>,
 }
 
 /// The files of a shard's LSM tree at one point in time.
@@ -180,6 +194,8 @@ pub(crate) struct VersionEdit {
     pub(crate) deleted: Vec<(u32, u64)>,
     /// Where the next size-triggered compaction of a level starts (a state key).
     pub(crate) compact_pointers: Vec<(u32, Vec<u8>)>,
+    /// Files whose upload to the object store completed (format version 2).
+    pub(crate) uploaded: Vec<u64>,
 }
 
 const TAG_LAST_SEQNO: u8 = 1;
@@ -187,6 +203,7 @@ const TAG_NEXT_FILE: u8 = 2;
 const TAG_ADD: u8 = 3;
 const TAG_DELETE: u8 = 4;
 const TAG_POINTER: u8 = 5;
+const TAG_UPLOADED: u8 = 6;
 
 impl VersionEdit {
     pub(crate) fn encode(&self) -> Vec<u8> {
@@ -206,6 +223,9 @@ impl VersionEdit {
         }
         for (level, k) in &self.compact_pointers {
             e.u8(TAG_POINTER).u32(*level).bytes(k);
+        }
+        for id in &self.uploaded {
+            e.u8(TAG_UPLOADED).u64(*id);
         }
         e.buf
     }
@@ -233,6 +253,7 @@ impl VersionEdit {
                     edit.compact_pointers
                         .push((level, d.bytes().ok_or(short)?.to_vec()));
                 }
+                TAG_UPLOADED => edit.uploaded.push(d.u64().ok_or(short)?),
                 _ => return Err("unknown field tag"),
             }
         }
@@ -264,6 +285,7 @@ mod tests {
             )],
             deleted: vec![(0, 3)],
             compact_pointers: vec![(2, b"mid".to_vec())],
+            uploaded: vec![5, 9],
         };
         let bytes = edit.encode();
         assert_eq!(VersionEdit::decode(&bytes), Ok(edit));

@@ -60,23 +60,55 @@ fn a_flipped_byte_in_a_data_block_gives_a_corruption_error() {
     });
 }
 
-#[test]
-fn a_missing_sst_fails_open_with_corruption() {
-    let dir = tempfile::tempdir().unwrap();
-    let opts = small_options(dir.path(), 1);
+fn write_one_key_and_remove_local_ssts(opts: &terrace::Options) {
     let db = open(opts.clone());
     let t = db.table("default").unwrap();
     block_on(async {
         db.put(t, b"k", b"v").await.unwrap();
         db.close().await.unwrap();
     });
-    for e in std::fs::read_dir(dir.path().join("shard-0000")).unwrap() {
+    for e in std::fs::read_dir(opts.path.join("shard-0000")).unwrap() {
         let p = e.unwrap().path();
         if p.extension().is_some_and(|e| e == "sst") {
             std::fs::remove_file(p).unwrap();
         }
     }
+}
+
+#[test]
+fn a_missing_sst_fails_open_with_corruption_when_there_is_no_object_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = small_options(dir.path(), 1);
+    opts.object_store = terrace::ObjectStoreSpec::Disabled;
+    write_one_key_and_remove_local_ssts(&opts);
     let e = block_on(Db::open(opts)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Corruption, "{e}");
     assert!(e.to_string().contains("missing"), "{e}");
+}
+
+#[test]
+fn a_lost_local_sst_is_served_from_the_object_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = small_options(dir.path(), 1);
+    write_one_key_and_remove_local_ssts(&opts);
+    let db = open(opts);
+    let t = db.table("default").unwrap();
+    block_on(async {
+        assert_eq!(db.get(t, b"k").await.unwrap(), Some(b"v".to_vec()));
+        let stats = db.stats().await.unwrap();
+        assert_eq!(stats.tier().remote_only_files, 1, "{stats}");
+        assert!(stats.tier().remote_reads.requests > 0, "{stats}");
+        db.close().await.unwrap();
+    });
+}
+
+#[test]
+fn an_sst_missing_locally_and_remotely_fails_open_with_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = small_options(dir.path(), 1);
+    write_one_key_and_remove_local_ssts(&opts);
+    std::fs::remove_dir_all(dir.path().join("objects").join("shard-0000")).unwrap();
+    let e = block_on(Db::open(opts)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corruption, "{e}");
+    assert!(e.to_string().contains("object store"), "{e}");
 }

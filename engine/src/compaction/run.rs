@@ -10,7 +10,7 @@ use super::policy::{is_bottommost, key_range, Choice};
 use crate::error::{Error, Result};
 use crate::iter::{MergeIter, Source};
 use crate::key::{state_key_of, InternalKey, ValueKind};
-use crate::shard::{finish_table, Shard};
+use crate::shard::Shard;
 use crate::sst::TableWriter;
 use crate::version::{FileDesc, FileMeta, VersionEdit};
 
@@ -43,6 +43,8 @@ impl Shard {
             .acquire_permit(1)
             .await
             .map_err(|_| crate::ErrorDetail::Closed)?;
+        self.compaction_stage.set("wait for upload room");
+        self.wait_for_upload_room().await;
         self.compaction_stage.set("choose");
         let choice = {
             let st = self.state.borrow();
@@ -153,7 +155,7 @@ impl Shard {
                             desc.note_entry(it.key(), k.seqno, kind);
                             if w.estimated_size() >= self.opts.target_file_bytes {
                                 if let Some(out) = current.take() {
-                                    let meta = finish_output(out).await?;
+                                    let meta = self.finish_output(out).await?;
                                     written += meta.desc.size_bytes;
                                     outputs.push(meta);
                                 }
@@ -164,7 +166,7 @@ impl Shard {
                 it.next().await?;
             }
             if let Some(out) = current.take() {
-                let meta = finish_output(out).await?;
+                let meta = self.finish_output(out).await?;
                 written += meta.desc.size_bytes;
                 outputs.push(meta);
             }
@@ -214,6 +216,14 @@ impl Shard {
             }
         }
         Ok(())
+    }
+
+    async fn finish_output(
+        &self,
+        (w, desc, path): (TableWriter, FileDesc, std::path::PathBuf),
+    ) -> Result<Rc<FileMeta>> {
+        debug_assert!(state_key_of(&desc.smallest) <= state_key_of(&desc.largest));
+        self.finish_table(w, desc, &path).await
     }
 
     async fn new_output(&self) -> Result<(TableWriter, FileDesc, std::path::PathBuf)> {
@@ -292,9 +302,3 @@ impl Shard {
     }
 }
 
-async fn finish_output(
-    (w, desc, path): (TableWriter, FileDesc, std::path::PathBuf),
-) -> Result<Rc<FileMeta>> {
-    debug_assert!(state_key_of(&desc.smallest) <= state_key_of(&desc.largest));
-    finish_table(w, desc, &path).await
-}

@@ -13,7 +13,7 @@ use super::{Shard, BACKGROUND_RECHECK, FOREGROUND_RECHECK};
 use crate::error::{Error, Result};
 use crate::key::{make_internal_key, ValueKind};
 use crate::memtable::{MemValue, Memtable};
-use crate::sst::{TableReader, TableWriter};
+use crate::sst::TableWriter;
 use crate::version::{FileDesc, FileMeta, VersionEdit};
 
 impl Shard {
@@ -51,6 +51,8 @@ impl Shard {
             self.changed.notify_all();
             return Ok(());
         }
+        self.flush_stage.set("wait for upload room");
+        self.wait_for_upload_room().await;
         let (id, path) = self.allocate_file();
         self.flush_stage.set("create");
         let mut writer = TableWriter::create(&path, id, self.table_opts.clone()).await?;
@@ -58,7 +60,7 @@ impl Shard {
         let meta = match write_newest_versions(&mut writer, imm, id).await {
             Ok(desc) => {
                 self.flush_stage.set("finish");
-                finish_table(writer, desc, &path).await?
+                self.finish_table(writer, desc, &path).await?
             }
             Err(e) => {
                 writer.abandon().await;
@@ -152,21 +154,28 @@ async fn write_newest_versions(
     Ok(desc)
 }
 
-/// Finishes `writer` (footer, sync) and opens the file for reading.
-pub(crate) async fn finish_table(
-    writer: TableWriter,
-    mut desc: FileDesc,
-    path: &std::path::Path,
-) -> Result<Rc<FileMeta>> {
-    writer.finish().await?;
-    let file = LocalFile::open(path)
+impl Shard {
+    /// Finishes `writer` (footer, sync) and opens the file for reading.
+    pub(crate) async fn finish_table(
+        &self,
+        writer: TableWriter,
+        mut desc: FileDesc,
+        path: &std::path::Path,
+    ) -> Result<Rc<FileMeta>> {
+        writer.finish().await?;
+        let file = LocalFile::open(path)
+            .await
+            .map_err(|e| Error::io("open", path, e))?;
+        desc.size_bytes = file.size();
+        super::open_table(
+            self.id,
+            desc,
+            path,
+            Some(file),
+            self.remote.as_ref(),
+            &self.remote_reads,
+            self.new_file_upload_state(),
+        )
         .await
-        .map_err(|e| Error::io("open", path, e))?;
-    desc.size_bytes = file.size();
-    let source: Rc<dyn BlockSource> = Rc::new(file);
-    let reader = TableReader::open(desc.id, path.to_path_buf(), source).await?;
-    Ok(Rc::new(FileMeta {
-        desc,
-        reader: Rc::new(reader),
-    }))
+    }
 }

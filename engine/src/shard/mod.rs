@@ -16,6 +16,7 @@
 mod flush;
 mod open;
 mod read;
+mod tier;
 mod write;
 
 use std::cell::{Cell, RefCell};
@@ -24,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use glommio::TaskQueueHandle;
-use terrace_tiering::BlockCache;
+use terrace_tiering::{BlockCache, RemoteStatsCell};
 
 use crate::compaction::CompactionConfig;
 use crate::error::{Error, ErrorDetail, Result};
@@ -33,12 +34,13 @@ use crate::manifest::Manifest;
 use crate::memtable::Memtable;
 use crate::notify::Notify;
 use crate::options::Options;
+use crate::remote::Remote;
 use crate::sst::TableOptions;
 use crate::stats::Counters;
 use crate::version::{FileMeta, Version};
 
-pub(crate) use flush::finish_table;
 pub(crate) use read::ScanRange;
+pub(crate) use tier::open_table;
 
 /// Longest a waiting foreground operation (stalled writer, flush waiter) goes
 /// without re-checking its condition, should a wake-up be lost.
@@ -100,6 +102,23 @@ pub(crate) struct Shard {
     pub(crate) flush_stage: Cell<&'static str>,
     /// What the compaction task is doing now (for the debug watchdog).
     pub(crate) compaction_stage: Cell<&'static str>,
+    /// The object store, when the database has one.
+    pub(crate) remote: Option<std::sync::Arc<Remote>>,
+    /// Counters of remote block reads, shared by the shard's files.
+    pub(crate) remote_reads: RemoteStatsCell,
+    /// Files waiting for the upload task to start their upload.
+    pub(crate) to_upload: RefCell<VecDeque<Rc<FileMeta>>>,
+    /// Wakes the upload task.
+    pub(crate) upload_wake: Notify,
+    /// Wakes the tiering task (an upload finished).
+    pub(crate) tier_wake: Notify,
+    /// Files queued or uploading, and their bytes.
+    pub(crate) uploads_pending: Cell<u64>,
+    pub(crate) upload_pending_bytes: Cell<u64>,
+    /// Close has begun: flushes stop waiting for upload room.
+    pub(crate) close_requested: Cell<bool>,
+    /// Set at close: failing uploads stop retrying after this instant.
+    pub(crate) close_deadline: Cell<Option<std::time::Instant>>,
 }
 
 impl Shard {
@@ -163,6 +182,12 @@ impl Shard {
         added: Vec<(u32, Rc<FileMeta>)>,
     ) -> Result<()> {
         self.manifest.borrow_mut().append(&edit)?;
+        for (_, f) in &added {
+            // A trivial move re-adds a file already queued; only new files upload.
+            if !edit.deleted.iter().any(|(_, id)| *id == f.desc.id) {
+                self.queue_upload(f);
+            }
+        }
         let mut st = self.state.borrow_mut();
         let removed: Vec<Rc<FileMeta>> = st
             .version
@@ -197,6 +222,9 @@ impl Shard {
         for f in dead {
             let path = self.sst_path(f.desc.id);
             self.cache.evict_file(f.desc.id);
+            // Nothing references the file any more: its upload (if any) has settled,
+            // because the upload task holds a reference while it runs.
+            self.delete_object(&f);
             if let Err(e) = std::fs::remove_file(&path) {
                 if e.kind() != std::io::ErrorKind::NotFound {
                     tracing::warn!(file = %path.display(), error = %e, "could not delete obsolete SST");
@@ -213,6 +241,7 @@ impl Shard {
 impl Shard {
     /// Flushes, stops background work and releases files. Idempotent.
     pub(crate) async fn close(self: &Rc<Self>) -> Result<()> {
+        self.close_requested.set(true);
         let flushed = if self.closing.get() {
             Ok(())
         } else if self.poisoned.borrow().is_some() {
@@ -223,11 +252,15 @@ impl Shard {
         self.closing.set(true);
         self.flush_wake.notify_all();
         self.compaction_wake.notify_all();
+        self.upload_wake.notify_all();
+        self.tier_wake.notify_all();
         self.changed.notify_all();
         // Wait for a compaction in progress to finish and install its result.
         if let Ok(permit) = self.compaction_lock.acquire_permit(1).await {
             drop(permit);
         }
+        // Start uploads still queued, then give them a bounded time to finish.
+        self.drain_uploads().await;
         self.purge_obsolete();
         flushed
     }

@@ -5,9 +5,12 @@ use std::cell::{Cell, RefCell};
 use std::collections::{HashSet, VecDeque};
 use std::rc::Rc;
 
-use terrace_tiering::{probe_direct_io, BlockCache, BlockSource, LocalFile};
+use std::sync::Arc;
+use std::time::Instant;
 
-use super::{Queues, Shard, State};
+use terrace_tiering::{probe_direct_io, BlockCache, BlockSource, LocalFile, RemoteStatsCell};
+
+use super::{open_table, Queues, Shard, State};
 use crate::compaction::CompactionConfig;
 use crate::error::{Error, Result};
 use crate::key::shard_key_groups;
@@ -16,14 +19,20 @@ use crate::manifest::{Manifest, ManifestState};
 use crate::memtable::Memtable;
 use crate::notify::Notify;
 use crate::options::Options;
-use crate::sst::{TableOptions, TableReader};
+use crate::remote::Remote;
+use crate::sst::TableOptions;
 use crate::stats::Counters;
-use crate::version::{sort_levels, FileDesc, FileMeta, Version};
+use crate::version::{sort_levels, FileDesc, FileMeta, UploadState, Version};
 
 impl Shard {
     /// Opens (or creates) shard `id` of the database `opts` describes. Must run on the
     /// shard's executor.
-    pub(crate) async fn open(id: u32, opts: Options, queues: Queues) -> Result<Rc<Shard>> {
+    pub(crate) async fn open(
+        id: u32,
+        opts: Options,
+        queues: Queues,
+        remote: Option<Arc<Remote>>,
+    ) -> Result<Rc<Shard>> {
         let dir = Shard::dir_for(&opts.path, id);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
         // Must precede every other DMA file this thread opens (glommio IOPOLL probe).
@@ -44,13 +53,23 @@ impl Shard {
         remove_orphans(&dir, &state)?;
 
         let mut levels = vec![Vec::new(); opts.num_levels];
-        let opened = futures_util::future::try_join_all(
-            state
-                .files
-                .values()
-                .map(|(level, desc)| open_file(&dir, *level, desc.clone())),
-        )
+        let remote_reads = RemoteStatsCell::default();
+        let ctx = OpenCtx {
+            shard: id,
+            dir: &dir,
+            remote: remote.as_ref(),
+            stats: &remote_reads,
+            warm_window: opts.warm_window,
+        };
+        let opened = futures_util::future::try_join_all(state.files.values().map(|(level, desc)| {
+            ctx.open_file(*level, desc.clone(), state.uploaded.contains(&desc.id))
+        }))
         .await?;
+        let to_upload: VecDeque<Rc<FileMeta>> = opened
+            .iter()
+            .filter(|(_, m)| m.upload.get() == UploadState::Pending)
+            .map(|(_, m)| m.clone())
+            .collect();
         for (level, meta) in opened {
             let slot = levels.get_mut(level as usize).ok_or_else(|| {
                 Error::corrupt(
@@ -68,7 +87,17 @@ impl Shard {
 
         let manifest = Manifest::create(&dir, &state, number + 1)?;
         let cache_bytes = opts.block_cache_bytes / u64::from(opts.shards);
+        let pending_bytes = to_upload.iter().map(|m| m.desc.size_bytes).sum();
         Ok(Rc::new(Shard {
+            remote,
+            remote_reads,
+            uploads_pending: Cell::new(to_upload.len() as u64),
+            upload_pending_bytes: Cell::new(pending_bytes),
+            to_upload: RefCell::new(to_upload),
+            upload_wake: Notify::default(),
+            tier_wake: Notify::default(),
+            close_requested: Cell::new(false),
+            close_deadline: Cell::new(None),
             id,
             key_groups: shard_key_groups(id, opts.shards, opts.max_key_groups),
             table_opts: TableOptions::from_options(&opts),
@@ -101,40 +130,89 @@ impl Shard {
     }
 }
 
-/// Opens one live SST named by the manifest.
-async fn open_file(
-    dir: &std::path::Path,
-    level: u32,
-    desc: FileDesc,
-) -> Result<(u32, Rc<FileMeta>)> {
-    let path = dir.join(format!("{:016x}.sst", desc.id));
-    let file = LocalFile::open(&path).await.map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            Error::corrupt(&path, 0, "the manifest names this file but it is missing")
-        } else {
-            Error::io("open", &path, e)
-        }
-    })?;
-    if file.size() != desc.size_bytes {
-        return Err(Error::corrupt(
-            &path,
-            0,
-            format!(
-                "file is {} bytes, the manifest recorded {}",
-                file.size(),
-                desc.size_bytes
+struct OpenCtx<'a> {
+    shard: u32,
+    dir: &'a std::path::Path,
+    remote: Option<&'a Arc<Remote>>,
+    stats: &'a RemoteStatsCell,
+    warm_window: std::time::Duration,
+}
+
+impl OpenCtx<'_> {
+    /// Opens one live SST named by the manifest, from its local copy when there is
+    /// one, else from the object store.
+    async fn open_file(
+        &self,
+        level: u32,
+        desc: FileDesc,
+        uploaded: bool,
+    ) -> Result<(u32, Rc<FileMeta>)> {
+        let path = self.dir.join(format!("{:016x}.sst", desc.id));
+        let local = match LocalFile::open(&path).await {
+            Ok(file) => {
+                if file.size() != desc.size_bytes {
+                    return Err(Error::corrupt(
+                        &path,
+                        0,
+                        format!(
+                            "file is {} bytes, the manifest recorded {}",
+                            file.size(),
+                            desc.size_bytes
+                        ),
+                    ));
+                }
+                Some(file)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::io("open", &path, e)),
+        };
+        let upload = match (self.remote, uploaded) {
+            (None, _) => UploadState::LocalOnly,
+            // Uploaded before this open: past its warm window already.
+            (Some(_), true) => UploadState::Uploaded(
+                Instant::now()
+                    .checked_sub(self.warm_window)
+                    .unwrap_or_else(Instant::now),
             ),
-        ));
-    }
-    let source: Rc<dyn BlockSource> = Rc::new(file);
-    let reader = TableReader::open(desc.id, path, source).await?;
-    Ok((
-        level,
-        Rc::new(FileMeta {
+            (Some(_), false) => UploadState::Pending,
+        };
+        if local.is_none() {
+            let why = match (self.remote, uploaded) {
+                (Some(_), true) => None,
+                (None, true) => Some(
+                    "the manifest names this file, it is only in the object store, and no object store is configured",
+                ),
+                (_, false) => Some("the manifest names this file but it is missing"),
+            };
+            if let Some(why) = why {
+                return Err(Error::corrupt(&path, 0, why));
+            }
+        }
+        let remote_only = local.is_none();
+        let meta = open_table(
+            self.shard,
             desc,
-            reader: Rc::new(reader),
-        }),
-    ))
+            &path,
+            local,
+            self.remote,
+            self.stats,
+            upload,
+        )
+        .await
+        .map_err(|e| match e.detail() {
+            crate::ErrorDetail::Io { source, .. }
+                if remote_only && source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Error::corrupt(
+                    &path,
+                    0,
+                    format!("the manifest names this file, it is not on the local disk, and the object store lost it ({source})"),
+                )
+            }
+            _ => e,
+        })?;
+        Ok((level, meta))
+    }
 }
 
 /// Deletes SSTs the manifest does not name: outputs of a flush or compaction that

@@ -1,0 +1,86 @@
+//! The database's link to object storage: the background I/O runtime, the store
+//! (with its retry, instrumentation and fault-injection layers) and the uploader.
+//!
+//! One per database, shared by every shard. Objects are named
+//! `shard-<id>/<file id>.sst` under the store's prefix.
+
+use std::sync::Arc;
+
+use terrace_tiering::store::uri::{open_uri, stack, StoreStack, StoreUri};
+use terrace_tiering::store::{IoHandle, IoRuntime, IoRuntimeConfig, ObjectStore, StoreError};
+use terrace_uploader::Uploader;
+
+use crate::error::{Error, ErrorDetail, Result};
+use crate::options::{ObjectStoreSpec, Options};
+
+/// What shards use to reach the object store.
+pub(crate) struct Remote {
+    pub(crate) io: IoHandle,
+    pub(crate) stack: StoreStack,
+    pub(crate) uploader: Uploader,
+}
+
+impl Remote {
+    /// The store as shards call it (the outermost layer).
+    pub(crate) fn store(&self) -> Arc<dyn ObjectStore> {
+        self.stack.store()
+    }
+
+    /// Key of an SST's object.
+    pub(crate) fn object_key(shard: u32, file_id: u64) -> String {
+        format!("shard-{shard:04}/{file_id:016x}.sst")
+    }
+}
+
+/// Starts the I/O runtime and opens the store `opts` names; `None` when the object
+/// store is disabled. A missing bucket, bad URI or bad credentials fail here.
+pub(crate) async fn open(opts: &Options) -> Result<Option<(IoRuntime, Arc<Remote>)>> {
+    let base: Option<Result<StoreUri>> = match &opts.object_store {
+        ObjectStoreSpec::Disabled => return Ok(None),
+        ObjectStoreSpec::Embedded => {
+            let root = std::path::absolute(opts.path.join("objects"))
+                .map_err(|e| Error::io("resolve", opts.path.join("objects"), e))?;
+            Some(Ok(StoreUri::Local(root)))
+        }
+        ObjectStoreSpec::Uri(uri) => Some(StoreUri::parse(uri).map_err(store_err)),
+        ObjectStoreSpec::Custom(_) => None,
+    };
+    let rt = IoRuntime::start(&IoRuntimeConfig {
+        threads: opts.io_threads,
+        max_in_flight: opts.max_remote_requests,
+    })
+    .map_err(|e| Error::io("start the I/O runtime for", &opts.path, e))?;
+    let io = rt.handle();
+    let store: Arc<dyn ObjectStore> = match (base, &opts.object_store) {
+        (Some(uri), _) => {
+            let uri = uri?;
+            // The embedded store is created on first use; any other must exist.
+            let create = matches!(opts.object_store, ObjectStoreSpec::Embedded);
+            io.spawn(async move { open_uri(&uri, create).await })
+                .await
+                .map_err(|_| ErrorDetail::Closed)?
+                .map_err(store_err)?
+        }
+        (None, ObjectStoreSpec::Custom(s)) => s.clone(),
+        (None, _) => return Err(Error::internal("object store spec without a store")),
+    };
+    let stack = stack(
+        store,
+        opts.object_store_faults.clone(),
+        opts.object_store_retry.clone(),
+    );
+    let uploader = Uploader::new(io.clone(), stack.store(), opts.uploader.clone());
+    Ok(Some((
+        rt,
+        Arc::new(Remote {
+            io,
+            stack,
+            uploader,
+        }),
+    )))
+}
+
+/// An object-store failure as an engine error.
+pub(crate) fn store_err(e: StoreError) -> Error {
+    ErrorDetail::ObjectStore(e).into()
+}
