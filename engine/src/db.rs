@@ -394,6 +394,10 @@ impl Db {
             shards,
             object_store: remote.map(|r| r.stack.instrumented.stats()),
             uploads: remote.map(|r| r.uploader.stats()),
+            store_retries: remote.map_or(0, |r| r.stack.retrying.retries()),
+            faults_injected: remote
+                .and_then(|r| r.stack.faulty.as_ref())
+                .map_or(0, |f| f.counts().failures()),
         })
     }
 

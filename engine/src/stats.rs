@@ -107,6 +107,10 @@ pub struct DbStats {
     pub object_store: Option<StoreStats>,
     /// The uploader's queue and latencies (none without a store).
     pub uploads: Option<UploadStats>,
+    /// Object-store requests retried after a retryable failure.
+    pub store_retries: u64,
+    /// Faults the fault-injecting layer injected (tests and benchmarks).
+    pub faults_injected: u64,
 }
 
 impl DbStats {
@@ -233,6 +237,11 @@ impl fmt::Display for DbStats {
             for line in st.summary_lines() {
                 write!(f, "\n{line}")?;
             }
+            write!(
+                f,
+                "\nobject_store retries: {}, injected faults: {}",
+                self.store_retries, self.faults_injected
+            )?;
         }
         for s in &self.shards {
             if let Some(p) = &s.poisoned {

@@ -1,0 +1,285 @@
+//! Object storage as the source of truth: uploads under faults, a killed I/O runtime,
+//! the warm window and local disk budget, back-pressure, and bad store settings.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use rand::{Rng, SeedableRng};
+use terrace::{Db, ErrorKind, ObjectStoreSpec, Options};
+use terrace_tiering::store::fault::{FaultConfig, Latency};
+use terrace_uploader::{NewFile, NewFileHook};
+
+fn object_path(db: &Path, shard: u32, id: u64) -> PathBuf {
+    db.join("objects")
+        .join(format!("shard-{shard:04}"))
+        .join(format!("{id:016x}.sst"))
+}
+
+/// Checks, at the moment a live file loses its local copy, that its object exists.
+struct DropWatch {
+    db: PathBuf,
+    drops: Mutex<u64>,
+    violations: Mutex<Vec<String>>,
+}
+
+impl NewFileHook for DropWatch {
+    fn on_new_file(&self, _file: &NewFile) {}
+
+    fn on_local_copy_dropped(&self, shard: u32, file_id: u64) {
+        *self.drops.lock().unwrap() += 1;
+        let obj = object_path(&self.db, shard, file_id);
+        if !obj.exists() {
+            self.violations
+                .lock()
+                .unwrap()
+                .push(format!("{file_id:016x} dropped locally before {obj:?} existed"));
+        }
+    }
+}
+
+fn remove_local_ssts(db: &Path, shards: u32) -> usize {
+    let mut n = 0;
+    for s in 0..shards {
+        for e in std::fs::read_dir(db.join(format!("shard-{s:04}"))).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|e| e == "sst") {
+                std::fs::remove_file(p).unwrap();
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+fn check_all(db: &Db, model: &BTreeMap<Vec<u8>, Vec<u8>>, keys: &[Vec<u8>]) {
+    let t = db.table("default").unwrap();
+    block_on(async {
+        for chunk in keys.chunks(64) {
+            let got = db.multi_get(t, chunk).await.unwrap();
+            for (k, v) in chunk.iter().zip(got) {
+                assert_eq!(v.as_ref(), model.get(k), "key {:?}", String::from_utf8_lossy(k));
+            }
+        }
+    });
+}
+
+#[test]
+fn faults_during_writes_flushes_and_compactions_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let watch = Arc::new(DropWatch {
+        db: dir.path().to_path_buf(),
+        drops: Mutex::new(0),
+        violations: Mutex::new(Vec::new()),
+    });
+    let mut opts = small_options(dir.path(), 2);
+    opts.object_store_faults = Some(FaultConfig {
+        seed: 7,
+        error_rate: 0.2,
+        latency: Latency::Spikes {
+            base: Duration::ZERO,
+            spike: Duration::from_millis(100),
+            probability: 0.1,
+        },
+        ..Default::default()
+    });
+    opts.warm_window = Duration::ZERO;
+    opts.local_disk_budget_bytes = Some(256 << 10);
+    opts.new_file_hook = Some(watch.clone());
+    let db = open(opts.clone());
+    let t = db.table("default").unwrap();
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(11);
+    let mut model = BTreeMap::new();
+    let keys: Vec<Vec<u8>> = (0..4000u32).map(|i| format!("key{i:06}").into_bytes()).collect();
+    block_on(async {
+        for round in 0..6 {
+            for _ in 0..4000 {
+                let k = &keys[rng.gen_range(0..keys.len())];
+                if rng.gen_bool(0.1) {
+                    db.delete(t, k).await.unwrap();
+                    model.remove(k);
+                } else {
+                    let v = vec![rng.gen::<u8>(); 50 + rng.gen_range(0..100)];
+                    db.put(t, k, &v).await.unwrap();
+                    model.insert(k.clone(), v);
+                }
+            }
+            if round % 2 == 1 {
+                db.flush().await.unwrap();
+            }
+        }
+        db.flush().await.unwrap();
+        db.wait_for_compactions().await.unwrap();
+        db.wait_for_uploads().await.unwrap();
+        db.enforce_local_budget().await.unwrap();
+    });
+    let stats = block_on(db.stats()).unwrap();
+    let c = stats.total();
+    assert!(c.flushes >= 3 && c.compactions >= 1, "{stats}");
+    assert!(
+        stats.faults_injected > 100 && stats.store_retries > 100,
+        "faults must have hit the workload: {stats}"
+    );
+    assert!(c.local_drops > 0, "the budget must have dropped local copies: {stats}");
+    assert!(stats.tier().remote_only_files > 0, "{stats}");
+    check_all(&db, &model, &keys);
+    block_on(db.close()).unwrap();
+    assert!(watch.violations.lock().unwrap().is_empty(), "{:?}", watch.violations.lock().unwrap());
+    assert_eq!(*watch.drops.lock().unwrap(), c.local_drops);
+
+    // Every live SST is remote: with no local SST at all, everything still reads.
+    let removed = remove_local_ssts(dir.path(), 2);
+    opts.object_store_faults = None;
+    let db = open(opts);
+    let stats = block_on(db.stats()).unwrap();
+    assert_eq!(stats.tier().local_files, 0, "{removed} removed; {stats}");
+    check_all(&db, &model, &keys);
+    block_on(db.close()).unwrap();
+}
+
+#[test]
+fn uploads_killed_mid_flight_resume_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = small_options(dir.path(), 1);
+    // Every request takes seconds: the runtime dies with uploads in flight.
+    opts.object_store_faults = Some(FaultConfig {
+        latency: Latency::Fixed(Duration::from_secs(3)),
+        ..Default::default()
+    });
+    opts.upload_close_timeout = Duration::ZERO;
+    let db = open(opts.clone());
+    let t = db.table("default").unwrap();
+    let mut model = BTreeMap::new();
+    let keys: Vec<Vec<u8>> = (0..3000u32).map(|i| format!("k{i:05}").into_bytes()).collect();
+    block_on(async {
+        for (i, k) in keys.iter().enumerate() {
+            let v = format!("value-{i}").into_bytes();
+            db.put(t, k, &v).await.unwrap();
+            model.insert(k.clone(), v);
+        }
+        db.flush().await.unwrap();
+        let stats = db.stats().await.unwrap();
+        assert!(stats.tier().pending_uploads > 0, "{stats}");
+        // Close without waiting; dropping the last handle stops the I/O runtime.
+        db.close().await.unwrap();
+    });
+    let objects = dir.path().join("objects").join("shard-0000");
+    let uploaded_before = std::fs::read_dir(&objects).map_or(0, |d| d.count());
+    assert_eq!(uploaded_before, 0, "no upload could have finished");
+
+    opts.object_store_faults = None;
+    opts.upload_close_timeout = Duration::from_secs(60);
+    let db = open(opts.clone());
+    block_on(async {
+        db.wait_for_uploads().await.unwrap();
+        let stats = db.stats().await.unwrap();
+        assert!(stats.total().uploads > 0, "re-queued files uploaded: {stats}");
+        assert_eq!(stats.tier().pending_uploads, 0, "{stats}");
+        db.close().await.unwrap();
+    });
+    assert!(remove_local_ssts(dir.path(), 1) > 0);
+    let db = open(opts);
+    check_all(&db, &model, &keys);
+    block_on(db.close()).unwrap();
+}
+
+fn write_keys(db: &Db, n: u32) -> (BTreeMap<Vec<u8>, Vec<u8>>, Vec<Vec<u8>>) {
+    let t = db.table("default").unwrap();
+    let mut model = BTreeMap::new();
+    let keys: Vec<Vec<u8>> = (0..n).map(|i| format!("w{i:06}").into_bytes()).collect();
+    block_on(async {
+        for (i, k) in keys.iter().enumerate() {
+            let v = vec![(i % 251) as u8; 64];
+            db.put(t, k, &v).await.unwrap();
+            model.insert(k.clone(), v);
+        }
+        db.flush().await.unwrap();
+        db.wait_for_uploads().await.unwrap();
+        db.enforce_local_budget().await.unwrap();
+    });
+    (model, keys)
+}
+
+#[test]
+fn warm_files_stay_local_and_cold_ones_are_read_remotely() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = small_options(dir.path(), 1);
+    opts.local_disk_budget_bytes = Some(1);
+    opts.warm_window = Duration::from_secs(3600);
+    opts.block_cache_bytes = 0;
+    let db = open(opts.clone());
+    let (model, keys) = write_keys(&db, 3000);
+    let stats = block_on(db.stats()).unwrap();
+    assert_eq!(stats.total().local_drops, 0, "inside the warm window: {stats}");
+    assert_eq!(stats.tier().remote_only_files, 0, "{stats}");
+    check_all(&db, &model, &keys);
+    assert_eq!(block_on(db.stats()).unwrap().tier().remote_reads.requests, 0);
+    block_on(db.close()).unwrap();
+
+    // Past the warm window (files uploaded before this open count as old).
+    opts.warm_window = Duration::ZERO;
+    let db = open(opts);
+    block_on(db.enforce_local_budget()).unwrap();
+    let stats = block_on(db.stats()).unwrap();
+    assert!(stats.tier().local_files == 0 && stats.tier().remote_only_files > 0, "{stats}");
+    check_all(&db, &model, &keys);
+    // Concurrent misses of one block share one GET.
+    let t = db.table("default").unwrap();
+    let batch: Vec<Vec<u8>> = keys[..8].to_vec();
+    let got = block_on(db.multi_get(t, &batch)).unwrap();
+    assert!(got.iter().all(Option::is_some));
+    let stats = block_on(db.stats()).unwrap();
+    let rr = stats.tier().remote_reads;
+    assert!(rr.requests > 0 && rr.coalesced > 0, "{stats}");
+    block_on(db.close()).unwrap();
+}
+
+#[test]
+fn slow_uploads_slow_flushes_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = small_options(dir.path(), 1);
+    opts.object_store_faults = Some(FaultConfig {
+        latency: Latency::Fixed(Duration::from_millis(150)),
+        ..Default::default()
+    });
+    opts.max_pending_upload_bytes = 64 << 10;
+    let db = open(opts);
+    let (model, keys) = write_keys(&db, 6000);
+    let stats = block_on(db.stats()).unwrap();
+    assert!(stats.total().upload_waits > 0, "{stats}");
+    assert!(stats.total().flushes >= 3, "{stats}");
+    check_all(&db, &model, &keys);
+    block_on(db.close()).unwrap();
+}
+
+#[test]
+fn bad_store_settings_fail_at_open_with_one_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = small_options(dir.path(), 1);
+    let open_err = |spec: ObjectStoreSpec| {
+        let mut o: Options = base.clone();
+        o.object_store = spec;
+        block_on(Db::open(o)).unwrap_err()
+    };
+    let e = open_err(ObjectStoreSpec::Uri("ftp://example.com/x".into()));
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    assert!(e.to_string().contains("ftp://example.com/x"), "{e}");
+
+    let missing = dir.path().join("no-such-bucket");
+    let e = open_err(ObjectStoreSpec::Uri(format!("file://{}", missing.display())));
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    assert!(e.to_string().contains("no-such-bucket"), "{e}");
+    assert!(!missing.exists(), "a named store is never created behind the user's back");
+
+    let mut o = base.clone();
+    o.object_store_faults = Some(FaultConfig {
+        error_rate: 1.5,
+        ..Default::default()
+    });
+    let e = block_on(Db::open(o)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+}
