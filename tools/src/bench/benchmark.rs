@@ -35,12 +35,15 @@ pub enum Benchmark {
     Compact,
     /// Pseudo: wait until no compaction is pending.
     WaitForCompaction,
+    /// Pseudo: flush, wait until every SST is in the object store, then apply the
+    /// local disk budget (so reads that follow start from the settled tiering).
+    WaitForUploads,
     /// Pseudo: print the engine's statistics.
     Stats,
 }
 
 /// Every benchmark with its name, in the order `--help` lists them.
-pub const ALL: [(Benchmark, &str); 14] = [
+pub const ALL: [(Benchmark, &str); 15] = [
     (Benchmark::FillSeq, "fillseq"),
     (Benchmark::FillRandom, "fillrandom"),
     (Benchmark::Overwrite, "overwrite"),
@@ -54,6 +57,7 @@ pub const ALL: [(Benchmark, &str); 14] = [
     (Benchmark::Flush, "flush"),
     (Benchmark::Compact, "compact"),
     (Benchmark::WaitForCompaction, "waitforcompaction"),
+    (Benchmark::WaitForUploads, "waitforuploads"),
     (Benchmark::Stats, "stats"),
 ];
 
@@ -75,7 +79,11 @@ impl Benchmark {
     pub fn is_pseudo(self) -> bool {
         matches!(
             self,
-            Benchmark::Flush | Benchmark::Compact | Benchmark::WaitForCompaction | Benchmark::Stats
+            Benchmark::Flush
+                | Benchmark::Compact
+                | Benchmark::WaitForCompaction
+                | Benchmark::WaitForUploads
+                | Benchmark::Stats
         )
     }
 
@@ -112,6 +120,7 @@ impl Benchmark {
             Benchmark::Flush
             | Benchmark::Compact
             | Benchmark::WaitForCompaction
+            | Benchmark::WaitForUploads
             | Benchmark::Stats => "call",
         }
     }

@@ -57,3 +57,40 @@ pub fn one_line(before: Option<&DbStats>, now: &DbStats) -> String {
     }
     s
 }
+
+/// Object-store traffic and tiering since `before`, or `None` without a store:
+///
+/// ```text
+/// files 12 local 30 remote | uploads 8 (31.9MiB) queue 0 (0.0MiB) p99 41ms | GET 5120 (20.0MiB, 1203 coalesced) PUT 8 | retries 0
+/// ```
+pub fn remote_line(before: Option<&DbStats>, now: &DbStats) -> Option<String> {
+    let store = now.object_store.as_ref()?;
+    let up = now.uploads.clone().unwrap_or_default();
+    let tier = now.tier();
+    let t = now.total();
+    let b = before.map(DbStats::total).unwrap_or_default();
+    let bt = before.map(DbStats::tier).unwrap_or_default();
+    let bs = before.and_then(|b| b.object_store.clone()).unwrap_or_default();
+    let puts = store.put.count + store.put_part.count;
+    let puts0 = bs.put.count + bs.put_part.count;
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "files {} local {} remote | uploads {} ({:.1}MiB) queue {} ({:.1}MiB) p99 {:.0}ms | GET {} ({:.1}MiB, {} coalesced) PUT {} | retries {} drops {}",
+        tier.local_files,
+        tier.remote_only_files,
+        t.uploads.saturating_sub(b.uploads),
+        mib(t.upload_bytes.saturating_sub(b.upload_bytes)),
+        tier.pending_uploads,
+        mib(tier.pending_upload_bytes),
+        up.latency_p99_ms,
+        tier.remote_reads.requests.saturating_sub(bt.remote_reads.requests),
+        mib(tier.remote_reads.bytes.saturating_sub(bt.remote_reads.bytes)),
+        tier.remote_reads.coalesced.saturating_sub(bt.remote_reads.coalesced),
+        puts.saturating_sub(puts0),
+        now.store_retries
+            .saturating_sub(before.map_or(0, |b| b.store_retries)),
+        t.local_drops.saturating_sub(b.local_drops),
+    );
+    Some(s)
+}

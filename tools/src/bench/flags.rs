@@ -187,6 +187,33 @@ pub struct Flags {
     #[arg(long, default_value_t = 1000)]
     pub readseq_chunk: usize,
 
+    /// Object store holding the SSTs: `file:///abs/path`, `s3://bucket/prefix`
+    /// (endpoint, region and credentials from the usual AWS variables), `none` for
+    /// local files only. Default: the embedded local-directory store `<db>/objects`.
+    #[arg(long)]
+    pub object_store: Option<String>,
+
+    /// Latency injected into every object-store request, in milliseconds.
+    #[arg(long, default_value_t = 0.0)]
+    pub object_store_latency_ms: f64,
+
+    /// Fraction of object-store requests failed with a retryable error (injected).
+    #[arg(long, default_value_t = 0.0)]
+    pub object_store_error_rate: f64,
+
+    /// Local bytes of SSTs kept; beyond it, uploaded files past the warm window are
+    /// read from the object store. Default: no limit.
+    #[arg(long)]
+    pub local_disk_budget: Option<u64>,
+
+    /// Seconds a new file's local copy is kept after upload.
+    #[arg(long, default_value_t = 30.0)]
+    pub warm_window_secs: f64,
+
+    /// Object-store requests in flight at once.
+    #[arg(long, default_value_t = 256)]
+    pub max_remote_requests: usize,
+
     /// Write a machine-readable JSON summary to this path; `-` writes it to stdout
     /// (the human-readable report then goes to stderr).
     #[arg(long)]
@@ -232,6 +259,18 @@ impl Flags {
         if !(0.0..=1.0).contains(&self.compression_ratio) {
             return Err("--compression_ratio must be within 0..=1".into());
         }
+        if !(0.0..=1.0).contains(&self.object_store_error_rate) {
+            return Err("--object_store_error_rate must be within 0..=1".into());
+        }
+        if !(self.object_store_latency_ms >= 0.0 && self.object_store_latency_ms < 3.6e6) {
+            return Err("--object_store_latency_ms must be within 0..3600000".into());
+        }
+        if !(self.warm_window_secs >= 0.0 && self.warm_window_secs < 1e9) {
+            return Err("--warm_window_secs must be a non-negative number of seconds".into());
+        }
+        if self.local_disk_budget == Some(0) {
+            return Err("--local_disk_budget must be positive".into());
+        }
         if self.use_existing_db && self.db.is_none() {
             return Err("--use_existing_db needs --db".into());
         }
@@ -257,6 +296,24 @@ impl Flags {
             ("seek_nexts", self.seek_nexts.to_string()),
             ("write_buffer_size", self.write_buffer_size.to_string()),
             ("block_size", self.block_size.to_string()),
+            (
+                "object_store",
+                self.object_store.clone().unwrap_or_else(|| "embedded".into()),
+            ),
+            (
+                "object_store_latency_ms",
+                self.object_store_latency_ms.to_string(),
+            ),
+            (
+                "object_store_error_rate",
+                self.object_store_error_rate.to_string(),
+            ),
+            (
+                "local_disk_budget",
+                self.local_disk_budget
+                    .map_or_else(|| "none".into(), |b| b.to_string()),
+            ),
+            ("warm_window_secs", self.warm_window_secs.to_string()),
         ]
     }
 }

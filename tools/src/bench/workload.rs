@@ -83,6 +83,7 @@ impl Plan {
             Benchmark::Flush
             | Benchmark::Compact
             | Benchmark::WaitForCompaction
+            | Benchmark::WaitForUploads
             | Benchmark::Stats => 0,
         }
     }
@@ -244,6 +245,7 @@ pub async fn run_worker<S: Store>(
             Benchmark::Flush
             | Benchmark::Compact
             | Benchmark::WaitForCompaction
+            | Benchmark::WaitForUploads
             | Benchmark::Stats => 0,
         };
         progress.add(ops);

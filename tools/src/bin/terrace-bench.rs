@@ -16,16 +16,17 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Parser;
 use futures_lite::future::block_on;
-use terrace::{Compression, Db, Options, TableId};
+use terrace::{Compression, Db, ObjectStoreSpec, Options, TableId};
+use terrace_tiering::store::fault::{FaultConfig, Latency};
 
 use terrace_tools::bench::benchmark::Benchmark;
 use terrace_tools::bench::driver::{self, Mode};
-use terrace_tools::bench::engine_stats::one_line;
+use terrace_tools::bench::engine_stats::{one_line, remote_line};
 use terrace_tools::bench::flags::{CompressionType, Flags};
 use terrace_tools::bench::histogram::{format_histogram, summarize};
 use terrace_tools::bench::keys::KeyDraw;
@@ -72,6 +73,24 @@ fn options(flags: &Flags, path: &Path) -> Options {
     opts.pin_shards = flags.pin_shards;
     opts.max_key_bytes = opts.max_key_bytes.max(flags.key_size + 1);
     opts.max_value_bytes = opts.max_value_bytes.max(flags.value_size);
+    opts.object_store = match flags.object_store.as_deref() {
+        None => ObjectStoreSpec::Embedded,
+        Some("none") => ObjectStoreSpec::Disabled,
+        Some(uri) => ObjectStoreSpec::Uri(uri.to_string()),
+    };
+    if flags.object_store_latency_ms > 0.0 || flags.object_store_error_rate > 0.0 {
+        opts.object_store_faults = Some(FaultConfig {
+            seed: flags.seed,
+            latency: Latency::Fixed(Duration::from_secs_f64(
+                flags.object_store_latency_ms / 1000.0,
+            )),
+            error_rate: flags.object_store_error_rate,
+            ..Default::default()
+        });
+    }
+    opts.local_disk_budget_bytes = flags.local_disk_budget;
+    opts.warm_window = Duration::from_secs_f64(flags.warm_window_secs);
+    opts.max_remote_requests = flags.max_remote_requests;
     opts
 }
 
@@ -176,6 +195,9 @@ fn run(flags: &Flags) -> anyhow::Result<()> {
             let stats = block_on(db.stats()).context("reading engine statistics")?;
             let line = one_line(last_stats.as_ref(), &stats);
             out.line(&format!("  engine: {line}"));
+            if let Some(remote) = remote_line(last_stats.as_ref(), &stats) {
+                out.line(&format!("  remote: {remote}"));
+            }
             result.engine_stats = Some(line);
             last_stats = Some(stats);
         }
@@ -262,6 +284,12 @@ fn run_pseudo(db: &Db, bench: Benchmark, out: &Out) -> anyhow::Result<BenchResul
         Benchmark::WaitForCompaction => {
             block_on(db.wait_for_compactions()).context("waitforcompaction")?
         }
+        Benchmark::WaitForUploads => block_on(async {
+            db.flush().await?;
+            db.wait_for_uploads().await?;
+            db.enforce_local_budget().await
+        })
+        .context("waitforuploads")?,
         Benchmark::Stats => {
             let stats = block_on(db.stats()).context("stats")?;
             out.line(&stats.to_string());
