@@ -1,11 +1,19 @@
 //! Terrace uploader: the consumer of "new file written" events.
 //!
 //! The engine announces every SST it finishes (flush or compaction output) and every
-//! SST it deletes through a [`NewFileHook`]. Today the hook only observes; the upload
-//! queue that makes object storage the source of truth will consume these events.
+//! SST it deletes through a [`NewFileHook`]. The [`Uploader`] (module `upload`) moves
+//! those files to the object store, which is the source of truth: bounded parallelism,
+//! multipart for large files, end-to-end read-back verification and exact stats.
 
 #![deny(clippy::unwrap_used)]
 #![warn(missing_docs)]
+
+mod upload;
+
+pub use upload::{
+    plan_parts, PartPlan, UploadError, UploadJob, UploadReceipt, UploadStats, Uploader,
+    UploaderConfig, MAX_PARTS, MAX_PART_BYTES, MIN_PART_BYTES, VERIFY_TAIL_BYTES,
+};
 
 use std::path::PathBuf;
 
@@ -45,4 +53,8 @@ pub trait NewFileHook: Send + Sync {
 
     /// An SST is no longer referenced by the shard and was deleted locally.
     fn on_file_deleted(&self, _shard: u32, _file_id: u64) {}
+
+    /// A live SST's local copy was dropped (it is uploaded and past its warm window);
+    /// reads of it now go to the object store.
+    fn on_local_copy_dropped(&self, _shard: u32, _file_id: u64) {}
 }
