@@ -198,9 +198,12 @@ impl OpCounters {
             count: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
-            // Auto-resizing, 3 significant digits: the constructor only fails for more
-            // than 5 digits.
-            latency_us: Mutex::new(Histogram::new(3).expect("3 significant digits is valid")),
+            // 1 µs to one hour at 3 significant digits. Fixed bounds, not auto-resizing:
+            // `saturating_record` clamps to the current top instead of growing, so an
+            // auto-resizing histogram would record every latency as 2 µs.
+            latency_us: Mutex::new(
+                Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds"),
+            ),
         }
     }
 }
@@ -433,5 +436,31 @@ mod tests {
             vec!["object_store get: 1234 requests, 0 errors, 5.1 MiB, p50 31.2 ms p99 35.0 ms"]
         );
         assert_eq!(stats.requests(), 1234);
+    }
+
+    #[test]
+    fn latencies_above_a_few_microseconds_are_recorded_as_measured() {
+        let store = InstrumentedStore::new(Arc::new(
+            crate::store::local::LocalDirStore::open(std::env::temp_dir().as_path(), false)
+                .expect("temp dir store"),
+        ));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        for _ in 0..3 {
+            let slow = async {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                Ok::<u64, crate::store::StoreError>(7)
+            };
+            rt.block_on(store.measure(StoreOp::Get, slow, |n| *n)).expect("ok");
+        }
+        let got = store.stats().get;
+        assert_eq!((got.count, got.bytes), (3, 21));
+        assert!(
+            (20_000..200_000).contains(&got.latency_us_p50),
+            "p50 {} µs for 20 ms calls",
+            got.latency_us_p50
+        );
     }
 }
