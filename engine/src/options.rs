@@ -203,7 +203,7 @@ impl Options {
             object_store_faults: None,
             object_store_retry: RetryConfig::default(),
             io_threads: 2,
-            max_remote_requests: 256,
+            max_remote_requests: 1024,
             uploader: UploaderConfig::default(),
             max_pending_upload_bytes: 1 << 30,
             warm_window: std::time::Duration::from_secs(30),

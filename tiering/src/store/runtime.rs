@@ -30,7 +30,7 @@ impl Default for IoRuntimeConfig {
     fn default() -> Self {
         IoRuntimeConfig {
             threads: 2,
-            max_in_flight: 256,
+            max_in_flight: 1024,
         }
     }
 }

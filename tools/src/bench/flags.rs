@@ -211,7 +211,7 @@ pub struct Flags {
     pub warm_window_secs: f64,
 
     /// Object-store requests in flight at once.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 1024)]
     pub max_remote_requests: usize,
 
     /// Write a machine-readable JSON summary to this path; `-` writes it to stdout
