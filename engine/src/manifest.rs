@@ -327,4 +327,88 @@ mod tests {
         let (again, _) = Manifest::recover(dir.path()).unwrap().unwrap();
         assert_eq!(again, state);
     }
+
+    fn fixture(name: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../fixtures/manifest")
+            .join(name)
+    }
+
+    /// Compares `bytes` with a checked-in fixture (`TERRACE_REGEN_FIXTURES=1` rewrites it).
+    fn golden(name: &str, bytes: &[u8]) {
+        let path = fixture(name);
+        if std::env::var_os("TERRACE_REGEN_FIXTURES").is_some_and(|v| v == "1") {
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(&path, bytes).unwrap();
+        }
+        let want = fs::read(&path).expect("fixture missing; run with TERRACE_REGEN_FIXTURES=1");
+        assert!(
+            want == bytes,
+            "{} changed: the manifest format moved; bump MANIFEST_FORMAT_VERSION and \
+             regenerate with TERRACE_REGEN_FIXTURES=1 if intended",
+            path.display()
+        );
+    }
+
+    fn golden_edits(with_uploads: bool) -> Vec<VersionEdit> {
+        vec![
+            VersionEdit {
+                added: vec![(0, desc(1)), (0, desc(2))],
+                last_seqno: Some(10),
+                next_file_number: Some(3),
+                ..Default::default()
+            },
+            VersionEdit {
+                added: vec![(1, desc(3))],
+                deleted: vec![(0, 1), (0, 2)],
+                next_file_number: Some(4),
+                compact_pointers: vec![(1, b"mid".to_vec())],
+                uploaded: if with_uploads { vec![3] } else { Vec::new() },
+                ..Default::default()
+            },
+        ]
+    }
+
+    fn written(edits: &[VersionEdit]) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = Manifest::create(dir.path(), &ManifestState::default(), 1).unwrap();
+        for e in edits {
+            m.append(e).unwrap();
+        }
+        fs::read(dir.path().join("MANIFEST-000001")).unwrap()
+    }
+
+    #[test]
+    fn version_2_layout_matches_the_golden_file() {
+        let bytes = written(&golden_edits(true));
+        golden("v2-basic.manifest", &bytes);
+        let state = replay(Path::new("v2"), &fs::read(fixture("v2-basic.manifest")).unwrap())
+            .unwrap();
+        assert_eq!(state.files.keys().copied().collect::<Vec<_>>(), vec![3]);
+        assert_eq!(state.uploaded.iter().copied().collect::<Vec<_>>(), vec![3]);
+        assert_eq!(state.compact_pointers.get(&1), Some(&b"mid".to_vec()));
+    }
+
+    #[test]
+    fn version_1_manifests_still_replay_with_nothing_uploaded() {
+        // Version 1 wrote the same records without tag 6; only the header differs.
+        let mut v1 = written(&golden_edits(false));
+        v1[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let crc = crc32(&v1[..12]);
+        v1[12..16].copy_from_slice(&crc.to_le_bytes());
+        golden("v1-basic.manifest", &v1);
+        let state = replay(Path::new("v1"), &fs::read(fixture("v1-basic.manifest")).unwrap())
+            .unwrap();
+        assert_eq!(state.files.keys().copied().collect::<Vec<_>>(), vec![3]);
+        assert!(state.uploaded.is_empty());
+        assert_eq!(state.last_seqno, 10);
+
+        // A version this build does not know is refused, not misread.
+        let mut v3 = v1.clone();
+        v3[8..12].copy_from_slice(&3u32.to_le_bytes());
+        let crc = crc32(&v3[..12]);
+        v3[12..16].copy_from_slice(&crc.to_le_bytes());
+        let err = replay(Path::new("v3"), &v3).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Corruption, "{err}");
+    }
 }
