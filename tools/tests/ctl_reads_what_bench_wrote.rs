@@ -95,3 +95,43 @@ fn ctl_gets_scans_and_describes_ssts_of_a_bench_database() {
     }
     assert_eq!(entries, 300);
 }
+
+#[test]
+fn ctl_reads_a_database_whose_ssts_are_only_in_the_object_store() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let db = tmp.path().join("db");
+    let db_s = db.to_str().expect("utf-8 path");
+    // A named store must exist (as a bucket must); only the embedded one is created.
+    std::fs::create_dir(tmp.path().join("store")).expect("create store dir");
+    let store = format!("file://{}", tmp.path().join("store").display());
+    ok(run(
+        env!("CARGO_BIN_EXE_terrace-bench"),
+        &[
+            "--benchmarks=fillseq,waitforuploads",
+            "--num=300",
+            "--shards=2",
+            "--pin_shards=false",
+            &format!("--db={db_s}"),
+            &format!("--object_store={store}"),
+        ],
+    ));
+    let local = ssts(&db);
+    assert!(!local.is_empty());
+    for f in &local {
+        std::fs::remove_file(f).expect("remove local SST");
+    }
+    let ctl = env!("CARGO_BIN_EXE_terrace-ctl");
+    let value = ok(run(
+        ctl,
+        &["get", "--db", db_s, "--object_store", &store, "0000000000000042"],
+    ));
+    assert!(value.trim_end().len() >= 100, "{value:?}");
+    let stats = ok(run(ctl, &["stats", "--db", db_s, "--object_store", &store]));
+    assert!(stats.contains("0 local"), "{stats}");
+
+    // Without the store the files are nowhere: a clear error, not a panic.
+    let out = run(ctl, &["get", "--db", db_s, "--object_store", "none", "0000000000000042"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no object store is configured"), "{err}");
+}

@@ -31,6 +31,10 @@ use terrace_tools::ctl::text::{escape, parse_key};
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+    /// Object store holding the database's SSTs (`file:///path`, `s3://bucket/prefix`,
+    /// `none`); default the embedded store `<db>/objects`.
+    #[arg(long = "object-store", alias = "object_store", global = true)]
+    object_store: Option<String>,
 }
 
 #[derive(Args)]
@@ -85,18 +89,24 @@ enum Cmd {
     },
 }
 
-fn open(dir: &std::path::Path) -> anyhow::Result<Db> {
-    let opts = terrace::Options::for_existing(dir)
+fn open(dir: &std::path::Path, store: Option<&str>) -> anyhow::Result<Db> {
+    let mut opts = terrace::Options::for_existing(dir)
         .with_context(|| format!("reading {}", dir.display()))?;
+    opts.object_store = match store {
+        None => terrace::ObjectStoreSpec::Embedded,
+        Some("none") => terrace::ObjectStoreSpec::Disabled,
+        Some(uri) => terrace::ObjectStoreSpec::Uri(uri.to_string()),
+    };
     block_on(Db::open(opts)).with_context(|| format!("opening {}", dir.display()))
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    let store = cli.object_store.as_deref();
     match cli.cmd {
         Cmd::Sst { file, entries } => println!("{}", inspect(&file, entries)?),
         Cmd::Get { db: args, key } => {
             let key = parse_key(&key, args.hex)?;
-            let db = open(&args.db)?;
+            let db = open(&args.db, store)?;
             let t = db.table(&args.table)?;
             let got = block_on(db.get(t, &key));
             block_on(db.close()).context("closing the database")?;
@@ -113,7 +123,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let from = from.map(|k| parse_key(&k, args.hex)).transpose()?;
             let to = to.map(|k| parse_key(&k, args.hex)).transpose()?;
-            let db = open(&args.db)?;
+            let db = open(&args.db, store)?;
             let t = db.table(&args.table)?;
             let lower = from.as_deref().map_or(Bound::Unbounded, Bound::Included);
             let upper = to.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
@@ -124,7 +134,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Cmd::Stats { db: dir } => {
-            let db = open(&dir)?;
+            let db = open(&dir, store)?;
             let stats = block_on(db.stats());
             block_on(db.close()).context("closing the database")?;
             println!("{}", stats?);
