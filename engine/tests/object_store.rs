@@ -283,3 +283,50 @@ fn bad_store_settings_fail_at_open_with_one_clear_error() {
     let e = block_on(Db::open(o)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
 }
+
+#[test]
+fn a_live_file_lost_before_its_upload_stops_writes_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = small_options(dir.path(), 1);
+    opts.object_store_faults = Some(FaultConfig {
+        latency: Latency::Fixed(Duration::from_millis(500)),
+        ..Default::default()
+    });
+    opts.uploader.max_parallel_uploads = 1;
+    opts.upload_close_timeout = Duration::ZERO;
+    let db = open(opts);
+    let t = db.table("default").unwrap();
+    block_on(async {
+        for round in 0..2u32 {
+            for i in 0..200u32 {
+                db.put(t, format!("r{round}k{i:04}").as_bytes(), &[1u8; 64])
+                    .await
+                    .unwrap();
+            }
+            db.flush().await.unwrap();
+        }
+    });
+    // The second file waits behind the first (one upload at a time): lose it now.
+    let mut local: Vec<PathBuf> = std::fs::read_dir(dir.path().join("shard-0000"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sst"))
+        .collect();
+    local.sort();
+    let lost = local.last().unwrap().clone();
+    std::fs::remove_file(&lost).unwrap();
+    let name = lost.file_name().unwrap().to_str().unwrap().to_string();
+    let err = block_on(async {
+        for _ in 0..200 {
+            if let Err(e) = db.put(t, b"after", b"x").await {
+                return e;
+            }
+            futures_lite::future::yield_now().await;
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("writes went on although a live file's only copy was lost");
+    });
+    assert_eq!(err.kind(), ErrorKind::Closed, "{err}");
+    assert!(err.to_string().contains(&name), "the error names the file: {err}");
+    let _ = block_on(db.close());
+}

@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use terrace_tiering::{LocalFile, RemoteLocation, RemoteStatsCell, TieredFile};
-use terrace_uploader::UploadJob;
+use terrace_uploader::{UploadError, UploadJob};
 
 use super::{Shard, BACKGROUND_RECHECK, FOREGROUND_RECHECK};
-use crate::error::{ErrorDetail, Result};
+use crate::error::{Error, ErrorDetail, Result};
 use crate::remote::Remote;
 use crate::sst::TableReader;
 use crate::stats::TierStats;
@@ -123,9 +123,25 @@ impl Shard {
             };
             match remote.uploader.upload(job).await {
                 Ok(Ok(_receipt)) => break true,
+                Ok(Err(UploadError::Local { path, source })) if self.is_live(id) => {
+                    // The only copy of a live file is unreadable or changed: data is
+                    // lost or at risk, and retrying cannot help. Stop taking writes
+                    // with an error that names the file.
+                    self.counters.borrow_mut().upload_failures += 1;
+                    self.poison(&Error::io("upload (read) the only copy of", path, source));
+                    break false;
+                }
                 Ok(Err(e)) => {
                     self.counters.borrow_mut().upload_failures += 1;
-                    tracing::warn!(shard = self.id, file = id, error = %e, "upload failed; will retry");
+                    if e.is_retryable() {
+                        tracing::warn!(shard = self.id, file = id, error = %e, "upload failed; will retry");
+                    } else {
+                        // Credentials, permissions, a missing bucket: an operator can
+                        // fix these while the shard keeps trying (back-pressure stops
+                        // writes once the upload queue is full).
+                        tracing::error!(shard = self.id, file = id, error = %e, "upload refused; will retry");
+                        backoff = MAX_UPLOAD_BACKOFF;
+                    }
                 }
                 // The I/O runtime stopped: the database is going away. The manifest
                 // still says "not uploaded", so the next open uploads the file.
