@@ -9,7 +9,7 @@ use std::rc::Rc;
 use terrace_tiering::{BlockSource, LocalFile};
 use terrace_uploader::{FileReason, NewFile};
 
-use super::{Shard, BACKGROUND_RECHECK, FOREGROUND_RECHECK};
+use super::{Shard, BACKGROUND_RECHECK};
 use crate::error::{Error, Result};
 use crate::key::{make_internal_key, ValueKind};
 use crate::memtable::{MemValue, Memtable};
@@ -103,23 +103,8 @@ impl Shard {
     pub(crate) async fn flush_all(&self) -> Result<()> {
         self.check_open()?;
         self.freeze(true);
-        loop {
-            let seen = self.changed.generation();
-            if let Some(reason) = self.poisoned.borrow().as_ref() {
-                return Err(crate::ErrorDetail::Poisoned {
-                    shard: self.id,
-                    reason: reason.clone(),
-                }
-                .into());
-            }
-            if self.state.borrow().imms.is_empty() {
-                return Ok(());
-            }
-            self.flush_wake.notify_all();
-            self.changed
-                .changed_or_after(seen, FOREGROUND_RECHECK)
-                .await;
-        }
+        self.wait_until(|| self.state.borrow().imms.is_empty(), &self.flush_wake)
+            .await
     }
 }
 

@@ -265,8 +265,9 @@ impl Shard {
         flushed
     }
 
-    /// Waits until the policy finds no compaction work.
-    pub(crate) async fn wait_for_compactions(&self) -> Result<()> {
+    /// Waits until `done` holds, waking `poke` (the task that makes progress) each
+    /// time it does not; fails once the shard is poisoned.
+    pub(crate) async fn wait_until(&self, done: impl Fn() -> bool, poke: &Notify) -> Result<()> {
         loop {
             let seen = self.changed.generation();
             if let Some(reason) = self.poisoned.borrow().as_ref() {
@@ -276,7 +277,20 @@ impl Shard {
                 }
                 .into());
             }
-            let idle = {
+            if done() {
+                return Ok(());
+            }
+            poke.notify_all();
+            self.changed
+                .changed_or_after(seen, FOREGROUND_RECHECK)
+                .await;
+        }
+    }
+
+    /// Waits until the policy finds no compaction work.
+    pub(crate) async fn wait_for_compactions(&self) -> Result<()> {
+        self.wait_until(
+            || {
                 let st = self.state.borrow();
                 st.imms.is_empty()
                     && crate::compaction::choose(
@@ -284,14 +298,9 @@ impl Shard {
                         &self.compaction_cfg,
                         &st.compact_pointers,
                     ) == crate::compaction::Choice::Nothing
-            };
-            if idle {
-                return Ok(());
-            }
-            self.compaction_wake.notify_all();
-            self.changed
-                .changed_or_after(seen, FOREGROUND_RECHECK)
-                .await;
-        }
+            },
+            &self.compaction_wake,
+        )
+        .await
     }
 }

@@ -16,7 +16,7 @@ use terrace_tiering::{LocalFile, RemoteLocation, RemoteStatsCell, TieredFile};
 use terrace_uploader::{UploadError, UploadJob};
 
 use super::{Shard, BACKGROUND_RECHECK, FOREGROUND_RECHECK};
-use crate::error::{Error, ErrorDetail, Result};
+use crate::error::{Error, Result};
 use crate::remote::Remote;
 use crate::sst::TableReader;
 use crate::stats::TierStats;
@@ -216,30 +216,18 @@ impl Shard {
 
     /// Waits until every live file is uploaded (or fails if the shard stopped).
     pub(crate) async fn wait_for_uploads(&self) -> Result<()> {
-        loop {
-            let seen = self.changed.generation();
-            if let Some(reason) = self.poisoned.borrow().as_ref() {
-                return Err(ErrorDetail::Poisoned {
-                    shard: self.id,
-                    reason: reason.clone(),
-                }
-                .into());
-            }
-            let pending = self
-                .state
-                .borrow()
-                .version
-                .levels
-                .iter()
-                .flatten()
-                .any(|f| f.upload.get() == UploadState::Pending);
-            if !pending {
-                return Ok(());
-            }
-            self.changed
-                .changed_or_after(seen, FOREGROUND_RECHECK)
-                .await;
-        }
+        self.wait_until(
+            || {
+                let st = self.state.borrow();
+                !st.version
+                    .levels
+                    .iter()
+                    .flatten()
+                    .any(|f| f.upload.get() == UploadState::Pending)
+            },
+            &self.upload_wake,
+        )
+        .await
     }
 
     /// Waits (bounded by `upload_close_timeout`) for uploads in flight at close.
