@@ -14,9 +14,11 @@
 mod cache;
 mod local;
 pub mod store;
+mod tiered;
 
 pub use cache::{BlockCache, BlockKey, CacheStats};
 pub use local::{probe_direct_io, LocalFile};
+pub use tiered::{RemoteLocation, RemoteReadStats, RemoteStatsCell, TieredFile};
 
 use std::future::Future;
 use std::io;
