@@ -23,10 +23,10 @@ use crate::local::LocalDb;
 use crate::meta::DbMeta;
 use crate::options::Options;
 use crate::remote::Remote;
-use terrace_tiering::store::IoRuntime;
 use crate::router::Router;
 use crate::shard::{Queues, ScanRange, Shard};
 use crate::stats::{DbStats, LevelStats, ShardStats};
+use terrace_tiering::store::IoRuntime;
 
 /// Runs on the shard thread; spawns the request's task, which holds the permit (one
 /// of `max_pending_requests_per_shard`) until it completes.

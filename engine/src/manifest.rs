@@ -382,8 +382,11 @@ mod tests {
     fn version_2_layout_matches_the_golden_file() {
         let bytes = written(&golden_edits(true));
         golden("v2-basic.manifest", &bytes);
-        let state = replay(Path::new("v2"), &fs::read(fixture("v2-basic.manifest")).unwrap())
-            .unwrap();
+        let state = replay(
+            Path::new("v2"),
+            &fs::read(fixture("v2-basic.manifest")).unwrap(),
+        )
+        .unwrap();
         assert_eq!(state.files.keys().copied().collect::<Vec<_>>(), vec![3]);
         assert_eq!(state.uploaded.iter().copied().collect::<Vec<_>>(), vec![3]);
         assert_eq!(state.compact_pointers.get(&1), Some(&b"mid".to_vec()));
@@ -397,8 +400,11 @@ mod tests {
         let crc = crc32(&v1[..12]);
         v1[12..16].copy_from_slice(&crc.to_le_bytes());
         golden("v1-basic.manifest", &v1);
-        let state = replay(Path::new("v1"), &fs::read(fixture("v1-basic.manifest")).unwrap())
-            .unwrap();
+        let state = replay(
+            Path::new("v1"),
+            &fs::read(fixture("v1-basic.manifest")).unwrap(),
+        )
+        .unwrap();
         assert_eq!(state.files.keys().copied().collect::<Vec<_>>(), vec![3]);
         assert!(state.uploaded.is_empty());
         assert_eq!(state.last_seqno, 10);

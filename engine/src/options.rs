@@ -343,9 +343,7 @@ impl Options {
             f.validate()
                 .map_err(|e| bad("object_store_faults", e.message))?;
         }
-        self.uploader
-            .validate()
-            .map_err(|e| bad("uploader", e))?;
+        self.uploader.validate().map_err(|e| bad("uploader", e))?;
         if self.max_pending_upload_bytes < self.memtable_bytes as u64 {
             return Err(bad(
                 "max_pending_upload_bytes",

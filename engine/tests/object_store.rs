@@ -34,10 +34,9 @@ impl NewFileHook for DropWatch {
         *self.drops.lock().unwrap() += 1;
         let obj = object_path(&self.db, shard, file_id);
         if !obj.exists() {
-            self.violations
-                .lock()
-                .unwrap()
-                .push(format!("{file_id:016x} dropped locally before {obj:?} existed"));
+            self.violations.lock().unwrap().push(format!(
+                "{file_id:016x} dropped locally before {obj:?} existed"
+            ));
         }
     }
 }
@@ -62,7 +61,12 @@ fn check_all(db: &Db, model: &BTreeMap<Vec<u8>, Vec<u8>>, keys: &[Vec<u8>]) {
         for chunk in keys.chunks(64) {
             let got = db.multi_get(t, chunk).await.unwrap();
             for (k, v) in chunk.iter().zip(got) {
-                assert_eq!(v.as_ref(), model.get(k), "key {:?}", String::from_utf8_lossy(k));
+                assert_eq!(
+                    v.as_ref(),
+                    model.get(k),
+                    "key {:?}",
+                    String::from_utf8_lossy(k)
+                );
             }
         }
     });
@@ -94,7 +98,9 @@ fn faults_during_writes_flushes_and_compactions_lose_nothing() {
     let t = db.table("default").unwrap();
     let mut rng = rand::rngs::SmallRng::seed_from_u64(11);
     let mut model = BTreeMap::new();
-    let keys: Vec<Vec<u8>> = (0..4000u32).map(|i| format!("key{i:06}").into_bytes()).collect();
+    let keys: Vec<Vec<u8>> = (0..4000u32)
+        .map(|i| format!("key{i:06}").into_bytes())
+        .collect();
     block_on(async {
         for round in 0..6 {
             for _ in 0..4000 {
@@ -124,11 +130,18 @@ fn faults_during_writes_flushes_and_compactions_lose_nothing() {
         stats.faults_injected > 100 && stats.store_retries > 100,
         "faults must have hit the workload: {stats}"
     );
-    assert!(c.local_drops > 0, "the budget must have dropped local copies: {stats}");
+    assert!(
+        c.local_drops > 0,
+        "the budget must have dropped local copies: {stats}"
+    );
     assert!(stats.tier().remote_only_files > 0, "{stats}");
     check_all(&db, &model, &keys);
     block_on(db.close()).unwrap();
-    assert!(watch.violations.lock().unwrap().is_empty(), "{:?}", watch.violations.lock().unwrap());
+    assert!(
+        watch.violations.lock().unwrap().is_empty(),
+        "{:?}",
+        watch.violations.lock().unwrap()
+    );
     assert_eq!(*watch.drops.lock().unwrap(), c.local_drops);
 
     // Every live SST is remote: with no local SST at all, everything still reads.
@@ -154,7 +167,9 @@ fn uploads_killed_mid_flight_resume_after_reopen() {
     let db = open(opts.clone());
     let t = db.table("default").unwrap();
     let mut model = BTreeMap::new();
-    let keys: Vec<Vec<u8>> = (0..3000u32).map(|i| format!("k{i:05}").into_bytes()).collect();
+    let keys: Vec<Vec<u8>> = (0..3000u32)
+        .map(|i| format!("k{i:05}").into_bytes())
+        .collect();
     block_on(async {
         for (i, k) in keys.iter().enumerate() {
             let v = format!("value-{i}").into_bytes();
@@ -177,7 +192,10 @@ fn uploads_killed_mid_flight_resume_after_reopen() {
     block_on(async {
         db.wait_for_uploads().await.unwrap();
         let stats = db.stats().await.unwrap();
-        assert!(stats.total().uploads > 0, "re-queued files uploaded: {stats}");
+        assert!(
+            stats.total().uploads > 0,
+            "re-queued files uploaded: {stats}"
+        );
         assert_eq!(stats.tier().pending_uploads, 0, "{stats}");
         db.close().await.unwrap();
     });
@@ -187,7 +205,9 @@ fn uploads_killed_mid_flight_resume_after_reopen() {
     block_on(db.close()).unwrap();
 }
 
-fn write_keys(db: &Db, n: u32) -> (BTreeMap<Vec<u8>, Vec<u8>>, Vec<Vec<u8>>) {
+type Model = BTreeMap<Vec<u8>, Vec<u8>>;
+
+fn write_keys(db: &Db, n: u32) -> (Model, Vec<Vec<u8>>) {
     let t = db.table("default").unwrap();
     let mut model = BTreeMap::new();
     let keys: Vec<Vec<u8>> = (0..n).map(|i| format!("w{i:06}").into_bytes()).collect();
@@ -214,10 +234,17 @@ fn warm_files_stay_local_and_cold_ones_are_read_remotely() {
     let db = open(opts.clone());
     let (model, keys) = write_keys(&db, 3000);
     let stats = block_on(db.stats()).unwrap();
-    assert_eq!(stats.total().local_drops, 0, "inside the warm window: {stats}");
+    assert_eq!(
+        stats.total().local_drops,
+        0,
+        "inside the warm window: {stats}"
+    );
     assert_eq!(stats.tier().remote_only_files, 0, "{stats}");
     check_all(&db, &model, &keys);
-    assert_eq!(block_on(db.stats()).unwrap().tier().remote_reads.requests, 0);
+    assert_eq!(
+        block_on(db.stats()).unwrap().tier().remote_reads.requests,
+        0
+    );
     block_on(db.close()).unwrap();
 
     // Past the warm window (files uploaded before this open count as old).
@@ -225,7 +252,10 @@ fn warm_files_stay_local_and_cold_ones_are_read_remotely() {
     let db = open(opts);
     block_on(db.enforce_local_budget()).unwrap();
     let stats = block_on(db.stats()).unwrap();
-    assert!(stats.tier().local_files == 0 && stats.tier().remote_only_files > 0, "{stats}");
+    assert!(
+        stats.tier().local_files == 0 && stats.tier().remote_only_files > 0,
+        "{stats}"
+    );
     check_all(&db, &model, &keys);
     // Concurrent misses of one block share one GET.
     let t = db.table("default").unwrap();
@@ -270,10 +300,16 @@ fn bad_store_settings_fail_at_open_with_one_clear_error() {
     assert!(e.to_string().contains("ftp://example.com/x"), "{e}");
 
     let missing = dir.path().join("no-such-bucket");
-    let e = open_err(ObjectStoreSpec::Uri(format!("file://{}", missing.display())));
+    let e = open_err(ObjectStoreSpec::Uri(format!(
+        "file://{}",
+        missing.display()
+    )));
     assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
     assert!(e.to_string().contains("no-such-bucket"), "{e}");
-    assert!(!missing.exists(), "a named store is never created behind the user's back");
+    assert!(
+        !missing.exists(),
+        "a named store is never created behind the user's back"
+    );
 
     let mut o = base.clone();
     o.object_store_faults = Some(FaultConfig {
@@ -327,6 +363,9 @@ fn a_live_file_lost_before_its_upload_stops_writes_with_a_clear_error() {
         panic!("writes went on although a live file's only copy was lost");
     });
     assert_eq!(err.kind(), ErrorKind::Closed, "{err}");
-    assert!(err.to_string().contains(&name), "the error names the file: {err}");
+    assert!(
+        err.to_string().contains(&name),
+        "the error names the file: {err}"
+    );
     let _ = block_on(db.close());
 }

@@ -105,9 +105,7 @@ impl TieredFile {
             Some(loc) => {
                 let (store, okey) = (loc.store.clone(), loc.key.clone());
                 let task = loc.io.spawn(async move {
-                    store
-                        .get_range(&okey, offset..offset + len as u64)
-                        .await
+                    store.get_range(&okey, offset..offset + len as u64).await
                 });
                 let inflight = self.inflight.clone();
                 let stats = self.stats.clone();

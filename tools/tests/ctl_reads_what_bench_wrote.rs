@@ -123,14 +123,31 @@ fn ctl_reads_a_database_whose_ssts_are_only_in_the_object_store() {
     let ctl = env!("CARGO_BIN_EXE_terrace-ctl");
     let value = ok(run(
         ctl,
-        &["get", "--db", db_s, "--object_store", &store, "0000000000000042"],
+        &[
+            "get",
+            "--db",
+            db_s,
+            "--object_store",
+            &store,
+            "0000000000000042",
+        ],
     ));
     assert!(value.trim_end().len() >= 100, "{value:?}");
     let stats = ok(run(ctl, &["stats", "--db", db_s, "--object_store", &store]));
     assert!(stats.contains("0 local"), "{stats}");
 
     // Without the store the files are nowhere: a clear error, not a panic.
-    let out = run(ctl, &["get", "--db", db_s, "--object_store", "none", "0000000000000042"]);
+    let out = run(
+        ctl,
+        &[
+            "get",
+            "--db",
+            db_s,
+            "--object_store",
+            "none",
+            "0000000000000042",
+        ],
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no object store is configured"), "{err}");

@@ -61,10 +61,11 @@ impl Shard {
             stats: &remote_reads,
             warm_window: opts.warm_window,
         };
-        let opened = futures_util::future::try_join_all(state.files.values().map(|(level, desc)| {
-            ctx.open_file(*level, desc.clone(), state.uploaded.contains(&desc.id))
-        }))
-        .await?;
+        let opened =
+            futures_util::future::try_join_all(state.files.values().map(|(level, desc)| {
+                ctx.open_file(*level, desc.clone(), state.uploaded.contains(&desc.id))
+            }))
+            .await?;
         let to_upload: VecDeque<Rc<FileMeta>> = opened
             .iter()
             .filter(|(_, m)| m.upload.get() == UploadState::Pending)

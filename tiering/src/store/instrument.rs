@@ -453,7 +453,8 @@ mod tests {
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                 Ok::<u64, crate::store::StoreError>(7)
             };
-            rt.block_on(store.measure(StoreOp::Get, slow, |n| *n)).expect("ok");
+            rt.block_on(store.measure(StoreOp::Get, slow, |n| *n))
+                .expect("ok");
         }
         let got = store.stats().get;
         assert_eq!((got.count, got.bytes), (3, 21));

@@ -247,7 +247,10 @@ mod tests {
             .join()
             .expect("join");
         assert_eq!(got, (0..20u64).map(|i| i * 2).collect::<Vec<_>>());
-        assert!(peak.load(Ordering::SeqCst) <= 3, "more than max_in_flight ran");
+        assert!(
+            peak.load(Ordering::SeqCst) <= 3,
+            "more than max_in_flight ran"
+        );
         assert_eq!(io.running(), 0);
     }
 

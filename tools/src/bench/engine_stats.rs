@@ -70,7 +70,9 @@ pub fn remote_line(before: Option<&DbStats>, now: &DbStats) -> Option<String> {
     let t = now.total();
     let b = before.map(DbStats::total).unwrap_or_default();
     let bt = before.map(DbStats::tier).unwrap_or_default();
-    let bs = before.and_then(|b| b.object_store.clone()).unwrap_or_default();
+    let bs = before
+        .and_then(|b| b.object_store.clone())
+        .unwrap_or_default();
     let puts = store.put.count + store.put_part.count;
     let puts0 = bs.put.count + bs.put_part.count;
     let mut s = String::new();

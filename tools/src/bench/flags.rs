@@ -298,7 +298,9 @@ impl Flags {
             ("block_size", self.block_size.to_string()),
             (
                 "object_store",
-                self.object_store.clone().unwrap_or_else(|| "embedded".into()),
+                self.object_store
+                    .clone()
+                    .unwrap_or_else(|| "embedded".into()),
             ),
             (
                 "object_store_latency_ms",
