@@ -117,6 +117,8 @@ pub(crate) struct Shard {
     pub(crate) upload_pending_bytes: Cell<u64>,
     /// Close has begun: flushes stop waiting for upload room.
     pub(crate) close_requested: Cell<bool>,
+    /// The last non-retryable upload failure, until an upload succeeds again.
+    pub(crate) upload_refusal: RefCell<Option<terrace_tiering::store::StoreError>>,
     /// Set at close: failing uploads stop retrying after this instant.
     pub(crate) close_deadline: Cell<Option<std::time::Instant>>,
 }

@@ -99,6 +99,7 @@ impl Shard {
             tier_wake: Notify::default(),
             close_requested: Cell::new(false),
             close_deadline: Cell::new(None),
+            upload_refusal: RefCell::new(None),
             id,
             key_groups: shard_key_groups(id, opts.shards, opts.max_key_groups),
             table_opts: TableOptions::from_options(&opts),

@@ -138,8 +138,13 @@ impl Shard {
                     } else {
                         // Credentials, permissions, a missing bucket: an operator can
                         // fix these while the shard keeps trying (back-pressure stops
-                        // writes once the upload queue is full).
+                        // writes once the upload queue is full). Waiters for uploads
+                        // get the refusal as their error instead of waiting forever.
                         tracing::error!(shard = self.id, file = id, error = %e, "upload refused; will retry");
+                        if let UploadError::Store(se) = &e {
+                            *self.upload_refusal.borrow_mut() = Some(se.clone());
+                            self.changed.notify_all();
+                        }
                         backoff = MAX_UPLOAD_BACKOFF;
                     }
                 }
@@ -158,6 +163,7 @@ impl Shard {
             backoff = (backoff * 2).min(MAX_UPLOAD_BACKOFF);
         };
         if outcome {
+            self.upload_refusal.borrow_mut().take();
             let edit = VersionEdit {
                 uploaded: vec![id],
                 ..Default::default()
@@ -215,19 +221,26 @@ impl Shard {
     }
 
     /// Waits until every live file is uploaded (or fails if the shard stopped).
+    /// A store refusing uploads (say, bad credentials) fails the wait with its error.
     pub(crate) async fn wait_for_uploads(&self) -> Result<()> {
         self.wait_until(
             || {
                 let st = self.state.borrow();
-                !st.version
-                    .levels
-                    .iter()
-                    .flatten()
-                    .any(|f| f.upload.get() == UploadState::Pending)
+                self.upload_refusal.borrow().is_some()
+                    || !st
+                        .version
+                        .levels
+                        .iter()
+                        .flatten()
+                        .any(|f| f.upload.get() == UploadState::Pending)
             },
             &self.upload_wake,
         )
-        .await
+        .await?;
+        match self.upload_refusal.borrow().clone() {
+            Some(e) => Err(crate::remote::store_err(e)),
+            None => Ok(()),
+        }
     }
 
     /// Waits (bounded by `upload_close_timeout`) for uploads in flight at close.
