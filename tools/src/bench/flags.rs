@@ -193,6 +193,15 @@ pub struct Flags {
     #[arg(long)]
     pub object_store: Option<String>,
 
+    /// S3 endpoint for `s3://` stores (sets `AWS_ENDPOINT_URL`; path-style requests).
+    /// Default: what the environment says, else AWS.
+    #[arg(long)]
+    pub object_store_endpoint: Option<String>,
+
+    /// S3 region for `s3://` stores (sets `AWS_REGION`).
+    #[arg(long)]
+    pub object_store_region: Option<String>,
+
     /// Latency injected into every object-store request, in milliseconds.
     #[arg(long, default_value_t = 0.0)]
     pub object_store_latency_ms: f64,

@@ -45,6 +45,14 @@ fn main() -> ExitCode {
         eprintln!("terrace-bench: {msg}");
         return ExitCode::from(2);
     }
+    // The S3 client reads its endpoint and region the standard AWS way; the flags
+    // only fill those variables in, before any thread exists.
+    if let Some(endpoint) = &flags.object_store_endpoint {
+        std::env::set_var("AWS_ENDPOINT_URL", endpoint);
+    }
+    if let Some(region) = &flags.object_store_region {
+        std::env::set_var("AWS_REGION", region);
+    }
     match run(&flags) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
