@@ -32,7 +32,7 @@ struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
     /// Object store holding the database's SSTs (`file:///path`, `s3://bucket/prefix`,
-    /// `none`); default the embedded store `<db>/objects`.
+    /// `none`); default the embedded store `<db>/objects` when the database has one.
     #[arg(long = "object-store", alias = "object_store", global = true)]
     object_store: Option<String>,
 }
@@ -93,6 +93,9 @@ fn open(dir: &std::path::Path, store: Option<&str>) -> anyhow::Result<Db> {
     let mut opts = terrace::Options::for_existing(dir)
         .with_context(|| format!("reading {}", dir.display()))?;
     opts.object_store = match store {
+        // A database made with `--object_store=none` has no embedded store; looking
+        // at it must not create one (and upload every file into it).
+        None if !dir.join("objects").exists() => terrace::ObjectStoreSpec::Disabled,
         None => terrace::ObjectStoreSpec::Embedded,
         Some("none") => terrace::ObjectStoreSpec::Disabled,
         Some(uri) => terrace::ObjectStoreSpec::Uri(uri.to_string()),
