@@ -12,6 +12,11 @@ use common::*;
 use rand::{Rng, SeedableRng};
 use terrace::{Db, ErrorKind, ObjectStoreSpec, Options};
 use terrace_tiering::store::fault::{FaultConfig, Latency};
+use terrace_tiering::store::local::LocalDirStore;
+use terrace_tiering::store::{
+    BoxFuture, MultipartId, ObjectMeta, ObjectStore, PartReceipt, StoreError, StoreErrorKind,
+    StoreResult,
+};
 use terrace_uploader::{NewFile, NewFileHook};
 
 fn object_path(db: &Path, shard: u32, id: u64) -> PathBuf {
@@ -368,4 +373,108 @@ fn a_live_file_lost_before_its_upload_stops_writes_with_a_clear_error() {
         "the error names the file: {err}"
     );
     let _ = block_on(db.close());
+}
+
+/// A store that refuses every write (as with read-only credentials) and serves reads.
+#[derive(Debug)]
+struct ReadOnlyStore(Arc<dyn ObjectStore>);
+
+fn refused(op: &'static str, key: &str) -> StoreError {
+    StoreError::new(
+        StoreErrorKind::AccessDenied,
+        op,
+        key,
+        "write permission denied",
+    )
+}
+
+impl ObjectStore for ReadOnlyStore {
+    fn put<'a>(&'a self, key: &'a str, _body: bytes::Bytes) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move { Err(refused("put", key)) })
+    }
+    fn create_multipart<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StoreResult<MultipartId>> {
+        Box::pin(async move { Err(refused("multipart", key)) })
+    }
+    fn put_part<'a>(
+        &'a self,
+        key: &'a str,
+        _upload: &'a MultipartId,
+        _part_number: u32,
+        _body: bytes::Bytes,
+    ) -> BoxFuture<'a, StoreResult<PartReceipt>> {
+        Box::pin(async move { Err(refused("multipart", key)) })
+    }
+    fn complete_multipart<'a>(
+        &'a self,
+        key: &'a str,
+        _upload: &'a MultipartId,
+        _parts: Vec<PartReceipt>,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move { Err(refused("multipart", key)) })
+    }
+    fn abort_multipart<'a>(
+        &'a self,
+        key: &'a str,
+        upload: &'a MultipartId,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        self.0.abort_multipart(key, upload)
+    }
+    fn get_range<'a>(
+        &'a self,
+        key: &'a str,
+        range: std::ops::Range<u64>,
+    ) -> BoxFuture<'a, StoreResult<bytes::Bytes>> {
+        self.0.get_range(key, range)
+    }
+    fn head<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StoreResult<ObjectMeta>> {
+        self.0.head(key)
+    }
+    fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, StoreResult<Vec<ObjectMeta>>> {
+        self.0.list(prefix)
+    }
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move { Err(refused("delete", key)) })
+    }
+    fn describe(&self) -> String {
+        format!("read-only {}", self.0.describe())
+    }
+}
+
+#[test]
+fn a_store_that_refuses_uploads_fails_the_wait_and_keeps_files_local() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("bucket");
+    std::fs::create_dir(&root).unwrap();
+    let base = Arc::new(LocalDirStore::open(&root, false).unwrap());
+    let mut opts = small_options(dir.path(), 1);
+    opts.object_store = ObjectStoreSpec::Custom(Arc::new(ReadOnlyStore(base)));
+    opts.local_disk_budget_bytes = Some(1);
+    opts.warm_window = Duration::ZERO;
+    opts.upload_close_timeout = Duration::ZERO;
+    let db = open(opts);
+    let t = db.table("default").unwrap();
+    let mut model = BTreeMap::new();
+    let keys: Vec<Vec<u8>> = (0..500u32)
+        .map(|i| format!("ro{i:04}").into_bytes())
+        .collect();
+    block_on(async {
+        for k in &keys {
+            db.put(t, k, &[3u8; 64]).await.unwrap();
+            model.insert(k.clone(), vec![3u8; 64]);
+        }
+        db.flush().await.unwrap();
+    });
+    let err = block_on(db.wait_for_uploads()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    assert!(err.to_string().contains("write permission denied"), "{err}");
+    block_on(db.enforce_local_budget()).unwrap();
+    let stats = block_on(db.stats()).unwrap();
+    assert_eq!(
+        stats.total().local_drops,
+        0,
+        "nothing unuploaded is dropped: {stats}"
+    );
+    assert!(stats.tier().pending_uploads > 0, "{stats}");
+    check_all(&db, &model, &keys);
+    block_on(db.close()).unwrap();
 }
