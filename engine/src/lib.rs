@@ -47,5 +47,5 @@ pub use db::Db;
 pub use error::{Error, ErrorDetail, ErrorKind, Result};
 pub use key::TableId;
 pub use local::LocalDb;
-pub use options::{Compression, ObjectStoreSpec, Options};
+pub use options::{Compression, ObjectStoreSpec, Options, EMBEDDED_STORE_DIR};
 pub use stats::{Counters, DbStats, LevelStats, ShardStats};

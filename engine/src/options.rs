@@ -30,10 +30,14 @@ pub enum Compression {
     },
 }
 
+/// Directory of the embedded object store inside the database directory.
+pub const EMBEDDED_STORE_DIR: &str = "objects";
+
 /// Where a database keeps its SSTs for good.
 #[derive(Clone, Debug, Default)]
 pub enum ObjectStoreSpec {
-    /// A local directory, `<path>/objects`: everything works with no set-up.
+    /// A local directory, `<path>/objects` ([`EMBEDDED_STORE_DIR`]): everything works
+    /// with no set-up.
     #[default]
     Embedded,
     /// `file:///abs/path` or `s3://bucket/prefix` (endpoint, region and credentials

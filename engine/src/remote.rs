@@ -11,7 +11,7 @@ use terrace_tiering::store::{IoHandle, IoRuntime, IoRuntimeConfig, ObjectStore, 
 use terrace_uploader::Uploader;
 
 use crate::error::{Error, ErrorDetail, Result};
-use crate::options::{ObjectStoreSpec, Options};
+use crate::options::{ObjectStoreSpec, Options, EMBEDDED_STORE_DIR};
 
 /// What shards use to reach the object store.
 pub(crate) struct Remote {
@@ -38,8 +38,8 @@ pub(crate) async fn open(opts: &Options) -> Result<Option<(IoRuntime, Arc<Remote
     let base: Option<Result<StoreUri>> = match &opts.object_store {
         ObjectStoreSpec::Disabled => return Ok(None),
         ObjectStoreSpec::Embedded => {
-            let root = std::path::absolute(opts.path.join("objects"))
-                .map_err(|e| Error::io("resolve", opts.path.join("objects"), e))?;
+            let dir = opts.path.join(EMBEDDED_STORE_DIR);
+            let root = std::path::absolute(&dir).map_err(|e| Error::io("resolve", &dir, e))?;
             Some(Ok(StoreUri::Local(root)))
         }
         ObjectStoreSpec::Uri(uri) => Some(StoreUri::parse(uri).map_err(store_err)),

@@ -95,7 +95,9 @@ fn open(dir: &std::path::Path, store: Option<&str>) -> anyhow::Result<Db> {
     opts.object_store = match store {
         // A database made with `--object_store=none` has no embedded store; looking
         // at it must not create one (and upload every file into it).
-        None if !dir.join("objects").exists() => terrace::ObjectStoreSpec::Disabled,
+        None if !dir.join(terrace::EMBEDDED_STORE_DIR).exists() => {
+            terrace::ObjectStoreSpec::Disabled
+        }
         None => terrace::ObjectStoreSpec::Embedded,
         Some("none") => terrace::ObjectStoreSpec::Disabled,
         Some(uri) => terrace::ObjectStoreSpec::Uri(uri.to_string()),
