@@ -478,7 +478,7 @@ async fn shard_main(
     let queues = Queues {
         foreground: ex.create_task_queue(
             Shares::Static(opts.foreground_shares),
-            Latency::Matters(Duration::from_millis(1)),
+            Latency::Matters(Duration::from_micros(opts.foreground_latency_us)),
             "foreground",
         ),
         flush: ex.create_task_queue(

@@ -9,24 +9,25 @@
 //! methods dispatch statically.
 
 use std::cmp::Ordering;
-use std::ops::Bound;
 use std::rc::Rc;
 
 use terrace_tiering::BlockCache;
 
 use crate::error::Result;
-use crate::key::{compare_internal, InternalKey};
-use crate::memtable::{MemKey, Memtable};
+use crate::key::{compare_internal, set_internal_key, InternalKey};
+use crate::memtable::{Memtable, Node};
 use crate::sst::TableIter;
 use crate::version::FileMeta;
 
-/// A memtable cursor that survives writes into the memtable between steps: it
-/// remembers its position by key and re-seeks, and skips versions newer than its
-/// snapshot.
+/// A memtable cursor. Memtable nodes never move, so it holds its node and steps to
+/// the node's current successor: writes between steps are seen in order. Versions
+/// newer than its snapshot are skipped.
 pub(crate) struct MemIter {
     mem: Rc<Memtable>,
     snapshot: u64,
-    current: Option<(MemKey, Vec<u8>, Vec<u8>)>,
+    node: Option<Node>,
+    /// Internal key of `node`.
+    ikey: Vec<u8>,
 }
 
 impl MemIter {
@@ -34,34 +35,54 @@ impl MemIter {
         MemIter {
             mem,
             snapshot,
-            current: None,
+            node: None,
+            ikey: Vec::new(),
         }
     }
 
-    fn load(&mut self, from: Bound<&MemKey>) {
-        self.current = self
-            .mem
-            .seek(from, self.snapshot)
-            .map(|(k, ikey, v)| (k, ikey, v.unwrap_or_default()));
+    /// Settles on `from` or the first node after it visible at the snapshot.
+    fn settle(&mut self, mut from: Option<Node>) {
+        while let Some(n) = from {
+            let e = self.mem.entry(n);
+            if e.seqno <= self.snapshot {
+                set_internal_key(&mut self.ikey, e.state_key, e.seqno, e.kind);
+                break;
+            }
+            from = self.mem.next(n);
+        }
+        self.node = from;
     }
 
     pub(crate) fn seek(&mut self, ikey: &[u8]) {
-        match InternalKey::decode(ikey) {
-            Some(k) => {
-                let probe = MemKey {
-                    state_key: k.state_key.into(),
-                    seqno: k.seqno,
-                };
-                self.load(Bound::Included(&probe));
-            }
-            None => self.load(Bound::Unbounded),
-        }
+        let from = match InternalKey::decode(ikey) {
+            Some(k) => self.mem.seek(k.state_key, k.seqno),
+            None => self.mem.first(),
+        };
+        self.settle(from);
+    }
+
+    pub(crate) fn seek_to_first(&mut self) {
+        self.settle(self.mem.first());
     }
 
     pub(crate) fn next(&mut self) {
-        if let Some((k, _, _)) = self.current.take() {
-            self.load(Bound::Excluded(&k));
+        if let Some(n) = self.node {
+            self.settle(self.mem.next(n));
         }
+    }
+
+    pub(crate) fn valid(&self) -> bool {
+        self.node.is_some()
+    }
+
+    /// Only when `valid()`.
+    pub(crate) fn key(&self) -> &[u8] {
+        &self.ikey
+    }
+
+    /// Empty for a tombstone, and when not `valid()`.
+    pub(crate) fn value(&self) -> &[u8] {
+        self.node.map_or(&[], |n| self.mem.entry(n).value)
     }
 }
 
@@ -155,7 +176,7 @@ impl Source {
     pub(crate) async fn seek_to_first(&mut self) -> Result<()> {
         match self {
             Source::Mem(m) => {
-                m.load(Bound::Unbounded);
+                m.seek_to_first();
                 Ok(())
             }
             Source::Table(t) => t.seek_to_first().await,
@@ -176,7 +197,7 @@ impl Source {
 
     pub(crate) fn valid(&self) -> bool {
         match self {
-            Source::Mem(m) => m.current.is_some(),
+            Source::Mem(m) => m.valid(),
             Source::Table(t) => t.valid(),
             Source::Level(l) => l.valid(),
         }
@@ -185,7 +206,7 @@ impl Source {
     /// The current internal key. Only when `valid()`.
     pub(crate) fn key(&self) -> &[u8] {
         match self {
-            Source::Mem(m) => m.current.as_ref().map_or(&[], |c| &c.1),
+            Source::Mem(m) => m.key(),
             Source::Table(t) => t.key(),
             Source::Level(l) => l.current.as_ref().map_or(&[], |c| c.key()),
         }
@@ -194,7 +215,7 @@ impl Source {
     /// The current value (empty for a tombstone). Only when `valid()`.
     pub(crate) fn value(&self) -> &[u8] {
         match self {
-            Source::Mem(m) => m.current.as_ref().map_or(&[], |c| &c.2),
+            Source::Mem(m) => m.value(),
             Source::Table(t) => t.value(),
             Source::Level(l) => l.current.as_ref().map_or(&[], |c| c.value()),
         }

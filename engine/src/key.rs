@@ -104,9 +104,16 @@ pub fn encode_state_key(out: &mut Vec<u8>, kg: u16, table: TableId, user_key: &[
 /// Builds a full internal key.
 pub fn make_internal_key(state_key: &[u8], seqno: u64, kind: ValueKind) -> Vec<u8> {
     let mut k = Vec::with_capacity(state_key.len() + TRAILER_LEN);
-    k.extend_from_slice(state_key);
-    k.extend_from_slice(&pack_trailer(seqno, kind).to_le_bytes());
+    set_internal_key(&mut k, state_key, seqno, kind);
     k
+}
+
+/// Replaces the contents of `buf` with the internal key of (`state_key`, `seqno`,
+/// `kind`), reusing its allocation.
+pub fn set_internal_key(buf: &mut Vec<u8>, state_key: &[u8], seqno: u64, kind: ValueKind) {
+    buf.clear();
+    buf.extend_from_slice(state_key);
+    buf.extend_from_slice(&pack_trailer(seqno, kind).to_le_bytes());
 }
 
 /// The key group of a state key (its first two bytes).

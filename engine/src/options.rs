@@ -105,6 +105,11 @@ pub struct Options {
     /// How long an idle shard spins before parking, in microseconds (cuts cross-thread
     /// request latency at the price of CPU).
     pub spin_before_park_us: u64,
+    /// Longest a busy foreground queue runs before the shard polls for finished I/O,
+    /// in microseconds. Disk completions are only reaped between task-queue runs, so a
+    /// task that keeps the queue busy without waiting (a writer loop) delays every
+    /// read in flight on the shard by up to this much.
+    pub foreground_latency_us: u64,
     /// Scheduler shares of foreground reads and writes.
     pub foreground_shares: usize,
     /// Scheduler shares of memtable flushes.
@@ -198,6 +203,7 @@ impl Options {
             num_levels: 7,
             max_pending_requests_per_shard: 4096,
             spin_before_park_us: 100,
+            foreground_latency_us: 1000,
             foreground_shares: 1000,
             flush_shares: 500,
             compaction_shares: 250,
@@ -283,6 +289,9 @@ impl Options {
                 "max_value_bytes",
                 format!("{} exceeds {VALUE_BYTES_LIMIT}", self.max_value_bytes),
             ));
+        }
+        if !(10..=100_000).contains(&self.foreground_latency_us) {
+            return Err(bad("foreground_latency_us", "must be in 10..=100000"));
         }
         if self.memtable_bytes < 64 << 10 {
             return Err(bad("memtable_bytes", "must be at least 64 KiB"));

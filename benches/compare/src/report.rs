@@ -9,121 +9,14 @@
 //! As in `terrace-bench`, `micros/op` is **wall-clock** time divided by operations
 //! (the inverse of throughput), not db_bench's per-thread sum.
 
-use std::fmt::Write as _;
-
 use serde::Serialize;
 
 use crate::flags::{CompressionType, Flags};
-use crate::histogram::LatencySummary;
+use std::fmt::Write as _;
 
-/// The outcome of one benchmark, ready to print.
-#[derive(Clone, Debug, Serialize)]
-pub struct BenchResult {
-    /// Benchmark name.
-    pub name: String,
-    /// Operations done.
-    pub ops: u64,
-    /// Wall-clock seconds.
-    pub seconds: f64,
-    /// Wall-clock microseconds per operation (`seconds * 1e6 / ops`).
-    pub micros_per_op: f64,
-    /// Operations per second.
-    pub ops_per_sec: f64,
-    /// Key + value bytes moved.
-    pub bytes: u64,
-    /// MiB per second of `bytes` (db_bench's "MB/s").
-    pub mb_per_sec: f64,
-    /// `(found, looked for)` when the benchmark reports found keys.
-    pub found: Option<(u64, u64)>,
-    /// Writes of the background writer (readwhilewriting).
-    pub background_writes: u64,
-    /// Latency of each timed call.
-    pub latency: Option<LatencySummary>,
-}
-
-impl BenchResult {
-    /// Computes the rates of a finished benchmark.
-    pub fn new(name: &str, ops: u64, seconds: f64, bytes: u64) -> BenchResult {
-        let secs = seconds.max(1e-9);
-        BenchResult {
-            name: name.to_string(),
-            ops,
-            seconds,
-            micros_per_op: if ops == 0 {
-                0.0
-            } else {
-                seconds * 1e6 / ops as f64
-            },
-            ops_per_sec: ops as f64 / secs,
-            bytes,
-            mb_per_sec: bytes as f64 / 1_048_576.0 / secs,
-            found: None,
-            background_writes: 0,
-            latency: None,
-        }
-    }
-
-    /// The db_bench result line (no trailing newline).
-    pub fn line(&self) -> String {
-        let mut extra = String::new();
-        if self.bytes > 0 {
-            let _ = write!(extra, "{:6.1} MB/s", self.mb_per_sec);
-        }
-        if let Some((found, total)) = self.found {
-            if !extra.is_empty() {
-                extra.push(' ');
-            }
-            let _ = write!(extra, "({found} of {total} found)");
-        }
-        format!(
-            "{:<12} : {:11.3} micros/op {} ops/sec {:.3} seconds {} operations;{}{}",
-            self.name,
-            self.micros_per_op,
-            self.ops_per_sec as i64,
-            self.seconds,
-            self.ops,
-            if extra.is_empty() { "" } else { " " },
-            extra
-        )
-    }
-}
-
-/// A result line read back.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ParsedLine {
-    /// Benchmark name.
-    pub name: String,
-    /// Operations per second.
-    pub ops_per_sec: u64,
-    /// Operations.
-    pub ops: u64,
-    /// `(found, total)`, if printed.
-    pub found: Option<(u64, u64)>,
-}
-
-/// Parses a db_bench result line; `None` if `line` is not one.
-pub fn parse_line(line: &str) -> Option<ParsedLine> {
-    let (name, rest) = line.split_once(" : ")?;
-    let (main, extra) = rest.split_once(';')?;
-    let w: Vec<&str> = main.split_whitespace().collect();
-    if w.len() != 8 || w[1] != "micros/op" || w[3] != "ops/sec" || w[7] != "operations" {
-        return None;
-    }
-    let found = match extra.find('(') {
-        Some(p) => {
-            let inner = extra[p..].strip_prefix('(')?.strip_suffix(" found)")?;
-            let (f, t) = inner.split_once(" of ")?;
-            Some((f.parse().ok()?, t.parse().ok()?))
-        }
-        None => None,
-    };
-    Some(ParsedLine {
-        name: name.trim().to_string(),
-        ops_per_sec: w[2].parse().ok()?,
-        ops: w[6].parse().ok()?,
-        found,
-    })
-}
+// The result line and its parser are terrace-bench's own, so one parser reads all
+// three engines' output.
+pub use terrace_tools::bench::report::{parse_line, BenchResult, ParsedLine};
 
 fn mib(bytes: f64) -> f64 {
     bytes / 1_048_576.0

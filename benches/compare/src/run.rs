@@ -154,6 +154,9 @@ where
             run_workload(&engine, &plan, flags)?
         };
         out.line(&result.line());
+        if let Some(w) = result.writer_line() {
+            out.line(&w);
+        }
         if let Some(h) = histogram {
             out.line(&h);
         }

@@ -11,8 +11,8 @@ use terrace_uploader::{FileReason, NewFile};
 
 use super::{Shard, BACKGROUND_RECHECK};
 use crate::error::{Error, Result};
-use crate::key::{make_internal_key, ValueKind};
-use crate::memtable::{MemValue, Memtable};
+use crate::key::set_internal_key;
+use crate::memtable::Memtable;
 use crate::sst::TableWriter;
 use crate::version::{FileDesc, FileMeta, VersionEdit};
 
@@ -110,31 +110,26 @@ impl Shard {
 
 /// Writes the newest version of every key of a frozen memtable; returns the file's
 /// description (size filled in by the caller).
-// The borrow of the frozen memtable is held across the writer's awaits on purpose:
-// only the active memtable is ever borrowed mutably, and this one is frozen.
+// The borrow of the frozen memtable's map is held across the writer's awaits on
+// purpose: only the active memtable is ever written, and this one is frozen.
 #[allow(clippy::await_holding_refcell_ref)]
 async fn write_newest_versions(
     writer: &mut TableWriter,
     imm: &Memtable,
     id: u64,
 ) -> Result<FileDesc> {
-    // The memtable is frozen: nothing mutates it, so holding the borrow across the
-    // writer's awaits cannot conflict.
-    let map = imm.for_each_frozen();
     let mut desc = FileDesc::empty(id);
     let mut last: Option<&[u8]> = None;
-    for (k, v) in map.iter() {
-        if last == Some(&k.state_key[..]) {
+    let mut ikey = Vec::new();
+    let frozen = imm.frozen();
+    for e in frozen.iter() {
+        if last == Some(e.state_key) {
             continue;
         }
-        last = Some(&k.state_key);
-        let (kind, value): (ValueKind, &[u8]) = match v {
-            MemValue::Put(v) => (ValueKind::Put, v),
-            MemValue::Delete => (ValueKind::Delete, &[]),
-        };
-        let ikey = make_internal_key(&k.state_key, k.seqno, kind);
-        writer.add(&ikey, value).await?;
-        desc.note_entry(&ikey, k.seqno, kind);
+        last = Some(e.state_key);
+        set_internal_key(&mut ikey, e.state_key, e.seqno, e.kind);
+        writer.add(&ikey, e.value).await?;
+        desc.note_entry(&ikey, e.seqno, e.kind);
     }
     Ok(desc)
 }

@@ -121,6 +121,34 @@ pub(crate) struct Shard {
     pub(crate) upload_refusal: RefCell<Option<terrace_tiering::store::StoreError>>,
     /// Set at close: failing uploads stop retrying after this instant.
     pub(crate) close_deadline: Cell<Option<std::time::Instant>>,
+    /// Foreground reads (gets, batches, scans) in progress.
+    pub(crate) reads_in_progress: Cell<u32>,
+    /// Writes applied since the last turn given to the reactor while reads waited.
+    pub(crate) writes_since_io_turn: Cell<u32>,
+}
+
+/// Writes a shard applies back to back while reads are in progress before it lets
+/// the reactor reap their I/O. glommio only polls for disk completions between
+/// task-queue runs, so a writer that never waits (writes land in the memtable) would
+/// otherwise hold every read in flight until its queue's preemption timer fires.
+pub(crate) const WRITES_PER_IO_TURN: u32 = 32;
+/// How long such a write steps aside (the reactor runs as soon as the queue is idle).
+pub(crate) const IO_TURN: std::time::Duration = std::time::Duration::from_micros(10);
+
+/// Counts a read as in progress for as long as it lives.
+pub(crate) struct ReadInProgress<'a>(&'a Cell<u32>);
+
+impl<'a> ReadInProgress<'a> {
+    pub(crate) fn new(count: &'a Cell<u32>) -> Self {
+        count.set(count.get() + 1);
+        ReadInProgress(count)
+    }
+}
+
+impl Drop for ReadInProgress<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
 }
 
 impl Shard {

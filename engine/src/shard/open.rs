@@ -99,6 +99,8 @@ impl Shard {
             tier_wake: Notify::default(),
             close_requested: Cell::new(false),
             close_deadline: Cell::new(None),
+            reads_in_progress: Cell::new(0),
+            writes_since_io_turn: Cell::new(0),
             upload_refusal: RefCell::new(None),
             id,
             key_groups: shard_key_groups(id, opts.shards, opts.max_key_groups),

@@ -11,7 +11,7 @@
 use std::ops::Bound;
 use std::rc::Rc;
 
-use super::Shard;
+use super::{ReadInProgress, Shard};
 use crate::error::{ErrorDetail, Result};
 use crate::iter::{LevelIter, MemIter, MergeIter, Source};
 use crate::key::{make_internal_key, InternalKey, TableId, ValueKind, MAX_SEQNO};
@@ -60,7 +60,7 @@ impl Shard {
     ) -> Result<Option<Vec<u8>>> {
         for mem in std::iter::once(&snap.mem).chain(snap.imms.iter()) {
             match mem.get(state_key, snap.seqno) {
-                Some(MemValue::Put(v)) => return Ok(Some(v.into_vec())),
+                Some(MemValue::Put(v)) => return Ok(Some(v)),
                 Some(MemValue::Delete) => return Ok(None),
                 None => {}
             }
@@ -90,7 +90,9 @@ impl Shard {
         let ticket = self.lanes.enter(state_key);
         let snap = self.snapshot();
         self.counters.borrow_mut().gets += 1;
+        let reading = ReadInProgress::new(&self.reads_in_progress);
         let r = self.read_key(&snap, state_key).await;
+        drop(reading);
         ticket.finish().await;
         r
     }
@@ -104,6 +106,7 @@ impl Shard {
         let tickets: Vec<_> = state_keys.iter().map(|k| self.lanes.enter(k)).collect();
         let snap = self.snapshot();
         self.counters.borrow_mut().gets += state_keys.len() as u64;
+        let _reading = ReadInProgress::new(&self.reads_in_progress);
         let r =
             futures_util::future::try_join_all(state_keys.iter().map(|k| self.read_key(&snap, k)))
                 .await;
@@ -144,6 +147,7 @@ impl Shard {
         self.check_readable()?;
         let snap = self.snapshot();
         self.counters.borrow_mut().scans += 1;
+        let _reading = ReadInProgress::new(&self.reads_in_progress);
         let mut it = self.merge_iter(&snap);
         let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         let (first, last) = (

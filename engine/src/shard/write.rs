@@ -4,7 +4,7 @@
 use std::rc::Rc;
 use std::time::Instant;
 
-use super::Shard;
+use super::{Shard, IO_TURN, WRITES_PER_IO_TURN};
 use crate::error::Result;
 use crate::memtable::Memtable;
 
@@ -21,8 +21,24 @@ impl Shard {
         let ticket = self.lanes.enter(state_key);
         self.apply(state_key, value);
         self.stall_if_needed().await?;
+        self.give_reads_their_turn().await;
         ticket.finish().await;
         Ok(())
+    }
+
+    /// Every `WRITES_PER_IO_TURN` writes, while reads are in progress, steps aside so
+    /// the reactor can complete their I/O (see `WRITES_PER_IO_TURN`).
+    async fn give_reads_their_turn(&self) {
+        if self.reads_in_progress.get() == 0 {
+            return;
+        }
+        let n = self.writes_since_io_turn.get() + 1;
+        if n < WRITES_PER_IO_TURN {
+            self.writes_since_io_turn.set(n);
+            return;
+        }
+        self.writes_since_io_turn.set(0);
+        glommio::timer::sleep(IO_TURN).await;
     }
 
     fn apply(&self, state_key: &[u8], value: Option<&[u8]>) {

@@ -223,6 +223,11 @@ pub struct Flags {
     #[arg(long, default_value_t = 1024)]
     pub max_remote_requests: usize,
 
+    /// Microseconds a busy shard runs foreground tasks before reaping finished I/O
+    /// (`Options::foreground_latency_us`).
+    #[arg(long, default_value_t = terrace::Options::new("").foreground_latency_us)]
+    pub foreground_latency_us: u64,
+
     /// Write a machine-readable JSON summary to this path; `-` writes it to stdout
     /// (the human-readable report then goes to stderr).
     #[arg(long)]

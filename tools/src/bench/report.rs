@@ -69,6 +69,18 @@ impl BenchResult {
         }
     }
 
+    /// The background writer's line (readwhilewriting), so a read rate can be told
+    /// apart from a starved writer: writes done and their rate. `None` without one.
+    pub fn writer_line(&self) -> Option<String> {
+        (self.background_writes > 0).then(|| {
+            format!(
+                "  writer: {} background writes, {} writes/sec",
+                self.background_writes,
+                (self.background_writes as f64 / self.seconds.max(1e-9)) as i64
+            )
+        })
+    }
+
     /// The db_bench result line (no trailing newline).
     pub fn line(&self) -> String {
         let mut extra = String::new();

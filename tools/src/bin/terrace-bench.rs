@@ -99,6 +99,7 @@ fn options(flags: &Flags, path: &Path) -> Options {
     opts.local_disk_budget_bytes = flags.local_disk_budget;
     opts.warm_window = Duration::from_secs_f64(flags.warm_window_secs);
     opts.max_remote_requests = flags.max_remote_requests;
+    opts.foreground_latency_us = flags.foreground_latency_us;
     opts
 }
 
@@ -196,6 +197,9 @@ fn run(flags: &Flags) -> anyhow::Result<()> {
             run_workload(&db, plan, mode, flags.histogram)?
         };
         out.line(&result.line());
+        if let Some(w) = result.writer_line() {
+            out.line(&w);
+        }
         if let Some(h) = histogram {
             out.line(&h);
         }
