@@ -14,6 +14,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
@@ -31,10 +32,31 @@ struct Lane {
     waiters: Vec<Waker>,
 }
 
+/// Hashes a lane's key, which is already an xxh3 hash, by taking it as is.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed; fold anything else in for completeness.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
 /// All lanes of one shard.
 #[derive(Default)]
 pub(crate) struct KeyLanes {
-    lanes: RefCell<HashMap<u64, Lane>>,
+    lanes: RefCell<HashMap<u64, Lane, BuildHasherDefault<PassThrough>>>,
 }
 
 /// A place in a key's lane, taken at submission.
@@ -85,9 +107,13 @@ impl Ticket {
         if let Some(lane) = lanes.get_mut(&self.hash) {
             // A dropped ticket (a cancelled operation) may complete out of turn: it is
             // remembered, and `done_upto` only ever moves over a contiguous run.
-            lane.done_early.insert(self.ticket);
-            while lane.done_early.remove(&lane.done_upto) {
+            if self.ticket == lane.done_upto {
                 lane.done_upto += 1;
+                while !lane.done_early.is_empty() && lane.done_early.remove(&lane.done_upto) {
+                    lane.done_upto += 1;
+                }
+            } else {
+                lane.done_early.insert(self.ticket);
             }
             if lane.done_upto >= lane.next_ticket {
                 lanes.remove(&self.hash);
