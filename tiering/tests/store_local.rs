@@ -387,3 +387,82 @@ fn a_missing_root_is_no_such_bucket_unless_created() {
     let err = LocalDirStore::open(&dir.path().join("file"), true).unwrap_err();
     assert_eq!(err.kind, StoreErrorKind::InvalidArgument);
 }
+
+/// `put_file` publishes a finished file as a second name of it: same inode, no copy,
+/// readable like any object, and still there after the source name is removed (the
+/// engine drops local copies that way). A wrong announced size is refused and
+/// leaves nothing behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_file_links_the_file_on_one_file_system() {
+    use std::os::unix::fs::MetadataExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("objects");
+    let store = open(&root);
+    let data = pattern(70_000, 9);
+    let source = dir.path().join("000042.sst");
+    std::fs::write(&source, &data).unwrap();
+
+    let linked = store
+        .put_file("shard-0000/000042.sst", &source, data.len() as u64)
+        .await
+        .unwrap();
+    assert!(linked, "same file system: the store links");
+    let object = root.join("shard-0000/000042.sst");
+    assert_eq!(
+        std::fs::metadata(&object).unwrap().ino(),
+        std::fs::metadata(&source).unwrap().ino()
+    );
+    assert_eq!(
+        store
+            .get_range("shard-0000/000042.sst", 100..200)
+            .await
+            .unwrap(),
+        data.slice(100..200)
+    );
+    std::fs::remove_file(&source).unwrap();
+    assert_eq!(
+        store.head("shard-0000/000042.sst").await.unwrap().size,
+        data.len() as u64
+    );
+
+    let other = dir.path().join("000043.sst");
+    std::fs::write(&other, b"short").unwrap();
+    let err = store
+        .put_file("shard-0000/000043.sst", &other, 6)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, StoreErrorKind::InvalidArgument);
+    assert!(err.to_string().contains("announced"), "{err}");
+    assert!(store.head("shard-0000/000043.sst").await.is_err());
+    assert!(stray_temp_files(&root).is_empty());
+
+    let missing = store
+        .put_file("shard-0000/000044.sst", &dir.path().join("gone.sst"), 1)
+        .await
+        .unwrap_err();
+    assert_eq!(missing.kind, StoreErrorKind::InvalidArgument, "{missing}");
+    assert!(missing.to_string().contains("gone.sst"), "{missing}");
+}
+
+/// Across file systems (the store on tmpfs, the file elsewhere) a link is
+/// impossible: `put_file` says so and stores nothing, so the caller copies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_file_declines_across_file_systems() {
+    use std::os::unix::fs::MetadataExt;
+
+    let shm = Path::new("/dev/shm");
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = tempfile::tempdir_in(shm).expect("tmpfs at /dev/shm");
+    let source = dir.path().join("000001.sst");
+    std::fs::write(&source, b"data").unwrap();
+    let same_device = std::fs::metadata(&source).unwrap().dev()
+        == std::fs::metadata(store_dir.path()).unwrap().dev();
+    let store = open(store_dir.path());
+    let linked = store.put_file("a.sst", &source, 4).await.unwrap();
+    assert_eq!(linked, same_device, "links exactly when on one file system");
+    if !linked {
+        assert!(store.head("a.sst").await.is_err(), "nothing stored");
+        assert!(stray_temp_files(store_dir.path()).is_empty());
+    }
+}

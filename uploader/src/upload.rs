@@ -57,8 +57,10 @@ pub struct UploadReceipt {
     pub key: String,
     /// Bytes uploaded.
     pub size: u64,
-    /// CRC32 (IEEE, as `crc32fast`) of the whole file as read for the upload.
-    pub crc32: u32,
+    /// CRC32 (IEEE, as `crc32fast`) of the whole file as read for the upload; `None`
+    /// when the store took the file without it being read (the local-directory
+    /// store hard-links files on its own file system, see `ObjectStore::put_file`).
+    pub crc32: Option<u32>,
     /// Multipart parts sent; 1 for a single `put`.
     pub parts: u32,
     /// Time from [`Uploader::upload`] to completion, queue wait included.
@@ -161,7 +163,7 @@ impl Uploader {
 
 /// What a transfer reports before the receipt is built.
 struct Sent {
-    crc32: u32,
+    crc32: Option<u32>,
     parts: u32,
 }
 
@@ -174,6 +176,14 @@ impl Shared {
             .map_err(|_| UploadError::Cancelled)?;
         ticket.start();
         let file = SourceFile::open(&job.path, job.size).await?;
+        if self.store.put_file(&job.key, &job.path, job.size).await? {
+            // The object is the file itself (a second name of the same immutable
+            // file): nothing was read or copied, and there is nothing to compare.
+            return Ok(Sent {
+                crc32: None,
+                parts: 1,
+            });
+        }
         let (sent, tail) = if self.cfg.is_multipart(job.size) {
             let plan = plan_parts(job.size, self.cfg.part_bytes);
             let done = multipart::upload_multipart(
@@ -186,7 +196,7 @@ impl Shared {
             )
             .await?;
             let sent = Sent {
-                crc32: done.crc32,
+                crc32: Some(done.crc32),
                 parts: done.parts,
             };
             (sent, None)
@@ -199,7 +209,7 @@ impl Shared {
             let tail = Bytes::copy_from_slice(&body[tail.start as usize..tail.end as usize]);
             drop(body);
             let sent = Sent {
-                crc32: crc.finalize(),
+                crc32: Some(crc.finalize()),
                 parts: 1,
             };
             (sent, Some(tail))

@@ -56,7 +56,7 @@ fn small_file_arrives_byte_exact_with_its_crc() {
     assert_eq!(store.object("db/000001.sst").as_deref(), Some(&data[..]));
     assert_eq!(receipt.key, "db/000001.sst");
     assert_eq!(receipt.size, data.len() as u64);
-    assert_eq!(receipt.crc32, crc32fast::hash(&data));
+    assert_eq!(receipt.crc32, Some(crc32fast::hash(&data)));
     assert_eq!(receipt.parts, 1);
     assert_eq!(store.calls("put"), 1);
     assert_eq!(store.calls("create_multipart"), 0);
@@ -78,7 +78,7 @@ fn empty_file_is_one_put_and_verifies_by_size() {
         .unwrap();
 
     assert_eq!(store.object("empty.sst"), Some(Vec::new()));
-    assert_eq!(receipt.crc32, crc32fast::hash(&[]));
+    assert_eq!(receipt.crc32, Some(crc32fast::hash(&[])));
     assert_eq!(store.calls("get_range"), 0);
 }
 
@@ -103,7 +103,11 @@ fn large_file_goes_multipart_within_the_parallel_part_bound() {
     assert_eq!(receipt.parts, 5);
     assert_eq!(store.calls("put_part"), 5);
     assert_eq!(store.calls("put"), 0);
-    assert_eq!(receipt.crc32, crc32fast::hash(&data), "combined part CRCs");
+    assert_eq!(
+        receipt.crc32,
+        Some(crc32fast::hash(&data)),
+        "combined part CRCs"
+    );
     assert!(store.peak_parts() <= 2, "peak {} parts", store.peak_parts());
     assert_eq!(store.peak_parts(), 2, "parts did run in parallel");
     assert_eq!(store.open_uploads(), 0);
@@ -223,4 +227,53 @@ fn verification_can_be_turned_off() {
 fn uploader_is_send_and_sync() {
     fn check<T: Send + Sync>() {}
     check::<Uploader>();
+}
+
+/// Through the engine's store stack over the local-directory store, a file is linked
+/// rather than read and copied (no CRC: nothing was read; the put is counted once
+/// with the file's bytes). With fault injection in the stack the store is no longer
+/// the plain directory, so the bytes are copied and checked as for any store.
+#[test]
+fn local_directory_store_links_files_unless_faults_are_injected() {
+    use std::os::unix::fs::MetadataExt;
+    use terrace_tiering::store::fault::FaultConfig;
+    use terrace_tiering::store::instrument::StoreOp;
+    use terrace_tiering::store::local::LocalDirStore;
+    use terrace_tiering::store::retry::RetryConfig;
+    use terrace_tiering::store::uri::stack;
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = pattern(300_000, 4);
+    let path = write_file(dir.path(), "000007.sst", &data);
+    let rt = runtime();
+    for faults in [None, Some(FaultConfig::default())] {
+        let root = dir.path().join(format!("objects-{}", faults.is_some()));
+        let base: Arc<dyn terrace_tiering::store::ObjectStore> =
+            Arc::new(LocalDirStore::open(&root, true).expect("store"));
+        let s = stack(base, faults.clone(), RetryConfig::default());
+        let up = Uploader::new(
+            rt.handle(),
+            s.instrumented.clone(),
+            UploaderConfig::default(),
+        );
+        let receipt = block_on(up.upload(job("db/000007.sst", path.clone(), data.len())))
+            .expect("not cancelled")
+            .expect("uploaded");
+        let object = root.join("db/000007.sst");
+        assert_eq!(std::fs::read(&object).unwrap(), data);
+        let same_inode =
+            std::fs::metadata(&object).unwrap().ino() == std::fs::metadata(&path).unwrap().ino();
+        let stats = s.instrumented.stats();
+        let puts = stats.op(StoreOp::Put);
+        if faults.is_none() {
+            assert!(same_inode, "linked");
+            assert_eq!(receipt.crc32, None);
+            assert_eq!((puts.count, puts.bytes), (1, data.len() as u64));
+        } else {
+            assert!(!same_inode, "copied");
+            assert_eq!(receipt.crc32, Some(crc32fast::hash(&data)));
+            assert_eq!((puts.count, puts.bytes), (1, data.len() as u64));
+        }
+        up.close();
+    }
 }

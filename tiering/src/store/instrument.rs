@@ -276,14 +276,20 @@ impl InstrumentedStore {
     ) -> StoreResult<T> {
         let start = Instant::now();
         let result = call.await;
+        self.note(op, start, result.as_ref().map(bytes).ok());
+        result
+    }
+
+    /// Records one request begun at `start`: its bytes, or `None` if it failed.
+    fn note(&self, op: StoreOp, start: Instant, bytes: Option<u64>) {
         let us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
         let c = &self.ops[op.index()];
         c.count.fetch_add(1, Ordering::Relaxed);
-        match &result {
-            Ok(value) => {
-                c.bytes.fetch_add(bytes(value), Ordering::Relaxed);
+        match bytes {
+            Some(b) => {
+                c.bytes.fetch_add(b, Ordering::Relaxed);
             }
-            Err(_) => {
+            None => {
                 c.errors.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -291,7 +297,6 @@ impl InstrumentedStore {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .saturating_record(us.max(1));
-        result
     }
 }
 
@@ -299,6 +304,26 @@ impl ObjectStore for InstrumentedStore {
     fn put<'a>(&'a self, key: &'a str, body: Bytes) -> BoxFuture<'a, StoreResult<()>> {
         let len = body.len() as u64;
         Box::pin(self.measure(StoreOp::Put, self.inner.put(key, body), move |_| len))
+    }
+
+    fn put_file<'a>(
+        &'a self,
+        key: &'a str,
+        path: &'a std::path::Path,
+        size: u64,
+    ) -> BoxFuture<'a, StoreResult<bool>> {
+        // Counted as a put of the file's bytes, but only when the store took it (or
+        // failed trying); otherwise the caller's own put is counted.
+        Box::pin(async move {
+            let start = Instant::now();
+            let result = self.inner.put_file(key, path, size).await;
+            match result {
+                Ok(false) => {}
+                Ok(true) => self.note(StoreOp::Put, start, Some(size)),
+                Err(_) => self.note(StoreOp::Put, start, None),
+            }
+            result
+        })
     }
 
     fn create_multipart<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StoreResult<MultipartId>> {

@@ -149,6 +149,23 @@ impl LocalDirStore {
 }
 
 impl ObjectStore for LocalDirStore {
+    fn put_file<'a>(
+        &'a self,
+        key: &'a str,
+        path: &'a Path,
+        size: u64,
+    ) -> BoxFuture<'a, StoreResult<bool>> {
+        Box::pin(async move {
+            check_key("put", key)?;
+            let owned = key.to_owned();
+            let source = path.to_path_buf();
+            self.blocking("put", key, move |dirs| {
+                link_into_place(dirs, &owned, &source, size)
+            })
+            .await
+        })
+    }
+
     fn put<'a>(&'a self, key: &'a str, body: Bytes) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
             check_key("put", key)?;
@@ -583,6 +600,71 @@ fn publish(
     sync_dir(&parent).map_err(|e| io_err(op, key, "syncing directory of", &e))
 }
 
+/// Publishes `source` under `key` as a second name of the same file (the file is
+/// immutable, so the object cannot change under readers): link into the temp
+/// directory, check the size, sync it, rename into place, sync the directory.
+/// `Ok(false)` when the file system cannot link it here (another file system, or no
+/// hard links), so the caller copies the bytes instead.
+fn link_into_place(dirs: &Dirs, key: &str, source: &Path, size: u64) -> StoreResult<bool> {
+    let op = "put";
+    let temp = dirs.tmp.join(unique_name());
+    match fs::hard_link(source, &temp) {
+        Ok(()) => {}
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::CrossesDevices
+                    | io::ErrorKind::Unsupported
+                    | io::ErrorKind::PermissionDenied
+                    | io::ErrorKind::TooManyLinks
+            ) =>
+        {
+            return Ok(false)
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(StoreError::new(
+                StoreErrorKind::InvalidArgument,
+                op,
+                key,
+                format!("the file to store, {}, does not exist", source.display()),
+            ))
+        }
+        Err(e) => return Err(io_err(op, key, "linking the file into the store", &e)),
+    }
+    let guard = TempFile::adopt(temp);
+    let file = File::open(&guard.path).map_err(|e| io_err(op, key, "opening linked file", &e))?;
+    let len = file
+        .metadata()
+        .map_err(|e| io_err(op, key, "reading linked file size", &e))?
+        .len();
+    if len != size {
+        return Err(StoreError::new(
+            StoreErrorKind::InvalidArgument,
+            op,
+            key,
+            format!("the file is {len} bytes but was announced as {size}"),
+        ));
+    }
+    file.sync_all()
+        .map_err(|e| io_err(op, key, "syncing linked file", &e))?;
+    drop(file);
+    let target = dirs.root.join(key);
+    let parent = target.parent().unwrap_or(&dirs.root).to_path_buf();
+    create_parents(dirs, op, key, &parent)?;
+    if target.is_dir() {
+        return Err(StoreError::new(
+            StoreErrorKind::InvalidArgument,
+            op,
+            key,
+            "a directory holds this name: other keys use it as a prefix",
+        ));
+    }
+    fs::rename(&guard.path, &target).map_err(|e| io_err(op, key, "renaming into place", &e))?;
+    guard.disarm();
+    sync_dir(&parent).map_err(|e| io_err(op, key, "syncing directory of", &e))?;
+    Ok(true)
+}
+
 /// Creates the directories from the root down to `parent`, fsyncing the directory each
 /// new one was made in, so the published name survives a crash.
 fn create_parents(dirs: &Dirs, op: &'static str, key: &str, parent: &Path) -> StoreResult<()> {
@@ -717,6 +799,11 @@ impl TempFile {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Takes charge of removing `path` (a name this module just created).
+    fn adopt(path: PathBuf) -> TempFile {
+        TempFile { path, armed: true }
     }
 
     fn disarm(mut self) {

@@ -198,4 +198,19 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// Where the store points (`file:///path`, `s3://bucket/prefix`), for messages.
     /// Never includes credentials.
     fn describe(&self) -> String;
+
+    /// Stores the finished, immutable local file at `path` (exactly `size` bytes)
+    /// under `key` without the caller reading it, if the store can do that cheaply:
+    /// the local-directory store hard-links it when both are on one file system.
+    /// `Ok(false)` means it cannot, and the caller uploads the bytes itself. Stores
+    /// that inject faults or talk to a server keep this default.
+    fn put_file<'a>(
+        &'a self,
+        key: &'a str,
+        path: &'a std::path::Path,
+        size: u64,
+    ) -> BoxFuture<'a, StoreResult<bool>> {
+        let _ = (key, path, size);
+        Box::pin(async { Ok(false) })
+    }
 }

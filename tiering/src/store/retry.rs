@@ -225,6 +225,15 @@ impl<S: ObjectStore + ?Sized> ObjectStore for RetryingStore<S> {
         Box::pin(self.run("multipart", key, move || self.inner.create_multipart(key)))
     }
 
+    fn put_file<'a>(
+        &'a self,
+        key: &'a str,
+        path: &'a std::path::Path,
+        size: u64,
+    ) -> BoxFuture<'a, StoreResult<bool>> {
+        Box::pin(self.run("put", key, move || self.inner.put_file(key, path, size)))
+    }
+
     fn put_part<'a>(
         &'a self,
         key: &'a str,
