@@ -170,7 +170,6 @@ pub(crate) struct Memtable {
     map: RefCell<BTreeMap<KeyRef, ValueRef>>,
     arena: RefCell<Arena>,
     approximate_bytes: Cell<usize>,
-    min_seqno: Cell<u64>,
     max_seqno: Cell<u64>,
 }
 
@@ -196,7 +195,6 @@ impl Memtable {
             map: RefCell::new(BTreeMap::new()),
             arena: RefCell::new(Arena::new()),
             approximate_bytes: Cell::new(0),
-            min_seqno: Cell::new(u64::MAX),
             max_seqno: Cell::new(0),
         }
     }
@@ -224,7 +222,6 @@ impl Memtable {
         debug_assert!(old.is_none(), "duplicate (key, seqno) in a memtable");
         self.approximate_bytes
             .set(self.approximate_bytes.get() + state_key.len() + val.len() + ENTRY_OVERHEAD_BYTES);
-        self.min_seqno.set(self.min_seqno.get().min(seqno));
         self.max_seqno.set(self.max_seqno.get().max(seqno));
     }
 

@@ -583,7 +583,12 @@ fn publish(
     file.sync_all()
         .map_err(|e| io_err(op, key, "syncing temp file", &e))?;
     drop(file);
+    rename_into_place(dirs, op, key, temp)
+}
 
+/// Gives the synced temp file `temp` its name `key`: creates the parent directories,
+/// refuses a name a directory holds, renames, and syncs the directory.
+fn rename_into_place(dirs: &Dirs, op: &'static str, key: &str, temp: TempFile) -> StoreResult<()> {
     let target = dirs.root.join(key);
     let parent = target.parent().unwrap_or(&dirs.root).to_path_buf();
     create_parents(dirs, op, key, &parent)?;
@@ -648,20 +653,7 @@ fn link_into_place(dirs: &Dirs, key: &str, source: &Path, size: u64) -> StoreRes
     file.sync_all()
         .map_err(|e| io_err(op, key, "syncing linked file", &e))?;
     drop(file);
-    let target = dirs.root.join(key);
-    let parent = target.parent().unwrap_or(&dirs.root).to_path_buf();
-    create_parents(dirs, op, key, &parent)?;
-    if target.is_dir() {
-        return Err(StoreError::new(
-            StoreErrorKind::InvalidArgument,
-            op,
-            key,
-            "a directory holds this name: other keys use it as a prefix",
-        ));
-    }
-    fs::rename(&guard.path, &target).map_err(|e| io_err(op, key, "renaming into place", &e))?;
-    guard.disarm();
-    sync_dir(&parent).map_err(|e| io_err(op, key, "syncing directory of", &e))?;
+    rename_into_place(dirs, op, key, guard)?;
     Ok(true)
 }
 
