@@ -19,7 +19,7 @@ use glommio::{ExecutorJoinHandle, Latency, LocalExecutorBuilder, Placement, Shar
 
 use crate::error::{Error, ErrorDetail, Result};
 use crate::key::TableId;
-use crate::local::LocalDb;
+use crate::local_db::LocalDb;
 use crate::meta::DbMeta;
 use crate::options::Options;
 use crate::remote::Remote;

@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use terrace_tiering::clock::Clock;
 use terrace_tiering::store::fault::FaultConfig;
 use terrace_tiering::store::retry::RetryConfig;
 use terrace_tiering::store::ObjectStore;
@@ -145,6 +146,9 @@ pub struct Options {
     /// How long closing waits for uploads in flight; files not uploaded by then are
     /// uploaded after the next open.
     pub upload_close_timeout: std::time::Duration,
+    /// Where the engine takes its time from (tests substitute a
+    /// [`ManualClock`](terrace_tiering::clock::ManualClock)).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for Options {
@@ -219,6 +223,7 @@ impl Options {
             warm_window: std::time::Duration::from_secs(30),
             local_disk_budget_bytes: None,
             upload_close_timeout: std::time::Duration::from_secs(60),
+            clock: terrace_tiering::clock::system(),
         }
     }
 

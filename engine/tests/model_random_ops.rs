@@ -206,7 +206,7 @@ fn random_ops_match_a_btreemap() {
     let seed = std::env::var("TERRACE_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| rand::random::<u64>() % 1_000_000);
+        .unwrap_or_else(|| terrace_tiering::clock::fresh_seed() % 1_000_000);
     let ops = std::env::var("TERRACE_MODEL_OPS")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -12,7 +12,7 @@ use common::*;
 use rand::{Rng, SeedableRng};
 use terrace::{Db, ErrorKind, ObjectStoreSpec, Options};
 use terrace_tiering::store::fault::{FaultConfig, Latency};
-use terrace_tiering::store::local::LocalDirStore;
+use terrace_tiering::store::local_dir::LocalDirStore;
 use terrace_tiering::store::{
     BoxFuture, MultipartId, ObjectMeta, ObjectStore, PartReceipt, StoreError, StoreErrorKind,
     StoreResult,

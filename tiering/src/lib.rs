@@ -12,12 +12,13 @@
 #![warn(missing_docs)]
 
 mod cache;
-mod local;
+pub mod clock;
+mod direct_file;
 pub mod store;
 mod tiered;
 
 pub use cache::{BlockCache, BlockKey, CacheStats};
-pub use local::{probe_direct_io, LocalFile};
+pub use direct_file::{probe_direct_io, LocalFile};
 pub use tiered::{RemoteLocation, RemoteReadStats, RemoteStatsCell, TieredFile};
 
 use std::future::Future;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use terrace_tiering::store::fault::{FaultConfig, FaultCounts, FaultyStore, Latency};
 use terrace_tiering::store::instrument::{InstrumentedStore, StoreOp};
-use terrace_tiering::store::local::LocalDirStore;
+use terrace_tiering::store::local_dir::LocalDirStore;
 use terrace_tiering::store::retry::{RetryConfig, RetryingStore};
 use terrace_tiering::store::uri::{open_uri, stack, StoreUri};
 use terrace_tiering::store::{

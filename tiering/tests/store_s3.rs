@@ -3,7 +3,6 @@
 //! concatenation of their parts; failures come back as the right `StoreErrorKind`.
 
 use std::ops::Range;
-use std::time::Instant;
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::error::ProvideErrorMetadata;
@@ -173,7 +172,7 @@ async fn multipart_of_three_parts_reads_back_as_their_concatenation() {
         pattern(5 * MIB + 17, 2),
         pattern(1_000, 3),
     ];
-    let started = Instant::now();
+    let started = terrace_tiering::clock::now();
     let upload = store.create_multipart("big.sst").await.expect("create");
     let mut receipts = Vec::new();
     // Out of order on purpose: completion sorts by part number.
@@ -385,7 +384,7 @@ async fn connect_to_an_unreachable_endpoint_is_transient() {
     config.endpoint = Some(endpoint.clone());
     config.force_path_style = true;
     config.credentials = Some((TEST_ACCESS_KEY.to_string(), TEST_SECRET_KEY.to_string()));
-    let started = Instant::now();
+    let started = terrace_tiering::clock::now();
     let err = S3Store::connect(config).await.expect_err("unreachable");
     assert!(err.is_retryable(), "{err}");
     assert_eq!(err.kind, StoreErrorKind::Transient, "{err}");

@@ -2,7 +2,7 @@
 //! deadline so that an engine hang shows up as a failure rather than a stuck build.
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const DEADLINE: Duration = Duration::from_secs(90);
 
@@ -21,7 +21,7 @@ fn short_seeded_stress_run_matches_the_model() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn terrace-stress");
-    let start = Instant::now();
+    let start = terrace_tiering::clock::now();
     loop {
         if child.try_wait().expect("wait").is_some() {
             break;

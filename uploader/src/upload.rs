@@ -18,8 +18,8 @@
 
 mod config;
 mod error;
-mod local;
 mod multipart;
+mod source_file;
 mod stats;
 mod verify;
 
@@ -30,13 +30,13 @@ pub use verify::VERIFY_TAIL_BYTES;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use terrace_tiering::store::{IoHandle, IoTask, ObjectStore};
 use tokio::sync::Semaphore;
 
-use local::SourceFile;
+use source_file::SourceFile;
 use stats::{Counters, JobTicket, Outcome};
 
 /// One file to upload.
@@ -119,7 +119,7 @@ impl Uploader {
     /// bytes leaving `pending_bytes`. The runtime drops its tasks on its own threads
     /// as it stops, so the counters may settle a moment after the task resolves.
     pub fn upload(&self, job: UploadJob) -> IoTask<Result<UploadReceipt, UploadError>> {
-        let start = Instant::now();
+        let start = terrace_tiering::clock::now();
         // Made here, not in the task: if the runtime drops the task unpolled, the
         // ticket still leaves the counters.
         let ticket = JobTicket::queued(self.shared.counters.clone(), job.size);

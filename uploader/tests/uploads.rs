@@ -238,7 +238,7 @@ fn local_directory_store_links_files_unless_faults_are_injected() {
     use std::os::unix::fs::MetadataExt;
     use terrace_tiering::store::fault::FaultConfig;
     use terrace_tiering::store::instrument::StoreOp;
-    use terrace_tiering::store::local::LocalDirStore;
+    use terrace_tiering::store::local_dir::LocalDirStore;
     use terrace_tiering::store::retry::RetryConfig;
     use terrace_tiering::store::uri::stack;
 

@@ -60,6 +60,7 @@ impl Shard {
             remote: remote.as_ref(),
             stats: &remote_reads,
             warm_window: opts.warm_window,
+            now: opts.clock.now(),
         };
         let opened =
             futures_util::future::try_join_all(state.files.values().map(|(level, desc)| {
@@ -140,6 +141,7 @@ struct OpenCtx<'a> {
     remote: Option<&'a Arc<Remote>>,
     stats: &'a RemoteStatsCell,
     warm_window: std::time::Duration,
+    now: Instant,
 }
 
 impl OpenCtx<'_> {
@@ -173,11 +175,9 @@ impl OpenCtx<'_> {
         let upload = match (self.remote, uploaded) {
             (None, _) => UploadState::LocalOnly,
             // Uploaded before this open: past its warm window already.
-            (Some(_), true) => UploadState::Uploaded(
-                Instant::now()
-                    .checked_sub(self.warm_window)
-                    .unwrap_or_else(Instant::now),
-            ),
+            (Some(_), true) => {
+                UploadState::Uploaded(self.now.checked_sub(self.warm_window).unwrap_or(self.now))
+            }
             (Some(_), false) => UploadState::Pending,
         };
         if local.is_none() {

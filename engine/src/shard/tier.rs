@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use terrace_tiering::{LocalFile, RemoteLocation, RemoteStatsCell, TieredFile};
 use terrace_uploader::{UploadError, UploadJob};
@@ -155,7 +155,7 @@ impl Shard {
             let past_deadline = self
                 .close_deadline
                 .get()
-                .is_some_and(|d| Instant::now() >= d);
+                .is_some_and(|d| self.opts.clock.now() >= d);
             if past_deadline || !self.is_live(id) {
                 break false;
             }
@@ -171,7 +171,8 @@ impl Shard {
             let logged = self.manifest.borrow_mut().append(&edit);
             match logged {
                 Ok(()) => {
-                    meta.upload.set(UploadState::Uploaded(Instant::now()));
+                    meta.upload
+                        .set(UploadState::Uploaded(self.opts.clock.now()));
                     let mut c = self.counters.borrow_mut();
                     c.uploads += 1;
                     c.upload_bytes += meta.desc.size_bytes;
@@ -245,10 +246,10 @@ impl Shard {
 
     /// Waits (bounded by `upload_close_timeout`) for uploads in flight at close.
     pub(crate) async fn drain_uploads(self: &Rc<Self>) {
-        let deadline = Instant::now() + self.opts.upload_close_timeout;
+        let deadline = self.opts.clock.now() + self.opts.upload_close_timeout;
         self.close_deadline.set(Some(deadline));
         self.start_queued_uploads();
-        while self.uploads_pending.get() > 0 && Instant::now() < deadline {
+        while self.uploads_pending.get() > 0 && self.opts.clock.now() < deadline {
             let seen = self.changed.generation();
             self.changed
                 .changed_or_after(seen, FOREGROUND_RECHECK)
@@ -286,7 +287,7 @@ impl Shard {
             return;
         };
         let budget = budget / u64::from(self.opts.shards);
-        let now = Instant::now();
+        let now = self.opts.clock.now();
         let warm = self.opts.warm_window;
         let (mut local, mut candidates) = {
             let st = self.state.borrow();

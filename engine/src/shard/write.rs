@@ -2,7 +2,6 @@
 //! stall (rather than grow memory) when flushes or L0 compactions fall behind.
 
 use std::rc::Rc;
-use std::time::Instant;
 
 use super::{Shard, IO_TURN, WRITES_PER_IO_TURN};
 use crate::error::Result;
@@ -84,7 +83,7 @@ impl Shard {
         if !self.must_stall() {
             return Ok(());
         }
-        let start = Instant::now();
+        let start = self.opts.clock.now();
         loop {
             let seen = self.changed.generation();
             self.check_open()?;

@@ -466,7 +466,7 @@ mod tests {
     #[test]
     fn latencies_above_a_few_microseconds_are_recorded_as_measured() {
         let store = InstrumentedStore::new(Arc::new(
-            crate::store::local::LocalDirStore::open(std::env::temp_dir().as_path(), false)
+            crate::store::local_dir::LocalDirStore::open(std::env::temp_dir().as_path(), false)
                 .expect("temp dir store"),
         ));
         let rt = tokio::runtime::Builder::new_current_thread()

@@ -14,7 +14,7 @@
 
 pub mod fault;
 pub mod instrument;
-pub mod local;
+pub mod local_dir;
 pub mod retry;
 mod runtime;
 pub mod s3;

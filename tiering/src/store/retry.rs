@@ -121,7 +121,11 @@ impl<S: ObjectStore + ?Sized> fmt::Debug for RetryingStore<S> {
 impl<S: ObjectStore + ?Sized> RetryingStore<S> {
     /// Wraps `inner`; the jitter comes from an entropy-seeded RNG.
     pub fn new(inner: Arc<S>, cfg: RetryConfig) -> RetryingStore<S> {
-        Self::with_rng(inner, cfg, SmallRng::from_entropy())
+        Self::with_rng(
+            inner,
+            cfg,
+            crate::clock::seeded_rng(crate::clock::fresh_seed()),
+        )
     }
 
     /// Wraps `inner` with jitter drawn from an RNG seeded with `seed`, for replayable

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use super::fault::{FaultConfig, FaultyStore};
 use super::instrument::InstrumentedStore;
-use super::local::LocalDirStore;
+use super::local_dir::LocalDirStore;
 use super::retry::{RetryConfig, RetryingStore};
 use super::s3::{S3Config, S3Store};
 use super::{ObjectStore, StoreError, StoreErrorKind, StoreResult};

@@ -13,7 +13,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_lite::future::block_on;
 use terrace::{Db, LocalDb, Result};
@@ -96,7 +96,7 @@ fn merge_results(results: impl IntoIterator<Item = Result<OpStats>>) -> Result<O
 
 fn run_embedded(db: &Db, plan: Arc<Plan>, concurrency: u32) -> Result<Outcome> {
     let shards = db.shards();
-    let start = Instant::now();
+    let start = terrace_tiering::clock::now();
     let per_shard = (0..shards).map(|shard| {
         let plan = plan.clone();
         db.on_shard(shard, move |local| {
@@ -147,7 +147,7 @@ fn run_threads(db: &Db, plan: Arc<Plan>, threads: u32, concurrency: u32) -> Resu
         },
     ));
     let stop = Arc::new(AtomicBool::new(false));
-    let start = Instant::now();
+    let start = terrace_tiering::clock::now();
     let (results, writes) = std::thread::scope(|scope| {
         let writer = (plan.bench == Benchmark::ReadWhileWriting).then(|| {
             let writers = u64::from(db.shards());

@@ -10,7 +10,7 @@ use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Operations a worker counts locally before adding them to the shared counter.
 pub const REPORT_EVERY_OPS: u64 = 64;
@@ -91,7 +91,7 @@ impl Reporter {
 
 fn report_loop(name: &str, progress: &Progress, stopped: &flume::Receiver<()>, tty: bool) {
     let interval = if tty { TTY_INTERVAL } else { PIPE_INTERVAL };
-    let start = Instant::now();
+    let start = terrace_tiering::clock::now();
     let mut printed = false;
     // Anything but a timeout (a message, or the sender dropped) means stop.
     while let Err(flume::RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {

@@ -18,7 +18,6 @@
 use std::ops::{Bound, Range};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 use terrace::{Result, TableId};
 
@@ -163,7 +162,7 @@ pub async fn run_worker<S: Store>(
                     continue;
                 }
                 let v = plan.values.value(plan.draw.word(i));
-                let start = Instant::now();
+                let start = terrace_tiering::clock::now();
                 store.put(t, k, v).await?;
                 stats.record(start.elapsed(), 1, 0, (k.len() + v.len()) as u64);
                 1
@@ -178,7 +177,7 @@ pub async fn run_worker<S: Store>(
                 if !store.owns(k) {
                     continue;
                 }
-                let start = Instant::now();
+                let start = terrace_tiering::clock::now();
                 let got = store.get(t, k).await?;
                 let bytes = got.as_ref().map_or(0, |v| (k.len() + v.len()) as u64);
                 stats.record(start.elapsed(), 1, u64::from(got.is_some()), bytes);
@@ -189,7 +188,7 @@ pub async fn run_worker<S: Store>(
                 if !store.owns(k) {
                     continue;
                 }
-                let start = Instant::now();
+                let start = terrace_tiering::clock::now();
                 let got = store.get(t, k).await?;
                 // A new value, different from what fillrandom wrote for this slot.
                 let v = plan.values.value(!plan.draw.word(i));
@@ -219,7 +218,7 @@ pub async fn run_worker<S: Store>(
                     }
                     _ => Bound::Unbounded,
                 };
-                let start = Instant::now();
+                let start = terrace_tiering::clock::now();
                 let entries = store
                     .scan(t, Bound::Included(k), upper, plan.seek_nexts + 1)
                     .await?;
@@ -269,7 +268,7 @@ async fn multi_get<S: Store>(
     batch: &mut Vec<Vec<u8>>,
     stats: &mut OpStats,
 ) -> Result<u64> {
-    let start = Instant::now();
+    let start = terrace_tiering::clock::now();
     let got = store.multi_get(t, batch).await?;
     let mut found = 0u64;
     let mut bytes = 0usize;
@@ -315,7 +314,7 @@ async fn read_partition<S: Store>(
         } else {
             Bound::Excluded(upper_key.as_slice())
         };
-        let start = Instant::now();
+        let start = terrace_tiering::clock::now();
         let entries = store
             .scan(plan.table, lower, upper, plan.readseq_chunk)
             .await?;

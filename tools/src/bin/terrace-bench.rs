@@ -16,7 +16,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Parser;
@@ -286,7 +286,7 @@ fn run_workload(
 }
 
 fn run_pseudo(db: &Db, bench: Benchmark, out: &Out) -> anyhow::Result<BenchResult> {
-    let start = Instant::now();
+    let start = terrace_tiering::clock::now();
     match bench {
         Benchmark::Flush => block_on(db.flush()).context("flush")?,
         Benchmark::Compact => {

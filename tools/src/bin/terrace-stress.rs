@@ -11,7 +11,6 @@
 //! the operation index and the operations before it. The same `--seed` replays it.
 
 use std::process::ExitCode;
-use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
@@ -131,7 +130,7 @@ fn run(flags: &Flags) -> anyhow::Result<()> {
     );
     let mut runner = Runner::new(opts)?;
     let mut rng = rand::rngs::SmallRng::seed_from_u64(flags.seed);
-    let start = Instant::now();
+    let start = terrace_tiering::clock::now();
     for i in 0..flags.ops {
         let op = draw(&mut rng, &mix);
         if flags.trace {

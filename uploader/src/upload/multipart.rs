@@ -13,7 +13,7 @@ use terrace_tiering::store::{MultipartId, ObjectStore, PartReceipt};
 use tokio::task::JoinSet;
 
 use super::config::PartPlan;
-use super::local::SourceFile;
+use super::source_file::SourceFile;
 use super::UploadError;
 
 /// What a finished multipart upload reports.

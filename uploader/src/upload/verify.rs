@@ -7,7 +7,7 @@
 
 use terrace_tiering::store::ObjectStore;
 
-use super::local::SourceFile;
+use super::source_file::SourceFile;
 use super::UploadError;
 
 /// How many trailing bytes verification reads back.

@@ -9,7 +9,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use mem_store::{Knobs, MemStore};
 
@@ -56,9 +56,12 @@ pub fn write_file(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
 
 /// Waits until `cond` holds, failing the test after 10 s.
 pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = terrace_tiering::clock::now() + Duration::from_secs(10);
     while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            terrace_tiering::clock::now() < deadline,
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
 }

@@ -28,7 +28,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
 
@@ -769,7 +769,7 @@ fn io_err(op: &'static str, key: &str, doing: &str, e: &io::Error) -> StoreError
 /// A name no other writer in this or another process uses at the same time.
 fn unique_name() -> String {
     let seq = NEXT_TEMP.fetch_add(1, Ordering::Relaxed);
-    let nanos = SystemTime::now()
+    let nanos = crate::clock::system_time()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
     format!("{}-{seq}-{nanos:08x}", std::process::id())

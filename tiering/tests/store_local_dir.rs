@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use terrace_tiering::store::local::LocalDirStore;
+use terrace_tiering::store::local_dir::LocalDirStore;
 use terrace_tiering::store::{ObjectMeta, ObjectStore, StoreErrorKind};
 
 fn pattern(len: usize, seed: u8) -> Bytes {
