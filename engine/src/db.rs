@@ -25,7 +25,7 @@ use crate::options::Options;
 use crate::remote::Remote;
 use crate::router::Router;
 use crate::shard::{Queues, ScanRange, Shard};
-use crate::stats::{DbStats, LevelStats, ShardStats};
+use crate::stats::{DbStats, LevelStats, LiveFile, ShardStats};
 use terrace_tiering::store::IoRuntime;
 
 /// Runs on the shard thread; spawns the request's task, which holds the permit (one
@@ -401,6 +401,13 @@ impl Db {
         })
     }
 
+    /// Every live SST of every shard, level by level (L0 newest first, deeper levels
+    /// in key order). For tools and invariant checks.
+    pub async fn live_files(&self) -> Result<Vec<LiveFile>> {
+        let per_shard = self.on_all(|s| async move { Ok(s.live_files()) }).await?;
+        Ok(per_shard.into_iter().flatten().collect())
+    }
+
     /// Waits until every live SST is in the object store (immediately true without
     /// one). Flush first to include the memtables.
     pub async fn wait_for_uploads(&self) -> Result<()> {
@@ -601,6 +608,29 @@ async fn shard_main(
 }
 
 impl Shard {
+    fn live_files(&self) -> Vec<LiveFile> {
+        let st = self.state.borrow();
+        let mut out = Vec::new();
+        for (level, files) in st.version.levels.iter().enumerate() {
+            for f in files {
+                out.push(LiveFile {
+                    shard: self.id,
+                    level: level as u32,
+                    id: f.desc.id,
+                    size_bytes: f.desc.size_bytes,
+                    smallest: f.desc.smallest.clone(),
+                    largest: f.desc.largest.clone(),
+                    entries: f.desc.entries,
+                    deletions: f.desc.deletions,
+                    seqnos: (f.desc.min_seqno, f.desc.max_seqno),
+                    local: f.file.is_local(),
+                    uploaded: matches!(f.upload.get(), crate::version::UploadState::Uploaded(_)),
+                });
+            }
+        }
+        out
+    }
+
     fn stats(&self) -> ShardStats {
         let st = self.state.borrow();
         ShardStats {

@@ -48,4 +48,4 @@ pub use error::{Error, ErrorDetail, ErrorKind, Result};
 pub use key::TableId;
 pub use local_db::LocalDb;
 pub use options::{Compression, ObjectStoreSpec, Options, EMBEDDED_STORE_DIR};
-pub use stats::{Counters, DbStats, LevelStats, ShardStats};
+pub use stats::{Counters, DbStats, LevelStats, LiveFile, ShardStats};

@@ -64,6 +64,33 @@ pub struct TierStats {
     pub remote_reads: RemoteReadStats,
 }
 
+/// One live SST of a shard, as [`Db::live_files`](crate::Db::live_files) reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LiveFile {
+    /// Shard holding the file.
+    pub shard: u32,
+    /// LSM level (0 = L0).
+    pub level: u32,
+    /// File id (also its name: `{id:016x}.sst`).
+    pub id: u64,
+    /// Size in bytes.
+    pub size_bytes: u64,
+    /// Smallest internal key (`[kg][table][user key][trailer]`, see [`crate::key`]).
+    pub smallest: Vec<u8>,
+    /// Largest internal key.
+    pub largest: Vec<u8>,
+    /// Entries, tombstones included.
+    pub entries: u64,
+    /// Tombstones.
+    pub deletions: u64,
+    /// Lowest and highest seqno in the file.
+    pub seqnos: (u64, u64),
+    /// Whether a local copy exists.
+    pub local: bool,
+    /// Whether the object store holds the file.
+    pub uploaded: bool,
+}
+
 /// Files and bytes in one level.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LevelStats {
