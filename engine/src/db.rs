@@ -15,30 +15,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use glommio::{ExecutorJoinHandle, Latency, LocalExecutorBuilder, Placement, Shares};
+use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 
 use crate::error::{Error, ErrorDetail, Result};
 use crate::key::TableId;
 use crate::local_db::LocalDb;
+use crate::lock::DbLock;
 use crate::meta::DbMeta;
 use crate::options::Options;
 use crate::remote::Remote;
 use crate::router::Router;
-use crate::shard::{Queues, ScanRange, Shard};
-use crate::stats::{DbStats, LevelStats, LiveFile, ShardStats};
+use crate::shard::runner::{shard_main, Job, Msg};
+use crate::shard::{ScanRange, Shard};
+use crate::stats::{DbStats, LiveFile};
 use terrace_tiering::store::IoRuntime;
-
-/// Runs on the shard thread; spawns the request's task, which holds the permit (one
-/// of `max_pending_requests_per_shard`) until it completes.
-/// How often an idle shard looks at its request channel without being woken.
-const LOST_WAKEUP_RECHECK: Duration = Duration::from_millis(1);
-
-type Job = Box<dyn FnOnce(&Rc<Shard>, glommio::sync::StaticPermit) + Send>;
-
-enum Msg {
-    Run(Job),
-    Close(flume::Sender<Result<()>>),
-}
 
 pub(crate) struct DbInner {
     pub(crate) router: Router,
@@ -48,6 +38,8 @@ pub(crate) struct DbInner {
     remote: Option<Arc<Remote>>,
     /// Stopped after the shards, so their last uploads can finish.
     io_runtime: Mutex<Option<IoRuntime>>,
+    /// The database lock (none when read-only); released after the shards stop.
+    lock: Mutex<Option<DbLock>>,
 }
 
 impl Drop for DbInner {
@@ -64,6 +56,9 @@ impl Drop for DbInner {
             if let Some(rt) = rt.take() {
                 rt.shutdown_now();
             }
+        }
+        if let Ok(mut lock) = self.lock.lock() {
+            lock.take();
         }
     }
 }
@@ -85,26 +80,49 @@ impl std::fmt::Debug for Db {
 impl Db {
     /// Opens (or creates) the database `opts` describes, starting one executor thread
     /// per shard. Completes when every shard has recovered.
+    ///
+    /// A writer takes the database lock first: a directory another writer has open
+    /// fails with an [`Unavailable`](crate::ErrorKind::Unavailable) error naming it,
+    /// and nothing is changed. With `opts.read_only` nothing is locked or changed.
     pub async fn open(opts: Options) -> Result<Db> {
         opts.validate()?;
         let path = opts.path.clone();
-        if !path.join(crate::meta::META_FILE).exists() && !opts.create_if_missing {
+        let meta_path = path.join(crate::files::META_FILE);
+        let exists = meta_path.exists();
+        if !exists && (opts.read_only || !opts.create_if_missing) {
+            let why = if opts.read_only {
+                "read_only"
+            } else {
+                "create_if_missing"
+            };
             return Err(Error::invalid_option(
-                "create_if_missing",
-                format!(
-                    "no database at {} and create_if_missing is false",
-                    path.display()
-                ),
+                why,
+                format!("no database at {} to open", path.display()),
             ));
         }
-        std::fs::create_dir_all(&path).map_err(|e| Error::io("create directory", &path, e))?;
-        let mut meta = match DbMeta::load(&path)? {
-            Some(m) => m,
-            None => DbMeta::new_for(&opts),
+        let lock = if opts.read_only {
+            None
+        } else {
+            std::fs::create_dir_all(&path).map_err(|e| Error::io("create directory", &path, e))?;
+            Some(DbLock::acquire(&path)?)
         };
-        if meta.reconcile(&opts)? || !path.join(crate::meta::META_FILE).exists() {
-            meta.store(&path)?;
-        }
+        // Loaded after the lock: a writer that held it may have changed the catalog.
+        let (mut meta, new_db) = match DbMeta::load(&path)? {
+            Some(m) => (m, false),
+            None if opts.read_only => {
+                return Err(Error::invalid_option(
+                    "read_only",
+                    format!("no database at {} to open", path.display()),
+                ))
+            }
+            None => (DbMeta::new_for(&opts), true),
+        };
+        let catalog_changed = if opts.read_only {
+            meta.check(&opts)?;
+            false
+        } else {
+            meta.reconcile(&opts)?
+        };
         let tables = meta
             .tables
             .iter()
@@ -140,7 +158,7 @@ impl Db {
             let handle = LocalExecutorBuilder::new(placement)
                 .name(&format!("terrace-shard-{id}"))
                 .spin_before_park(Duration::from_micros(opts.spin_before_park_us))
-                .spawn(move || shard_main(id, shard_opts, shard_remote, rx, ready_tx))
+                .spawn(move || shard_main(id, shard_opts, shard_remote, new_db, rx, ready_tx))
                 .map_err(|e| ErrorDetail::ShardGone {
                     shard: id,
                     what: format!("could not start its executor thread: {e}"),
@@ -157,6 +175,7 @@ impl Db {
                 closed: AtomicBool::new(false),
                 remote,
                 io_runtime: Mutex::new(io_runtime),
+                lock: Mutex::new(lock),
             }),
         };
         let mut first_err = None;
@@ -172,10 +191,24 @@ impl Db {
                 first_err.get_or_insert(e);
             }
         }
-        match first_err {
-            None => Ok(db),
-            Some(e) => Err(e),
+        if let Some(e) = first_err {
+            return Err(e);
         }
+        // Written last: a database exists once its metadata does, and every shard
+        // directory it implies has a manifest by then.
+        if new_db || catalog_changed {
+            meta.store(&path)?;
+        }
+        Ok(db)
+    }
+
+    /// Opens the existing database at `path` read-only, as it was created (shards,
+    /// key groups, tables from its metadata), without its lock: for inspecting a
+    /// database another process is writing. See [`Options::read_only`].
+    pub async fn open_read_only(path: impl Into<std::path::PathBuf>) -> Result<Db> {
+        let mut opts = Options::for_existing(path)?;
+        opts.read_only = true;
+        Db::open(opts).await
     }
 
     /// The id of the state table `name`.
@@ -420,7 +453,7 @@ impl Db {
     /// periodic check (benchmarks use it to start reads from a settled state).
     pub async fn enforce_local_budget(&self) -> Result<()> {
         self.on_all(|s| async move {
-            s.enforce_local_budget();
+            s.enforce_local_budget().await;
             Ok(())
         })
         .await
@@ -466,193 +499,13 @@ impl Db {
                 first_err.get_or_insert(e);
             }
         }
+        // Every shard has stopped: another writer may have the directory now.
+        if let Ok(mut lock) = self.inner.lock.lock() {
+            lock.take();
+        }
         match first_err {
             None => Ok(()),
             Some(e) => Err(e),
-        }
-    }
-}
-
-/// The body of a shard's executor thread.
-async fn shard_main(
-    id: u32,
-    opts: Options,
-    remote: Option<Arc<Remote>>,
-    rx: flume::Receiver<Msg>,
-    ready: flume::Sender<Result<()>>,
-) {
-    let ex = glommio::executor();
-    let queues = Queues {
-        foreground: ex.create_task_queue(
-            Shares::Static(opts.foreground_shares),
-            Latency::Matters(Duration::from_micros(opts.foreground_latency_us)),
-            "foreground",
-        ),
-        flush: ex.create_task_queue(
-            Shares::Static(opts.flush_shares),
-            Latency::NotImportant,
-            "flush",
-        ),
-        compaction: ex.create_task_queue(
-            Shares::Static(opts.compaction_shares),
-            Latency::NotImportant,
-            "compaction",
-        ),
-    };
-    let max_inflight = opts.max_pending_requests_per_shard;
-    let shard = match Shard::open(id, opts, queues, remote).await {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = ready.send(Err(e));
-            return;
-        }
-    };
-    let background = [
-        glommio::spawn_local_into(shard.clone().flush_loop(), queues.flush),
-        glommio::spawn_local_into(shard.clone().compaction_loop(), queues.compaction),
-        glommio::spawn_local_into(shard.clone().upload_loop(), queues.flush),
-        glommio::spawn_local_into(shard.clone().tier_loop(), queues.compaction),
-    ];
-    let background: Vec<_> = background.into_iter().filter_map(|t| t.ok()).collect();
-    let _ = ready.send(Ok(()));
-    if std::env::var_os("TERRACE_DEBUG_WATCHDOG").is_some() {
-        let s = shard.clone();
-        glommio::spawn_local(async move {
-            loop {
-                glommio::timer::sleep(Duration::from_secs(5)).await;
-                let st = s.state.borrow();
-                eprintln!(
-                    "[watchdog shard {}] flush {} compaction {} mem {} imms {} L0 {} poisoned {:?} closing {} changed_gen {} flush_gen {} compaction_gen {} lock_avail {} stats {:?}",
-                    s.id,
-                    s.flush_stage.get(),
-                    s.compaction_stage.get(),
-                    st.mem.approximate_bytes(),
-                    st.imms.len(),
-                    st.version.levels[0].len(),
-                    s.poisoned.borrow(),
-                    s.closing.get(),
-                    s.changed.generation(),
-                    s.flush_wake.generation(),
-                    s.compaction_wake.generation(),
-                    s.compaction_lock.available(),
-                    s.counters.borrow(),
-                );
-            }
-        })
-        .detach();
-    }
-
-    // Bound the jobs in flight: when full, stop taking messages, so senders wait on
-    // the bounded channel.
-    //
-    // glommio 0.9 loses some wake-ups that come from other threads (seen a few times
-    // per 100k cross-thread requests: a message waits in the channel while the
-    // executor sleeps). The loop therefore also wakes on a timer and looks at the
-    // channel itself, which bounds the delay a lost wake-up can cause.
-    let inflight = Rc::new(glommio::sync::Semaphore::new(max_inflight as u64));
-    let receiver = {
-        let shard = shard.clone();
-        glommio::spawn_local_into(
-            async move {
-                loop {
-                    let next =
-                        futures_lite::future::or(async { Some(rx.recv_async().await) }, async {
-                            glommio::timer::sleep(LOST_WAKEUP_RECHECK).await;
-                            None
-                        })
-                        .await;
-                    let msg = match next {
-                        Some(Ok(m)) => m,
-                        Some(Err(_)) => break,
-                        None => {
-                            if !rx.is_empty() {
-                                tracing::debug!(
-                                    shard = id,
-                                    "recovered a lost cross-thread wake-up"
-                                );
-                            }
-                            continue;
-                        }
-                    };
-                    match msg {
-                        Msg::Run(job) => {
-                            let Ok(permit) = inflight.acquire_static_permit(1).await else {
-                                break;
-                            };
-                            job(&shard, permit);
-                        }
-                        Msg::Close(reply) => return Some(reply),
-                    }
-                }
-                None
-            },
-            queues.foreground,
-        )
-    };
-    let close_reply = match receiver {
-        Ok(task) => task.await,
-        Err(e) => {
-            tracing::error!(shard = id, error = %e, "could not start the request loop");
-            None
-        }
-    };
-    let r = shard.close().await;
-    for t in background {
-        t.await;
-    }
-    if let Some(reply) = close_reply {
-        let _ = reply.send(r);
-    } else if let Err(e) = r {
-        tracing::error!(shard = id, error = %e, "closing the shard failed");
-    }
-}
-
-impl Shard {
-    fn live_files(&self) -> Vec<LiveFile> {
-        let st = self.state.borrow();
-        let mut out = Vec::new();
-        for (level, files) in st.version.levels.iter().enumerate() {
-            for f in files {
-                out.push(LiveFile {
-                    shard: self.id,
-                    level: level as u32,
-                    id: f.desc.id,
-                    size_bytes: f.desc.size_bytes,
-                    smallest: f.desc.smallest.clone(),
-                    largest: f.desc.largest.clone(),
-                    entries: f.desc.entries,
-                    deletions: f.desc.deletions,
-                    seqnos: (f.desc.min_seqno, f.desc.max_seqno),
-                    local: f.file.is_local(),
-                    uploaded: matches!(f.upload.get(), crate::version::UploadState::Uploaded(_)),
-                });
-            }
-        }
-        out
-    }
-
-    fn stats(&self) -> ShardStats {
-        let st = self.state.borrow();
-        ShardStats {
-            shard: self.id,
-            key_groups: self.key_groups,
-            memtable_bytes: st.mem.approximate_bytes(),
-            immutable_memtables: st.imms.len(),
-            last_seqno: st.last_seqno,
-            levels: st
-                .version
-                .levels
-                .iter()
-                .enumerate()
-                .map(|(i, files)| LevelStats {
-                    files: files.len(),
-                    bytes: st.version.level_bytes(i),
-                })
-                .collect(),
-            counters: *self.counters.borrow(),
-            cache: self.cache.stats(),
-            poisoned: self.poisoned.borrow().clone(),
-            tier: self.tier_stats(),
         }
     }
 }

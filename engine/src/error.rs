@@ -21,6 +21,9 @@ pub enum ErrorKind {
     Io,
     /// The database (or the shard) is closed, or stopped after an earlier failure.
     Closed,
+    /// The resource is held by someone else (a database directory another writer
+    /// has open); retry once they are done.
+    Unavailable,
     /// A bug or an invariant broken inside Terrace.
     Internal,
 }
@@ -32,6 +35,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Corruption => "corruption",
             ErrorKind::Io => "I/O error",
             ErrorKind::Closed => "closed",
+            ErrorKind::Unavailable => "unavailable",
             ErrorKind::Internal => "internal error",
         })
     }
@@ -160,6 +164,17 @@ pub enum ErrorDetail {
     /// An object-store request failed (after its retries).
     #[error("{0}")]
     ObjectStore(terrace_tiering::store::StoreError),
+    /// The database directory is locked by another writer.
+    #[error("database directory {} is in use by another writer{}", path.display(), pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    InUse {
+        /// The database directory.
+        path: PathBuf,
+        /// The PID recorded by the lock holder, if readable.
+        pid: Option<u32>,
+    },
+    /// A write (or flush, compaction) on a database opened read-only.
+    #[error("the database was opened read-only")]
+    ReadOnly,
     /// A broken invariant.
     #[error("internal error: {0}")]
     Internal(String),
@@ -176,7 +191,9 @@ impl ErrorDetail {
             | UnknownTableId { .. }
             | InvalidOption { .. }
             | OptionMismatch { .. }
-            | BadArgument(_) => ErrorKind::InvalidArgument,
+            | BadArgument(_)
+            | ReadOnly => ErrorKind::InvalidArgument,
+            InUse { .. } => ErrorKind::Unavailable,
             ChecksumMismatch { .. } | Corrupt { .. } | UnsupportedVersion { .. } => {
                 ErrorKind::Corruption
             }

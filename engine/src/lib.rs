@@ -23,19 +23,21 @@
 #![deny(clippy::unwrap_used)]
 #![warn(missing_docs)]
 
-mod codec;
 mod compaction;
 mod db;
+mod encoding;
 pub mod error;
+mod files;
 mod iter;
 pub mod key;
 mod lanes;
 mod local_db;
-mod manifest;
+mod lock;
 mod memtable;
 mod meta;
 mod notify;
 pub mod options;
+mod policy;
 mod remote;
 mod router;
 mod shard;
@@ -48,4 +50,4 @@ pub use error::{Error, ErrorDetail, ErrorKind, Result};
 pub use key::TableId;
 pub use local_db::LocalDb;
 pub use options::{Compression, ObjectStoreSpec, Options, EMBEDDED_STORE_DIR};
-pub use stats::{Counters, DbStats, LevelStats, LiveFile, ShardStats};
+pub use stats::{Counters, DbStats, LevelStats, LiveFile, ManifestStats, ShardStats};

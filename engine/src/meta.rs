@@ -14,14 +14,15 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::codec::{crc32, verify_crc32, Dec, Enc};
+use crate::encoding::{crc32, verify_crc32, Enc, Reader};
 use crate::error::{Error, ErrorDetail, Result};
-use crate::manifest::replace_file;
+use crate::files::{replace_file, META_FILE};
 use crate::options::Options;
 
 const MAGIC: &[u8; 8] = b"TRCMETA\0";
 const META_FORMAT_VERSION: u32 = 1;
-pub(crate) const META_FILE: &str = "TERRACE-META";
+/// Most tables a catalog holds: ids are u16 and the count is persisted as a u16.
+pub(crate) const MAX_TABLES: usize = u16::MAX as usize;
 
 /// What `TERRACE-META` records.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,14 +35,18 @@ pub(crate) struct DbMeta {
 }
 
 impl DbMeta {
-    fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        debug_assert!(
+            self.tables.len() <= MAX_TABLES,
+            "reconcile bounds the catalog"
+        );
         let mut e = Enc::default();
         e.buf.extend_from_slice(MAGIC);
         e.u32(META_FORMAT_VERSION)
             .u32(self.shards)
             .u16(self.max_key_groups)
             .u32(self.key_group_prefix_bytes.unwrap_or(0))
-            .u16(self.tables.len() as u16);
+            .u16(u16::try_from(self.tables.len()).unwrap_or(u16::MAX));
         for (id, name) in &self.tables {
             e.u16(*id).bytes(name.as_bytes());
         }
@@ -50,16 +55,16 @@ impl DbMeta {
         e.buf
     }
 
-    fn decode(path: &Path, bytes: &[u8]) -> Result<DbMeta> {
+    pub(crate) fn decode(path: &Path, bytes: &[u8]) -> Result<DbMeta> {
         if bytes.len() < MAGIC.len() + 4 || &bytes[..8] != MAGIC {
             return Err(Error::corrupt(path, 0, "missing metadata magic"));
         }
         let (body, crc) = bytes.split_at(bytes.len() - 4);
         let stored = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
         verify_crc32(path, 0, stored, body)?;
-        let short = || Error::corrupt(path, 0, "metadata ends inside a field");
-        let mut d = Dec::new(&body[8..]);
-        let version = d.u32().ok_or_else(short)?;
+        let mut d = Reader::at(body, MAGIC.len());
+        let bad = |m: crate::encoding::Malformed| m.at(path, 0);
+        let version = d.u32_le("format version").map_err(bad)?;
         if version > META_FORMAT_VERSION {
             return Err(ErrorDetail::UnsupportedVersion {
                 file: path.to_path_buf(),
@@ -68,16 +73,33 @@ impl DbMeta {
             }
             .into());
         }
-        let shards = d.u32().ok_or_else(short)?;
-        let max_key_groups = d.u16().ok_or_else(short)?;
-        let prefix = d.u32().ok_or_else(short)?;
-        let n = d.u16().ok_or_else(short)?;
-        let mut tables = Vec::with_capacity(usize::from(n));
+        let shards = d.u32_le("shard count").map_err(bad)?;
+        let max_key_groups = d.u16_le("max key groups").map_err(bad)?;
+        let prefix = d.u32_le("key group prefix").map_err(bad)?;
+        let n = d.u16_le("table count").map_err(bad)?;
+        let mut tables: Vec<(u16, String)> = Vec::with_capacity(usize::from(n));
         for _ in 0..n {
-            let id = d.u16().ok_or_else(short)?;
-            let name = String::from_utf8(d.bytes().ok_or_else(short)?.to_vec())
+            let id = d.u16_le("table id").map_err(bad)?;
+            let name = String::from_utf8(d.u32_prefixed("table name").map_err(bad)?.to_vec())
                 .map_err(|_| Error::corrupt(path, 0, "table name is not UTF-8"))?;
+            if tables.iter().any(|(i, n)| *i == id || *n == name) {
+                return Err(Error::corrupt(
+                    path,
+                    0,
+                    format!("table {name:?} (id {id}) appears twice in the catalog"),
+                ));
+            }
             tables.push((id, name));
+        }
+        if !d.is_empty() {
+            return Err(Error::corrupt(path, 0, "bytes after the table catalog"));
+        }
+        if shards == 0 || u32::from(max_key_groups) < shards {
+            return Err(Error::corrupt(
+                path,
+                0,
+                format!("{shards} shards over {max_key_groups} key groups"),
+            ));
         }
         Ok(DbMeta {
             shards,
@@ -103,8 +125,44 @@ impl DbMeta {
     }
 
     /// Checks `opts` against the metadata on disk and adds newly declared tables.
-    /// Returns whether the table list changed.
+    /// Returns whether the table list changed. A catalog that would outgrow the
+    /// table ids is an InvalidArgument error and changes nothing.
     pub(crate) fn reconcile(&mut self, opts: &Options) -> Result<bool> {
+        self.check(opts)?;
+        let mut added = Vec::new();
+        let mut next = self
+            .tables
+            .iter()
+            .map(|(id, _)| u32::from(*id) + 1)
+            .max()
+            .unwrap_or(0);
+        for name in std::iter::once("default").chain(opts.tables.iter().map(String::as_str)) {
+            if self.tables.iter().any(|(_, n)| n == name) || added.iter().any(|(_, n)| n == name) {
+                continue;
+            }
+            let id = u16::try_from(next)
+                .ok()
+                .filter(|_| self.tables.len() + added.len() < MAX_TABLES);
+            let Some(id) = id else {
+                return Err(Error::invalid_option(
+                    "tables",
+                    format!(
+                        "the database at {} has {} tables and no table id left for {name:?} (at most {MAX_TABLES})",
+                        opts.path.display(),
+                        self.tables.len() + added.len()
+                    ),
+                ));
+            };
+            added.push((id, name.to_string()));
+            next += 1;
+        }
+        let changed = !added.is_empty();
+        self.tables.extend(added);
+        Ok(changed)
+    }
+
+    /// Checks that `opts` agree with what the database was created with.
+    pub(crate) fn check(&self, opts: &Options) -> Result<()> {
         let mismatch = |option: &'static str, on_disk: String, given: String| -> Error {
             ErrorDetail::OptionMismatch {
                 path: PathBuf::from(&opts.path),
@@ -135,16 +193,7 @@ impl DbMeta {
                 format!("{:?}", opts.key_group_prefix_bytes),
             ));
         }
-        let mut changed = false;
-        for name in std::iter::once("default").chain(opts.tables.iter().map(String::as_str)) {
-            if self.tables.iter().any(|(_, n)| n == name) {
-                continue;
-            }
-            let next = self.tables.iter().map(|(id, _)| *id + 1).max().unwrap_or(0);
-            self.tables.push((next, name.to_string()));
-            changed = true;
-        }
-        Ok(changed)
+        Ok(())
     }
 
     /// Metadata of a new database created with `opts`.

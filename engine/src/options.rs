@@ -57,6 +57,11 @@ pub struct Options {
     pub path: PathBuf,
     /// Create the database if the directory holds none.
     pub create_if_missing: bool,
+    /// Open without writing, deleting or renaming anything, and without taking the
+    /// database lock, so a live database can be inspected: the view is the state of
+    /// the last durable manifest records when the open ran. Writes, flushes and
+    /// compactions fail with an InvalidArgument error; nothing uploads.
+    pub read_only: bool,
     /// Number of shards (one glommio executor thread each). Fixed at creation.
     pub shards: u32,
     /// Number of key groups (Flink's max parallelism). Fixed at creation.
@@ -146,6 +151,9 @@ pub struct Options {
     /// How long closing waits for uploads in flight; files not uploaded by then are
     /// uploaded after the next open.
     pub upload_close_timeout: std::time::Duration,
+    /// A shard's manifest log is replaced by a fresh one holding a snapshot of the
+    /// state once it grows past this many bytes (and past twice the snapshot).
+    pub manifest_roll_bytes: u64,
     /// Where the engine takes its time from (tests substitute a
     /// [`ManualClock`](terrace_tiering::clock::ManualClock)).
     pub clock: Arc<dyn Clock>,
@@ -166,6 +174,7 @@ impl std::fmt::Debug for Options {
             .field("object_store", &self.object_store)
             .field("warm_window", &self.warm_window)
             .field("local_disk_budget_bytes", &self.local_disk_budget_bytes)
+            .field("read_only", &self.read_only)
             .finish_non_exhaustive()
     }
 }
@@ -185,6 +194,7 @@ impl Options {
         Options {
             path: path.into(),
             create_if_missing: true,
+            read_only: false,
             shards: cores,
             max_key_groups: 32768,
             key_group_prefix_bytes: None,
@@ -223,6 +233,7 @@ impl Options {
             warm_window: std::time::Duration::from_secs(30),
             local_disk_budget_bytes: None,
             upload_close_timeout: std::time::Duration::from_secs(60),
+            manifest_roll_bytes: 32 << 20,
             clock: terrace_tiering::clock::system(),
         }
     }
@@ -367,6 +378,9 @@ impl Options {
                 "max_pending_upload_bytes",
                 "must hold at least one memtable's worth of files",
             ));
+        }
+        if self.manifest_roll_bytes < 4096 {
+            return Err(bad("manifest_roll_bytes", "must be at least 4096"));
         }
         if self.local_disk_budget_bytes == Some(0) {
             return Err(bad("local_disk_budget_bytes", "must be positive when set"));

@@ -1,8 +1,8 @@
 //! The database's link to object storage: the background I/O runtime, the store
 //! (with its retry, instrumentation and fault-injection layers) and the uploader.
 //!
-//! One per database, shared by every shard. Objects are named
-//! `shard-<id>/<file id>.sst` under the store's prefix.
+//! One per database, shared by every shard. Objects are named by
+//! [`crate::files::object_key`] under the store's prefix.
 
 use std::sync::Arc;
 
@@ -24,11 +24,6 @@ impl Remote {
     /// The store as shards call it (the outermost layer).
     pub(crate) fn store(&self) -> Arc<dyn ObjectStore> {
         self.stack.store()
-    }
-
-    /// Key of an SST's object.
-    pub(crate) fn object_key(shard: u32, file_id: u64) -> String {
-        format!("shard-{shard:04}/{file_id:016x}.sst")
     }
 }
 

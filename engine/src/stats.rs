@@ -91,6 +91,19 @@ pub struct LiveFile {
     pub uploaded: bool,
 }
 
+/// The manifest log of a shard.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ManifestStats {
+    /// Edits appended (each synced).
+    pub appends: u64,
+    /// Times the log was replaced by a fresh manifest holding a snapshot.
+    pub rolls: u64,
+    /// Directory fsyncs made before logging new files.
+    pub dir_syncs: u64,
+    /// Bytes in the current log.
+    pub log_bytes: u64,
+}
+
 /// Files and bytes in one level.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LevelStats {
@@ -123,6 +136,8 @@ pub struct ShardStats {
     pub poisoned: Option<String>,
     /// Local and remote files, uploads, remote reads.
     pub tier: TierStats,
+    /// The manifest log.
+    pub manifest: ManifestStats,
 }
 
 /// Statistics of every shard.

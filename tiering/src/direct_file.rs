@@ -86,7 +86,13 @@ impl BlockSource for LocalFile {
 pub async fn probe_direct_io(dir: &Path) -> io::Result<()> {
     let path = dir.join(".direct-io-probe");
     std::fs::write(&path, [0u8; 4096])?;
-    let f = DmaFile::open(&path).await.map_err(io::Error::from)?;
+    probe_direct_io_with(&path).await
+}
+
+/// The same probe with an existing non-empty file, for a reader that must not write
+/// (a read-only open). An empty file would mislead the probe: pass a non-empty one.
+pub async fn probe_direct_io_with(path: &Path) -> io::Result<()> {
+    let f = DmaFile::open(path).await.map_err(io::Error::from)?;
     let r = f.read_at_aligned(0, 4096).await.map_err(io::Error::from);
     f.close().await.map_err(io::Error::from)?;
     r?;

@@ -18,7 +18,7 @@ pub mod store;
 mod tiered;
 
 pub use cache::{BlockCache, BlockKey, CacheStats};
-pub use direct_file::{probe_direct_io, LocalFile};
+pub use direct_file::{probe_direct_io, probe_direct_io_with, LocalFile};
 pub use tiered::{RemoteLocation, RemoteReadStats, RemoteStatsCell, TieredFile};
 
 use std::future::Future;

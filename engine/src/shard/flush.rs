@@ -20,11 +20,11 @@ impl Shard {
     /// The flush task: flushes frozen memtables oldest first until the shard closes.
     pub(crate) async fn flush_loop(self: Rc<Self>) {
         loop {
-            let seen = self.flush_wake.generation();
+            let seen = self.signals.flush_wake.generation();
             loop {
-                let oldest = self.state.borrow().imms.back().cloned();
+                let oldest = self.mem.borrow().frozen.back().cloned();
                 let Some(imm) = oldest else { break };
-                if self.poisoned.borrow().is_some() {
+                if self.health.poisoned.borrow().is_some() {
                     break;
                 }
                 if let Err(e) = self.flush_memtable(&imm).await {
@@ -32,13 +32,14 @@ impl Shard {
                     break;
                 }
             }
-            if self.closing.get() && self.state.borrow().imms.is_empty() {
+            if self.health.closing.get() && self.mem.borrow().frozen.is_empty() {
                 return;
             }
-            if self.poisoned.borrow().is_some() && self.closing.get() {
+            if self.health.poisoned.borrow().is_some() && self.health.closing.get() {
                 return;
             }
-            self.flush_wake
+            self.signals
+                .flush_wake
                 .changed_or_after(seen, BACKGROUND_RECHECK)
                 .await;
         }
@@ -47,19 +48,19 @@ impl Shard {
     /// Writes `imm` as an L0 SST and installs it.
     async fn flush_memtable(&self, imm: &Rc<Memtable>) -> Result<()> {
         if imm.is_empty() {
-            self.state.borrow_mut().imms.pop_back();
-            self.changed.notify_all();
+            self.mem.borrow_mut().frozen.pop_back();
+            self.signals.changed.notify_all();
             return Ok(());
         }
-        self.flush_stage.set("wait for upload room");
+        self.signals.flush_stage.set("wait for upload room");
         self.wait_for_upload_room().await;
         let (id, path) = self.allocate_file();
-        self.flush_stage.set("create");
+        self.signals.flush_stage.set("create");
         let mut writer = TableWriter::create(&path, id, self.table_opts.clone()).await?;
-        self.flush_stage.set("write");
+        self.signals.flush_stage.set("write");
         let meta = match write_newest_versions(&mut writer, imm, id).await {
             Ok(desc) => {
-                self.flush_stage.set("finish");
+                self.signals.flush_stage.set("finish");
                 self.finish_table(writer, desc, &path).await?
             }
             Err(e) => {
@@ -67,25 +68,23 @@ impl Shard {
                 return Err(e);
             }
         };
-        self.flush_stage.set("install");
+        self.signals.flush_stage.set("install");
         let size = meta.desc.size_bytes;
         let edit = VersionEdit {
             last_seqno: Some(imm.max_seqno()),
-            next_file_number: Some(self.state.borrow().next_file_number),
             added: vec![(0, meta.desc.clone())],
             ..Default::default()
         };
-        self.log_and_install(edit, vec![(0, meta)])?;
+        self.log_and_install(edit, vec![(0, meta)]).await?;
+        self.mem.borrow_mut().frozen.pop_back();
         {
-            let mut st = self.state.borrow_mut();
-            st.imms.pop_back();
             let mut c = self.counters.borrow_mut();
             c.flushes += 1;
             c.flush_bytes += size;
         }
-        self.changed.notify_all();
-        self.compaction_wake.notify_all();
-        self.flush_stage.set("idle");
+        self.signals.changed.notify_all();
+        self.signals.compaction_wake.notify_all();
+        self.signals.flush_stage.set("idle");
         if let Some(hook) = &self.opts.new_file_hook {
             hook.on_new_file(&NewFile {
                 shard: self.id,
@@ -103,8 +102,11 @@ impl Shard {
     pub(crate) async fn flush_all(&self) -> Result<()> {
         self.check_open()?;
         self.freeze(true);
-        self.wait_until(|| self.state.borrow().imms.is_empty(), &self.flush_wake)
-            .await
+        self.wait_until(
+            || self.mem.borrow().frozen.is_empty(),
+            &self.signals.flush_wake,
+        )
+        .await
     }
 }
 
@@ -153,7 +155,7 @@ impl Shard {
             path,
             Some(file),
             self.remote.as_ref(),
-            &self.remote_reads,
+            &self.reads.remote_reads,
             self.new_file_upload_state(),
         )
         .await

@@ -1,56 +1,75 @@
 //! Opening a shard: replay the manifest, reconcile it with the files on disk, open
 //! every live SST, and start a fresh manifest.
+//!
+//! A shard directory without CURRENT is new only when this open is creating the
+//! database and the directory holds no SST or manifest; anything else is Corruption
+//! (deleting its files as orphans would lose them). A read-only open writes, deletes
+//! and renames nothing: it replays the manifest CURRENT names as it is on disk.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::{HashSet, VecDeque};
+use std::path::Path;
 use std::rc::Rc;
-
 use std::sync::Arc;
 use std::time::Instant;
 
-use terrace_tiering::{probe_direct_io, BlockCache, BlockSource, LocalFile, RemoteStatsCell};
+use terrace_tiering::{
+    probe_direct_io, probe_direct_io_with, BlockSource, LocalFile, RemoteStatsCell,
+};
 
-use super::{open_table, Queues, Shard, State};
-use crate::compaction::CompactionConfig;
+use super::{open_table, LocalCopies, Memtables, Queues, ReadPath, Shard, Uploads};
 use crate::error::{Error, Result};
+use crate::files::{parse_manifest_name, parse_sst_name, shard_dir, CURRENT_FILE, PROBE_FILE};
 use crate::key::shard_key_groups;
 use crate::lanes::KeyLanes;
-use crate::manifest::{Manifest, ManifestState};
-use crate::memtable::Memtable;
-use crate::notify::Notify;
 use crate::options::Options;
+use crate::policy::compaction::CompactionConfig;
 use crate::remote::Remote;
 use crate::sst::TableOptions;
 use crate::stats::Counters;
-use crate::version::{sort_levels, FileDesc, FileMeta, UploadState, Version};
+use crate::version::manifest::{self, ManifestLog};
+use crate::version::{
+    sort_levels, FileDesc, FileMeta, ManifestState, UploadState, Version, VersionSet,
+};
 
 impl Shard {
-    /// Opens (or creates) shard `id` of the database `opts` describes. Must run on the
-    /// shard's executor.
+    /// Opens (or, when `new_db`, creates) shard `id` of the database `opts` describes.
+    /// Must run on the shard's executor.
     pub(crate) async fn open(
         id: u32,
         opts: Options,
         queues: Queues,
         remote: Option<Arc<Remote>>,
+        new_db: bool,
     ) -> Result<Rc<Shard>> {
-        let dir = Shard::dir_for(&opts.path, id);
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
-        // Must precede every other DMA file this thread opens (glommio IOPOLL probe).
-        probe_direct_io(&dir)
-            .await
-            .map_err(|e| Error::io("probe direct I/O in", &dir, e))?;
+        let dir = shard_dir(&opts.path, id);
+        let read_only = opts.read_only;
+        if read_only {
+            probe_read_only(&dir).await?;
+        } else {
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+            // Must precede every other DMA file this thread opens (glommio IOPOLL probe).
+            probe_direct_io(&dir)
+                .await
+                .map_err(|e| Error::io("probe direct I/O in", &dir, e))?;
+        }
 
-        let (state, number) = match Manifest::recover(&dir)? {
-            Some((s, n)) => (s, n),
-            None => (
-                ManifestState {
-                    next_file_number: 1,
-                    ..Default::default()
-                },
-                0,
-            ),
+        let (state, number) = match manifest::recover(&dir)? {
+            Some(r) => (r.state, r.number),
+            None => {
+                check_new_shard_dir(&dir, new_db && !read_only)?;
+                (
+                    ManifestState {
+                        next_file_number: 1,
+                        ..Default::default()
+                    },
+                    0,
+                )
+            }
         };
-        remove_orphans(&dir, &state)?;
+        if !read_only {
+            remove_orphans(&dir, &state)?;
+        }
 
         let mut levels = vec![Vec::new(); opts.num_levels];
         let remote_reads = RemoteStatsCell::default();
@@ -69,13 +88,13 @@ impl Shard {
             .await?;
         let to_upload: VecDeque<Rc<FileMeta>> = opened
             .iter()
-            .filter(|(_, m)| m.upload.get() == UploadState::Pending)
+            .filter(|(_, m)| m.upload.get() == UploadState::Pending && !read_only)
             .map(|(_, m)| m.clone())
             .collect();
         for (level, meta) in opened {
             let slot = levels.get_mut(level as usize).ok_or_else(|| {
                 Error::corrupt(
-                    dir.join("CURRENT"),
+                    dir.join(CURRENT_FILE),
                     0,
                     format!(
                         "manifest puts file {:016x} in level {level}, options allow {}",
@@ -87,52 +106,101 @@ impl Shard {
         }
         sort_levels(&mut levels);
 
-        let manifest = Manifest::create(&dir, &state, number + 1)?;
+        let log = if read_only {
+            None
+        } else {
+            Some(ManifestLog::create(
+                &dir,
+                number + 1,
+                &state.snapshot_edit().encode(),
+            )?)
+        };
         let cache_bytes = opts.block_cache_bytes / u64::from(opts.shards);
-        let pending_bytes = to_upload.iter().map(|m| m.desc.size_bytes).sum();
+        let mut reads = ReadPath::new(cache_bytes);
+        reads.remote_reads = remote_reads;
+        let last_seqno = state.last_seqno;
+        let versions = VersionSet::new(
+            id,
+            &dir,
+            state,
+            Version { levels },
+            log,
+            opts.manifest_roll_bytes,
+        );
         Ok(Rc::new(Shard {
-            remote,
-            remote_reads,
-            uploads_pending: Cell::new(to_upload.len() as u64),
-            upload_pending_bytes: Cell::new(pending_bytes),
-            to_upload: RefCell::new(to_upload),
-            upload_wake: Notify::default(),
-            tier_wake: Notify::default(),
-            close_requested: Cell::new(false),
-            close_deadline: Cell::new(None),
-            reads_in_progress: Cell::new(0),
-            writes_since_io_turn: Cell::new(0),
-            upload_refusal: RefCell::new(None),
             id,
             key_groups: shard_key_groups(id, opts.shards, opts.max_key_groups),
             table_opts: TableOptions::from_options(&opts),
             compaction_cfg: CompactionConfig::from_options(&opts),
-            lanes: Rc::new(KeyLanes::default()),
-            cache: Rc::new(BlockCache::new(cache_bytes)),
-            state: RefCell::new(State {
-                mem: Rc::new(Memtable::new()),
-                imms: VecDeque::new(),
-                version: Rc::new(Version { levels }),
-                last_seqno: state.last_seqno,
-                next_file_number: state.next_file_number.max(1),
-                compact_pointers: state.compact_pointers.clone(),
-                obsolete: Vec::new(),
-            }),
-            manifest: RefCell::new(manifest),
-            changed: Notify::default(),
-            flush_wake: Notify::default(),
-            compaction_wake: Notify::default(),
-            compaction_lock: glommio::sync::Semaphore::new(1),
-            counters: RefCell::new(Counters::default()),
-            poisoned: RefCell::new(None),
-            closing: Cell::new(false),
             queues,
-            flush_stage: Cell::new("idle"),
-            compaction_stage: Cell::new("idle"),
+            read_only,
+            remote,
+            lanes: Rc::new(KeyLanes::default()),
+            compaction_lock: glommio::sync::Semaphore::new(1),
+            versions,
+            mem: RefCell::new(Memtables::new(last_seqno)),
+            reads,
+            uploads: Uploads::with_queue(to_upload),
+            local_copies: LocalCopies::default(),
+            signals: Default::default(),
+            health: Default::default(),
+            counters: RefCell::new(Counters::default()),
             dir,
             opts,
         }))
     }
+}
+
+/// The IOPOLL probe without writing: with a file already in the directory (the
+/// writer's probe file, or any SST). A directory with neither has no local file a
+/// read-only shard could open.
+async fn probe_read_only(dir: &Path) -> Result<()> {
+    let mut candidates = vec![dir.join(PROBE_FILE)];
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        candidates.extend(
+            entries
+                .flatten()
+                .filter(|e| e.file_name().to_str().and_then(parse_sst_name).is_some())
+                .map(|e| e.path()),
+        );
+    }
+    for path in candidates {
+        let non_empty = std::fs::metadata(&path).is_ok_and(|m| m.len() > 0);
+        if non_empty && probe_direct_io_with(&path).await.is_ok() {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// A shard directory without CURRENT: new only if this open creates the database and
+/// the directory holds no SST or manifest.
+fn check_new_shard_dir(dir: &Path, creating: bool) -> Result<()> {
+    let current = dir.join(CURRENT_FILE);
+    if !creating {
+        let what = if dir.exists() {
+            "is missing in an existing database (the shard's file list is lost; nothing was deleted)"
+        } else {
+            "is missing: the shard directory does not exist in an existing database"
+        };
+        return Err(Error::corrupt(&current, 0, what));
+    }
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("list", dir, e))?;
+        let name = entry.file_name();
+        let name = name.to_str().unwrap_or_default();
+        if parse_sst_name(name).is_some() || parse_manifest_name(name).is_some() {
+            return Err(Error::corrupt(
+                &current,
+                0,
+                format!(
+                    "is missing but the shard directory holds {name}: refusing to treat it as new (nothing was deleted)"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 struct OpenCtx<'a> {
@@ -153,7 +221,7 @@ impl OpenCtx<'_> {
         desc: FileDesc,
         uploaded: bool,
     ) -> Result<(u32, Rc<FileMeta>)> {
-        let path = self.dir.join(format!("{:016x}.sst", desc.id));
+        let path = self.dir.join(crate::files::sst_name(desc.id));
         let local = match LocalFile::open(&path).await {
             Ok(file) => {
                 if file.size() != desc.size_bytes {
@@ -221,17 +289,13 @@ impl OpenCtx<'_> {
 
 /// Deletes SSTs the manifest does not name: outputs of a flush or compaction that
 /// crashed before its edit was logged.
-fn remove_orphans(dir: &std::path::Path, state: &ManifestState) -> Result<()> {
+fn remove_orphans(dir: &Path, state: &ManifestState) -> Result<()> {
     let live: HashSet<u64> = state.files.keys().copied().collect();
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))?;
     for entry in entries {
         let entry = entry.map_err(|e| Error::io("list", dir, e))?;
         let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let Some(stem) = name.strip_suffix(".sst") else {
-            continue;
-        };
-        let Ok(id) = u64::from_str_radix(stem, 16) else {
+        let Some(id) = name.to_str().and_then(parse_sst_name) else {
             continue;
         };
         if !live.contains(&id) {

@@ -8,15 +8,64 @@
 //! `multi_get` captures one snapshot for the whole batch and runs every key's search
 //! at once, so the block reads of the batch are in flight together on io_uring.
 
+use std::cell::Cell;
 use std::ops::Bound;
 use std::rc::Rc;
 
-use super::{ReadInProgress, Shard};
+use terrace_tiering::{BlockCache, RemoteStatsCell};
+
+use super::Shard;
 use crate::error::{ErrorDetail, Result};
 use crate::iter::{LevelIter, MemIter, MergeIter, Source};
 use crate::key::{make_internal_key, InternalKey, TableId, ValueKind, MAX_SEQNO};
 use crate::memtable::{MemValue, Memtable};
 use crate::version::Version;
+
+/// The read path's own state.
+pub(crate) struct ReadPath {
+    pub(crate) cache: Rc<BlockCache>,
+    /// Counters of remote block reads, shared by the shard's files.
+    pub(crate) remote_reads: RemoteStatsCell,
+    /// Foreground reads (gets, batches, scans) in progress.
+    pub(crate) in_progress: Cell<u32>,
+    /// Writes applied since the last turn given to the reactor while reads waited.
+    pub(crate) writes_since_io_turn: Cell<u32>,
+}
+
+impl ReadPath {
+    pub(crate) fn new(cache_bytes: u64) -> ReadPath {
+        ReadPath {
+            cache: Rc::new(BlockCache::new(cache_bytes)),
+            remote_reads: RemoteStatsCell::default(),
+            in_progress: Cell::new(0),
+            writes_since_io_turn: Cell::new(0),
+        }
+    }
+}
+
+/// Writes a shard applies back to back while reads are in progress before it lets
+/// the reactor reap their I/O. glommio only polls for disk completions between
+/// task-queue runs, so a writer that never waits (writes land in the memtable) would
+/// otherwise hold every read in flight until its queue's preemption timer fires.
+pub(crate) const WRITES_PER_IO_TURN: u32 = 32;
+/// How long such a write steps aside (the reactor runs as soon as the queue is idle).
+pub(crate) const IO_TURN: std::time::Duration = std::time::Duration::from_micros(10);
+
+/// Counts a read as in progress for as long as it lives.
+pub(crate) struct ReadInProgress<'a>(&'a Cell<u32>);
+
+impl<'a> ReadInProgress<'a> {
+    pub(crate) fn new(count: &'a Cell<u32>) -> Self {
+        count.set(count.get() + 1);
+        ReadInProgress(count)
+    }
+}
+
+impl Drop for ReadInProgress<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}
 
 /// What a read sees.
 pub(crate) struct ReadSnapshot {
@@ -36,17 +85,17 @@ pub(crate) struct ScanRange {
 
 impl Shard {
     pub(crate) fn snapshot(&self) -> ReadSnapshot {
-        let st = self.state.borrow();
+        let m = self.mem.borrow();
         ReadSnapshot {
-            seqno: st.last_seqno,
-            mem: st.mem.clone(),
-            imms: st.imms.iter().cloned().collect(),
-            version: st.version.clone(),
+            seqno: m.last_seqno,
+            mem: m.active.clone(),
+            imms: m.frozen.iter().cloned().collect(),
+            version: self.versions.current(),
         }
     }
 
     fn check_readable(&self) -> Result<()> {
-        if self.closing.get() {
+        if self.health.closing.get() {
             return Err(ErrorDetail::Closed.into());
         }
         Ok(())
@@ -70,13 +119,21 @@ impl Shard {
             if !f.desc.overlaps(Some(state_key), Some(state_key)) {
                 continue;
             }
-            if let Some(found) = f.reader.get(state_key, snap.seqno, &self.cache).await? {
+            if let Some(found) = f
+                .reader
+                .get(state_key, snap.seqno, &self.reads.cache)
+                .await?
+            {
                 return Ok(found_value(found));
             }
         }
         for level in 1..v.levels.len() {
             if let Some(f) = v.file_for_key(level, state_key) {
-                if let Some(found) = f.reader.get(state_key, snap.seqno, &self.cache).await? {
+                if let Some(found) = f
+                    .reader
+                    .get(state_key, snap.seqno, &self.reads.cache)
+                    .await?
+                {
                     return Ok(found_value(found));
                 }
             }
@@ -90,7 +147,7 @@ impl Shard {
         let ticket = self.lanes.enter(state_key);
         let snap = self.snapshot();
         self.counters.borrow_mut().gets += 1;
-        let reading = ReadInProgress::new(&self.reads_in_progress);
+        let reading = ReadInProgress::new(&self.reads.in_progress);
         let r = self.read_key(&snap, state_key).await;
         drop(reading);
         ticket.finish().await;
@@ -106,7 +163,7 @@ impl Shard {
         let tickets: Vec<_> = state_keys.iter().map(|k| self.lanes.enter(k)).collect();
         let snap = self.snapshot();
         self.counters.borrow_mut().gets += state_keys.len() as u64;
-        let _reading = ReadInProgress::new(&self.reads_in_progress);
+        let _reading = ReadInProgress::new(&self.reads.in_progress);
         let r =
             futures_util::future::try_join_all(state_keys.iter().map(|k| self.read_key(&snap, k)))
                 .await;
@@ -124,13 +181,13 @@ impl Shard {
             sources.push(Source::Mem(MemIter::new(m.clone(), snap.seqno)));
         }
         for f in &snap.version.levels[0] {
-            sources.push(Source::Table(f.reader.iter(self.cache.clone())));
+            sources.push(Source::Table(f.reader.iter(self.reads.cache.clone())));
         }
         for files in snap.version.levels.iter().skip(1) {
             if !files.is_empty() {
                 sources.push(Source::Level(LevelIter::new(
                     files.clone(),
-                    self.cache.clone(),
+                    self.reads.cache.clone(),
                 )));
             }
         }
@@ -147,7 +204,7 @@ impl Shard {
         self.check_readable()?;
         let snap = self.snapshot();
         self.counters.borrow_mut().scans += 1;
-        let _reading = ReadInProgress::new(&self.reads_in_progress);
+        let _reading = ReadInProgress::new(&self.reads.in_progress);
         let mut it = self.merge_iter(&snap);
         let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         let (first, last) = (

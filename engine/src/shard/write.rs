@@ -1,11 +1,34 @@
 //! The write path: assign a seqno, apply to the memtable, freeze it when full, and
 //! stall (rather than grow memory) when flushes or L0 compactions fall behind.
 
+use std::collections::VecDeque;
 use std::rc::Rc;
 
-use super::{Shard, IO_TURN, WRITES_PER_IO_TURN};
+use super::read::{IO_TURN, WRITES_PER_IO_TURN};
+use super::Shard;
 use crate::error::Result;
 use crate::memtable::Memtable;
+
+/// The shard's memtables and its sequence numbers.
+pub(crate) struct Memtables {
+    /// The memtable taking writes.
+    pub(crate) active: Rc<Memtable>,
+    /// Frozen memtables waiting for flush, newest first.
+    pub(crate) frozen: VecDeque<Rc<Memtable>>,
+    /// Highest seqno assigned.
+    pub(crate) last_seqno: u64,
+}
+
+impl Memtables {
+    /// Empty memtables continuing after `last_seqno`.
+    pub(crate) fn new(last_seqno: u64) -> Memtables {
+        Memtables {
+            active: Rc::new(Memtable::new()),
+            frozen: VecDeque::new(),
+            last_seqno,
+        }
+    }
+}
 
 impl Shard {
     /// Writes `value` (or a tombstone) for `state_key`. The write takes effect before
@@ -28,23 +51,23 @@ impl Shard {
     /// Every `WRITES_PER_IO_TURN` writes, while reads are in progress, steps aside so
     /// the reactor can complete their I/O (see `WRITES_PER_IO_TURN`).
     async fn give_reads_their_turn(&self) {
-        if self.reads_in_progress.get() == 0 {
+        if self.reads.in_progress.get() == 0 {
             return;
         }
-        let n = self.writes_since_io_turn.get() + 1;
+        let n = self.reads.writes_since_io_turn.get() + 1;
         if n < WRITES_PER_IO_TURN {
-            self.writes_since_io_turn.set(n);
+            self.reads.writes_since_io_turn.set(n);
             return;
         }
-        self.writes_since_io_turn.set(0);
+        self.reads.writes_since_io_turn.set(0);
         glommio::timer::sleep(IO_TURN).await;
     }
 
     fn apply(&self, state_key: &[u8], value: Option<&[u8]>) {
-        let mut st = self.state.borrow_mut();
-        st.last_seqno += 1;
-        let seqno = st.last_seqno;
-        st.mem.insert(state_key, seqno, value);
+        let mut m = self.mem.borrow_mut();
+        m.last_seqno += 1;
+        let seqno = m.last_seqno;
+        m.active.insert(state_key, seqno, value);
         let mut c = self.counters.borrow_mut();
         match value {
             Some(_) => c.puts += 1,
@@ -55,26 +78,26 @@ impl Shard {
     /// Freezes the active memtable if it is non-empty (and there is room), waking the
     /// flush task. Returns whether it froze.
     pub(crate) fn freeze(&self, force: bool) -> bool {
-        let mut st = self.state.borrow_mut();
-        let full = st.mem.approximate_bytes() >= self.opts.memtable_bytes;
-        if st.mem.is_empty()
+        let mut m = self.mem.borrow_mut();
+        let full = m.active.approximate_bytes() >= self.opts.memtable_bytes;
+        if m.active.is_empty()
             || (!force && !full)
-            || (!force && st.imms.len() >= self.opts.max_immutable_memtables)
+            || (!force && m.frozen.len() >= self.opts.max_immutable_memtables)
         {
             return false;
         }
-        let frozen = std::mem::replace(&mut st.mem, Rc::new(Memtable::new()));
-        st.imms.push_front(frozen);
-        drop(st);
-        self.flush_wake.notify_all();
+        let frozen = std::mem::replace(&mut m.active, Rc::new(Memtable::new()));
+        m.frozen.push_front(frozen);
+        drop(m);
+        self.signals.flush_wake.notify_all();
         true
     }
 
     fn must_stall(&self) -> bool {
-        let st = self.state.borrow();
-        let mem_full = st.mem.approximate_bytes() >= self.opts.memtable_bytes;
-        (mem_full && st.imms.len() >= self.opts.max_immutable_memtables)
-            || st.version.levels[0].len() >= self.opts.l0_stop_writes_trigger
+        let m = self.mem.borrow();
+        let mem_full = m.active.approximate_bytes() >= self.opts.memtable_bytes;
+        (mem_full && m.frozen.len() >= self.opts.max_immutable_memtables)
+            || self.versions.current().levels[0].len() >= self.opts.l0_stop_writes_trigger
     }
 
     /// Waits while the shard is over its memory or L0 budget.
@@ -85,20 +108,26 @@ impl Shard {
         }
         let start = self.opts.clock.now();
         loop {
-            let seen = self.changed.generation();
+            let seen = self.signals.changed.generation();
             self.check_open()?;
             self.freeze(false);
             if !self.must_stall() {
                 break;
             }
-            self.compaction_wake.notify_all();
-            self.changed
+            self.signals.compaction_wake.notify_all();
+            self.signals
+                .changed
                 .changed_or_after(seen, super::FOREGROUND_RECHECK)
                 .await;
         }
         let mut c = self.counters.borrow_mut();
         c.stalls += 1;
-        c.stall_micros += start.elapsed().as_micros() as u64;
+        c.stall_micros += self
+            .opts
+            .clock
+            .now()
+            .saturating_duration_since(start)
+            .as_micros() as u64;
         Ok(())
     }
 }

@@ -11,7 +11,7 @@ use terrace_tiering::Bytes;
 
 use crate::key::{compare_internal, trailer_of, ValueKind};
 
-use super::coding::{u32_le_at, DecodeResult, Malformed, Reader};
+use crate::encoding::{u32_le_at, DecodeResult, Malformed, Reader};
 
 /// A cursor over the entries of one uncompressed block.
 pub(crate) struct BlockIter {

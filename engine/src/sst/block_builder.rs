@@ -17,7 +17,7 @@
 //! The caller adds keys in strictly increasing internal order; the builder does not
 //! check it (the table writer does, once, for every key).
 
-use super::coding::put_varint32;
+use crate::encoding::put_varint32;
 
 /// Accumulates entries of one block.
 pub(crate) struct BlockBuilder {

@@ -11,7 +11,7 @@
 
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::coding::{DecodeResult, Malformed};
+use crate::encoding::{DecodeResult, Malformed};
 
 /// Probe counts outside this range are rejected as damage.
 const MAX_PROBES: u8 = 30;

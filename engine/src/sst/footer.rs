@@ -18,9 +18,9 @@ use std::path::Path;
 
 use crate::error::{Error, ErrorDetail, Result};
 
-use super::coding::Reader;
 use super::handle::{BlockHandle, FIXED_HANDLE_LEN};
 use super::FORMAT_VERSION;
+use crate::encoding::Reader;
 
 /// Bytes of the footer.
 pub(crate) const FOOTER_LEN: usize = 3 * FIXED_HANDLE_LEN + 4 + 4 + 8;
@@ -43,7 +43,7 @@ impl Footer {
         self.index.encode_fixed(out);
         self.properties.encode_fixed(out);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        let crc = crc32fast::hash(&out[start..]);
+        let crc = crate::encoding::crc32(&out[start..]);
         out.extend_from_slice(&crc.to_le_bytes());
         out.extend_from_slice(&MAGIC);
     }
@@ -58,13 +58,13 @@ impl Footer {
             return Err(Error::corrupt(file, offset, "bad magic: not a Terrace SST"));
         }
         let mut r = Reader::new(buf);
-        let bad = |m: super::coding::Malformed| m.at(file, offset);
+        let bad = |m: crate::encoding::Malformed| m.at(file, offset);
         let filter = BlockHandle::decode_fixed(&mut r).map_err(bad)?;
         let index = BlockHandle::decode_fixed(&mut r).map_err(bad)?;
         let properties = BlockHandle::decode_fixed(&mut r).map_err(bad)?;
         let version = r.u32_le("format version").map_err(bad)?;
         let stored = r.u32_le("footer crc").map_err(bad)?;
-        let computed = crc32fast::hash(&buf[..FOOTER_LEN - 12]);
+        let computed = crate::encoding::crc32(&buf[..FOOTER_LEN - 12]);
         if stored != computed {
             return Err(ErrorDetail::ChecksumMismatch {
                 file: file.to_path_buf(),

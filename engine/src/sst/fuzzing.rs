@@ -10,11 +10,11 @@ use terrace_tiering::{BlockSource, Bytes, LocalBoxFuture};
 
 use super::block::BlockIter;
 use super::bloom::BloomFilter;
-use super::codec::unseal;
 use super::footer::Footer;
 use super::index::decode_index;
 use super::properties::TableProperties;
 use super::reader::MIN_DATA_KEY_LEN;
+use super::seal::unseal;
 
 /// Decodes `data` as uncompressed data-block contents: walks every entry, then seeks
 /// to each key seen and to `probe`. Returns the entry count or the parse error.

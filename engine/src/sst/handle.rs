@@ -5,8 +5,8 @@
 //! as varints inside index entries (`offset: varint64, size: varint32`) and at fixed
 //! width in the footer (`offset: u64 LE, size: u32 LE`).
 
-use super::codec::BLOCK_TRAILER_LEN;
-use super::coding::{put_varint32, put_varint64, DecodeResult, Malformed, Reader};
+use super::seal::BLOCK_TRAILER_LEN;
+use crate::encoding::{put_varint32, put_varint64, DecodeResult, Malformed, Reader};
 
 /// Location of one block's stored contents.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

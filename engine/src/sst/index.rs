@@ -15,8 +15,8 @@ use crate::key::{compare_internal, pack_trailer, state_key_of, ValueKind, MAX_SE
 
 use super::block::BlockIter;
 use super::block_builder::BlockBuilder;
-use super::coding::{DecodeResult, Malformed, Reader};
 use super::handle::BlockHandle;
+use crate::encoding::{DecodeResult, Malformed, Reader};
 
 /// Restart interval of index blocks (only affects their size: readers decode them whole).
 pub(crate) const INDEX_RESTART_INTERVAL: usize = 16;

@@ -18,8 +18,8 @@ use terrace_tiering::{BlockCache, Bytes};
 use crate::error::{Error, Result};
 
 use super::block::BlockIter;
-use super::codec::{unseal_borrowed, Unsealed};
 use super::reader::{read, TableReader, MIN_DATA_KEY_LEN};
+use super::seal::{unseal_borrowed, Unsealed};
 
 enum Fetch {
     Cached(Rc<BlockCache>),
@@ -149,7 +149,7 @@ impl TableIter {
         r
     }
 
-    fn corrupt_block(&self, i: usize, m: super::coding::Malformed) -> Error {
+    fn corrupt_block(&self, i: usize, m: crate::encoding::Malformed) -> Error {
         let offset = self.table.block_handle(i).map_or(0, |h| h.offset);
         m.at(self.table.path(), offset)
     }

@@ -29,8 +29,6 @@
 mod block;
 mod block_builder;
 mod bloom;
-mod codec;
-mod coding;
 mod footer;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -39,6 +37,7 @@ mod index;
 mod iter;
 mod properties;
 mod reader;
+mod seal;
 mod writer;
 
 pub use iter::TableIter;

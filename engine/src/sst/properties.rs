@@ -20,8 +20,8 @@ use std::cmp::Ordering;
 use crate::key::{compare_internal, state_key_group, InternalKey, ValueKind};
 use crate::options::Compression;
 
-use super::codec::{COMPRESSION_NONE, COMPRESSION_ZSTD};
-use super::coding::{put_varint32, DecodeResult, Malformed, Reader};
+use super::seal::{COMPRESSION_NONE, COMPRESSION_ZSTD};
+use crate::encoding::{put_varint32, DecodeResult, Malformed, Reader};
 
 /// What an SST holds, as recorded when it was written.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -22,12 +22,12 @@ use crate::key::{
 
 use super::block::BlockIter;
 use super::bloom::{bloom_hash, BloomFilter};
-use super::codec::{unseal, unseal_borrowed, Unsealed};
 use super::footer::{Footer, FOOTER_LEN};
 use super::handle::BlockHandle;
 use super::index::{decode_index, IndexEntry};
 use super::iter::TableIter;
 use super::properties::TableProperties;
+use super::seal::{unseal, unseal_borrowed, Unsealed};
 
 /// Shortest key a data block may hold: a state-key prefix and a trailer.
 pub(crate) const MIN_DATA_KEY_LEN: usize = STATE_KEY_PREFIX_LEN + TRAILER_LEN;

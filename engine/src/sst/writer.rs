@@ -28,11 +28,11 @@ use crate::options::{Compression, Options, KEY_BYTES_LIMIT, VALUE_BYTES_LIMIT};
 
 use super::block_builder::BlockBuilder;
 use super::bloom::{bloom_hash, BloomBuilder};
-use super::codec::{Sealer, BLOCK_TRAILER_LEN};
 use super::footer::{Footer, FOOTER_LEN};
 use super::handle::BlockHandle;
 use super::index::{separator, IndexBuilder};
 use super::properties::TableProperties;
+use super::seal::{Sealer, BLOCK_TRAILER_LEN};
 use super::IO_ALIGN_BYTES;
 
 /// Zeros written as alignment padding.

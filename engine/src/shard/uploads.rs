@@ -1,22 +1,25 @@
-//! Tiering on a shard: uploading new SSTs, keeping fresh files warm, enforcing the
-//! local disk budget, and slowing flushes when uploads fall behind.
+//! Uploads on a shard: the upload queue and worker, and slowing flushes when uploads
+//! fall behind.
 //!
 //! Every SST is written locally first. Once its version edit is logged it is queued
 //! for upload; the upload runs on the I/O runtime while the shard keeps serving. When
-//! it completes the shard logs an "uploaded" edit: only then may the local copy go,
-//! and only after the warm window, and only when the disk budget asks for room. A
-//! restart re-queues every file the manifest does not record as uploaded.
+//! it completes the shard logs an "uploaded" edit: only then may the local copy go
+//! (`local_copies.rs`). A restart re-queues every file the manifest does not record
+//! as uploaded.
 
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use terrace_tiering::{LocalFile, RemoteLocation, RemoteStatsCell, TieredFile};
 use terrace_uploader::{UploadError, UploadJob};
 
 use super::{Shard, BACKGROUND_RECHECK, FOREGROUND_RECHECK};
 use crate::error::{Error, Result};
+use crate::notify::Notify;
 use crate::remote::Remote;
 use crate::sst::TableReader;
 use crate::stats::TierStats;
@@ -24,8 +27,35 @@ use crate::version::{FileDesc, FileMeta, UploadState, VersionEdit};
 
 /// Longest pause between attempts of a failing upload.
 const MAX_UPLOAD_BACKOFF: Duration = Duration::from_secs(5);
-/// How often the budget is checked when nothing else wakes the tiering task.
-const TIER_RECHECK: Duration = Duration::from_secs(1);
+
+/// The shard's upload queue and what is in flight.
+#[derive(Default)]
+pub(crate) struct Uploads {
+    /// Files waiting for the upload task to start their upload.
+    pub(crate) queue: RefCell<VecDeque<Rc<FileMeta>>>,
+    /// Wakes the upload task.
+    pub(crate) wake: Notify,
+    /// Files queued or uploading, and their bytes.
+    pub(crate) pending: Cell<u64>,
+    pub(crate) pending_bytes: Cell<u64>,
+    /// The last non-retryable upload failure, until an upload succeeds again.
+    pub(crate) refusal: RefCell<Option<terrace_tiering::store::StoreError>>,
+    /// Set at close: failing uploads stop retrying after this instant.
+    pub(crate) close_deadline: Cell<Option<Instant>>,
+}
+
+impl Uploads {
+    /// Uploads for the files of `queue` (their edits are logged already).
+    pub(crate) fn with_queue(queue: VecDeque<Rc<FileMeta>>) -> Uploads {
+        let bytes = queue.iter().map(|m| m.desc.size_bytes).sum();
+        Uploads {
+            pending: Cell::new(queue.len() as u64),
+            pending_bytes: Cell::new(bytes),
+            queue: RefCell::new(queue),
+            ..Default::default()
+        }
+    }
+}
 
 /// Opens a reader over an SST that has a local copy, an object, or both.
 pub(crate) async fn open_table(
@@ -40,7 +70,7 @@ pub(crate) async fn open_table(
     let location = remote.map(|r| RemoteLocation {
         io: r.io.clone(),
         store: r.store(),
-        key: Remote::object_key(shard, desc.id).into(),
+        key: crate::files::object_key(shard, desc.id).into(),
     });
     let file = Rc::new(TieredFile::new(
         desc.size_bytes,
@@ -73,23 +103,25 @@ impl Shard {
         if meta.upload.get() != UploadState::Pending || self.remote.is_none() {
             return;
         }
-        self.uploads_pending.set(self.uploads_pending.get() + 1);
-        self.upload_pending_bytes
-            .set(self.upload_pending_bytes.get() + meta.desc.size_bytes);
-        self.to_upload.borrow_mut().push_back(meta.clone());
-        self.upload_wake.notify_all();
+        let u = &self.uploads;
+        u.pending.set(u.pending.get() + 1);
+        u.pending_bytes
+            .set(u.pending_bytes.get() + meta.desc.size_bytes);
+        u.queue.borrow_mut().push_back(meta.clone());
+        u.wake.notify_all();
     }
 
     /// The upload task: starts one upload per queued file (the uploader bounds how
     /// many run at once) until the shard closes and nothing is queued.
     pub(crate) async fn upload_loop(self: Rc<Self>) {
         loop {
-            let seen = self.upload_wake.generation();
+            let seen = self.uploads.wake.generation();
             self.start_queued_uploads();
-            if self.closing.get() {
+            if self.health.closing.get() {
                 return;
             }
-            self.upload_wake
+            self.uploads
+                .wake
                 .changed_or_after(seen, BACKGROUND_RECHECK)
                 .await;
         }
@@ -97,7 +129,7 @@ impl Shard {
 
     /// Starts an upload task for every queued file.
     pub(crate) fn start_queued_uploads(self: &Rc<Self>) {
-        let queued: Vec<Rc<FileMeta>> = self.to_upload.borrow_mut().drain(..).collect();
+        let queued: Vec<Rc<FileMeta>> = self.uploads.queue.borrow_mut().drain(..).collect();
         for meta in queued {
             let task = glommio::spawn_local_into(self.clone().upload_file(meta), self.queues.flush);
             match task {
@@ -117,13 +149,13 @@ impl Shard {
         let mut backoff = Duration::from_millis(100);
         let outcome = loop {
             let job = UploadJob {
-                key: Remote::object_key(self.id, id),
+                key: crate::files::object_key(self.id, id),
                 path: self.sst_path(id),
                 size: meta.desc.size_bytes,
             };
             match remote.uploader.upload(job).await {
                 Ok(Ok(_receipt)) => break true,
-                Ok(Err(UploadError::Local { path, source })) if self.is_live(id) => {
+                Ok(Err(UploadError::Local { path, source })) if self.versions.is_live(id) => {
                     // The only copy of a live file is unreadable or changed: data is
                     // lost or at risk, and retrying cannot help. Stop taking writes
                     // with an error that names the file.
@@ -142,8 +174,8 @@ impl Shard {
                         // get the refusal as their error instead of waiting forever.
                         tracing::error!(shard = self.id, file = id, error = %e, "upload refused; will retry");
                         if let UploadError::Store(se) = &e {
-                            *self.upload_refusal.borrow_mut() = Some(se.clone());
-                            self.changed.notify_all();
+                            *self.uploads.refusal.borrow_mut() = Some(se.clone());
+                            self.signals.changed.notify_all();
                         }
                         backoff = MAX_UPLOAD_BACKOFF;
                     }
@@ -153,49 +185,40 @@ impl Shard {
                 Err(_) => break false,
             }
             let past_deadline = self
+                .uploads
                 .close_deadline
                 .get()
                 .is_some_and(|d| self.opts.clock.now() >= d);
-            if past_deadline || !self.is_live(id) {
+            if past_deadline || !self.versions.is_live(id) {
                 break false;
             }
             glommio::timer::sleep(backoff).await;
             backoff = (backoff * 2).min(MAX_UPLOAD_BACKOFF);
         };
         if outcome {
-            self.upload_refusal.borrow_mut().take();
+            self.uploads.refusal.borrow_mut().take();
             let edit = VersionEdit {
                 uploaded: vec![id],
                 ..Default::default()
             };
-            let logged = self.manifest.borrow_mut().append(&edit);
-            match logged {
-                Ok(()) => {
-                    meta.upload
-                        .set(UploadState::Uploaded(self.opts.clock.now()));
-                    let mut c = self.counters.borrow_mut();
-                    c.uploads += 1;
-                    c.upload_bytes += meta.desc.size_bytes;
-                }
-                Err(e) => self.poison(&e),
+            // Logged before the state changes: a file is "uploaded" (and may lose its
+            // local copy) only once a restart would see it so. A failure poisons the
+            // shard (inside log_and_install).
+            if self.log_and_install(edit, Vec::new()).await.is_ok() {
+                meta.upload
+                    .set(UploadState::Uploaded(self.opts.clock.now()));
+                let mut c = self.counters.borrow_mut();
+                c.uploads += 1;
+                c.upload_bytes += meta.desc.size_bytes;
             }
         }
-        self.uploads_pending.set(self.uploads_pending.get() - 1);
-        self.upload_pending_bytes
-            .set(self.upload_pending_bytes.get() - meta.desc.size_bytes);
+        let u = &self.uploads;
+        u.pending.set(u.pending.get() - 1);
+        u.pending_bytes
+            .set(u.pending_bytes.get() - meta.desc.size_bytes);
         drop(meta);
-        self.changed.notify_all();
-        self.tier_wake.notify_all();
-    }
-
-    fn is_live(&self, id: u64) -> bool {
-        self.state
-            .borrow()
-            .version
-            .levels
-            .iter()
-            .flatten()
-            .any(|f| f.desc.id == id)
+        self.signals.changed.notify_all();
+        self.local_copies.wake.notify_all();
     }
 
     /// Waits while more bytes await upload than the shard's share of
@@ -206,16 +229,17 @@ impl Shard {
         }
         let limit = self.opts.max_pending_upload_bytes / u64::from(self.opts.shards);
         let mut waited = false;
-        while self.upload_pending_bytes.get() > limit
-            && !self.close_requested.get()
-            && !self.closing.get()
+        while self.uploads.pending_bytes.get() > limit
+            && !self.health.close_requested.get()
+            && !self.health.closing.get()
         {
             if !waited {
                 waited = true;
                 self.counters.borrow_mut().upload_waits += 1;
             }
-            let seen = self.changed.generation();
-            self.changed
+            let seen = self.signals.changed.generation();
+            self.signals
+                .changed
                 .changed_or_after(seen, FOREGROUND_RECHECK)
                 .await;
         }
@@ -226,19 +250,19 @@ impl Shard {
     pub(crate) async fn wait_for_uploads(&self) -> Result<()> {
         self.wait_until(
             || {
-                let st = self.state.borrow();
-                self.upload_refusal.borrow().is_some()
-                    || !st
-                        .version
+                self.uploads.refusal.borrow().is_some()
+                    || !self
+                        .versions
+                        .current()
                         .levels
                         .iter()
                         .flatten()
                         .any(|f| f.upload.get() == UploadState::Pending)
             },
-            &self.upload_wake,
+            &self.uploads.wake,
         )
         .await?;
-        match self.upload_refusal.borrow().clone() {
+        match self.uploads.refusal.borrow().clone() {
             Some(e) => Err(crate::remote::store_err(e)),
             None => Ok(()),
         }
@@ -247,98 +271,33 @@ impl Shard {
     /// Waits (bounded by `upload_close_timeout`) for uploads in flight at close.
     pub(crate) async fn drain_uploads(self: &Rc<Self>) {
         let deadline = self.opts.clock.now() + self.opts.upload_close_timeout;
-        self.close_deadline.set(Some(deadline));
+        self.uploads.close_deadline.set(Some(deadline));
         self.start_queued_uploads();
-        while self.uploads_pending.get() > 0 && self.opts.clock.now() < deadline {
-            let seen = self.changed.generation();
-            self.changed
+        while self.uploads.pending.get() > 0 && self.opts.clock.now() < deadline {
+            let seen = self.signals.changed.generation();
+            self.signals
+                .changed
                 .changed_or_after(seen, FOREGROUND_RECHECK)
                 .await;
         }
-        if self.uploads_pending.get() > 0 {
+        if self.uploads.pending.get() > 0 {
             tracing::warn!(
                 shard = self.id,
-                files = self.uploads_pending.get(),
+                files = self.uploads.pending.get(),
                 "closing with uploads unfinished; they resume at the next open"
             );
         }
     }
 
-    /// The tiering task: enforces the local disk budget when uploads finish and once
-    /// a second, until close.
-    pub(crate) async fn tier_loop(self: Rc<Self>) {
-        if self.remote.is_none() || self.opts.local_disk_budget_bytes.is_none() {
-            return;
-        }
-        loop {
-            let seen = self.tier_wake.generation();
-            if self.closing.get() {
-                return;
-            }
-            self.enforce_local_budget();
-            self.tier_wake.changed_or_after(seen, TIER_RECHECK).await;
-        }
-    }
-
-    /// Drops local copies of the oldest uploaded files past their warm window until
-    /// the shard's local SSTs fit its share of `local_disk_budget_bytes`.
-    pub(crate) fn enforce_local_budget(&self) {
-        let Some(budget) = self.opts.local_disk_budget_bytes else {
-            return;
-        };
-        let budget = budget / u64::from(self.opts.shards);
-        let now = self.opts.clock.now();
-        let warm = self.opts.warm_window;
-        let (mut local, mut candidates) = {
-            let st = self.state.borrow();
-            let mut local = 0u64;
-            let mut candidates = Vec::new();
-            for f in st.version.levels.iter().flatten().chain(st.obsolete.iter()) {
-                if !f.file.is_local() {
-                    continue;
-                }
-                local += f.desc.size_bytes;
-                if let UploadState::Uploaded(at) = f.upload.get() {
-                    if now.duration_since(at) >= warm {
-                        candidates.push((at, f.clone()));
-                    }
-                }
-            }
-            (local, candidates)
-        };
-        if local <= budget {
-            return;
-        }
-        candidates.sort_by_key(|(at, f)| (*at, f.desc.id));
-        for (_, f) in candidates {
-            if local <= budget {
-                break;
-            }
-            if !f.file.drop_local() {
-                continue;
-            }
-            let path = self.sst_path(f.desc.id);
-            if let Err(e) = std::fs::remove_file(&path) {
-                tracing::warn!(file = %path.display(), error = %e, "could not remove a dropped local copy");
-            }
-            local = local.saturating_sub(f.desc.size_bytes);
-            self.counters.borrow_mut().local_drops += 1;
-            if let Some(hook) = &self.opts.new_file_hook {
-                hook.on_local_copy_dropped(self.id, f.desc.id);
-            }
-        }
-    }
-
     /// Where the shard's files are.
     pub(crate) fn tier_stats(&self) -> TierStats {
-        let st = self.state.borrow();
         let mut t = TierStats {
-            pending_uploads: self.uploads_pending.get(),
-            pending_upload_bytes: self.upload_pending_bytes.get(),
-            remote_reads: self.remote_reads.get(),
+            pending_uploads: self.uploads.pending.get(),
+            pending_upload_bytes: self.uploads.pending_bytes.get(),
+            remote_reads: self.reads.remote_reads.get(),
             ..Default::default()
         };
-        for f in st.version.levels.iter().flatten() {
+        for f in self.versions.current().levels.iter().flatten() {
             if f.file.is_local() {
                 t.local_files += 1;
                 t.local_bytes += f.desc.size_bytes;
@@ -357,7 +316,7 @@ impl Shard {
             return;
         }
         let store = remote.store();
-        let key = Remote::object_key(self.id, meta.desc.id);
+        let key = crate::files::object_key(self.id, meta.desc.id);
         // Fire and forget: a failed delete leaves an orphan object for the garbage
         // collector, never a missing one.
         drop(remote.io.spawn(async move {

@@ -1,10 +1,17 @@
-//! Little-endian and varint encoding helpers shared by every SST structure, and the
-//! context-free [`Malformed`] error decoders return before the caller attaches the
-//! file path and offset.
+//! Bytes in and out: the one cursor every persisted format is encoded and decoded
+//! with, and its checksums.
+//!
+//! [`Enc`] appends little-endian fixed-width values, LEB128 varints and
+//! length-prefixed byte strings; [`Reader`] reads them back. Decoding never panics:
+//! every read is bounds-checked and a short or malformed input is a [`Malformed`]
+//! error, described without file context; callers attach the file and offset
+//! ([`Malformed::at`]) and the result is a Corruption error.
 //!
 //! Varints are LEB128 (7 bits per byte, least significant group first). A `u32`
 //! varint takes at most 5 bytes, a `u64` varint at most 10; longer encodings or bits
 //! beyond the width are rejected rather than silently truncated.
+//!
+//! Checksums are CRC32 (crc32fast, IEEE polynomial, SIMD-accelerated).
 
 use std::path::Path;
 
@@ -130,6 +137,13 @@ impl<'a> Reader<'a> {
         let len = self.varint32(what)?;
         self.bytes(len as usize, what)
     }
+
+    /// A u32 little-endian length followed by that many bytes (what [`Enc::bytes`]
+    /// writes).
+    pub(crate) fn u32_prefixed(&mut self, what: &str) -> DecodeResult<&'a [u8]> {
+        let len = self.u32_le(what)?;
+        self.bytes(len as usize, what)
+    }
 }
 
 /// Reads a little-endian u32 at `pos`, if it fits.
@@ -139,6 +153,72 @@ pub(crate) fn u32_le_at(buf: &[u8], pos: usize) -> Option<u32> {
     Some(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
 }
 
+/// Appends fixed-width little-endian values to a buffer.
+#[derive(Default)]
+pub(crate) struct Enc {
+    pub(crate) buf: Vec<u8>,
+}
+
+impl Enc {
+    pub(crate) fn u8(&mut self, v: u8) -> &mut Self {
+        self.buf.push(v);
+        self
+    }
+    pub(crate) fn u16(&mut self, v: u16) -> &mut Self {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    pub(crate) fn u32(&mut self, v: u32) -> &mut Self {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    pub(crate) fn u64(&mut self, v: u64) -> &mut Self {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    /// A u32 length, then the bytes. Persisted strings are far below 4 GiB: the
+    /// callers bound them (keys, table names, records of at most `MAX_RECORD_BYTES`).
+    pub(crate) fn bytes(&mut self, v: &[u8]) -> &mut Self {
+        self.u32(v.len() as u32);
+        self.buf.extend_from_slice(v);
+        self
+    }
+}
+
+/// Checks that `data` has the CRC32 `stored`; a mismatch is a Corruption error naming
+/// `file` and `offset`.
+pub(crate) fn verify_crc32(
+    file: &std::path::Path,
+    offset: u64,
+    stored: u32,
+    data: &[u8],
+) -> crate::Result<()> {
+    let computed = crc32(data);
+    if stored == computed {
+        return Ok(());
+    }
+    Err(crate::ErrorDetail::ChecksumMismatch {
+        file: file.to_path_buf(),
+        offset,
+        stored,
+        computed,
+    }
+    .into())
+}
+
+/// CRC32 (Castagnoli is not needed here; crc32fast's IEEE polynomial is fast with SIMD).
+pub(crate) fn crc32(data: &[u8]) -> u32 {
+    crc32fast::hash(data)
+}
+
+/// CRC32 of the concatenation of `parts`, without concatenating them.
+pub(crate) fn crc32_of(parts: &[&[u8]]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    for p in parts {
+        h.update(p);
+    }
+    h.finalize()
+}
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

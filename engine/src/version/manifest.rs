@@ -12,128 +12,121 @@
 //! is queued for upload again.
 //!
 //! `CURRENT` names the live manifest; it is replaced atomically (temp file, fsync,
-//! rename, fsync of the directory). Every open writes a fresh manifest whose first
-//! record is a snapshot of the recovered state, so the log never grows without bound
-//! across restarts. Each append is followed by fsync before the edit is applied in
-//! memory: what the manifest says is what a restart sees.
+//! rename, fsync of the directory). A new manifest starts with one record holding a
+//! snapshot of the state; one is written at every open and whenever the log grows
+//! past `Options::manifest_roll_bytes`. Each append is followed by fdatasync before
+//! the edit is applied in memory: what the manifest says is what a restart sees.
+//! No record is larger than [`MAX_RECORD_BYTES`], on write as on replay.
 //!
 //! Recovery tolerates a torn final record (a crash in the middle of an append) and
 //! reports any other damage as Corruption naming the file and offset.
+//!
+//! Everything here is blocking file I/O: the [`VersionSet`](super::VersionSet) runs
+//! it off the shard thread.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::codec::{crc32, verify_crc32};
+use super::{ManifestState, VersionEdit};
+use crate::encoding::{crc32, verify_crc32};
 use crate::error::{Error, ErrorDetail, Result};
-use crate::version::{FileDesc, VersionEdit};
+use crate::files::{manifest_name, parse_manifest_name, replace_file, sync_dir, CURRENT_FILE};
 
 const MAGIC: &[u8; 8] = b"TRCMANIF";
 /// Manifest format version written by this build.
 pub(crate) const MANIFEST_FORMAT_VERSION: u32 = 2;
 const HEADER_LEN: usize = 16;
 const RECORD_HEADER_LEN: usize = 8;
-/// Largest record accepted on replay; a larger length field means damage.
-const MAX_RECORD_BYTES: u32 = 256 << 20;
+/// Largest record payload, written or replayed. A larger edit is refused before
+/// anything is written; a larger length field on replay means damage.
+pub(crate) const MAX_RECORD_BYTES: usize = 256 << 20;
+/// How often a reader retries when the manifest CURRENT named was replaced while it
+/// looked (a writer rolled its log).
+const CURRENT_RACE_RETRIES: usize = 20;
 
-/// The state a manifest replays to.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct ManifestState {
-    /// Live files by id, with their level.
-    pub(crate) files: BTreeMap<u64, (u32, FileDesc)>,
-    pub(crate) last_seqno: u64,
-    pub(crate) next_file_number: u64,
-    pub(crate) compact_pointers: BTreeMap<u32, Vec<u8>>,
-    /// Live files whose upload to the object store completed.
-    pub(crate) uploaded: BTreeSet<u64>,
+/// What recovery found in a shard directory.
+pub(crate) struct Recovered {
+    pub(crate) state: ManifestState,
+    /// Number of the manifest CURRENT names.
+    pub(crate) number: u64,
 }
 
-impl ManifestState {
-    pub(crate) fn apply(&mut self, edit: &VersionEdit) {
-        if let Some(s) = edit.last_seqno {
-            self.last_seqno = self.last_seqno.max(s);
-        }
-        if let Some(n) = edit.next_file_number {
-            self.next_file_number = self.next_file_number.max(n);
-        }
-        for (_, id) in &edit.deleted {
-            self.files.remove(id);
-            self.uploaded.remove(id);
-        }
-        for (level, f) in &edit.added {
-            self.files.insert(f.id, (*level, f.clone()));
-        }
-        // An upload may finish after its file was compacted away: only live files count.
-        for id in &edit.uploaded {
-            if self.files.contains_key(id) {
-                self.uploaded.insert(*id);
-            }
-        }
-        for (level, k) in &edit.compact_pointers {
-            self.compact_pointers.insert(*level, k.clone());
-        }
-    }
-
-    /// One edit that recreates this state from nothing.
-    pub(crate) fn snapshot_edit(&self) -> VersionEdit {
-        VersionEdit {
-            last_seqno: Some(self.last_seqno),
-            next_file_number: Some(self.next_file_number),
-            added: self
-                .files
-                .values()
-                .map(|(level, f)| (*level, f.clone()))
-                .collect(),
-            deleted: Vec::new(),
-            compact_pointers: self
-                .compact_pointers
-                .iter()
-                .map(|(l, k)| (*l, k.clone()))
-                .collect(),
-            uploaded: self.uploaded.iter().copied().collect(),
-        }
-    }
-}
-
-/// An open manifest, appended to as versions change.
-pub(crate) struct Manifest {
-    path: PathBuf,
-    file: File,
-}
-
-fn manifest_name(number: u64) -> String {
-    format!("MANIFEST-{number:06}")
-}
-
-impl Manifest {
-    /// Replays the manifest `CURRENT` names; `None` when the directory has no CURRENT.
-    pub(crate) fn recover(dir: &Path) -> Result<Option<(ManifestState, u64)>> {
-        let current = dir.join("CURRENT");
+/// Replays the manifest `CURRENT` names; `None` when the directory has no CURRENT.
+/// A manifest replaced between reading CURRENT and opening it (a live writer rolled
+/// its log) is retried with the new CURRENT.
+pub(crate) fn recover(dir: &Path) -> Result<Option<Recovered>> {
+    let current = dir.join(CURRENT_FILE);
+    let mut attempt = 0;
+    loop {
         let name = match fs::read_to_string(&current) {
             Ok(s) => s,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io("read", &current, e)),
         };
         let name = name.trim_end_matches('\n');
-        let number = name
-            .strip_prefix("MANIFEST-")
-            .and_then(|n| n.parse::<u64>().ok())
-            .ok_or_else(|| {
-                Error::corrupt(&current, 0, format!("names {name:?}, not a manifest"))
-            })?;
+        let number = parse_manifest_name(name).ok_or_else(|| {
+            Error::corrupt(&current, 0, format!("names {name:?}, not a manifest"))
+        })?;
         let path = dir.join(name);
         let mut bytes = Vec::new();
-        File::open(&path)
-            .and_then(|mut f| f.read_to_end(&mut bytes))
-            .map_err(|e| Error::io("read", &path, e))?;
+        match File::open(&path).and_then(|mut f| f.read_to_end(&mut bytes)) {
+            Ok(_) => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound && attempt < CURRENT_RACE_RETRIES =>
+            {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                continue;
+            }
+            Err(e) => return Err(Error::io("read", &path, e)),
+        }
         let state = replay(&path, &bytes)?;
-        Ok(Some((state, number)))
+        return Ok(Some(Recovered { state, number }));
     }
+}
 
-    /// Writes a new manifest holding `state`, points CURRENT at it and removes the
-    /// previous one.
-    pub(crate) fn create(dir: &Path, state: &ManifestState, number: u64) -> Result<Manifest> {
+/// Frames an encoded edit as a record, refusing payloads over [`MAX_RECORD_BYTES`].
+pub(crate) fn encode_record(payload: &[u8]) -> Result<Vec<u8>> {
+    if payload.len() > MAX_RECORD_BYTES {
+        return Err(Error::internal(format!(
+            "manifest record of {} bytes exceeds the limit of {MAX_RECORD_BYTES} bytes",
+            payload.len()
+        )));
+    }
+    let mut rec = Vec::with_capacity(RECORD_HEADER_LEN + payload.len());
+    rec.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    rec.extend_from_slice(&crc32(payload).to_le_bytes());
+    rec.extend_from_slice(payload);
+    Ok(rec)
+}
+
+/// A failure injected into a manifest append (tests of the poisoning rule).
+#[cfg(test)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum InjectedFailure {
+    /// Write this many bytes of the record, then fail (a torn record on disk).
+    TornWrite(usize),
+    /// Write the whole record, then fail the fdatasync.
+    Fsync,
+}
+
+/// The open manifest a writer appends to.
+pub(crate) struct ManifestLog {
+    dir: PathBuf,
+    path: PathBuf,
+    number: u64,
+    file: File,
+    len_bytes: u64,
+    /// Fails the append after this many more succeed.
+    #[cfg(test)]
+    pub(crate) inject: Option<(u32, InjectedFailure)>,
+}
+
+impl ManifestLog {
+    /// Writes `MANIFEST-<number>` holding one record (`snapshot`, an encoded snapshot
+    /// edit), syncs it, points CURRENT at it and removes every other manifest.
+    pub(crate) fn create(dir: &Path, number: u64, snapshot: &[u8]) -> Result<ManifestLog> {
         let path = dir.join(manifest_name(number));
         let mut file = OpenOptions::new()
             .create(true)
@@ -141,44 +134,109 @@ impl Manifest {
             .truncate(true)
             .open(&path)
             .map_err(|e| Error::io("create", &path, e))?;
-        let mut header = Vec::with_capacity(HEADER_LEN);
-        header.extend_from_slice(MAGIC);
-        header.extend_from_slice(&MANIFEST_FORMAT_VERSION.to_le_bytes());
-        let crc = crc32(&header);
-        header.extend_from_slice(&crc.to_le_bytes());
-        file.write_all(&header)
+        let mut bytes = Vec::with_capacity(HEADER_LEN + RECORD_HEADER_LEN + snapshot.len());
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&MANIFEST_FORMAT_VERSION.to_le_bytes());
+        let crc = crc32(&bytes);
+        bytes.extend_from_slice(&crc.to_le_bytes());
+        bytes.extend_from_slice(&encode_record(snapshot)?);
+        file.write_all(&bytes)
+            .and_then(|()| file.sync_all())
             .map_err(|e| Error::io("write", &path, e))?;
-        let mut m = Manifest { path, file };
-        m.append(&state.snapshot_edit())?;
-        set_current(dir, &manifest_name(number))?;
-        if number > 0 {
-            let old = dir.join(manifest_name(number - 1));
-            match fs::remove_file(&old) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io("remove", &old, e)),
-            }
-        }
-        Ok(m)
+        replace_file(
+            dir,
+            CURRENT_FILE,
+            format!("{}\n", manifest_name(number)).as_bytes(),
+        )?;
+        remove_other_manifests(dir, number)?;
+        Ok(ManifestLog {
+            dir: dir.to_path_buf(),
+            path,
+            number,
+            file,
+            len_bytes: bytes.len() as u64,
+            #[cfg(test)]
+            inject: None,
+        })
     }
 
-    /// Appends an edit and syncs it to disk.
-    pub(crate) fn append(&mut self, edit: &VersionEdit) -> Result<()> {
-        let payload = edit.encode();
-        let mut rec = Vec::with_capacity(RECORD_HEADER_LEN + payload.len());
-        rec.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        rec.extend_from_slice(&crc32(&payload).to_le_bytes());
-        rec.extend_from_slice(&payload);
+    /// Appends a framed record and syncs it. After an error the log must not be
+    /// appended to again: the record may be half on disk.
+    pub(crate) fn append(&mut self, record: &[u8]) -> Result<()> {
+        #[cfg(test)]
+        if let Some((left, failure)) = self.inject {
+            if left == 0 {
+                return self.fail_injected(record, failure);
+            }
+            self.inject = Some((left - 1, failure));
+        }
         self.file
-            .write_all(&rec)
+            .write_all(record)
             .map_err(|e| Error::io("append to", &self.path, e))?;
+        self.len_bytes += record.len() as u64;
         self.file
             .sync_data()
             .map_err(|e| Error::io("fsync", &self.path, e))
     }
+
+    #[cfg(test)]
+    fn fail_injected(&mut self, record: &[u8], failure: InjectedFailure) -> Result<()> {
+        let injected = std::io::Error::other("injected failure");
+        match failure {
+            InjectedFailure::TornWrite(n) => {
+                let n = n.min(record.len());
+                self.file
+                    .write_all(&record[..n])
+                    .map_err(|e| Error::io("append to", &self.path, e))?;
+                Err(Error::io("append to", &self.path, injected))
+            }
+            InjectedFailure::Fsync => {
+                self.file
+                    .write_all(record)
+                    .map_err(|e| Error::io("append to", &self.path, e))?;
+                Err(Error::io("fsync", &self.path, injected))
+            }
+        }
+    }
+
+    /// Bytes in the log so far.
+    pub(crate) fn len_bytes(&self) -> u64 {
+        self.len_bytes
+    }
+
+    /// Replaces this log with `MANIFEST-<number + 1>` starting from `snapshot`.
+    pub(crate) fn roll(&self, snapshot: &[u8]) -> Result<ManifestLog> {
+        ManifestLog::create(&self.dir, self.number + 1, snapshot)
+    }
 }
 
-/// Replays manifest bytes into a state.
+/// Removes manifests other than `keep` (older logs, or a roll that crashed before
+/// CURRENT named it).
+fn remove_other_manifests(dir: &Path, keep: u64) -> Result<()> {
+    let entries = fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))?;
+    let mut removed = false;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("list", dir, e))?;
+        let name = entry.file_name();
+        let Some(n) = name.to_str().and_then(parse_manifest_name) else {
+            continue;
+        };
+        if n != keep {
+            match fs::remove_file(entry.path()) {
+                Ok(()) => removed = true,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("remove", entry.path(), e)),
+            }
+        }
+    }
+    if removed {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// Replays manifest bytes into a state, with the same [`ManifestState::apply`] live
+/// edits use.
 pub(crate) fn replay(path: &Path, bytes: &[u8]) -> Result<ManifestState> {
     if bytes.len() < HEADER_LEN || &bytes[..8] != MAGIC {
         return Err(Error::corrupt(path, 0, "missing manifest magic"));
@@ -202,16 +260,16 @@ pub(crate) fn replay(path: &Path, bytes: &[u8]) -> Result<ManifestState> {
             tracing::warn!(file = %path.display(), offset = pos, "ignoring torn manifest tail");
             break;
         }
-        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
+        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
         let stored = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
         if len > MAX_RECORD_BYTES {
             return Err(Error::corrupt(
                 path,
                 pos as u64,
-                format!("record length {len}"),
+                format!("record length {len} exceeds {MAX_RECORD_BYTES}"),
             ));
         }
-        let end = RECORD_HEADER_LEN + len as usize;
+        let end = RECORD_HEADER_LEN + len;
         if rest.len() < end {
             tracing::warn!(file = %path.display(), offset = pos, "ignoring torn manifest tail");
             break;
@@ -225,44 +283,27 @@ pub(crate) fn replay(path: &Path, bytes: &[u8]) -> Result<ManifestState> {
             }
             return Err(e);
         }
-        let edit =
-            VersionEdit::decode(payload).map_err(|what| Error::corrupt(path, pos as u64, what))?;
-        state.apply(&edit);
+        let edit = VersionEdit::decode(payload).map_err(|m| m.at(path, pos as u64))?;
+        state
+            .apply(&edit)
+            .map_err(|what| Error::corrupt(path, pos as u64, what))?;
         pos += end;
     }
     Ok(state)
 }
 
-/// Atomically points `CURRENT` at `name`.
-fn set_current(dir: &Path, name: &str) -> Result<()> {
-    replace_file(dir, "CURRENT", format!("{name}\n").as_bytes())
-}
-
-/// Replaces `dir/name` with `bytes` atomically and durably: temp file, fsync,
-/// rename, fsync of the directory.
-pub(crate) fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-    let tmp = dir.join(format!("{name}.tmp"));
-    let path = dir.join(name);
-    {
-        let mut f = File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
-        f.write_all(bytes)
-            .and_then(|()| f.sync_all())
-            .map_err(|e| Error::io("write", &tmp, e))?;
-    }
-    fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &tmp, e))?;
-    sync_dir(dir)
-}
-
-/// fsyncs a directory so renames and creations in it are durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io("fsync directory", dir, e))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::version::FileDesc;
+
+    fn log(dir: &Path, state: &ManifestState, n: u64) -> ManifestLog {
+        ManifestLog::create(dir, n, &state.snapshot_edit().encode()).unwrap()
+    }
+
+    fn append(m: &mut ManifestLog, e: &VersionEdit) {
+        m.append(&encode_record(&e.encode()).unwrap()).unwrap();
+    }
 
     fn desc(id: u64) -> FileDesc {
         FileDesc {
@@ -280,9 +321,9 @@ mod tests {
     #[test]
     fn reopen_replays_edits_and_tolerates_only_a_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(Manifest::recover(dir.path()).unwrap().is_none());
+        assert!(recover(dir.path()).unwrap().is_none());
         let mut state = ManifestState::default();
-        let mut m = Manifest::create(dir.path(), &state, 1).unwrap();
+        let mut m = log(dir.path(), &state, 1);
         let e1 = VersionEdit {
             added: vec![(0, desc(1)), (0, desc(2))],
             last_seqno: Some(10),
@@ -298,11 +339,12 @@ mod tests {
             ..Default::default()
         };
         for e in [&e1, &e2] {
-            m.append(e).unwrap();
-            state.apply(e);
+            append(&mut m, e);
+            state.apply(e).unwrap();
         }
-        let (got, n) = Manifest::recover(dir.path()).unwrap().unwrap();
-        assert_eq!((got.clone(), n), (state.clone(), 1));
+        let r = recover(dir.path()).unwrap().unwrap();
+        let got = r.state;
+        assert_eq!((got.clone(), r.number), (state.clone(), 1));
         assert_eq!(got.files.keys().copied().collect::<Vec<_>>(), vec![3]);
         assert_eq!(got.uploaded.iter().copied().collect::<Vec<_>>(), vec![3]);
 
@@ -321,11 +363,11 @@ mod tests {
         assert!(err.to_string().contains("MANIFEST-000001"), "{err}");
 
         // A new manifest snapshots the state and replaces the old one.
-        let _m2 = Manifest::create(dir.path(), &state, 2).unwrap();
+        let _m2 = m.roll(&state.snapshot_edit().encode()).unwrap();
         assert!(dir.path().join("MANIFEST-000002").exists());
         assert!(!path.exists());
-        let (again, _) = Manifest::recover(dir.path()).unwrap().unwrap();
-        assert_eq!(again, state);
+        let again = recover(dir.path()).unwrap().unwrap();
+        assert_eq!((again.state, again.number), (state, 2));
     }
 
     fn fixture(name: &str) -> PathBuf {
@@ -371,9 +413,9 @@ mod tests {
 
     fn written(edits: &[VersionEdit]) -> Vec<u8> {
         let dir = tempfile::tempdir().unwrap();
-        let mut m = Manifest::create(dir.path(), &ManifestState::default(), 1).unwrap();
+        let mut m = log(dir.path(), &ManifestState::default(), 1);
         for e in edits {
-            m.append(e).unwrap();
+            append(&mut m, e);
         }
         fs::read(dir.path().join("MANIFEST-000001")).unwrap()
     }

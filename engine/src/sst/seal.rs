@@ -12,7 +12,7 @@ use std::path::Path;
 use crate::error::{Error, ErrorDetail, Result};
 use crate::options::Compression;
 
-use super::coding::u32_le_at;
+use crate::encoding::u32_le_at;
 
 /// Bytes of the trailer after every block's contents.
 pub(crate) const BLOCK_TRAILER_LEN: usize = 5;
@@ -87,10 +87,7 @@ impl Sealer {
 
 /// CRC of stored contents followed by the compression type byte.
 pub(crate) fn block_crc(stored: &[u8], kind: u8) -> u32 {
-    let mut h = crc32fast::Hasher::new();
-    h.update(stored);
-    h.update(&[kind]);
-    h.finalize()
+    crate::encoding::crc32_of(&[stored, &[kind]])
 }
 
 /// Verifies the trailer of a block read from `file` at `offset` (`buf` is contents +

@@ -1,20 +1,22 @@
-//! Versions: which SST files make up a shard's LSM tree, level by level.
+//! Version edits and file descriptions: what the manifest logs and checkpoints
+//! record about SSTs, and their encoding.
 //!
-//! A [`Version`] is an immutable snapshot. Readers clone the `Rc` and keep reading
-//! the files it names while flushes and compactions install newer versions; a file is
-//! deleted only once no version still references it. A [`VersionEdit`] is a change
-//! (files added and removed, counters advanced); the manifest logs edits and replay
-//! rebuilds the version.
+//! An edit is a list of tagged fields (`tag u8`, then the field), so a reader skips
+//! nothing silently: an unknown tag is an error. Fields:
 //!
-//! Invariants: L0 files are ordered newest first and may overlap; every level below
-//! is sorted by smallest key with no two files overlapping.
+//! ```text
+//! 1 last seqno      u64
+//! 2 next file       u64
+//! 3 add file        level u32, FileDesc
+//! 4 delete file     level u32, file id u64
+//! 5 compact pointer level u32, state key (u32 length + bytes)
+//! 6 uploaded        file id u64            (manifest format 2)
+//! FileDesc: id u64, size u64, smallest, largest (u32 length + bytes each),
+//!           entries u64, deletions u64, min seqno u64, max seqno u64
+//! ```
 
-use std::cmp::Ordering;
-use std::rc::Rc;
-
-use crate::codec::{Dec, Enc};
-use crate::key::{compare_internal, state_key_of};
-use crate::sst::TableReader;
+use crate::encoding::{DecodeResult, Enc, Malformed, Reader};
+use crate::key::state_key_of;
 
 /// What the manifest records about an SST.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,16 +74,16 @@ impl FileDesc {
             .u64(self.max_seqno);
     }
 
-    fn decode(d: &mut Dec<'_>) -> Option<FileDesc> {
-        Some(FileDesc {
-            id: d.u64()?,
-            size_bytes: d.u64()?,
-            smallest: d.bytes()?.to_vec(),
-            largest: d.bytes()?.to_vec(),
-            entries: d.u64()?,
-            deletions: d.u64()?,
-            min_seqno: d.u64()?,
-            max_seqno: d.u64()?,
+    fn decode(d: &mut Reader<'_>) -> DecodeResult<FileDesc> {
+        Ok(FileDesc {
+            id: d.u64_le("file id")?,
+            size_bytes: d.u64_le("file size")?,
+            smallest: d.u32_prefixed("smallest key")?.to_vec(),
+            largest: d.u32_prefixed("largest key")?.to_vec(),
+            entries: d.u64_le("entry count")?,
+            deletions: d.u64_le("deletion count")?,
+            min_seqno: d.u64_le("min seqno")?,
+            max_seqno: d.u64_le("max seqno")?,
         })
     }
 
@@ -92,97 +94,6 @@ impl FileDesc {
         let large = state_key_of(&self.largest);
         lo.is_none_or(|lo| large >= lo) && hi.is_none_or(|hi| small <= hi)
     }
-}
-
-/// Where a file stands with the object store.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum UploadState {
-    /// No object store: the local file is the only copy.
-    LocalOnly,
-    /// Written locally, upload queued or running.
-    Pending,
-    /// Safely in the object store since this instant.
-    Uploaded(std::time::Instant),
-}
-
-/// A live SST: its description, its open reader, and where its bytes are.
-pub(crate) struct FileMeta {
-    pub(crate) desc: FileDesc,
-    pub(crate) reader: Rc<TableReader>,
-    /// The reader's block source: local copy and/or object.
-    pub(crate) file: Rc<terrace_tiering::TieredFile>,
-    pub(crate) upload: std::cell::Cell<UploadState>,
-}
-
-/// The files of a shard's LSM tree at one point in time.
-#[derive(Clone)]
-pub(crate) struct Version {
-    pub(crate) levels: Vec<Vec<Rc<FileMeta>>>,
-}
-
-impl Version {
-    /// Applies added and deleted files, keeping the level invariants.
-    pub(crate) fn apply(&self, deleted: &[(u32, u64)], added: Vec<(u32, Rc<FileMeta>)>) -> Version {
-        let mut v = self.clone();
-        for (level, id) in deleted {
-            if let Some(files) = v.levels.get_mut(*level as usize) {
-                files.retain(|f| f.desc.id != *id);
-            }
-        }
-        for (level, f) in added {
-            if let Some(files) = v.levels.get_mut(level as usize) {
-                files.push(f);
-            }
-        }
-        sort_levels(&mut v.levels);
-        v
-    }
-
-    pub(crate) fn level_bytes(&self, level: usize) -> u64 {
-        self.levels[level].iter().map(|f| f.desc.size_bytes).sum()
-    }
-
-    /// Files of `level` whose state-key range intersects `[lo, hi]`.
-    pub(crate) fn overlapping(
-        &self,
-        level: usize,
-        lo: Option<&[u8]>,
-        hi: Option<&[u8]>,
-    ) -> Vec<Rc<FileMeta>> {
-        self.levels[level]
-            .iter()
-            .filter(|f| f.desc.overlaps(lo, hi))
-            .cloned()
-            .collect()
-    }
-
-    /// In a sorted level, the one file that may hold `state_key`.
-    pub(crate) fn file_for_key(&self, level: usize, state_key: &[u8]) -> Option<&Rc<FileMeta>> {
-        let files = &self.levels[level];
-        let i = files.partition_point(|f| state_key_of(&f.desc.largest) < state_key);
-        files
-            .get(i)
-            .filter(|f| state_key_of(&f.desc.smallest) <= state_key)
-    }
-}
-
-/// Orders L0 newest first and every other level by smallest key.
-pub(crate) fn sort_levels(levels: &mut [Vec<Rc<FileMeta>>]) {
-    if let Some(l0) = levels.first_mut() {
-        l0.sort_by(|a, b| {
-            b.desc
-                .max_seqno
-                .cmp(&a.desc.max_seqno)
-                .then(b.desc.id.cmp(&a.desc.id))
-        });
-    }
-    for files in levels.iter_mut().skip(1) {
-        files.sort_by(|a, b| cmp_smallest(&a.desc, &b.desc));
-    }
-}
-
-fn cmp_smallest(a: &FileDesc, b: &FileDesc) -> Ordering {
-    compare_internal(&a.smallest, &b.smallest)
 }
 
 /// A change to a version, as the manifest logs it.
@@ -230,31 +141,29 @@ impl VersionEdit {
         e.buf
     }
 
-    /// Decodes an edit; `Err` carries what was malformed.
-    pub(crate) fn decode(buf: &[u8]) -> Result<VersionEdit, &'static str> {
-        let mut d = Dec::new(buf);
+    /// Decodes an edit; the error says what was malformed.
+    pub(crate) fn decode(buf: &[u8]) -> DecodeResult<VersionEdit> {
+        let mut d = Reader::new(buf);
         let mut edit = VersionEdit::default();
         while !d.is_empty() {
-            let short = "record ends inside a field";
-            match d.u8().ok_or(short)? {
-                TAG_LAST_SEQNO => edit.last_seqno = Some(d.u64().ok_or(short)?),
-                TAG_NEXT_FILE => edit.next_file_number = Some(d.u64().ok_or(short)?),
+            match d.u8("field tag")? {
+                TAG_LAST_SEQNO => edit.last_seqno = Some(d.u64_le("last seqno")?),
+                TAG_NEXT_FILE => edit.next_file_number = Some(d.u64_le("next file number")?),
                 TAG_ADD => {
-                    let level = d.u32().ok_or(short)?;
-                    edit.added
-                        .push((level, FileDesc::decode(&mut d).ok_or(short)?));
+                    let level = d.u32_le("level")?;
+                    edit.added.push((level, FileDesc::decode(&mut d)?));
                 }
                 TAG_DELETE => {
-                    let level = d.u32().ok_or(short)?;
-                    edit.deleted.push((level, d.u64().ok_or(short)?));
+                    let level = d.u32_le("level")?;
+                    edit.deleted.push((level, d.u64_le("file id")?));
                 }
                 TAG_POINTER => {
-                    let level = d.u32().ok_or(short)?;
+                    let level = d.u32_le("level")?;
                     edit.compact_pointers
-                        .push((level, d.bytes().ok_or(short)?.to_vec()));
+                        .push((level, d.u32_prefixed("compact pointer")?.to_vec()));
                 }
-                TAG_UPLOADED => edit.uploaded.push(d.u64().ok_or(short)?),
-                _ => return Err("unknown field tag"),
+                TAG_UPLOADED => edit.uploaded.push(d.u64_le("file id")?),
+                t => return Err(Malformed::new(format!("unknown field tag {t}"))),
             }
         }
         Ok(edit)

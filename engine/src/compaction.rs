@@ -1,0 +1,229 @@
+//! Carrying out one compaction: a job over the version it was chosen from and the
+//! policy's choice ([`crate::policy::compaction::choose`]).
+//!
+//! A [`CompactionJob`] resolves the choice's file ids against its version, merges the
+//! inputs (read sequentially with large read-ahead, bypassing the block cache), keeps
+//! the newest version of each key, drops tombstones when nothing older can lie below,
+//! cuts the output into files of about `target_file_bytes`, and hands the shard the
+//! edit to log and the opened outputs to install. A trivial move is an edit alone.
+
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use crate::error::{Error, Result};
+use crate::iter::{MergeIter, Source};
+use crate::key::{state_key_of, InternalKey, ValueKind};
+use crate::policy::compaction::Choice;
+use crate::shard::Shard;
+use crate::sst::TableWriter;
+use crate::version::{FileDesc, FileMeta, Version, VersionEdit};
+
+/// What a finished job produced: the edit to log, and the opened files it adds.
+pub(crate) struct CompactionOutput {
+    pub(crate) edit: VersionEdit,
+    pub(crate) added: Vec<(u32, Rc<FileMeta>)>,
+    pub(crate) kind: OutputKind,
+}
+
+/// Whether the job rewrote files or only moved one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OutputKind {
+    Move,
+    Merge { read_bytes: u64, written_bytes: u64 },
+}
+
+/// One compaction, resolved against the version it was chosen from.
+pub(crate) enum CompactionJob {
+    /// Re-link `file` from `level` to `level + 1`.
+    Move {
+        level: u32,
+        file: Rc<FileMeta>,
+        pointer: Option<Vec<u8>>,
+    },
+    /// Merge `inputs` (newest first) into `output_level`.
+    Merge {
+        inputs: Vec<(u32, Rc<FileMeta>)>,
+        output_level: u32,
+        bottommost: bool,
+        pointer: Option<(u32, Vec<u8>)>,
+    },
+}
+
+impl CompactionJob {
+    /// Resolves `choice` against `version`; `None` for [`Choice::Nothing`].
+    pub(crate) fn new(version: &Version, choice: Choice) -> Result<Option<CompactionJob>> {
+        let find = |level: u32, id: u64| -> Result<Rc<FileMeta>> {
+            version
+                .levels
+                .get(level as usize)
+                .and_then(|files| files.iter().find(|f| f.desc.id == id))
+                .cloned()
+                .ok_or_else(|| {
+                    Error::internal(format!("compaction input {id:016x} not in L{level}"))
+                })
+        };
+        Ok(match choice {
+            Choice::Nothing => None,
+            Choice::Move {
+                level,
+                file,
+                pointer,
+            } => Some(CompactionJob::Move {
+                level,
+                file: find(level, file)?,
+                pointer,
+            }),
+            Choice::Merge {
+                level,
+                inputs,
+                output_level,
+                next_inputs,
+                bottommost,
+                pointer,
+            } => {
+                let mut files = Vec::new();
+                for id in &inputs {
+                    files.push((level, find(level, *id)?));
+                }
+                for id in &next_inputs {
+                    files.push((output_level, find(output_level, *id)?));
+                }
+                Some(CompactionJob::Merge {
+                    inputs: files,
+                    output_level,
+                    bottommost,
+                    pointer: pointer.map(|p| (level, p)),
+                })
+            }
+        })
+    }
+
+    /// Runs the job on `shard`. On failure, outputs already written are removed.
+    pub(crate) async fn run(self, shard: &Shard) -> Result<CompactionOutput> {
+        match self {
+            CompactionJob::Move {
+                level,
+                file,
+                pointer,
+            } => Ok(CompactionOutput {
+                edit: VersionEdit {
+                    deleted: vec![(level, file.desc.id)],
+                    added: vec![(level + 1, file.desc.clone())],
+                    compact_pointers: pointer.map(|p| vec![(level, p)]).unwrap_or_default(),
+                    ..Default::default()
+                },
+                added: vec![(level + 1, file)],
+                kind: OutputKind::Move,
+            }),
+            CompactionJob::Merge {
+                inputs,
+                output_level,
+                bottommost,
+                pointer,
+            } => merge(shard, inputs, output_level, bottommost, pointer).await,
+        }
+    }
+}
+
+type Output = (TableWriter, FileDesc, PathBuf);
+
+async fn merge(
+    shard: &Shard,
+    inputs: Vec<(u32, Rc<FileMeta>)>,
+    output_level: u32,
+    bottommost: bool,
+    pointer: Option<(u32, Vec<u8>)>,
+) -> Result<CompactionOutput> {
+    let readahead = shard.opts.compaction_readahead_bytes;
+    let sources = inputs
+        .iter()
+        .map(|(_, f)| Source::Table(f.reader.iter_sequential(readahead)))
+        .collect();
+    let mut it = MergeIter::new(sources);
+    let stage = &shard.signals.compaction_stage;
+    stage.set("merge: seek inputs");
+    it.seek_to_first().await?;
+    stage.set("merge: running");
+    let mut outputs: Vec<Rc<FileMeta>> = Vec::new();
+    let mut current: Option<Output> = None;
+    let mut last_key: Option<Vec<u8>> = None;
+    let mut written = 0u64;
+    let result: Result<()> = async {
+        while it.valid() {
+            let Some(k) = InternalKey::decode(it.key()) else {
+                return Err(Error::internal("compaction input key too short"));
+            };
+            let shadowed = last_key.as_deref() == Some(k.state_key);
+            if !shadowed {
+                let buf = last_key.get_or_insert_with(Vec::new);
+                buf.clear();
+                buf.extend_from_slice(k.state_key);
+                let kind = ValueKind::from_u8(k.kind)
+                    .ok_or_else(|| Error::internal(format!("unknown kind {}", k.kind)))?;
+                if !(bottommost && kind == ValueKind::Delete) {
+                    if current.is_none() {
+                        current = Some(new_output(shard).await?);
+                    }
+                    if let Some((w, desc, _)) = current.as_mut() {
+                        w.add(it.key(), it.value()).await?;
+                        desc.note_entry(it.key(), k.seqno, kind);
+                        if w.estimated_size() >= shard.opts.target_file_bytes {
+                            if let Some(out) = current.take() {
+                                let meta = finish_output(shard, out).await?;
+                                written += meta.desc.size_bytes;
+                                outputs.push(meta);
+                            }
+                        }
+                    }
+                }
+            }
+            it.next().await?;
+        }
+        if let Some(out) = current.take() {
+            let meta = finish_output(shard, out).await?;
+            written += meta.desc.size_bytes;
+            outputs.push(meta);
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        if let Some((w, _, _)) = current.take() {
+            w.abandon().await;
+        }
+        for f in &outputs {
+            let _ = crate::shard::remove_file(&shard.sst_path(f.desc.id)).await;
+        }
+        return Err(e);
+    }
+    let read: u64 = inputs.iter().map(|(_, f)| f.desc.size_bytes).sum();
+    Ok(CompactionOutput {
+        edit: VersionEdit {
+            deleted: inputs.iter().map(|(l, f)| (*l, f.desc.id)).collect(),
+            added: outputs
+                .iter()
+                .map(|f| (output_level, f.desc.clone()))
+                .collect(),
+            compact_pointers: pointer.into_iter().collect(),
+            ..Default::default()
+        },
+        added: outputs.into_iter().map(|f| (output_level, f)).collect(),
+        kind: OutputKind::Merge {
+            read_bytes: read,
+            written_bytes: written,
+        },
+    })
+}
+
+async fn finish_output(shard: &Shard, (w, desc, path): Output) -> Result<Rc<FileMeta>> {
+    debug_assert!(state_key_of(&desc.smallest) <= state_key_of(&desc.largest));
+    shard.finish_table(w, desc, &path).await
+}
+
+async fn new_output(shard: &Shard) -> Result<Output> {
+    let (id, path) = shard.allocate_file();
+    shard.signals.compaction_stage.set("merge: create output");
+    let w = TableWriter::create(&path, id, shard.table_opts.clone()).await?;
+    shard.signals.compaction_stage.set("merge: running");
+    Ok((w, FileDesc::empty(id), path))
+}

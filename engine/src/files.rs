@@ -1,0 +1,98 @@
+//! Names of everything Terrace keeps on disk and in the object store, in one place,
+//! and the durable way to replace a small file.
+//!
+//! ```text
+//! <db>/LOCK                      held (flock) by the process that opened the database for writing
+//! <db>/TERRACE-META              shards, key groups, table catalog
+//! <db>/shard-0000/CURRENT        name of the live manifest
+//! <db>/shard-0000/MANIFEST-000007
+//! <db>/shard-0000/<id:016x>.sst  SSTs (a cache of the object store)
+//! <store>/shard-0000/<id:016x>.sst
+//! ```
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// The database lock file.
+pub(crate) const LOCK_FILE: &str = "LOCK";
+/// The database metadata file.
+pub(crate) const META_FILE: &str = "TERRACE-META";
+/// The file naming a shard's live manifest.
+pub(crate) const CURRENT_FILE: &str = "CURRENT";
+/// Written once per shard executor before any other DMA file (glommio IOPOLL probe).
+pub(crate) const PROBE_FILE: &str = ".direct-io-probe";
+
+/// Directory of shard `id` inside the database directory.
+pub(crate) fn shard_dir(db: &Path, id: u32) -> PathBuf {
+    db.join(format!("shard-{id:04}"))
+}
+
+/// File name of SST `file_id`.
+pub(crate) fn sst_name(file_id: u64) -> String {
+    format!("{file_id:016x}.sst")
+}
+
+/// The SST file id a directory entry names, if it names one.
+pub(crate) fn parse_sst_name(name: &str) -> Option<u64> {
+    let stem = name.strip_suffix(".sst")?;
+    if stem.len() != 16 {
+        return None;
+    }
+    u64::from_str_radix(stem, 16).ok()
+}
+
+/// File name of manifest number `n`.
+pub(crate) fn manifest_name(n: u64) -> String {
+    format!("MANIFEST-{n:06}")
+}
+
+/// The manifest number a directory entry names, if it names one.
+pub(crate) fn parse_manifest_name(name: &str) -> Option<u64> {
+    name.strip_prefix("MANIFEST-")?.parse().ok()
+}
+
+/// Object-store key of an SST.
+pub(crate) fn object_key(shard: u32, file_id: u64) -> String {
+    format!("shard-{shard:04}/{}", sst_name(file_id))
+}
+
+/// Replaces `dir/name` with `bytes` atomically and durably: temp file, fsync,
+/// rename, fsync of the directory.
+pub(crate) fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let path = dir.join(name);
+    {
+        let mut f = File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+        f.write_all(bytes)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| Error::io("write", &tmp, e))?;
+    }
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &tmp, e))?;
+    sync_dir(dir)
+}
+
+/// fsyncs a directory so creations, renames and removals in it are durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("fsync directory", dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        assert_eq!(sst_name(0x1_0000_0000_0003), "0001000000000003.sst");
+        assert_eq!(parse_sst_name(&sst_name(42)), Some(42));
+        assert_eq!(parse_sst_name("42.sst"), None);
+        assert_eq!(parse_sst_name("0001000000000003.sst.tmp"), None);
+        assert_eq!(manifest_name(7), "MANIFEST-000007");
+        assert_eq!(parse_manifest_name(&manifest_name(1234567)), Some(1234567));
+        assert_eq!(object_key(1, 3), "shard-0001/0000000000000003.sst");
+    }
+}

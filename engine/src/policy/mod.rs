@@ -1,0 +1,11 @@
+//! Pure policies: decisions made from a snapshot of descriptions, with no I/O, so
+//! they are unit-tested and simulated on their own.
+//!
+//! - [`compaction`]: which files to compact (or move) next;
+//! - [`local_copies`]: which local copies of uploaded files to drop to fit the local
+//!   disk budget.
+//!
+//! The shard carries the decisions out (`shard/compaction.rs`, `shard/local_copies.rs`).
+
+pub(crate) mod compaction;
+pub(crate) mod local_copies;

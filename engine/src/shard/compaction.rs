@@ -1,0 +1,184 @@
+//! The shard's compaction task, manual range compactions, and installing what a
+//! [`CompactionJob`] produced.
+
+use std::rc::Rc;
+
+use terrace_uploader::{FileReason, NewFile};
+
+use super::Shard;
+use crate::compaction::{CompactionJob, OutputKind};
+use crate::error::Result;
+use crate::policy::compaction::{choose, is_bottommost, key_range, Choice};
+use crate::version::FileMeta;
+
+impl Shard {
+    /// The compaction task: compacts while the policy finds work, until close.
+    pub(crate) async fn compaction_loop(self: Rc<Self>) {
+        loop {
+            let seen = self.signals.compaction_wake.generation();
+            if self.health.closing.get() || self.health.poisoned.borrow().is_some() {
+                return;
+            }
+            match self.compact_once().await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(e) => {
+                    self.poison(&e);
+                    return;
+                }
+            }
+            self.signals
+                .compaction_wake
+                .changed_or_after(seen, super::BACKGROUND_RECHECK)
+                .await;
+        }
+    }
+
+    /// What the policy would compact next.
+    pub(crate) fn next_compaction(&self) -> Choice {
+        let version = self.versions.current();
+        let persisted = self.versions.persisted();
+        choose(
+            &version.levels,
+            &self.compaction_cfg,
+            &persisted.compact_pointers,
+        )
+    }
+
+    /// Runs one policy-chosen compaction; false when there was nothing to do.
+    async fn compact_once(&self) -> Result<bool> {
+        let _permit = self
+            .compaction_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| crate::ErrorDetail::Closed)?;
+        let stage = &self.signals.compaction_stage;
+        stage.set("wait for upload room");
+        self.wait_for_upload_room().await;
+        stage.set("choose");
+        let choice = self.next_compaction();
+        if choice == Choice::Nothing {
+            return Ok(false);
+        }
+        stage.set("execute");
+        self.execute(choice).await?;
+        self.purge_obsolete().await;
+        stage.set("idle");
+        Ok(true)
+    }
+
+    /// Carries out `choice` against the current version and installs the result.
+    pub(crate) async fn execute(&self, choice: Choice) -> Result<()> {
+        let Some(job) = CompactionJob::new(&self.versions.current(), choice)? else {
+            return Ok(());
+        };
+        let out = job.run(self).await?;
+        let level = out.added.first().map(|(l, _)| *l);
+        let new_files: Vec<Rc<FileMeta>> = match out.kind {
+            OutputKind::Move => Vec::new(),
+            OutputKind::Merge { .. } => out.added.iter().map(|(_, f)| f.clone()).collect(),
+        };
+        self.log_and_install(out.edit, out.added).await?;
+        {
+            let mut c = self.counters.borrow_mut();
+            match out.kind {
+                OutputKind::Move => c.trivial_moves += 1,
+                OutputKind::Merge {
+                    read_bytes,
+                    written_bytes,
+                } => {
+                    c.compactions += 1;
+                    c.compaction_read_bytes += read_bytes;
+                    c.compaction_write_bytes += written_bytes;
+                }
+            }
+        }
+        if let (Some(hook), Some(level)) = (&self.opts.new_file_hook, level) {
+            for f in &new_files {
+                hook.on_new_file(&NewFile {
+                    shard: self.id,
+                    file_id: f.desc.id,
+                    path: self.sst_path(f.desc.id),
+                    size_bytes: f.desc.size_bytes,
+                    level,
+                    reason: FileReason::Compaction,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until the policy finds no compaction work.
+    pub(crate) async fn wait_for_compactions(&self) -> Result<()> {
+        self.wait_until(
+            || self.mem.borrow().frozen.is_empty() && self.next_compaction() == Choice::Nothing,
+            &self.signals.compaction_wake,
+        )
+        .await
+    }
+
+    /// Compacts every file holding keys in `[lo, hi]` (state keys; `None` unbounded)
+    /// down to the deepest non-empty level, then rewrites that level's files in the
+    /// range if they still hold tombstones.
+    pub(crate) async fn compact_range(
+        &self,
+        lo: Option<Vec<u8>>,
+        hi: Option<Vec<u8>>,
+    ) -> Result<()> {
+        self.flush_all().await?;
+        let _permit = self
+            .compaction_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| crate::ErrorDetail::Closed)?;
+        let deepest = self
+            .versions
+            .current()
+            .levels
+            .iter()
+            .rposition(|files| !files.is_empty())
+            .unwrap_or(0)
+            .max(1);
+        for level in 0..=deepest {
+            let choice = {
+                let v = self.versions.current();
+                let picked = v.overlapping(level, lo.as_deref(), hi.as_deref());
+                if picked.is_empty() {
+                    continue;
+                }
+                let refs: Vec<&Rc<FileMeta>> = picked.iter().collect();
+                let Some((flo, fhi)) = key_range(&refs) else {
+                    continue;
+                };
+                if level == deepest {
+                    if picked.iter().all(|f| f.desc.deletions == 0) {
+                        continue;
+                    }
+                    Choice::Merge {
+                        level: level as u32,
+                        inputs: Vec::new(),
+                        output_level: level as u32,
+                        next_inputs: picked.iter().map(|f| f.desc.id).collect(),
+                        bottommost: is_bottommost(&v.levels, level, &flo, &fhi),
+                        pointer: None,
+                    }
+                } else {
+                    let next = v.overlapping(level + 1, Some(&flo), Some(&fhi));
+                    let all: Vec<&Rc<FileMeta>> = picked.iter().chain(next.iter()).collect();
+                    let (wlo, whi) = key_range(&all).unwrap_or((flo, fhi));
+                    Choice::Merge {
+                        level: level as u32,
+                        inputs: picked.iter().map(|f| f.desc.id).collect(),
+                        output_level: level as u32 + 1,
+                        next_inputs: next.iter().map(|f| f.desc.id).collect(),
+                        bottommost: is_bottommost(&v.levels, level + 1, &wlo, &whi),
+                        pointer: None,
+                    }
+                }
+            };
+            self.execute(choice).await?;
+            self.purge_obsolete().await;
+        }
+        Ok(())
+    }
+}

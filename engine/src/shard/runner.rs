@@ -1,0 +1,172 @@
+//! The body of a shard's executor thread: open the shard, start its background
+//! tasks, then serve requests from other threads until told to close.
+//!
+//! Requests arrive as [`Msg`]s over a bounded channel; each runs as a task in the
+//! foreground queue, holding one of `max_pending_requests_per_shard` permits until it
+//! completes. With `TERRACE_DEBUG_WATCHDOG=1` the shard prints its state every 5 s.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use glommio::{Latency, Shares};
+
+use super::{Queues, Shard};
+use crate::error::Result;
+use crate::options::Options;
+use crate::remote::Remote;
+
+/// How often an idle shard looks at its request channel without being woken.
+const LOST_WAKEUP_RECHECK: Duration = Duration::from_millis(1);
+
+/// A request: runs on the shard thread and spawns the request's task, which holds
+/// the permit until it completes.
+pub(crate) type Job = Box<dyn FnOnce(&Rc<Shard>, glommio::sync::StaticPermit) + Send>;
+
+/// What other threads send a shard.
+pub(crate) enum Msg {
+    Run(Job),
+    Close(flume::Sender<Result<()>>),
+}
+
+/// The body of a shard's executor thread.
+pub(crate) async fn shard_main(
+    id: u32,
+    opts: Options,
+    remote: Option<Arc<Remote>>,
+    new_db: bool,
+    rx: flume::Receiver<Msg>,
+    ready: flume::Sender<Result<()>>,
+) {
+    let ex = glommio::executor();
+    let queues = Queues {
+        foreground: ex.create_task_queue(
+            Shares::Static(opts.foreground_shares),
+            Latency::Matters(Duration::from_micros(opts.foreground_latency_us)),
+            "foreground",
+        ),
+        flush: ex.create_task_queue(
+            Shares::Static(opts.flush_shares),
+            Latency::NotImportant,
+            "flush",
+        ),
+        compaction: ex.create_task_queue(
+            Shares::Static(opts.compaction_shares),
+            Latency::NotImportant,
+            "compaction",
+        ),
+    };
+    let max_inflight = opts.max_pending_requests_per_shard;
+    let shard = match Shard::open(id, opts, queues, remote, new_db).await {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    // A read-only shard changes nothing: no flushes, compactions, uploads or drops.
+    let background: Vec<_> = if shard.read_only {
+        Vec::new()
+    } else {
+        [
+            glommio::spawn_local_into(shard.clone().flush_loop(), queues.flush),
+            glommio::spawn_local_into(shard.clone().compaction_loop(), queues.compaction),
+            glommio::spawn_local_into(shard.clone().upload_loop(), queues.flush),
+            glommio::spawn_local_into(shard.clone().local_copies_loop(), queues.compaction),
+        ]
+        .into_iter()
+        .filter_map(|t| t.ok())
+        .collect()
+    };
+    let _ = ready.send(Ok(()));
+    if std::env::var_os("TERRACE_DEBUG_WATCHDOG").is_some() {
+        let s = shard.clone();
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(Duration::from_secs(5)).await;
+                let m = s.mem.borrow();
+                eprintln!(
+                    "[watchdog shard {}] flush {} compaction {} mem {} imms {} L0 {} poisoned {:?} closing {} changed_gen {} flush_gen {} compaction_gen {} lock_avail {} stats {:?}",
+                    s.id,
+                    s.signals.flush_stage.get(),
+                    s.signals.compaction_stage.get(),
+                    m.active.approximate_bytes(),
+                    m.frozen.len(),
+                    s.versions.current().levels[0].len(),
+                    s.health.poisoned.borrow(),
+                    s.health.closing.get(),
+                    s.signals.changed.generation(),
+                    s.signals.flush_wake.generation(),
+                    s.signals.compaction_wake.generation(),
+                    s.compaction_lock.available(),
+                    s.counters.borrow(),
+                );
+            }
+        })
+        .detach();
+    }
+
+    // Bound the jobs in flight: when full, stop taking messages, so senders wait on
+    // the bounded channel.
+    //
+    // glommio 0.9 loses some wake-ups that come from other threads (seen a few times
+    // per 100k cross-thread requests: a message waits in the channel while the
+    // executor sleeps). The loop therefore also wakes on a timer and looks at the
+    // channel itself, which bounds the delay a lost wake-up can cause.
+    let inflight = Rc::new(glommio::sync::Semaphore::new(max_inflight as u64));
+    let receiver = {
+        let shard = shard.clone();
+        glommio::spawn_local_into(
+            async move {
+                loop {
+                    let next =
+                        futures_lite::future::or(async { Some(rx.recv_async().await) }, async {
+                            glommio::timer::sleep(LOST_WAKEUP_RECHECK).await;
+                            None
+                        })
+                        .await;
+                    let msg = match next {
+                        Some(Ok(m)) => m,
+                        Some(Err(_)) => break,
+                        None => {
+                            if !rx.is_empty() {
+                                tracing::debug!(
+                                    shard = id,
+                                    "recovered a lost cross-thread wake-up"
+                                );
+                            }
+                            continue;
+                        }
+                    };
+                    match msg {
+                        Msg::Run(job) => {
+                            let Ok(permit) = inflight.acquire_static_permit(1).await else {
+                                break;
+                            };
+                            job(&shard, permit);
+                        }
+                        Msg::Close(reply) => return Some(reply),
+                    }
+                }
+                None
+            },
+            queues.foreground,
+        )
+    };
+    let close_reply = match receiver {
+        Ok(task) => task.await,
+        Err(e) => {
+            tracing::error!(shard = id, error = %e, "could not start the request loop");
+            None
+        }
+    };
+    let r = shard.close().await;
+    for t in background {
+        t.await;
+    }
+    if let Some(reply) = close_reply {
+        let _ = reply.send(r);
+    } else if let Err(e) = r {
+        tracing::error!(shard = id, error = %e, "closing the shard failed");
+    }
+}

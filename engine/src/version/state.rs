@@ -1,0 +1,248 @@
+//! The persisted image of a shard's metadata: what replaying its manifest yields,
+//! and what a checkpoint of it records.
+//!
+//! [`ManifestState::apply`] is the only way this state changes, for live edits and
+//! for replay alike, so what a restart sees is exactly what was applied. It refuses
+//! edits that do not fit the state (deleting a file that is not there, adding one
+//! twice); [`ManifestState::check_invariants`] checks the level structure and runs
+//! after every apply in tests and debug builds.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{FileDesc, VersionEdit};
+use crate::key::state_key_of;
+
+/// The state a manifest replays to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ManifestState {
+    /// Live files by id, with their level.
+    pub(crate) files: BTreeMap<u64, (u32, FileDesc)>,
+    pub(crate) last_seqno: u64,
+    pub(crate) next_file_number: u64,
+    pub(crate) compact_pointers: BTreeMap<u32, Vec<u8>>,
+    /// Live files whose upload to the object store completed.
+    pub(crate) uploaded: BTreeSet<u64>,
+}
+
+impl ManifestState {
+    /// Applies `edit`, or leaves the state untouched and says why it does not fit.
+    pub(crate) fn apply(&mut self, edit: &VersionEdit) -> Result<(), String> {
+        self.check_fits(edit)?;
+        let before = cfg!(debug_assertions).then(|| self.clone());
+        if let Some(s) = edit.last_seqno {
+            self.last_seqno = self.last_seqno.max(s);
+        }
+        if let Some(n) = edit.next_file_number {
+            self.next_file_number = self.next_file_number.max(n);
+        }
+        for (_, id) in &edit.deleted {
+            self.files.remove(id);
+            // A trivial move deletes and re-adds the same file: it stays uploaded.
+            if !edit.added.iter().any(|(_, f)| f.id == *id) {
+                self.uploaded.remove(id);
+            }
+        }
+        for (level, f) in &edit.added {
+            self.files.insert(f.id, (*level, f.clone()));
+        }
+        // An upload may finish after its file was compacted away: only live files count.
+        for id in &edit.uploaded {
+            if self.files.contains_key(id) {
+                self.uploaded.insert(*id);
+            }
+        }
+        for (level, k) in &edit.compact_pointers {
+            self.compact_pointers.insert(*level, k.clone());
+        }
+        if let Some(before) = before {
+            if let Err(e) = self.check_invariants() {
+                *self = before;
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Every deleted file is live at the level named; every added file is new or
+    /// deleted by the same edit (a move).
+    pub(crate) fn check_fits(&self, edit: &VersionEdit) -> Result<(), String> {
+        for (level, id) in &edit.deleted {
+            match self.files.get(id) {
+                Some((l, _)) if l == level => {}
+                Some((l, _)) => {
+                    return Err(format!(
+                        "edit deletes file {id:016x} from L{level}, it is in L{l}"
+                    ))
+                }
+                None => return Err(format!("edit deletes file {id:016x}, which is not live")),
+            }
+        }
+        for (i, (_, f)) in edit.added.iter().enumerate() {
+            let moved = edit.deleted.iter().any(|(_, id)| *id == f.id);
+            if self.files.contains_key(&f.id) && !moved {
+                return Err(format!(
+                    "edit adds file {:016x}, which is already live",
+                    f.id
+                ));
+            }
+            if edit.added[..i].iter().any(|(_, g)| g.id == f.id) {
+                return Err(format!("edit adds file {:016x} twice", f.id));
+            }
+        }
+        Ok(())
+    }
+
+    /// Levels below L0 are sorted runs: no two files' state-key ranges overlap.
+    pub(crate) fn check_invariants(&self) -> Result<(), String> {
+        let mut by_level: BTreeMap<u32, Vec<&FileDesc>> = BTreeMap::new();
+        for (level, f) in self.files.values() {
+            if f.smallest.len() < crate::key::TRAILER_LEN
+                || f.largest.len() < crate::key::TRAILER_LEN
+            {
+                return Err(format!(
+                    "file {:016x} has keys too short to be internal keys",
+                    f.id
+                ));
+            }
+            if state_key_of(&f.smallest) > state_key_of(&f.largest) {
+                return Err(format!("file {:016x} has smallest > largest", f.id));
+            }
+            by_level.entry(*level).or_default().push(f);
+        }
+        for (level, files) in by_level.iter_mut().filter(|(l, _)| **l > 0) {
+            files.sort_by(|a, b| state_key_of(&a.smallest).cmp(state_key_of(&b.smallest)));
+            for w in files.windows(2) {
+                if state_key_of(&w[0].largest) >= state_key_of(&w[1].smallest) {
+                    return Err(format!(
+                        "files {:016x} and {:016x} overlap in L{level}",
+                        w[0].id, w[1].id
+                    ));
+                }
+            }
+        }
+        if let Some(id) = self.uploaded.iter().find(|id| !self.files.contains_key(id)) {
+            return Err(format!(
+                "file {id:016x} is recorded as uploaded but not live"
+            ));
+        }
+        Ok(())
+    }
+
+    /// One edit that recreates this state from nothing.
+    pub(crate) fn snapshot_edit(&self) -> VersionEdit {
+        VersionEdit {
+            last_seqno: Some(self.last_seqno),
+            next_file_number: Some(self.next_file_number),
+            added: self
+                .files
+                .values()
+                .map(|(level, f)| (*level, f.clone()))
+                .collect(),
+            deleted: Vec::new(),
+            compact_pointers: self
+                .compact_pointers
+                .iter()
+                .map(|(l, k)| (*l, k.clone()))
+                .collect(),
+            uploaded: self.uploaded.iter().copied().collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn desc(id: u64, lo: u8, hi: u8) -> FileDesc {
+        let key = |b: u8| {
+            let mut k = vec![0, 0, 0, 0, b];
+            k.extend_from_slice(&[0; 8]);
+            k
+        };
+        FileDesc {
+            id,
+            size_bytes: 100,
+            smallest: key(lo),
+            largest: key(hi),
+            entries: 1,
+            deletions: 0,
+            min_seqno: 1,
+            max_seqno: 1,
+        }
+    }
+
+    #[test]
+    fn a_trivial_move_keeps_the_file_uploaded() {
+        let mut s = ManifestState::default();
+        s.apply(&VersionEdit {
+            added: vec![(1, desc(7, 1, 2))],
+            ..Default::default()
+        })
+        .unwrap();
+        s.apply(&VersionEdit {
+            uploaded: vec![7],
+            ..Default::default()
+        })
+        .unwrap();
+        s.apply(&VersionEdit {
+            deleted: vec![(1, 7)],
+            added: vec![(2, desc(7, 1, 2))],
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(s.files.get(&7).map(|(l, _)| *l), Some(2));
+        assert!(s.uploaded.contains(&7), "the move forgot the upload");
+        // A real deletion does forget it.
+        s.apply(&VersionEdit {
+            deleted: vec![(2, 7)],
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(s.uploaded.is_empty());
+    }
+
+    #[test]
+    fn edits_that_do_not_fit_are_refused_and_change_nothing() {
+        let mut s = ManifestState::default();
+        s.apply(&VersionEdit {
+            added: vec![(1, desc(1, 1, 2)), (1, desc(2, 3, 4))],
+            ..Default::default()
+        })
+        .unwrap();
+        let before = s.clone();
+        for (edit, why) in [
+            (
+                VersionEdit {
+                    deleted: vec![(1, 9)],
+                    ..Default::default()
+                },
+                "not live",
+            ),
+            (
+                VersionEdit {
+                    deleted: vec![(2, 1)],
+                    ..Default::default()
+                },
+                "it is in L1",
+            ),
+            (
+                VersionEdit {
+                    added: vec![(2, desc(1, 1, 2))],
+                    ..Default::default()
+                },
+                "already live",
+            ),
+            (
+                VersionEdit {
+                    added: vec![(1, desc(3, 2, 3))],
+                    ..Default::default()
+                },
+                "overlap in L1",
+            ),
+        ] {
+            let err = s.apply(&edit).unwrap_err();
+            assert!(err.contains(why), "{err}");
+            assert_eq!(s, before, "a refused edit changed the state");
+        }
+    }
+}
