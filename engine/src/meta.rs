@@ -78,11 +78,13 @@ impl DbMeta {
         let prefix = d.u32_le("key group prefix").map_err(bad)?;
         let n = d.u16_le("table count").map_err(bad)?;
         let mut tables: Vec<(u16, String)> = Vec::with_capacity(usize::from(n));
+        let mut seen_ids = std::collections::HashSet::new();
+        let mut seen_names = std::collections::HashSet::new();
         for _ in 0..n {
             let id = d.u16_le("table id").map_err(bad)?;
             let name = String::from_utf8(d.u32_prefixed("table name").map_err(bad)?.to_vec())
                 .map_err(|_| Error::corrupt(path, 0, "table name is not UTF-8"))?;
-            if tables.iter().any(|(i, n)| *i == id || *n == name) {
+            if !seen_ids.insert(id) || !seen_names.insert(name.clone()) {
                 return Err(Error::corrupt(
                     path,
                     0,
@@ -210,6 +212,55 @@ impl DbMeta {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn more_tables_than_ids_is_a_clear_error_that_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = Options::new(dir.path());
+        opts.shards = 1;
+        // A catalog one short of full, as many opens adding tables would leave it.
+        let mut meta = DbMeta::new_for(&opts);
+        meta.tables = (0..MAX_TABLES as u32 - 1)
+            .map(|i| {
+                (
+                    i as u16,
+                    if i == 0 {
+                        "default".into()
+                    } else {
+                        format!("t{i}")
+                    },
+                )
+            })
+            .collect();
+        opts.tables = vec!["t1".into(), "one-more".into()];
+        assert!(meta.reconcile(&opts).unwrap(), "the last id is usable");
+        assert_eq!(meta.tables.len(), MAX_TABLES);
+        assert_eq!(
+            meta.tables.last(),
+            Some(&(u16::MAX - 1, "one-more".to_string()))
+        );
+        let full = meta.clone();
+        let bytes = full.encode();
+        assert_eq!(DbMeta::decode(Path::new("m"), &bytes).unwrap(), full);
+
+        opts.tables = vec!["too-many".into()];
+        let err = meta.reconcile(&opts).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument, "{err}");
+        assert!(err.to_string().contains("too-many"), "{err}");
+        assert_eq!(meta, full, "a refused reconcile changed the catalog");
+    }
+
+    #[test]
+    fn the_highest_id_taken_leaves_no_next_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = Options::new(dir.path());
+        opts.shards = 1;
+        let mut meta = DbMeta::new_for(&opts);
+        meta.tables = vec![(0, "default".into()), (u16::MAX, "last".into())];
+        opts.tables = vec!["new".into()];
+        let err = meta.reconcile(&opts).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument, "{err}");
+    }
 
     #[test]
     fn round_trips_detects_damage_and_keeps_table_ids() {

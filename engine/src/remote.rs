@@ -32,6 +32,13 @@ impl Remote {
 pub(crate) async fn open(opts: &Options) -> Result<Option<(IoRuntime, Arc<Remote>)>> {
     let base: Option<Result<StoreUri>> = match &opts.object_store {
         ObjectStoreSpec::Disabled => return Ok(None),
+        // A read-only open creates nothing: without an embedded store directory,
+        // nothing was ever uploaded to one.
+        ObjectStoreSpec::Embedded
+            if opts.read_only && !opts.path.join(EMBEDDED_STORE_DIR).exists() =>
+        {
+            return Ok(None)
+        }
         ObjectStoreSpec::Embedded => {
             let dir = opts.path.join(EMBEDDED_STORE_DIR);
             let root = std::path::absolute(&dir).map_err(|e| Error::io("resolve", &dir, e))?;
@@ -50,7 +57,7 @@ pub(crate) async fn open(opts: &Options) -> Result<Option<(IoRuntime, Arc<Remote
         (Some(uri), _) => {
             let uri = uri?;
             // The embedded store is created on first use; any other must exist.
-            let create = matches!(opts.object_store, ObjectStoreSpec::Embedded);
+            let create = matches!(opts.object_store, ObjectStoreSpec::Embedded) && !opts.read_only;
             io.spawn(async move { open_uri(&uri, create).await })
                 .await
                 .map_err(|_| ErrorDetail::Closed)?

@@ -17,9 +17,14 @@ pub struct LocalFile {
 
 impl LocalFile {
     /// Opens `path` read-only for direct I/O.
+    ///
+    /// glommio 0.9's `DmaFile::open` calls `statfs(path)` after opening and panics
+    /// if the path vanished in between (another process unlinked the file: a
+    /// read-only inspector racing the writer's compactions). So the inode is first
+    /// held by a plain descriptor and opened through `/proc/self/fd/N`, which names
+    /// it whatever happens to the path; a file already gone is a clean NotFound.
     pub async fn open(path: &Path) -> io::Result<LocalFile> {
-        let file = DmaFile::open(path).await.map_err(io::Error::from)?;
-        let size = file.file_size().await.map_err(io::Error::from)?;
+        let (file, size) = open_dma(path).await?;
         Ok(LocalFile {
             file,
             size,
@@ -92,9 +97,23 @@ pub async fn probe_direct_io(dir: &Path) -> io::Result<()> {
 /// The same probe with an existing non-empty file, for a reader that must not write
 /// (a read-only open). An empty file would mislead the probe: pass a non-empty one.
 pub async fn probe_direct_io_with(path: &Path) -> io::Result<()> {
-    let f = DmaFile::open(path).await.map_err(io::Error::from)?;
+    let (f, _) = open_dma(path).await?;
     let r = f.read_at_aligned(0, 4096).await.map_err(io::Error::from);
     f.close().await.map_err(io::Error::from)?;
     r?;
     Ok(())
+}
+
+/// `DmaFile::open(path)` and the file's size, safe against the path being unlinked
+/// meanwhile (see [`LocalFile::open`]). The returned file's own path names a
+/// descriptor closed on return: never use glommio calls that go by path (such as
+/// `file_size`) on it.
+async fn open_dma(path: &Path) -> io::Result<(DmaFile, u64)> {
+    use std::os::fd::AsRawFd;
+    let held = std::fs::File::open(path)?;
+    let size = held.metadata()?.len();
+    let through = PathBuf::from(format!("/proc/self/fd/{}", held.as_raw_fd()));
+    let file = DmaFile::open(&through).await.map_err(io::Error::from)?;
+    drop(held);
+    Ok((file, size))
 }

@@ -32,6 +32,10 @@ use crate::version::{
     sort_levels, FileDesc, FileMeta, ManifestState, UploadState, Version, VersionSet,
 };
 
+/// How often a read-only open re-reads a manifest that moved on while it opened the
+/// files it named.
+const READ_ONLY_RETRIES: usize = 50;
+
 impl Shard {
     /// Opens (or, when `new_db`, creates) shard `id` of the database `opts` describes.
     /// Must run on the shard's executor.
@@ -54,24 +58,6 @@ impl Shard {
                 .map_err(|e| Error::io("probe direct I/O in", &dir, e))?;
         }
 
-        let (state, number) = match manifest::recover(&dir)? {
-            Some(r) => (r.state, r.number),
-            None => {
-                check_new_shard_dir(&dir, new_db && !read_only)?;
-                (
-                    ManifestState {
-                        next_file_number: 1,
-                        ..Default::default()
-                    },
-                    0,
-                )
-            }
-        };
-        if !read_only {
-            remove_orphans(&dir, &state)?;
-        }
-
-        let mut levels = vec![Vec::new(); opts.num_levels];
         let remote_reads = RemoteStatsCell::default();
         let ctx = OpenCtx {
             shard: id,
@@ -81,11 +67,46 @@ impl Shard {
             warm_window: opts.warm_window,
             now: opts.clock.now(),
         };
-        let opened =
-            futures_util::future::try_join_all(state.files.values().map(|(level, desc)| {
-                ctx.open_file(*level, desc.clone(), state.uploaded.contains(&desc.id))
-            }))
-            .await?;
+        // A read-only open races with the writer: a file the manifest named may be
+        // compacted away and deleted before it is opened. Then the manifest has moved
+        // on; read it again. Damage that stays put is reported.
+        let mut attempt = 0;
+        let (state, number, opened) = loop {
+            let (state, number) = match manifest::recover(&dir)? {
+                Some(r) => (r.state, r.number),
+                None => {
+                    check_new_shard_dir(&dir, new_db && !read_only)?;
+                    (
+                        ManifestState {
+                            next_file_number: 1,
+                            ..Default::default()
+                        },
+                        0,
+                    )
+                }
+            };
+            if !read_only {
+                remove_orphans(&dir, &state)?;
+            }
+            let opened =
+                futures_util::future::try_join_all(state.files.values().map(|(level, desc)| {
+                    ctx.open_file(*level, desc.clone(), state.uploaded.contains(&desc.id))
+                }))
+                .await;
+            match opened {
+                Ok(opened) => break (state, number, opened),
+                Err(e) if read_only && attempt < READ_ONLY_RETRIES => {
+                    let moved_on = manifest::recover(&dir)?.is_none_or(|r| r.state != state);
+                    if !moved_on {
+                        return Err(e);
+                    }
+                    attempt += 1;
+                    glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let mut levels = vec![Vec::new(); opts.num_levels];
         let to_upload: VecDeque<Rc<FileMeta>> = opened
             .iter()
             .filter(|(_, m)| m.upload.get() == UploadState::Pending && !read_only)

@@ -319,6 +319,19 @@ mod tests {
     }
 
     #[test]
+    fn a_record_over_the_limit_is_refused_before_anything_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = log(dir.path(), &ManifestState::default(), 1);
+        let len = m.len_bytes();
+        let big = vec![0u8; MAX_RECORD_BYTES + 1];
+        let err = encode_record(&big).unwrap_err();
+        assert!(err.to_string().contains("exceeds the limit"), "{err}");
+        assert!(encode_record(&big[..MAX_RECORD_BYTES]).is_ok());
+        assert_eq!(m.len_bytes(), len);
+        append(&mut m, &VersionEdit::default());
+    }
+
+    #[test]
     fn reopen_replays_edits_and_tolerates_only_a_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
         assert!(recover(dir.path()).unwrap().is_none());

@@ -7,9 +7,10 @@
 //! terrace-ctl stats --db DIR
 //! ```
 //!
-//! `get`, `scan` and `stats` open the database (with the shard count and key-group
-//! layout it was created with, read from its metadata) and close it again, so they
-//! must not run while another process has it open.
+//! `get`, `scan` and `stats` open the database read-only (with the shard count and
+//! key-group layout it was created with, read from its metadata): they take no lock
+//! and write, delete or rename nothing, so they are safe on a database another
+//! process is writing. They see its state as of its last durable manifest records.
 
 use std::ops::Bound;
 use std::path::PathBuf;
@@ -92,12 +93,8 @@ enum Cmd {
 fn open(dir: &std::path::Path, store: Option<&str>) -> anyhow::Result<Db> {
     let mut opts = terrace::Options::for_existing(dir)
         .with_context(|| format!("reading {}", dir.display()))?;
+    opts.read_only = true;
     opts.object_store = match store {
-        // A database made with `--object_store=none` has no embedded store; looking
-        // at it must not create one (and upload every file into it).
-        None if !dir.join(terrace::EMBEDDED_STORE_DIR).exists() => {
-            terrace::ObjectStoreSpec::Disabled
-        }
         None => terrace::ObjectStoreSpec::Embedded,
         Some("none") => terrace::ObjectStoreSpec::Disabled,
         Some(uri) => terrace::ObjectStoreSpec::Uri(uri.to_string()),
