@@ -25,6 +25,7 @@ use crate::meta::DbMeta;
 use crate::options::Options;
 use crate::remote::Remote;
 use crate::router::Router;
+use crate::shard::pulse::{Pulse, PulseThread, Watched};
 use crate::shard::runner::{shard_main, Job, Msg};
 use crate::shard::{ScanRange, Shard};
 use crate::stats::{DbStats, LiveFile};
@@ -40,6 +41,9 @@ pub(crate) struct DbInner {
     io_runtime: Mutex<Option<IoRuntime>>,
     /// The database lock (none when read-only); released after the shards stop.
     lock: Mutex<Option<DbLock>>,
+    /// Nudges shard executors that sleep with work waiting; stopped last.
+    pulse: Mutex<Option<PulseThread>>,
+    pulses: Vec<Arc<Pulse>>,
 }
 
 impl Drop for DbInner {
@@ -59,6 +63,9 @@ impl Drop for DbInner {
         }
         if let Ok(mut lock) = self.lock.lock() {
             lock.take();
+        }
+        if let Ok(mut pulse) = self.pulse.lock() {
+            pulse.take();
         }
     }
 }
@@ -145,8 +152,17 @@ impl Db {
         let mut senders = Vec::new();
         let mut threads = Vec::new();
         let mut ready = Vec::new();
+        let mut pulses = Vec::new();
+        let mut watched = Vec::new();
         for id in 0..opts.shards {
             let (tx, rx) = flume::bounded::<Msg>(opts.max_pending_requests_per_shard);
+            let pulse = Arc::new(Pulse::default());
+            let queued = rx.clone();
+            watched.push(Watched {
+                pulse: pulse.clone(),
+                queued: Box::new(move || queued.len()),
+            });
+            pulses.push(pulse.clone());
             let (ready_tx, ready_rx) = flume::bounded::<Result<()>>(1);
             let placement = if opts.pin_shards {
                 Placement::Fixed(id as usize % cores)
@@ -158,7 +174,9 @@ impl Db {
             let handle = LocalExecutorBuilder::new(placement)
                 .name(&format!("terrace-shard-{id}"))
                 .spin_before_park(Duration::from_micros(opts.spin_before_park_us))
-                .spawn(move || shard_main(id, shard_opts, shard_remote, new_db, rx, ready_tx))
+                .spawn(move || {
+                    shard_main(id, shard_opts, shard_remote, new_db, pulse, rx, ready_tx)
+                })
                 .map_err(|e| ErrorDetail::ShardGone {
                     shard: id,
                     what: format!("could not start its executor thread: {e}"),
@@ -167,6 +185,8 @@ impl Db {
             threads.push(handle);
             ready.push(ready_rx);
         }
+        let pulse = PulseThread::start(watched)
+            .map_err(|e| Error::io("start the pulse thread for", &path, e))?;
         let db = Db {
             inner: Arc::new(DbInner {
                 router,
@@ -176,6 +196,8 @@ impl Db {
                 remote,
                 io_runtime: Mutex::new(io_runtime),
                 lock: Mutex::new(lock),
+                pulse: Mutex::new(Some(pulse)),
+                pulses,
             }),
         };
         let mut first_err = None;
@@ -431,6 +453,7 @@ impl Db {
             faults_injected: remote
                 .and_then(|r| r.stack.faulty.as_ref())
                 .map_or(0, |f| f.counts().failures()),
+            pulse_nudges: self.inner.pulses.iter().map(|p| p.nudges()).sum(),
         })
     }
 

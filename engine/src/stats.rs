@@ -153,6 +153,9 @@ pub struct DbStats {
     pub store_retries: u64,
     /// Faults the fault-injecting layer injected (tests and benchmarks).
     pub faults_injected: u64,
+    /// Times a shard executor was woken from outside because it slept with work
+    /// waiting or for too long (see the engine's `shard/pulse.rs`).
+    pub pulse_nudges: u64,
 }
 
 impl DbStats {

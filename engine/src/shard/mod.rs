@@ -33,6 +33,7 @@ mod compaction;
 mod flush;
 mod local_copies;
 mod open;
+pub(crate) mod pulse;
 mod read;
 pub(crate) mod runner;
 mod stats;

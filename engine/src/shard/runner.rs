@@ -5,19 +5,18 @@
 //! foreground queue, holding one of `max_pending_requests_per_shard` permits until it
 //! completes. With `TERRACE_DEBUG_WATCHDOG=1` the shard prints its state every 5 s.
 
+use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use glommio::{Latency, Shares};
 
+use super::pulse::Pulse;
 use super::{Queues, Shard};
 use crate::error::Result;
 use crate::options::Options;
 use crate::remote::Remote;
-
-/// How often an idle shard looks at its request channel without being woken.
-const LOST_WAKEUP_RECHECK: Duration = Duration::from_millis(1);
 
 /// A request: runs on the shard thread and spawns the request's task, which holds
 /// the permit until it completes.
@@ -35,6 +34,7 @@ pub(crate) async fn shard_main(
     opts: Options,
     remote: Option<Arc<Remote>>,
     new_db: bool,
+    pulse: Arc<Pulse>,
     rx: flume::Receiver<Msg>,
     ready: flume::Sender<Result<()>>,
 ) {
@@ -107,37 +107,21 @@ pub(crate) async fn shard_main(
     }
 
     // Bound the jobs in flight: when full, stop taking messages, so senders wait on
-    // the bounded channel.
-    //
-    // glommio 0.9 loses some wake-ups that come from other threads (seen a few times
-    // per 100k cross-thread requests: a message waits in the channel while the
-    // executor sleeps). The loop therefore also wakes on a timer and looks at the
-    // channel itself, which bounds the delay a lost wake-up can cause.
+    // the bounded channel. Every poll of the loop beats its pulse, which the pulse
+    // thread watches to nudge an executor that fell asleep with work queued.
     let inflight = Rc::new(glommio::sync::Semaphore::new(max_inflight as u64));
     let receiver = {
         let shard = shard.clone();
         glommio::spawn_local_into(
             async move {
                 loop {
-                    let next =
-                        futures_lite::future::or(async { Some(rx.recv_async().await) }, async {
-                            glommio::timer::sleep(LOST_WAKEUP_RECHECK).await;
-                            None
-                        })
-                        .await;
-                    let msg = match next {
-                        Some(Ok(m)) => m,
-                        Some(Err(_)) => break,
-                        None => {
-                            if !rx.is_empty() {
-                                tracing::debug!(
-                                    shard = id,
-                                    "recovered a lost cross-thread wake-up"
-                                );
-                            }
-                            continue;
-                        }
-                    };
+                    let mut recv = std::pin::pin!(rx.recv_async());
+                    let next = std::future::poll_fn(|cx| {
+                        pulse.beat(cx.waker());
+                        recv.as_mut().poll(cx)
+                    })
+                    .await;
+                    let Ok(msg) = next else { break };
                     match msg {
                         Msg::Run(job) => {
                             let Ok(permit) = inflight.acquire_static_permit(1).await else {
