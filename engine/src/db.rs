@@ -24,10 +24,10 @@ use crate::lock::DbLock;
 use crate::meta::DbMeta;
 use crate::options::Options;
 use crate::remote::Remote;
-use crate::router::Router;
+use crate::router::{KeyBatches, Router, ScanPlan};
 use crate::shard::pulse::{Pulse, PulseThread, Watched};
 use crate::shard::runner::{shard_main, Job, Msg};
-use crate::shard::{ScanRange, Shard};
+use crate::shard::Shard;
 use crate::stats::{DbStats, LiveFile};
 use terrace_tiering::store::IoRuntime;
 
@@ -330,34 +330,19 @@ impl Db {
         t: TableId,
         keys: &[K],
     ) -> Result<Vec<Option<Vec<u8>>>> {
-        let n = self.shards() as usize;
-        let mut groups: Vec<(Vec<usize>, Vec<Vec<u8>>)> = vec![(Vec::new(), Vec::new()); n];
-        for (i, k) in keys.iter().enumerate() {
-            let (shard, sk) = self.inner.router.locate(t, k.as_ref())?;
-            groups[shard as usize].0.push(i);
-            groups[shard as usize].1.push(sk);
-        }
-        let calls = groups
+        let batches = KeyBatches::new(&self.inner.router, t, keys)?;
+        let len = batches.len();
+        let calls = batches
+            .by_shard
             .into_iter()
-            .enumerate()
-            .filter(|(_, g)| !g.0.is_empty())
-            .map(|(shard, (idx, sks))| async move {
+            .map(|(shard, idx, sks)| async move {
                 let vals = self
-                    .call(
-                        shard as u32,
-                        move |s| async move { s.multi_get(&sks).await },
-                    )
+                    .call(shard, move |s| async move { s.multi_get(&sks).await })
                     .await?;
                 Ok::<_, Error>((idx, vals))
             });
         let parts = futures_util::future::try_join_all(calls).await?;
-        let mut out = vec![None; keys.len()];
-        for (idx, vals) in parts {
-            for (i, v) in idx.into_iter().zip(vals) {
-                out[i] = v;
-            }
-        }
-        Ok(out)
+        Ok(KeyBatches::assemble(len, parts))
     }
 
     /// Up to `limit` entries of table `t` with keys within the bounds, in user-key
@@ -371,27 +356,13 @@ impl Db {
         upper: Bound<&[u8]>,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        self.inner.router.check_table(t)?;
-        let single = self.inner.router.single_group(lower, upper);
-        let range = Arc::new(ScanRange {
-            table: t,
-            lower: lower.map(<[u8]>::to_vec),
-            upper: upper.map(<[u8]>::to_vec),
-            limit,
-        });
-        let targets: Vec<(u32, std::ops::RangeInclusive<u16>)> = match single {
-            Some(kg) => vec![(self.inner.router.shard_of_group(kg), kg..=kg)],
-            None => (0..self.shards()).map(|s| (s, 0..=u16::MAX)).collect(),
-        };
-        let calls = targets.into_iter().map(|(shard, kgs)| {
-            let range = range.clone();
-            self.call(shard, move |s| async move { s.scan(kgs, &range).await })
+        let plan = ScanPlan::new(&self.inner.router, t, lower, upper, limit)?;
+        let calls = plan.targets.iter().map(|(shard, kgs)| {
+            let (range, kgs) = (plan.range.clone(), kgs.clone());
+            self.call(*shard, move |s| async move { s.scan(kgs, &range).await })
         });
         let parts = futures_util::future::try_join_all(calls).await?;
-        let mut out: Vec<(Vec<u8>, Vec<u8>)> = parts.into_iter().flatten().collect();
-        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        out.truncate(limit);
-        Ok(out)
+        Ok(plan.merge(parts))
     }
 
     async fn on_all<F, Fut, T>(&self, f: F) -> Result<Vec<T>>

@@ -11,8 +11,8 @@ use std::sync::{Arc, Weak};
 use crate::db::{Db, DbInner};
 use crate::error::{ErrorDetail, Result};
 use crate::key::TableId;
-use crate::router::Router;
-use crate::shard::{ScanRange, Shard};
+use crate::router::{KeyBatches, Router, ScanPlan};
+use crate::shard::Shard;
 
 /// A shard-local handle. `!Send`: it lives on the shard's thread.
 #[derive(Clone)]
@@ -92,45 +92,33 @@ impl LocalDb {
         }
     }
 
-    /// The values of `keys` in table `t`, in order; local keys are read with all
-    /// their I/O in flight at once.
+    /// The values of `keys` in table `t`, in order; this shard's keys are read
+    /// directly with all their I/O in flight at once, other shards' are forwarded.
     pub async fn multi_get<K: AsRef<[u8]>>(
         &self,
         t: TableId,
         keys: &[K],
     ) -> Result<Vec<Option<Vec<u8>>>> {
-        let mut local_idx = Vec::new();
-        let mut local_keys = Vec::new();
-        let mut remote_idx = Vec::new();
-        let mut remote_keys: Vec<&[u8]> = Vec::new();
-        for (i, k) in keys.iter().enumerate() {
-            let (shard, sk) = self.router.locate(t, k.as_ref())?;
-            if shard == self.shard.id {
-                local_idx.push(i);
-                local_keys.push(sk);
-            } else {
-                remote_idx.push(i);
-                remote_keys.push(k.as_ref());
-            }
-        }
-        let mut out = vec![None; keys.len()];
-        if !remote_keys.is_empty() {
-            let vals = self.db()?.multi_get(t, &remote_keys).await?;
-            for (i, v) in remote_idx.into_iter().zip(vals) {
-                out[i] = v;
-            }
-        }
-        if !local_keys.is_empty() {
-            let vals = self.shard.multi_get(&local_keys).await?;
-            for (i, v) in local_idx.into_iter().zip(vals) {
-                out[i] = v;
-            }
-        }
-        Ok(out)
+        let batches = KeyBatches::new(&self.router, t, keys)?;
+        let len = batches.len();
+        let calls = batches
+            .by_shard
+            .into_iter()
+            .map(|(shard, idx, sks)| async move {
+                let vals = if shard == self.shard.id {
+                    self.shard.multi_get(&sks).await?
+                } else {
+                    self.db()?
+                        .call(shard, move |s| async move { s.multi_get(&sks).await })
+                        .await?
+                };
+                Ok::<_, crate::Error>((idx, vals))
+            });
+        let parts = futures_util::future::try_join_all(calls).await?;
+        Ok(KeyBatches::assemble(len, parts))
     }
 
-    /// Like [`Db::scan`]; a range within one key group this shard owns is answered
-    /// locally.
+    /// Like [`Db::scan`]; key groups this shard owns are scanned directly.
     pub async fn scan(
         &self,
         t: TableId,
@@ -138,18 +126,20 @@ impl LocalDb {
         upper: Bound<&[u8]>,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        self.router.check_table(t)?;
-        match self.router.single_group(lower, upper) {
-            Some(kg) if self.router.shard_of_group(kg) == self.shard.id => {
-                let range = ScanRange {
-                    table: t,
-                    lower: lower.map(<[u8]>::to_vec),
-                    upper: upper.map(<[u8]>::to_vec),
-                    limit,
-                };
-                self.shard.scan(kg..=kg, &range).await
+        let plan = ScanPlan::new(&self.router, t, lower, upper, limit)?;
+        let calls = plan.targets.iter().map(|(shard, kgs)| {
+            let (range, kgs) = (plan.range.clone(), kgs.clone());
+            async move {
+                if *shard == self.shard.id {
+                    self.shard.scan(kgs, &range).await
+                } else {
+                    self.db()?
+                        .call(*shard, move |s| async move { s.scan(kgs, &range).await })
+                        .await
+                }
             }
-            _ => self.db()?.scan(t, lower, upper, limit).await,
-        }
+        });
+        let parts = futures_util::future::try_join_all(calls).await?;
+        Ok(plan.merge(parts))
     }
 }

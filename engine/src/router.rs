@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::error::{ErrorDetail, Result};
 use crate::key::{encode_state_key, key_group, shard_for_key_group, TableId};
+use crate::shard::ScanRange;
 
 /// What every handle needs to route and validate requests.
 #[derive(Clone, Debug)]
@@ -107,5 +108,99 @@ impl Router {
             }
             .into()
         })
+    }
+}
+
+/// The keys of a `multi_get` split by owning shard, and the way back: one plan for
+/// both handles, so `Db` and `LocalDb` answer a batch the same way.
+pub(crate) struct KeyBatches {
+    len: usize,
+    /// Per shard with keys: the keys' positions in the request and their state keys.
+    pub(crate) by_shard: Vec<(u32, Vec<usize>, Vec<Vec<u8>>)>,
+}
+
+impl KeyBatches {
+    /// Validates every key of `keys` (table `t`) and groups them by shard.
+    pub(crate) fn new<K: AsRef<[u8]>>(router: &Router, t: TableId, keys: &[K]) -> Result<Self> {
+        let mut groups: Vec<(Vec<usize>, Vec<Vec<u8>>)> =
+            vec![(Vec::new(), Vec::new()); router.shards as usize];
+        for (i, k) in keys.iter().enumerate() {
+            let (shard, sk) = router.locate(t, k.as_ref())?;
+            groups[shard as usize].0.push(i);
+            groups[shard as usize].1.push(sk);
+        }
+        let by_shard = groups
+            .into_iter()
+            .enumerate()
+            .filter(|(_, g)| !g.0.is_empty())
+            .map(|(shard, (idx, sks))| (shard as u32, idx, sks))
+            .collect();
+        Ok(KeyBatches {
+            len: keys.len(),
+            by_shard,
+        })
+    }
+
+    /// Puts each shard's answers back in request order.
+    pub(crate) fn assemble(
+        len: usize,
+        parts: impl IntoIterator<Item = (Vec<usize>, Vec<Option<Vec<u8>>>)>,
+    ) -> Vec<Option<Vec<u8>>> {
+        let mut out = vec![None; len];
+        for (idx, vals) in parts {
+            for (i, v) in idx.into_iter().zip(vals) {
+                out[i] = v;
+            }
+        }
+        out
+    }
+
+    /// Number of keys requested.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+/// Which shards and key groups a scan visits, and how their answers merge.
+pub(crate) struct ScanPlan {
+    pub(crate) range: Arc<ScanRange>,
+    /// Per shard to visit: the key groups to scan there.
+    pub(crate) targets: Vec<(u32, std::ops::RangeInclusive<u16>)>,
+}
+
+impl ScanPlan {
+    /// A range within one key group is one shard and one key group; any other range
+    /// visits every key group of every shard.
+    pub(crate) fn new(
+        router: &Router,
+        t: TableId,
+        lower: Bound<&[u8]>,
+        upper: Bound<&[u8]>,
+        limit: usize,
+    ) -> Result<Self> {
+        router.check_table(t)?;
+        let targets = match router.single_group(lower, upper) {
+            Some(kg) => vec![(router.shard_of_group(kg), kg..=kg)],
+            None => (0..router.shards).map(|s| (s, 0..=u16::MAX)).collect(),
+        };
+        Ok(ScanPlan {
+            range: Arc::new(ScanRange {
+                table: t,
+                lower: lower.map(<[u8]>::to_vec),
+                upper: upper.map(<[u8]>::to_vec),
+                limit,
+            }),
+            targets,
+        })
+    }
+
+    /// Merges the shards' answers in user-key order, cut to the limit.
+    pub(crate) fn merge(&self, parts: Vec<Vec<(Vec<u8>, Vec<u8>)>>) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut out: Vec<(Vec<u8>, Vec<u8>)> = parts.into_iter().flatten().collect();
+        if self.targets.len() > 1 {
+            out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        }
+        out.truncate(self.range.limit);
+        out
     }
 }
