@@ -28,6 +28,8 @@ mod db;
 mod encoding;
 pub mod error;
 mod files;
+#[doc(hidden)]
+pub mod fuzzing;
 mod iter;
 pub mod key;
 mod lanes;

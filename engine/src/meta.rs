@@ -214,6 +214,41 @@ mod tests {
     use super::*;
 
     #[test]
+    fn version_1_layout_matches_the_golden_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = Options::new(dir.path());
+        opts.shards = 4;
+        opts.max_key_groups = 128;
+        opts.key_group_prefix_bytes = Some(8);
+        opts.tables = vec!["counts".into(), "windows".into()];
+        let mut meta = DbMeta::new_for(&opts);
+        meta.reconcile(&opts).unwrap();
+        let bytes = meta.encode();
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/meta/v1-basic.meta");
+        if std::env::var_os("TERRACE_REGEN_FIXTURES").is_some_and(|v| v == "1") {
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(&path, &bytes).unwrap();
+        }
+        let golden = fs::read(&path).expect("fixture missing; run with TERRACE_REGEN_FIXTURES=1");
+        assert!(
+            golden == bytes,
+            "TERRACE-META's layout changed: bump META_FORMAT_VERSION and regenerate with TERRACE_REGEN_FIXTURES=1 if intended"
+        );
+        let back = DbMeta::decode(&path, &golden).unwrap();
+        assert_eq!(back, meta);
+        assert_eq!(back.shards, 4);
+        assert_eq!(back.key_group_prefix_bytes, Some(8));
+        assert_eq!(
+            back.tables,
+            vec![
+                (0, "default".into()),
+                (1, "counts".into()),
+                (2, "windows".into())
+            ]
+        );
+    }
+
+    #[test]
     fn more_tables_than_ids_is_a_clear_error_that_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let mut opts = Options::new(dir.path());

@@ -1,0 +1,26 @@
+//! Feeds arbitrary bytes to the metadata decoders, chosen by the first input byte:
+//! one version edit (a manifest record's payload), a whole manifest file (replayed
+//! with the checked apply), and `TERRACE-META`. Any panic is a bug; errors are the
+//! expected outcome.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use terrace::fuzzing;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&which, rest)) = data.split_first() else {
+        return;
+    };
+    match which % 3 {
+        0 => {
+            let _ = fuzzing::decode_version_edit(rest);
+        }
+        1 => {
+            let _ = fuzzing::replay_manifest(rest);
+        }
+        _ => {
+            let _ = fuzzing::decode_meta(rest);
+        }
+    }
+});
