@@ -1,0 +1,36 @@
+//! The hybrid block cache: one cache of SST blocks over two media, memory and a local
+//! SSD area, with one replacement order over both (entries differ only by medium).
+//!
+//! What each file owns:
+//! - [`cache`](HybridCache): the per-shard cache and its data flow (lookup, shared
+//!   loads, admission, demotion to SSD segments, SSD eviction, segment reclaim, the
+//!   background writer, rebuild on open).
+//! - `index`: the in-memory index (block → memory copy and/or segment location) and its
+//!   recency lists.
+//! - [`format`]: the on-SSD segment and entry format (versioned, checksummed), pure.
+//! - `segment`: segment file I/O through glommio DMA files (O_DIRECT, io_uring).
+//! - [`policy`]: every policy choice as a pure function (admission, eviction order,
+//!   reclaim, compression, the whole-file / hybrid switch).
+//! - `flight`: sharing one load among concurrent misses of a block.
+//! - [`sim`]: replacement policies (LRU, S3-FIFO) simulated over a trace, no I/O.
+//! - [`HybridConfig`], [`HybridStats`]: options and counters.
+//!
+//! The cache is per shard and `!Send`: no locks, no atomics. It must be opened and used
+//! on the shard's glommio executor, after [`crate::probe_direct_io`] (which
+//! [`HybridCache::open`] runs in its directory).
+
+mod cache;
+mod config;
+mod flight;
+pub mod format;
+mod index;
+pub mod policy;
+mod segment;
+pub mod sim;
+mod stats;
+
+pub use cache::HybridCache;
+pub use config::{HybridConfig, MEMORY_ENTRY_OVERHEAD_BYTES};
+pub use format::{BlockKind, Codec};
+pub use policy::{AdmissionHint, CacheMode, ModePolicy, SegmentClass};
+pub use stats::{HybridStats, KindCounters, ReclaimStats, TierStats};
