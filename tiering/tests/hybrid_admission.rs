@@ -107,9 +107,7 @@ fn warm_writes_enter_cold_and_preloads_need_hot_inputs() {
         let mut cfg = small_config(&dir);
         cfg.compress_memory = false;
         let cache = HybridCache::open(cfg, |_| true).await.unwrap();
-        // Sixty reads, then a warm write, then reads until memory overflows. (Demoted
-        // blocks stay charged to memory in their write buffer until written, so one
-        // overflow evicts a few dozen blocks.)
+        // Sixty reads, then a warm write, then reads until memory overflows.
         for b in 0..60u64 {
             let k = key(1, b * 4096);
             cache.insert(

@@ -58,7 +58,7 @@ const RECLAIM_CHECK_EVERY: u32 = 32;
 /// the SSD budget full (and a segment dropped).
 const RESERVE_SLOTS: u64 = 2;
 /// zstd level for memory copies of data blocks (fast; decompression dominates hits).
-const MEMORY_ZSTD_LEVEL: i32 = 1;
+const MEMORY_ZSTD_LEVEL: i32 = -1;
 
 /// One shard's hybrid memory + SSD block cache. `!Send`: one per shard executor.
 pub struct HybridCache {
@@ -379,7 +379,7 @@ impl HybridCache {
             return;
         }
         let copy = st.encode(kind, bytes);
-        if copy.charge() * 4 > cfg.memory_bytes {
+        if copy.charge() * 4 > cfg.block_memory_bytes() {
             st.stats.not_admitted += 1;
             return;
         }
@@ -544,10 +544,14 @@ impl State {
         let _ = self.jobs.try_send(job);
     }
 
+    /// Memory held now: blocks (with their per-entry charge) and write buffers.
     fn memory_used(&self) -> u64 {
+        self.block_bytes() + self.buffer_bytes
+    }
+
+    fn block_bytes(&self) -> u64 {
         self.index.list_bytes(ListId::Mem(MemPool::High))
             + self.index.list_bytes(ListId::Mem(MemPool::Low))
-            + self.buffer_bytes
     }
 
     fn ssd_live(&self) -> u64 {
@@ -713,9 +717,15 @@ impl State {
     }
 
     /// Brings memory back within budget, demoting blocks without an SSD copy.
+    ///
+    /// Blocks are kept within [`HybridConfig::block_memory_bytes`]; write buffers live
+    /// in the reservation beside it, so a demotion frees its block's memory at once
+    /// (charging buffers as they are allocated would make each new buffer evict more
+    /// blocks than it can hold, a cascade that ends in dropped demotions).
     fn enforce_memory(&mut self, cfg: &HybridConfig) {
-        let high_cap = (cfg.memory_bytes as f64 * cfg.high_priority_ratio) as u64;
-        while self.memory_used() > cfg.memory_bytes {
+        let budget = cfg.block_memory_bytes();
+        let high_cap = (budget as f64 * cfg.high_priority_ratio) as u64;
+        while self.block_bytes() > budget {
             let high = self.index.list_bytes(ListId::Mem(MemPool::High));
             let low = self.index.list_bytes(ListId::Mem(MemPool::Low));
             let Some(pool) = policy::memory_victim_pool(high, low, high_cap) else {

@@ -17,7 +17,8 @@ pub struct HybridConfig {
     /// rewinds file numbering), because cached blocks are keyed by file id.
     pub owner_id: u64,
     /// Memory tier budget: cached blocks (as stored, plus a per-entry charge) and the
-    /// demotion write buffers.
+    /// demotion write buffers, which have a fixed reservation in it
+    /// ([`Self::write_buffer_reservation_bytes`]).
     pub memory_bytes: u64,
     /// SSD tier budget: the sum of segment file sizes never exceeds it.
     pub ssd_bytes: u64,
@@ -93,6 +94,17 @@ impl HybridConfig {
     /// the full ones in flight.
     pub fn write_buffer_reservation_bytes(&self) -> u64 {
         (self.classes.len() as u64 + u64::from(self.max_writes_in_flight)) * self.write_buffer_bytes
+    }
+
+    /// Memory for cached blocks: `memory_bytes` less the write buffer reservation
+    /// (when there is an SSD tier to write to).
+    pub fn block_memory_bytes(&self) -> u64 {
+        if self.ssd_bytes == 0 {
+            self.memory_bytes
+        } else {
+            self.memory_bytes
+                .saturating_sub(self.write_buffer_reservation_bytes())
+        }
     }
 
     /// Checks the options, naming the first bad one.
