@@ -35,6 +35,7 @@ use std::rc::{Rc, Weak};
 use futures_util::future::join_all;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::io::DmaFile;
+use glommio::TaskQueueHandle;
 
 use super::config::HybridConfig;
 use super::flight::{self, FlightRef, Flights, SharedError, Wait};
@@ -68,6 +69,20 @@ pub struct HybridCache {
 struct Shared {
     cfg: HybridConfig,
     state: RefCell<State>,
+    background: Option<TaskQueueHandle>,
+}
+
+fn spawn_background(
+    queue: Option<TaskQueueHandle>,
+    task: impl Future<Output = ()> + 'static,
+) -> io::Result<()> {
+    match queue {
+        None => glommio::spawn_local(task).detach(),
+        Some(q) => glommio::spawn_local_into(task, q)
+            .map_err(|e| io::Error::other(format!("hybrid cache: spawn background task: {e}")))?
+            .detach(),
+    };
+    Ok(())
 }
 
 enum Job {
@@ -134,6 +149,17 @@ impl HybridCache {
     /// Runs [`crate::probe_direct_io`] in `cfg.dir` first. Must run on the shard's
     /// glommio executor; background writes run as tasks of the current task queue.
     pub async fn open(cfg: HybridConfig, is_live: impl Fn(u64) -> bool) -> io::Result<HybridCache> {
+        HybridCache::open_in(cfg, is_live, None).await
+    }
+
+    /// [`Self::open`], with the background work (segment writes, deletes and moves)
+    /// running in task queue `background` (the engine passes its flush or compaction
+    /// queue, so demotions never compete with foreground reads at equal shares).
+    pub async fn open_in(
+        cfg: HybridConfig,
+        is_live: impl Fn(u64) -> bool,
+        background: Option<TaskQueueHandle>,
+    ) -> io::Result<HybridCache> {
         cfg.validate()?;
         std::fs::create_dir_all(&cfg.dir)
             .map_err(|e| segment::with_path("create directory", &cfg.dir, e))?;
@@ -191,8 +217,9 @@ impl HybridCache {
         let shared = Rc::new(Shared {
             cfg,
             state: RefCell::new(state),
+            background,
         });
-        glommio::spawn_local(run_writer(Rc::downgrade(&shared), rx)).detach();
+        spawn_background(background, run_writer(Rc::downgrade(&shared), rx))?;
         {
             let mut st = shared.state.borrow_mut();
             if st.mode == CacheMode::WholeFile {
@@ -475,12 +502,14 @@ impl HybridCache {
         Ok(())
     }
 
-    /// Flushes, waits for segment moves in progress, syncs the segment files and
-    /// closes the cache. The next [`Self::open`] of the directory starts warm.
+    /// Waits for segment moves in progress, writes the blocks only memory holds to the
+    /// SSD tier (when it is enabled), flushes, syncs the segment files and closes the
+    /// cache. The next [`Self::open`] of the directory starts warm.
     pub async fn close(self) -> io::Result<()> {
         while self.shared.state.borrow().moving {
             glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
         }
+        self.demote_memory().await?;
         self.flush().await?;
         let files: Vec<Rc<DmaFile>> = {
             let st = self.shared.state.borrow();
@@ -493,6 +522,52 @@ impl HybridCache {
             f.fdatasync().await.map_err(io::Error::from)?;
         }
         Ok(())
+    }
+
+    /// Writes every block that only memory holds to the SSD tier, coldest first (so
+    /// the hottest are the newest entries, and the most recent after a rebuild), and
+    /// empties memory. Used by `close` so a reopened cache starts warm.
+    async fn demote_memory(&self) -> io::Result<()> {
+        let cfg = &self.shared.cfg;
+        let mut stalls = 0;
+        loop {
+            let stalled = {
+                let mut st = self.shared.state.borrow_mut();
+                if !st.ssd_enabled(cfg) {
+                    return Ok(());
+                }
+                let mut stalled = false;
+                loop {
+                    let tail = st
+                        .index
+                        .tail(ListId::Mem(MemPool::Low))
+                        .or_else(|| st.index.tail(ListId::Mem(MemPool::High)));
+                    let Some(slot) = tail else {
+                        break;
+                    };
+                    let Some(copy) = st.mem_detach(slot) else {
+                        break;
+                    };
+                    if st.index.node(slot).disk.is_none() && !st.append(cfg, slot, &copy) {
+                        if stalls < 2 {
+                            // Writes in flight are full: wait for them, then go on.
+                            st.mem_attach(slot, copy, false);
+                            stalled = true;
+                            break;
+                        }
+                        st.stats.demotions_dropped += 1;
+                    }
+                    stalls = 0;
+                    st.index.remove_if_empty(slot);
+                }
+                stalled
+            };
+            if !stalled {
+                return Ok(());
+            }
+            stalls += 1;
+            self.flush().await?;
+        }
     }
 
     /// The configuration the cache runs with.
@@ -1081,7 +1156,13 @@ async fn run_writer(weak: Weak<Shared>, rx: LocalReceiver<Job>) {
                 }
             }
             Job::Move { seq } => {
-                glommio::spawn_local(run_move(Rc::clone(&shared), seq)).detach();
+                if spawn_background(shared.background, run_move(Rc::clone(&shared), seq)).is_err() {
+                    let mut st = shared.state.borrow_mut();
+                    st.moving = false;
+                    if let Some(s) = st.segments.get_mut(&seq) {
+                        s.reclaiming = false;
+                    }
+                }
             }
             Job::Barrier(tx) => {
                 let _ = tx.try_send(());
@@ -1147,6 +1228,48 @@ impl Shared {
     }
 }
 
+/// Rewrites one block of a segment being moved. Returns the copy back when it could
+/// not be written only because writes in flight are full and `may_wait` (the caller
+/// waits and retries); otherwise the block is moved or dropped.
+fn move_one(
+    st: &mut State,
+    cfg: &HybridConfig,
+    key: BlockKey,
+    loc: DiskLoc,
+    copy: Result<MemCopy, ReadError>,
+    may_wait: bool,
+) -> Option<MemCopy> {
+    let slot = st.index.get(&key)?;
+    if st.index.node(slot).disk != Some(loc) {
+        return None; // evicted or replaced meanwhile
+    }
+    let copy = match copy {
+        Ok(c) => c,
+        Err(e) => {
+            match e {
+                ReadError::Corrupt => st.stats.corruptions += 1,
+                ReadError::Io => st.stats.read_errors += 1,
+            }
+            st.disk_detach(slot);
+            st.index.remove_if_empty(slot);
+            return None;
+        }
+    };
+    st.disk_detach(slot);
+    if st.ssd_enabled(cfg) && st.append(cfg, slot, &copy) {
+        st.stats.reclaim.blocks_moved += 1;
+        st.stats.reclaim.bytes_moved += loc.span();
+        return None;
+    }
+    if may_wait && st.ssd_enabled(cfg) && st.writes_in_flight >= st.max_writes_in_flight {
+        st.disk_attach(slot, loc); // still readable where it is
+        return Some(copy);
+    }
+    st.stats.reclaim.blocks_dropped += 1;
+    st.index.remove_if_empty(slot);
+    None
+}
+
 /// Moves the live blocks of segment `seq` to the active segments, then deletes it.
 async fn run_move(shared: Rc<Shared>, seq: u64) {
     let cfg = &shared.cfg;
@@ -1187,27 +1310,26 @@ async fn run_move(shared: Rc<Shared>, seq: u64) {
         });
         moved.extend(join_all(reads).await);
     }
+    let mut queue: std::collections::VecDeque<_> = moved.into();
+    let mut stalls = 0;
+    while let Some((key, loc, copy)) = queue.pop_front() {
+        let wait = {
+            let mut st = shared.state.borrow_mut();
+            move_one(&mut st, cfg, key, loc, copy, stalls < 3)
+                .map(|c| queue.push_front((key, loc, Ok(c))))
+        };
+        if wait.is_some() {
+            // Writes in flight are full: wait until the writer has caught up.
+            stalls += 1;
+            let (tx, rx) = local_channel::new_bounded(1);
+            shared.state.borrow().send(Job::Barrier(tx));
+            rx.recv().await;
+        } else {
+            stalls = 0;
+        }
+    }
     let file = {
         let mut st = shared.state.borrow_mut();
-        for (key, loc, copy) in moved {
-            let Some(slot) = st.index.get(&key) else {
-                continue;
-            };
-            if st.index.node(slot).disk != Some(loc) {
-                continue; // evicted or replaced meanwhile
-            }
-            st.disk_detach(slot);
-            match copy {
-                Ok(c) if st.ssd_enabled(cfg) && st.append(cfg, slot, &c) => {
-                    st.stats.reclaim.blocks_moved += 1;
-                    st.stats.reclaim.bytes_moved += loc.span();
-                }
-                Ok(_) => st.stats.reclaim.blocks_dropped += 1,
-                Err(ReadError::Corrupt) => st.stats.corruptions += 1,
-                Err(ReadError::Io) => st.stats.read_errors += 1,
-            }
-            st.index.remove_if_empty(slot);
-        }
         st.enforce_memory(cfg);
         // Anything still pointing here (nothing should) is dropped with the segment.
         for slot in st.index.segment_slots(seq) {
@@ -1219,9 +1341,10 @@ async fn run_move(shared: Rc<Shared>, seq: u64) {
     };
     drop(file);
     let path = segment::segment_path(&cfg.dir, seq);
-    let removed = glommio::io::remove(&path).await;
+    let removed = glommio::io::remove(&path).await.map_err(io::Error::from);
     let mut st = shared.state.borrow_mut();
-    if removed.is_err() {
+    // NotFound: the segment was dropped (e.g. a switch to whole files) during the move.
+    if removed.is_err_and(|e| e.kind() != io::ErrorKind::NotFound) {
         st.stats.write_errors += 1;
     }
     st.segments.remove(&seq);
