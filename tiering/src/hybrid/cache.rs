@@ -648,16 +648,20 @@ impl State {
         let node = self.index.node(slot);
         let copy = node.mem.clone()?;
         let kind = node.kind;
+        let Ok(bytes) = self.decode(&copy) else {
+            // Cannot happen short of memory corruption; never serve it.
+            self.stats.corruptions += 1;
+            self.mem_detach(slot);
+            self.index.remove_if_empty(slot);
+            return None;
+        };
         if promote {
             self.index.touch(slot);
         }
-        let out = self.decode(&copy);
-        if let Ok(b) = &out {
-            let c = self.stats.memory.kind_mut(kind);
-            c.hits += 1;
-            c.hit_bytes += b.len() as u64;
-        }
-        Some(out)
+        let c = self.stats.memory.kind_mut(kind);
+        c.hits += 1;
+        c.hit_bytes += bytes.len() as u64;
+        Some(Ok(bytes))
     }
 
     fn encode(&mut self, kind: BlockKind, bytes: Bytes) -> MemCopy {
@@ -862,6 +866,10 @@ impl State {
                 return false;
             };
             if !a.has_buf {
+                if self.buffer_bytes + cfg.write_buffer_bytes > cfg.write_buffer_reservation_bytes()
+                {
+                    return false; // buffers forced out by a flush are still in flight
+                }
                 a.buf = Vec::with_capacity(cfg.write_buffer_bytes as usize);
                 a.has_buf = true;
                 newly_charged = true;
@@ -901,6 +909,9 @@ impl State {
     /// Starts a new segment for `class`; false if the SSD budget has no slot for it.
     fn open_segment(&mut self, cfg: &HybridConfig, class: usize) -> bool {
         if !self.ssd_enabled(cfg) {
+            return false;
+        }
+        if self.buffer_bytes + cfg.write_buffer_bytes > cfg.write_buffer_reservation_bytes() {
             return false;
         }
         if self.segments.len() as u64 >= cfg.segment_slots() && !self.maybe_reclaim(cfg, true) {

@@ -55,8 +55,10 @@ pub(crate) struct Flights {
 }
 
 impl Flights {
+    /// The flight of `key` still running, if any (an abandoned one is ignored, so a
+    /// waiter never spins on it).
     pub fn get(&self, key: &BlockKey) -> Option<FlightRef> {
-        self.map.get(key).cloned()
+        self.map.get(key).filter(|f| !f.borrow().abandoned).cloned()
     }
 
     /// Registers a new flight for `key`; the returned guard abandons it if dropped
@@ -74,13 +76,17 @@ impl Flights {
         }
     }
 
-    /// Poisons every flight of `file_id`.
+    /// Poisons every flight of `file_id` and forgets them, so lookups that come later
+    /// start their own.
     pub fn poison_file(&mut self, file_id: u64) {
-        for (k, f) in &self.map {
+        self.map.retain(|k, f| {
             if k.file_id == file_id {
                 f.borrow_mut().poisoned = true;
+                false
+            } else {
+                true
             }
-        }
+        });
     }
 }
 
