@@ -128,9 +128,10 @@ async fn miss_insert(dir: &Path, memory: u64, compress: bool, name: &str) {
     cache.close().await.unwrap();
 }
 
-async fn populate_ssd(dir: &Path, n: u64) -> Rc<HybridCache> {
-    // Small memory so nearly everything lives on the SSD; raw blocks (4 KiB + header).
-    let cache = HybridCache::open(config(dir, 16 << 20, 2 << 30, false), |_| true)
+async fn populate_ssd(dir: &Path, n: u64, compress: bool) -> Rc<HybridCache> {
+    // Small memory so nearly everything lives on the SSD; raw blocks are 4 KiB + a
+    // 40-byte header (4608-byte entries), zstd ones about half.
+    let cache = HybridCache::open(config(dir, 16 << 20, 2 << 30, compress), |_| true)
         .await
         .unwrap();
     for i in 0..n {
@@ -292,7 +293,7 @@ fn main() {
         .spawn(move || async move {
             terrace_tiering::probe_direct_io(&path).await.unwrap();
             if quick {
-                let cache = populate_ssd(&path.join("quick"), 2_000).await;
+                let cache = populate_ssd(&path.join("quick"), 2_000, true).await;
                 ssd_reads(&cache, 2_000, 4, Duration::from_millis(50)).await;
                 return;
             }
@@ -309,7 +310,7 @@ fn main() {
             .await;
             let ssd_dir = path.join("ssd");
             let n = 120_000;
-            let cache = populate_ssd(&ssd_dir, n).await;
+            let cache = populate_ssd(&ssd_dir, n, false).await;
             for depth in [1, 32, 64] {
                 ssd_reads(&cache, n, depth, Duration::from_secs(3)).await;
             }
@@ -323,6 +324,13 @@ fn main() {
             );
             for depth in [1, 32, 64] {
                 raw_reads(&ssd_dir, depth, Duration::from_secs(3)).await;
+            }
+            drop(cache);
+            println!("zstd data blocks (entries of about 2.5 KiB):");
+            let zdir = path.join("ssd-zstd");
+            let cache = populate_ssd(&zdir, n, true).await;
+            for depth in [1, 64] {
+                ssd_reads(&cache, n, depth, Duration::from_secs(3)).await;
             }
         })
         .unwrap()

@@ -207,6 +207,7 @@ impl HybridCache {
                 stale_entries_skipped: 0,
                 invalidated_blocks: 0,
                 indexed_blocks: 0,
+                index_bytes: 0,
                 compressed_blocks: 0,
             },
             jobs: tx,
@@ -341,9 +342,11 @@ impl HybridCache {
         let source = self.shared.state.borrow().buffered_entry(&key, &loc);
         let payload = match source {
             Source::Buffered(r) => r,
-            Source::File(file) => segment::read_entry(&file, loc.offset, &key, loc.stored_len)
-                .await
-                .map(|(p, _)| p),
+            Source::File(file) => {
+                segment::read_entry(&file, loc.offset, &key, loc.stored_len, loc.crc)
+                    .await
+                    .map(|(p, _)| p)
+            }
             Source::Missing => Err(ReadError::Io),
         };
         let mut st = self.shared.state.borrow_mut();
@@ -484,6 +487,7 @@ impl HybridCache {
         s.segments = st.segments.len() as u64;
         s.ssd_used_bytes = s.segments * self.shared.cfg.segment_bytes;
         s.indexed_blocks = st.index.len() as u64;
+        s.index_bytes = st.index.approx_bytes();
         s
     }
 
@@ -775,7 +779,7 @@ impl State {
                 bytes
                     .get(at..)
                     .ok_or(ReadError::Corrupt)
-                    .and_then(|b| Ok(super::format::check_entry(b, key, loc.stored_len)?))
+                    .and_then(|b| Ok(super::format::check_entry(b, key, loc.stored_len, loc.crc)?))
                     .map(|(p, _)| p.to_vec()),
             )
         };
@@ -875,7 +879,7 @@ impl State {
                 newly_charged = true;
             }
             let pos = a.buf.len() as u64;
-            encode_entry(
+            let header = encode_entry(
                 &mut a.buf,
                 key,
                 kind,
@@ -888,6 +892,7 @@ impl State {
                 seg: a.seq,
                 offset: a.buf_offset + pos,
                 stored_len: copy.bytes.len() as u32,
+                crc: header.payload_crc,
                 codec: copy.codec,
                 raw_len: copy.raw_len,
             };
@@ -1307,13 +1312,15 @@ async fn run_move(shared: Rc<Shared>, seq: u64) {
                 // A memory copy holds exactly the bytes stored on the SSD.
                 let copy = match (mem, file) {
                     (Some(m), _) => Ok(m.clone()),
-                    (None, Some(f)) => segment::read_entry(&f, loc.offset, key, loc.stored_len)
-                        .await
-                        .map(|(p, _)| MemCopy {
-                            bytes: Rc::from(p),
-                            codec: loc.codec,
-                            raw_len: loc.raw_len,
-                        }),
+                    (None, Some(f)) => {
+                        segment::read_entry(&f, loc.offset, key, loc.stored_len, loc.crc)
+                            .await
+                            .map(|(p, _)| MemCopy {
+                                bytes: Rc::from(p),
+                                codec: loc.codec,
+                                raw_len: loc.raw_len,
+                            })
+                    }
                     (None, None) => Err(ReadError::Io),
                 };
                 (*key, *loc, copy)
@@ -1453,6 +1460,7 @@ async fn rebuild(
                     seg: seq,
                     offset: e.offset,
                     stored_len: h.stored_len,
+                    crc: h.payload_crc,
                     codec: h.codec,
                     raw_len: h.raw_len,
                 },

@@ -373,15 +373,17 @@ pub fn scan_entries(bytes: &[u8], base_offset: u64) -> ScanResult {
     out
 }
 
-/// Checks an entry read back from a segment: the header must decode, name `key` and
-/// `stored_len`, and the payload must match its crc. Returns the payload.
+/// Checks an entry read back from a segment against what the index expects: the
+/// header must decode and name `key`, `stored_len` and `payload_crc`, and the payload
+/// must match that crc. Returns the payload.
 pub fn check_entry<'a>(
     bytes: &'a [u8],
     key: &BlockKey,
     stored_len: u32,
+    payload_crc: u32,
 ) -> Result<(&'a [u8], EntryHeader), EntryCheckError> {
     let h = decode_entry_header(bytes).ok_or(EntryCheckError::BadHeader)?;
-    if h.key != *key || h.stored_len != stored_len {
+    if h.key != *key || h.stored_len != stored_len || h.payload_crc != payload_crc {
         return Err(EntryCheckError::WrongEntry(h.key));
     }
     let payload = bytes
@@ -511,11 +513,17 @@ mod tests {
         assert_eq!(r.entries[1].header, h2);
         assert_eq!(r.entries[1].offset, 8192);
 
-        let (p, _) = check_entry(&seg[4096..], &key(2, 4096), 1000).unwrap();
+        let crc = h2.payload_crc;
+        let (p, _) = check_entry(&seg[4096..], &key(2, 4096), 1000, crc).unwrap();
         assert_eq!(p, &payload[..]);
         assert_eq!(
-            check_entry(&seg[4096..], &key(2, 0), 1000).unwrap_err(),
+            check_entry(&seg[4096..], &key(2, 0), 1000, crc).unwrap_err(),
             EntryCheckError::WrongEntry(key(2, 4096))
+        );
+        assert_eq!(
+            check_entry(&seg[4096..], &key(2, 4096), 1000, crc ^ 1).unwrap_err(),
+            EntryCheckError::WrongEntry(key(2, 4096)),
+            "the index's crc must match too"
         );
 
         // A flipped payload byte: the scan drops the entry, a read refuses it.
@@ -525,7 +533,7 @@ mod tests {
         assert_eq!(r.entries.len(), 1);
         assert_eq!(r.corrupt_entries, 1);
         assert_eq!(
-            check_entry(&bad[4096..], &key(2, 4096), 1000).unwrap_err(),
+            check_entry(&bad[4096..], &key(2, 4096), 1000, crc).unwrap_err(),
             EntryCheckError::BadPayloadCrc
         );
         // A flipped header byte: not an entry at all.
@@ -533,7 +541,7 @@ mod tests {
         bad[4096 + 9] ^= 1;
         assert_eq!(scan_entries(&bad, 4096).entries.len(), 1);
         assert_eq!(
-            check_entry(&bad[4096..], &key(2, 4096), 1000).unwrap_err(),
+            check_entry(&bad[4096..], &key(2, 4096), 1000, crc).unwrap_err(),
             EntryCheckError::BadHeader
         );
     }

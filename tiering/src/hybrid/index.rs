@@ -59,6 +59,8 @@ pub(crate) struct DiskLoc {
     pub seg: u64,
     pub offset: u64,
     pub stored_len: u32,
+    /// crc32 of the stored payload: every read is checked against it.
+    pub crc: u32,
     pub codec: Codec,
     pub raw_len: u32,
 }
@@ -277,6 +279,18 @@ impl Index {
         true
     }
 
+    /// Approximate heap bytes of the index itself (nodes, hash map, membership
+    /// vectors). Not charged to the memory budget: it grows with SSD entries too.
+    pub fn approx_bytes(&self) -> u64 {
+        let nodes = self.nodes.capacity() * std::mem::size_of::<Option<Node>>();
+        let map = self.map.capacity() * (std::mem::size_of::<(BlockKey, u32)>() + 1);
+        let members = |m: &HashMap<u64, Vec<u32>>| {
+            m.capacity() * (std::mem::size_of::<(u64, Vec<u32>)>() + 1)
+                + m.values().map(|v| v.capacity() * 4).sum::<usize>()
+        };
+        (nodes + map + members(&self.files) + members(&self.segs) + self.free.capacity() * 4) as u64
+    }
+
     pub fn file_slots(&self, file_id: u64) -> Vec<u32> {
         self.files.get(&file_id).cloned().unwrap_or_default()
     }
@@ -389,6 +403,7 @@ mod tests {
             seg,
             offset,
             stored_len: 100,
+            crc: 0,
             codec: Codec::Raw,
             raw_len: 100,
         }
@@ -431,5 +446,8 @@ mod tests {
         let d = ix.insert(key(3, 0), BlockKind::Filter, 0);
         assert_eq!(d, a, "slots are reused");
         assert_eq!(ix.len(), 3);
+        assert!(ix.approx_bytes() > 3 * std::mem::size_of::<Node>() as u64);
+        // Per-block cost of the index, for sizing (see HybridStats::index_bytes).
+        eprintln!("index node {} bytes", std::mem::size_of::<Option<Node>>());
     }
 }

@@ -18,6 +18,23 @@
 //! The cache is per shard and `!Send`: no locks, no atomics. It must be opened and used
 //! on the shard's glommio executor, after [`crate::probe_direct_io`] (which
 //! [`HybridCache::open`] runs in its directory).
+//!
+//! How the engine uses it (in place of the per-shard [`crate::BlockCache`]):
+//! - open one per shard with [`HybridCache::open_in`] (its own directory, the
+//!   database lineage as `owner_id`, `is_live` from the manifest, background work in the
+//!   flush or compaction task queue), and [`HybridCache::close`] it on shard close;
+//! - read every block through [`HybridCache::get_or_load`], whose load reads the block
+//!   from the file (local or remote), verifies and decompresses it: the cache holds the
+//!   contents the reader wants. Foreground reads pass [`AdmissionHint::Read`],
+//!   compaction inputs [`AdmissionHint::Bypass`]; flush and compaction outputs may
+//!   insert their blocks with [`AdmissionHint::WarmWrite`] (file in its upload warm
+//!   window) or [`AdmissionHint::Preload`] (asking [`HybridCache::contains`] of the
+//!   input blocks they replace);
+//! - call [`HybridCache::evict_file`] when a file is deleted (no version or snapshot
+//!   reads it any more), before its id could ever be reused;
+//! - call [`HybridCache::update_mode`] from the tiering task with the shard's disk budget
+//!   and live SST bytes, and keep whole local copies only in [`CacheMode::WholeFile`];
+//! - report [`HybridCache::stats`] in the engine's stats.
 
 mod cache;
 mod config;

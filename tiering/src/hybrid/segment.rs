@@ -72,16 +72,18 @@ impl From<EntryCheckError> for ReadError {
     }
 }
 
-/// Reads the entry of `key` at `offset` and returns its checked payload.
+/// Reads the entry of `key` at `offset` and returns its payload, checked against the
+/// index's length and crc.
 pub(crate) async fn read_entry(
     file: &DmaFile,
     offset: u64,
     key: &BlockKey,
     stored_len: u32,
+    payload_crc: u32,
 ) -> Result<(Vec<u8>, EntryHeader), ReadError> {
     let len = ENTRY_HEADER_BYTES + stored_len as usize;
     let got = file.read_at(offset, len).await.map_err(|_| ReadError::Io)?;
-    let (payload, header) = check_entry(&got, key, stored_len)?;
+    let (payload, header) = check_entry(&got, key, stored_len, payload_crc)?;
     Ok((payload.to_vec(), header))
 }
 

@@ -128,6 +128,10 @@ pub struct HybridStats {
     pub invalidated_blocks: u64,
     /// Blocks the index knows (in either tier or both) now.
     pub indexed_blocks: u64,
+    /// Approximate heap bytes of the index (about 150 per block, in either tier). Not
+    /// part of `memory_used_bytes`: size `memory_bytes` with it in mind when the SSD
+    /// tier holds millions of blocks.
+    pub index_bytes: u64,
     /// Blocks stored compressed in memory now.
     pub compressed_blocks: u64,
 }
