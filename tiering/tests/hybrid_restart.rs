@@ -1,11 +1,13 @@
-//! A closed cache reopens warm: the SSD index is rebuilt by scanning segment files, so
-//! blocks are served with no load. Entries of files that are no longer live, and
-//! segments of another owner (database lineage), are never served.
+//! A closed cache reopens warm: the SSD index is loaded from the index file a clean
+//! close writes, or rebuilt by scanning the segment files after a crash, so blocks are
+//! served with no load. Entries of files that are no longer live, and segments of
+//! another owner (database lineage), are never served.
 
 #![allow(clippy::unwrap_used)]
 
 mod hybrid_support;
 
+use terrace_tiering::hybrid::format::INDEX_FILE_NAME;
 use terrace_tiering::hybrid::{AdmissionHint, BlockKind, HybridCache};
 
 use hybrid_support::*;
@@ -42,9 +44,12 @@ fn a_reopened_cache_serves_its_ssd_blocks_without_loading() {
         assert!(before.ssd.total().resident_blocks > 100, "{before:#?}");
         cache.close().await.unwrap();
 
+        assert!(cfg.dir.join(INDEX_FILE_NAME).exists());
         // File 4 was deleted while the cache was closed.
         let cache = HybridCache::open(cfg.clone(), |f| f != 4).await.unwrap();
         let s = cache.stats();
+        assert!(s.index_loaded, "a clean close leaves an index file");
+        assert!(!cfg.dir.join(INDEX_FILE_NAME).exists(), "removed on open");
         assert!(s.rebuilt_entries > 100, "{s:#?}");
         assert!(s.stale_entries_skipped > 0, "{s:#?}");
         let mut served = 0;
@@ -103,6 +108,70 @@ fn a_smaller_ssd_budget_on_reopen_keeps_the_newest_segments_within_it() {
         assert_bounds(&cache);
         let (_, after) = segment_files_bytes(&cfg.dir);
         assert!(after <= 5 && after < before, "{before} -> {after}");
+        cache.close().await.unwrap();
+    });
+}
+
+async fn served(cache: &HybridCache, files: std::ops::RangeInclusive<u64>) -> u64 {
+    let mut n = 0;
+    for f in files {
+        for b in 0..BLOCKS {
+            let k = key(f, b * 4096);
+            if cache.contains(&k) {
+                let got = cache
+                    .get_or_load(
+                        k,
+                        BlockKind::Data,
+                        f as u8,
+                        AdmissionHint::Read,
+                        must_not_load(),
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(got, block(k, 0, 3000));
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+#[test]
+fn after_a_crash_or_with_a_damaged_index_file_the_segments_are_scanned() {
+    run(|dir| async move {
+        let mut cfg = small_config(&dir);
+        cfg.ssd_bytes = 2 << 20;
+        cfg.segment_bytes = 128 << 10;
+        let cache = HybridCache::open(cfg.clone(), |_| true).await.unwrap();
+        fill(&cache).await;
+        cache.close().await.unwrap();
+
+        // A damaged index file is refused (counted) and the segments are scanned.
+        let path = cfg.dir.join(INDEX_FILE_NAME);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[100] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let cache = HybridCache::open(cfg.clone(), |_| true).await.unwrap();
+        let s = cache.stats();
+        assert!(!s.index_loaded);
+        assert_eq!(s.corruptions, 1);
+        assert_eq!(s.rebuilt_entries, 4 * BLOCKS, "{s:#?}");
+        assert_eq!(served(&cache, 1..=FILES).await, 4 * BLOCKS);
+
+        // A crash (no close): no index file; the next open scans and serves what was
+        // written (blocks only in memory are lost, as memory is).
+        let on_ssd = cache.stats().ssd.total().resident_blocks;
+        drop(cache);
+        assert!(!path.exists());
+        let cache = HybridCache::open(cfg.clone(), |_| true).await.unwrap();
+        let s = cache.stats();
+        assert!(!s.index_loaded);
+        assert!(
+            s.rebuilt_entries >= on_ssd,
+            "{} < {on_ssd}",
+            s.rebuilt_entries
+        );
+        assert_eq!(served(&cache, 1..=FILES).await, s.rebuilt_entries);
         cache.close().await.unwrap();
     });
 }

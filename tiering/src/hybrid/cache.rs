@@ -40,8 +40,9 @@ use glommio::TaskQueueHandle;
 use super::config::HybridConfig;
 use super::flight::{self, FlightRef, Flights, SharedError, Wait};
 use super::format::{
-    encode_entry, encode_segment_header, entry_span, parse_segment_file_name, BlockKind, Codec,
-    SegmentHeader, ENTRY_HEADER_BYTES, MAX_PAYLOAD_BYTES, SEGMENT_HEADER_BYTES,
+    decode_index, encode_entry, encode_segment_header, entry_span, parse_segment_file_name,
+    write_index, BlockKind, Codec, IndexEntry, IndexFile, IndexSegment, SegmentHeader,
+    ENTRY_HEADER_BYTES, INDEX_FILE_NAME, MAX_PAYLOAD_BYTES, SEGMENT_HEADER_BYTES,
 };
 use super::index::{DiskLoc, Index, ListId, MemCopy};
 use super::policy::{
@@ -203,6 +204,7 @@ impl HybridCache {
                 read_errors: 0,
                 corruptions: 0,
                 reclaim: ReclaimStats::default(),
+                index_loaded: false,
                 rebuilt_entries: 0,
                 stale_entries_skipped: 0,
                 invalidated_blocks: 0,
@@ -507,8 +509,9 @@ impl HybridCache {
     }
 
     /// Waits for segment moves in progress, writes the blocks only memory holds to the
-    /// SSD tier (when it is enabled), flushes, syncs the segment files and closes the
-    /// cache. The next [`Self::open`] of the directory starts warm.
+    /// SSD tier (when it is enabled), flushes, syncs the segment files, writes the index
+    /// file and closes the cache. The next [`Self::open`] of the directory starts warm
+    /// without scanning the segments.
     pub async fn close(self) -> io::Result<()> {
         while self.shared.state.borrow().moving {
             glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
@@ -524,6 +527,10 @@ impl HybridCache {
         };
         for f in files {
             f.fdatasync().await.map_err(io::Error::from)?;
+        }
+        let st = self.shared.state.borrow();
+        if st.ssd_enabled(&self.shared.cfg) {
+            write_index_file(&self.shared.cfg, &st)?;
         }
         Ok(())
     }
@@ -1380,6 +1387,19 @@ async fn rebuild(
     st: &mut State,
     is_live: &dyn Fn(u64) -> bool,
 ) -> io::Result<()> {
+    let index_path = cfg.dir.join(INDEX_FILE_NAME);
+    if let Ok(bytes) = std::fs::read(&index_path) {
+        // Gone before anything changes: after a crash the segments are scanned.
+        remove_quietly(&index_path);
+        match decode_index(&bytes) {
+            Ok(index) => {
+                if load_index(cfg, st, index, is_live).await? {
+                    return Ok(());
+                }
+            }
+            Err(_) => st.stats.corruptions += 1,
+        }
+    }
     let mut seqs: Vec<(u64, PathBuf)> = Vec::new();
     let rd = std::fs::read_dir(&cfg.dir).map_err(|e| segment::with_path("list", &cfg.dir, e))?;
     for entry in rd {
@@ -1469,6 +1489,165 @@ async fn rebuild(
     }
     debug_assert!(ENTRY_HEADER_BYTES < SEGMENT_HEADER_BYTES as usize);
     Ok(())
+}
+
+/// Rebuilds the index from the index file of the last clean close. False (with `st`
+/// untouched) when the file does not describe the segments found, which are then
+/// scanned instead.
+async fn load_index(
+    cfg: &HybridConfig,
+    st: &mut State,
+    index: IndexFile,
+    is_live: &dyn Fn(u64) -> bool,
+) -> io::Result<bool> {
+    if index.owner_id != cfg.owner_id
+        || index.segment_bytes != cfg.segment_bytes
+        || cfg.ssd_bytes == 0
+        || index.segments.len() as u64 > cfg.segment_slots()
+    {
+        return Ok(false);
+    }
+    let mut on_disk: Vec<u64> = Vec::new();
+    let rd = std::fs::read_dir(&cfg.dir).map_err(|e| segment::with_path("list", &cfg.dir, e))?;
+    for entry in rd {
+        let entry = entry.map_err(|e| segment::with_path("list", &cfg.dir, e))?;
+        if let Some(seq) = entry.file_name().to_str().and_then(parse_segment_file_name) {
+            on_disk.push(seq);
+        }
+    }
+    on_disk.sort_unstable();
+    let mut listed: Vec<u64> = index.segments.iter().map(|s| s.seq).collect();
+    listed.sort_unstable();
+    if on_disk != listed {
+        return Ok(false);
+    }
+    let mut opened = BTreeMap::new();
+    for s in &index.segments {
+        let path = segment::segment_path(&cfg.dir, s.seq);
+        let ok = match segment::open_segment(&path).await {
+            Ok((file, h)) => {
+                let fits = h.seq == s.seq
+                    && h.owner_id == cfg.owner_id
+                    && h.segment_bytes == cfg.segment_bytes
+                    && h.class == s.class
+                    && (h.class as usize) < cfg.classes.len();
+                if fits {
+                    opened.insert(s.seq, (file, *s));
+                }
+                fits
+            }
+            Err(_) => false,
+        };
+        if !ok {
+            return Ok(false);
+        }
+    }
+    for (seq, (file, s)) in opened {
+        st.next_seq = st.next_seq.max(seq + 1);
+        st.segments.insert(
+            seq,
+            Segment {
+                class: s.class as usize,
+                file: Some(file),
+                written_bytes: s.written_bytes,
+                live_bytes: 0,
+                sealed: true,
+                reclaiming: false,
+                pending: Vec::new(),
+            },
+        );
+    }
+    for e in index.entries {
+        if !st.segments.contains_key(&e.seq) {
+            st.stats.corruptions += 1;
+            continue;
+        }
+        if !is_live(e.key.file_id) {
+            st.stats.stale_entries_skipped += 1;
+            continue;
+        }
+        let slot = match st.index.get(&e.key) {
+            Some(s) => {
+                st.disk_detach(s);
+                s
+            }
+            None => {
+                st.stats.rebuilt_entries += 1;
+                st.index.insert(e.key, e.kind, e.level)
+            }
+        };
+        st.disk_attach(
+            slot,
+            DiskLoc {
+                seg: e.seq,
+                offset: e.offset,
+                stored_len: e.stored_len,
+                crc: e.payload_crc,
+                codec: e.codec,
+                raw_len: e.raw_len,
+            },
+        );
+    }
+    st.stats.index_loaded = true;
+    Ok(true)
+}
+
+/// Writes the index file (segments and entries, least recently used first) so the
+/// next open need not scan the segments: to a temporary file, synced, then renamed.
+fn write_index_file(cfg: &HybridConfig, st: &State) -> io::Result<()> {
+    let segments: Vec<IndexSegment> = st
+        .segments
+        .iter()
+        .filter(|(_, s)| s.file.is_some())
+        .map(|(&seq, s)| IndexSegment {
+            seq,
+            written_bytes: s.written_bytes,
+            class: s.class as u8,
+        })
+        .collect();
+    let entries: Vec<IndexEntry> = st
+        .index
+        .cold_first(ListId::Disk(DiskList::Filter))
+        .chain(st.index.cold_first(ListId::Disk(DiskList::Other)))
+        .filter_map(|slot| {
+            let n = st.index.node(slot);
+            let d = n.disk?;
+            segments
+                .iter()
+                .any(|s| s.seq == d.seg)
+                .then_some(IndexEntry {
+                    key: n.key,
+                    seq: d.seg,
+                    offset: d.offset,
+                    stored_len: d.stored_len,
+                    payload_crc: d.crc,
+                    raw_len: d.raw_len,
+                    kind: n.kind,
+                    level: n.level,
+                    codec: d.codec,
+                })
+        })
+        .collect();
+    let tmp = cfg.dir.join(format!("{INDEX_FILE_NAME}.tmp"));
+    let path = cfg.dir.join(INDEX_FILE_NAME);
+    let context = |e: io::Error| segment::with_path("write index", &tmp, e);
+    let file = std::fs::File::create(&tmp).map_err(context)?;
+    let mut w = std::io::BufWriter::new(file);
+    write_index(
+        &mut w,
+        cfg.owner_id,
+        cfg.segment_bytes,
+        &segments,
+        entries.len() as u64,
+        entries.into_iter(),
+    )
+    .map_err(context)?;
+    let file = w.into_inner().map_err(|e| context(e.into_error()))?;
+    file.sync_all().map_err(context)?;
+    std::fs::rename(&tmp, &path).map_err(context)?;
+    std::fs::File::open(&cfg.dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| segment::with_path("sync", &cfg.dir, e))
 }
 
 fn remove_quietly(path: &std::path::Path) {

@@ -35,6 +35,25 @@
 //! Anything that is not a valid entry header (zeros of an unwritten or padded region,
 //! a torn write, flipped bits) is skipped 512 bytes at a time when a segment is scanned;
 //! a payload whose crc does not match is never served.
+//!
+//! A clean close also writes the index, `index.tci`, so the next open need not scan the
+//! segments (it deletes the file first: after a crash the segments are scanned).
+//!
+//! ```text
+//! index file (version 1)
+//!   0  magic            [u8; 8] = "TRCIDXv1"
+//!   8  format_version   u32     = 1
+//!  12  reserved         u32     = 0
+//!  16  owner_id         u64
+//!  24  segment_bytes    u64
+//!  32  segment_count    u64
+//!  40  entry_count      u64
+//!  48  segments         segment_count × 24: seq u64, written_bytes u64, class u8, [u8; 7] = 0
+//!  ..  entries          entry_count × 48, least recently used first:
+//!                       file_id u64, block_offset u64, seq u64, offset u64, stored_len u32,
+//!                       payload_crc u32, raw_len u32, kind u8, level u8, codec u8, u8 = 0
+//!  end crc32            u32 of every byte before it
+//! ```
 
 use std::fmt;
 
@@ -421,6 +440,188 @@ impl fmt::Display for EntryCheckError {
     }
 }
 
+/// Name of the index file written on a clean close.
+pub const INDEX_FILE_NAME: &str = "index.tci";
+/// First bytes of the index file.
+pub const INDEX_MAGIC: [u8; 8] = *b"TRCIDXv1";
+/// Version written in (and accepted from) index files.
+pub const INDEX_FORMAT_VERSION: u32 = 1;
+const INDEX_HEADER_BYTES: usize = 48;
+const INDEX_SEGMENT_BYTES: usize = 24;
+const INDEX_ENTRY_BYTES: usize = 48;
+
+/// A segment as the index file records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexSegment {
+    /// Sequence number (the file name).
+    pub seq: u64,
+    /// Entry bytes appended to it, live or not (for its live fraction).
+    pub written_bytes: u64,
+    /// Its class.
+    pub class: u8,
+}
+
+/// An entry as the index file records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// Which block.
+    pub key: BlockKey,
+    /// Its segment.
+    pub seq: u64,
+    /// Offset of the entry in the segment.
+    pub offset: u64,
+    /// Payload bytes as stored.
+    pub stored_len: u32,
+    /// crc32 of the stored payload.
+    pub payload_crc: u32,
+    /// Payload bytes once decoded.
+    pub raw_len: u32,
+    /// Block kind.
+    pub kind: BlockKind,
+    /// LSM level.
+    pub level: u8,
+    /// How the payload is stored.
+    pub codec: Codec,
+}
+
+/// A decoded index file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IndexFile {
+    /// Database lineage.
+    pub owner_id: u64,
+    /// Segment size the cache ran with.
+    pub segment_bytes: u64,
+    /// Every segment file the index covers.
+    pub segments: Vec<IndexSegment>,
+    /// Every indexed entry, least recently used first.
+    pub entries: Vec<IndexEntry>,
+}
+
+/// Writes an index file to `w` (streaming: the crc is computed as it goes).
+pub fn write_index(
+    w: &mut impl std::io::Write,
+    owner_id: u64,
+    segment_bytes: u64,
+    segments: &[IndexSegment],
+    entry_count: u64,
+    entries: impl Iterator<Item = IndexEntry>,
+) -> std::io::Result<()> {
+    let mut crc = crc32fast::Hasher::new();
+    let mut put = |w: &mut dyn std::io::Write, b: &[u8]| -> std::io::Result<()> {
+        crc.update(b);
+        w.write_all(b)
+    };
+    let mut h = [0u8; INDEX_HEADER_BYTES];
+    h[0..8].copy_from_slice(&INDEX_MAGIC);
+    h[8..12].copy_from_slice(&INDEX_FORMAT_VERSION.to_le_bytes());
+    h[16..24].copy_from_slice(&owner_id.to_le_bytes());
+    h[24..32].copy_from_slice(&segment_bytes.to_le_bytes());
+    h[32..40].copy_from_slice(&(segments.len() as u64).to_le_bytes());
+    h[40..48].copy_from_slice(&entry_count.to_le_bytes());
+    put(w, &h)?;
+    for s in segments {
+        let mut b = [0u8; INDEX_SEGMENT_BYTES];
+        b[0..8].copy_from_slice(&s.seq.to_le_bytes());
+        b[8..16].copy_from_slice(&s.written_bytes.to_le_bytes());
+        b[16] = s.class;
+        put(w, &b)?;
+    }
+    let mut written = 0u64;
+    for e in entries {
+        let mut b = [0u8; INDEX_ENTRY_BYTES];
+        b[0..8].copy_from_slice(&e.key.file_id.to_le_bytes());
+        b[8..16].copy_from_slice(&e.key.offset.to_le_bytes());
+        b[16..24].copy_from_slice(&e.seq.to_le_bytes());
+        b[24..32].copy_from_slice(&e.offset.to_le_bytes());
+        b[32..36].copy_from_slice(&e.stored_len.to_le_bytes());
+        b[36..40].copy_from_slice(&e.payload_crc.to_le_bytes());
+        b[40..44].copy_from_slice(&e.raw_len.to_le_bytes());
+        b[44] = e.kind.as_u8();
+        b[45] = e.level;
+        b[46] = e.codec.as_u8();
+        put(w, &b)?;
+        written += 1;
+    }
+    if written != entry_count {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("index: {written} entries written, {entry_count} announced"),
+        ));
+    }
+    w.write_all(&crc.finalize().to_le_bytes())
+}
+
+/// Decodes and checks a whole index file.
+pub fn decode_index(b: &[u8]) -> Result<IndexFile, FormatError> {
+    if b.len() < INDEX_HEADER_BYTES + 4 {
+        return Err(FormatError::Truncated(b.len()));
+    }
+    let mut magic = [0u8; 8];
+    magic.copy_from_slice(&b[0..8]);
+    if magic != INDEX_MAGIC {
+        return Err(FormatError::BadMagic(magic));
+    }
+    let body = b.len() - 4;
+    let stored = u32_at(b, body);
+    let computed = crc32fast::hash(&b[..body]);
+    if stored != computed {
+        return Err(FormatError::BadCrc { stored, computed });
+    }
+    let version = u32_at(b, 8);
+    if version != INDEX_FORMAT_VERSION {
+        return Err(FormatError::UnsupportedVersion(version));
+    }
+    let bad = |field: &'static str, value: u64| FormatError::BadField { field, value };
+    let seg_count = u64_at(b, 32);
+    let entry_count = u64_at(b, 40);
+    let expect = (INDEX_HEADER_BYTES as u64)
+        .checked_add(
+            seg_count
+                .checked_mul(INDEX_SEGMENT_BYTES as u64)
+                .ok_or(bad("segment_count", seg_count))?,
+        )
+        .and_then(|v| v.checked_add(entry_count.checked_mul(INDEX_ENTRY_BYTES as u64)?))
+        .ok_or(bad("entry_count", entry_count))?;
+    if expect != body as u64 {
+        return Err(bad("length", b.len() as u64));
+    }
+    let mut out = IndexFile {
+        owner_id: u64_at(b, 16),
+        segment_bytes: u64_at(b, 24),
+        segments: Vec::with_capacity(seg_count as usize),
+        entries: Vec::with_capacity(entry_count as usize),
+    };
+    let mut at = INDEX_HEADER_BYTES;
+    for _ in 0..seg_count {
+        out.segments.push(IndexSegment {
+            seq: u64_at(b, at),
+            written_bytes: u64_at(b, at + 8),
+            class: b[at + 16],
+        });
+        at += INDEX_SEGMENT_BYTES;
+    }
+    for _ in 0..entry_count {
+        let kind = BlockKind::from_u8(b[at + 44]).ok_or(bad("kind", b[at + 44].into()))?;
+        let codec = Codec::from_u8(b[at + 46]).ok_or(bad("codec", b[at + 46].into()))?;
+        out.entries.push(IndexEntry {
+            key: BlockKey {
+                file_id: u64_at(b, at),
+                offset: u64_at(b, at + 8),
+            },
+            seq: u64_at(b, at + 16),
+            offset: u64_at(b, at + 24),
+            stored_len: u32_at(b, at + 32),
+            payload_crc: u32_at(b, at + 36),
+            raw_len: u32_at(b, at + 40),
+            kind,
+            level: b[at + 45],
+            codec,
+        });
+        at += INDEX_ENTRY_BYTES;
+    }
+    Ok(out)
+}
+
 /// The file name of segment `seq`.
 pub fn segment_file_name(seq: u64) -> String {
     format!("seg-{seq:016x}.tcs")
@@ -559,6 +760,62 @@ mod tests {
             let _ = scan_entries(&bytes, 4096);
             let _ = decode_segment_header(&bytes);
         }
+    }
+
+    #[test]
+    fn index_files_round_trip_and_reject_damage() {
+        let segments = vec![
+            IndexSegment {
+                seq: 3,
+                written_bytes: 9000,
+                class: 0,
+            },
+            IndexSegment {
+                seq: 5,
+                written_bytes: 512,
+                class: 2,
+            },
+        ];
+        let entries = vec![
+            IndexEntry {
+                key: key(1, 4096),
+                seq: 3,
+                offset: 4096,
+                stored_len: 100,
+                payload_crc: 7,
+                raw_len: 300,
+                kind: BlockKind::Data,
+                level: 1,
+                codec: Codec::Zstd,
+            },
+            IndexEntry {
+                key: key(2, 0),
+                seq: 5,
+                offset: 4608,
+                stored_len: 10,
+                payload_crc: 8,
+                raw_len: 10,
+                kind: BlockKind::Filter,
+                level: 6,
+                codec: Codec::Raw,
+            },
+        ];
+        let mut b = Vec::new();
+        write_index(&mut b, 42, 1 << 20, &segments, 2, entries.iter().copied()).unwrap();
+        assert_eq!(b.len(), 48 + 2 * 24 + 2 * 48 + 4);
+        let f = decode_index(&b).unwrap();
+        assert_eq!(f.owner_id, 42);
+        assert_eq!(f.segment_bytes, 1 << 20);
+        assert_eq!(f.segments, segments);
+        assert_eq!(f.entries, entries);
+        for i in 0..b.len() {
+            let mut d = b.clone();
+            d[i] ^= 0x10;
+            assert!(decode_index(&d).is_err(), "byte {i}");
+        }
+        assert!(decode_index(&b[..b.len() - 1]).is_err());
+        let mut short = Vec::new();
+        assert!(write_index(&mut short, 1, 1, &segments, 3, entries.iter().copied()).is_err());
     }
 
     #[test]

@@ -291,6 +291,24 @@ impl Index {
         (nodes + map + members(&self.files) + members(&self.segs) + self.free.capacity() * 4) as u64
     }
 
+    /// Members of `list`, least recently used first.
+    pub fn cold_first(&self, list: ListId) -> impl Iterator<Item = u32> + '_ {
+        let mut at = self.lists[list.slot()].tail;
+        std::iter::from_fn(move || {
+            if at == NIL {
+                return None;
+            }
+            let slot = at;
+            let n = self.node(slot);
+            at = if list.is_mem() {
+                n.mem_link.prev
+            } else {
+                n.disk_link.prev
+            };
+            Some(slot)
+        })
+    }
+
     pub fn file_slots(&self, file_id: u64) -> Vec<u32> {
         self.files.get(&file_id).cloned().unwrap_or_default()
     }
@@ -431,6 +449,8 @@ mod tests {
         assert_eq!(ix.tail(OTHER), Some(a));
         ix.touch(a);
         assert_eq!(ix.tail(OTHER), Some(b), "a hit moves both media");
+        assert_eq!(ix.cold_first(OTHER).collect::<Vec<_>>(), vec![b, a]);
+        assert_eq!(ix.cold_first(LOW).collect::<Vec<_>>(), vec![b, c, a]);
         assert_eq!(ix.tail(LOW), Some(b));
         let mut segs = ix.segment_slots(7);
         segs.sort();

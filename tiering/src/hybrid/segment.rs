@@ -136,6 +136,26 @@ pub(crate) async fn scan_segment(path: &Path) -> Result<FoundSegment, Unusable> 
     })
 }
 
+/// Opens an existing segment read-only and decodes its header (the index file says
+/// what it holds, so nothing else is read).
+pub(crate) async fn open_segment(path: &Path) -> Result<(Rc<DmaFile>, SegmentHeader), Unusable> {
+    let file = DmaFile::open(path)
+        .await
+        .map_err(|e| Unusable::Io(e.into()))?;
+    let head = file
+        .read_at_aligned(0, SEGMENT_HEADER_BYTES as usize)
+        .await
+        .map_err(|e| Unusable::Io(e.into()));
+    let header = head.and_then(|b| decode_segment_header(&b).map_err(|_| Unusable::Invalid));
+    match header {
+        Ok(h) => Ok((Rc::new(file), h)),
+        Err(e) => {
+            let _ = file.close().await;
+            Err(e)
+        }
+    }
+}
+
 pub(crate) fn with_path(what: &str, path: &Path, e: io::Error) -> io::Error {
     io::Error::new(
         e.kind(),

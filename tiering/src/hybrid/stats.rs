@@ -120,7 +120,10 @@ pub struct HybridStats {
     pub corruptions: u64,
     /// Segment reclaim work.
     pub reclaim: ReclaimStats,
-    /// Entries rebuilt from segment files on open.
+    /// Whether open loaded the index file written by the last clean close (else it
+    /// scanned the segments).
+    pub index_loaded: bool,
+    /// Entries rebuilt on open (from the index file or a scan of the segments).
     pub rebuilt_entries: u64,
     /// Entries skipped on open because their file is no longer live.
     pub stale_entries_skipped: u64,
