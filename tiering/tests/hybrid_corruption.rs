@@ -10,7 +10,9 @@ use std::cell::Cell;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 
-use terrace_tiering::hybrid::format::{scan_entries, ENTRY_HEADER_BYTES, SEGMENT_HEADER_BYTES};
+use terrace_tiering::hybrid::format::{
+    scan_entries, ENTRY_HEADER_BYTES, INDEX_FILE_NAME, SEGMENT_HEADER_BYTES,
+};
 use terrace_tiering::hybrid::{AdmissionHint, BlockKind, HybridCache};
 use terrace_tiering::BlockKey;
 
@@ -73,7 +75,7 @@ fn flipped_bytes_in_a_segment_are_misses_that_reload_the_right_bytes() {
             .into_iter()
             .filter(|(_, _, k)| cache.contains(k) && cache.get(k).is_none())
             .collect();
-        assert!(on_ssd.len() >= 3, "{}", on_ssd.len());
+        assert!(on_ssd.len() >= 5, "{}", on_ssd.len());
         // One payload byte, one header byte.
         let (p1, o1, k1) = on_ssd[0].clone();
         flip(&p1, o1 + ENTRY_HEADER_BYTES as u64 + 100);
@@ -101,33 +103,54 @@ fn flipped_bytes_in_a_segment_are_misses_that_reload_the_right_bytes() {
         assert_eq!(got, block(k3, 0, LEN));
         cache.close().await.unwrap();
 
-        // Reopen after damaging a third entry: the scan skips it.
-        let (p4, o4, k4) = on_ssd[3.min(on_ssd.len() - 1)].clone();
+        // Damage a fourth entry and reopen through the index file of the clean close:
+        // the damage is found when the block is read.
+        let (p4, o4, k4) = on_ssd[3].clone();
         flip(&p4, o4 + ENTRY_HEADER_BYTES as u64 + 7);
         let cache = HybridCache::open(cfg.clone(), |_| true).await.unwrap();
+        assert!(cache.stats().index_loaded);
+        assert_eq!(cache.stats().corruptions, 0);
+        assert_eq!(reload_count(&cache, k4).await, 1);
+        assert_eq!(cache.stats().corruptions, 1);
+        every_cached_block_is_right(&cache, &cfg.dir).await;
+        cache.close().await.unwrap();
+
+        // Damage a fifth and reopen with no index file (as after a crash): the scan
+        // skips the damaged entry.
+        let (p5, o5, k5) = on_ssd[4].clone();
+        flip(&p5, o5 + ENTRY_HEADER_BYTES as u64 + 7);
+        std::fs::remove_file(cfg.dir.join(INDEX_FILE_NAME)).unwrap();
+        let cache = HybridCache::open(cfg.clone(), |_| true).await.unwrap();
         let s = cache.stats();
+        assert!(!s.index_loaded);
         assert!(s.corruptions >= 1, "{s:#?}");
-        let got = cache
-            .get_or_load(k4, BlockKind::Data, 2, AdmissionHint::Read, async {
-                Ok(block(k4, 0, LEN))
-            })
-            .await
-            .unwrap();
-        assert_eq!(got, block(k4, 0, LEN));
-        // Every block the reopened cache serves without loading is exactly right.
-        for (_, _, k) in entries(&cfg.dir) {
-            if cache.contains(&k) {
-                let got = cache
-                    .get_or_load(k, BlockKind::Data, 2, AdmissionHint::Read, async {
-                        Ok(block(k, 0, LEN))
-                    })
-                    .await
-                    .unwrap();
-                assert_eq!(got, block(k, 0, LEN));
-            }
-        }
+        assert_eq!(reload_count(&cache, k5).await, 1);
+        every_cached_block_is_right(&cache, &cfg.dir).await;
         cache.close().await.unwrap();
     });
+}
+
+/// Reads `k`, returning how many times its load ran (0: served by the cache).
+async fn reload_count(cache: &HybridCache, k: BlockKey) -> u32 {
+    let loads = Cell::new(0);
+    let got = cache
+        .get_or_load(k, BlockKind::Data, 2, AdmissionHint::Read, async {
+            loads.set(loads.get() + 1);
+            Ok(block(k, 0, LEN))
+        })
+        .await
+        .unwrap();
+    assert_eq!(got, block(k, 0, LEN));
+    loads.get()
+}
+
+/// Every block the cache serves without loading is exactly right.
+async fn every_cached_block_is_right(cache: &HybridCache, dir: &Path) {
+    for (_, _, k) in entries(dir) {
+        if cache.contains(&k) {
+            reload_count(cache, k).await;
+        }
+    }
 }
 
 #[test]

@@ -71,6 +71,9 @@ struct Shared {
     cfg: HybridConfig,
     state: RefCell<State>,
     background: Option<TaskQueueHandle>,
+    /// False once the `HybridCache` handle is gone: background tasks stop (a dropped
+    /// cache is a crashed one; it must not write segments a reopened cache may use).
+    alive: std::cell::Cell<bool>,
 }
 
 fn spawn_background(
@@ -134,6 +137,8 @@ struct State {
     buffer_bytes: u64,
     writes_in_flight: u32,
     moving: bool,
+    /// Set by `close`: no new segment moves start.
+    closing: bool,
     max_writes_in_flight: u32,
     ssd_evictions_since_check: u32,
     stats: HybridStats,
@@ -181,6 +186,7 @@ impl HybridCache {
             buffer_bytes: 0,
             writes_in_flight: 0,
             moving: false,
+            closing: false,
             max_writes_in_flight: cfg.max_writes_in_flight,
             ssd_evictions_since_check: 0,
             stats: HybridStats {
@@ -221,6 +227,7 @@ impl HybridCache {
             cfg,
             state: RefCell::new(state),
             background,
+            alive: std::cell::Cell::new(true),
         });
         spawn_background(background, run_writer(Rc::downgrade(&shared), rx))?;
         {
@@ -513,6 +520,9 @@ impl HybridCache {
     /// file and closes the cache. The next [`Self::open`] of the directory starts warm
     /// without scanning the segments.
     pub async fn close(self) -> io::Result<()> {
+        // No background work may outlive the cache: a move still running after close
+        // would write segments a reopened cache also uses.
+        self.shared.state.borrow_mut().closing = true;
         while self.shared.state.borrow().moving {
             glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
         }
@@ -584,6 +594,12 @@ impl HybridCache {
     /// The configuration the cache runs with.
     pub fn config(&self) -> &HybridConfig {
         &self.shared.cfg
+    }
+}
+
+impl Drop for HybridCache {
+    fn drop(&mut self) {
+        self.shared.alive.set(false);
     }
 }
 
@@ -1090,6 +1106,9 @@ impl State {
     }
 
     fn start_move(&mut self, seq: u64) {
+        if self.closing {
+            return;
+        }
         if let Some(s) = self.segments.get_mut(&seq) {
             s.reclaiming = true;
             self.moving = true;
@@ -1167,6 +1186,12 @@ async fn run_writer(weak: Weak<Shared>, rx: LocalReceiver<Job>) {
         let Some(shared) = weak.upgrade() else {
             break;
         };
+        if !shared.alive.get() {
+            if let Job::Barrier(tx) = job {
+                let _ = tx.try_send(());
+            }
+            continue;
+        }
         match job {
             Job::Write { seq, offset, data } => shared.write(seq, offset, data).await,
             Job::Delete { seq } => {
@@ -1334,6 +1359,9 @@ async fn run_move(shared: Rc<Shared>, seq: u64) {
             }
         });
         moved.extend(join_all(reads).await);
+        if !shared.alive.get() {
+            return;
+        }
     }
     let mut queue: std::collections::VecDeque<_> = moved.into();
     let mut stalls = 0;
@@ -1349,6 +1377,9 @@ async fn run_move(shared: Rc<Shared>, seq: u64) {
             let (tx, rx) = local_channel::new_bounded(1);
             shared.state.borrow().send(Job::Barrier(tx));
             rx.recv().await;
+            if !shared.alive.get() {
+                return;
+            }
         } else {
             stalls = 0;
         }
@@ -1365,6 +1396,9 @@ async fn run_move(shared: Rc<Shared>, seq: u64) {
         st.segments.get_mut(&seq).and_then(|s| s.file.take())
     };
     drop(file);
+    if !shared.alive.get() {
+        return;
+    }
     let path = segment::segment_path(&cfg.dir, seq);
     let removed = glommio::io::remove(&path).await.map_err(io::Error::from);
     let mut st = shared.state.borrow_mut();
