@@ -19,7 +19,9 @@ use glommio::LocalExecutorBuilder;
 use rand::Rng;
 use terrace_tiering::clock::{now, seeded_rng};
 use terrace_tiering::hybrid::format::parse_segment_file_name;
-use terrace_tiering::hybrid::sim::{lru_hit_ratio, s3fifo_hit_ratio, zipf_trace};
+use terrace_tiering::hybrid::sim::{
+    lru_hit_ratio, s3fifo_hit_ratio, two_tier_hits, zipf_trace, SimLru, SimS3Fifo,
+};
 use terrace_tiering::hybrid::{AdmissionHint, BlockKind, HybridCache, HybridConfig};
 use terrace_tiering::{BlockKey, Bytes};
 
@@ -267,6 +269,26 @@ fn simulate() {
             }
         }
         scanned.push(k);
+    }
+    println!("two tiers (memory M in front of an LRU SSD tier S, every memory eviction demoted):");
+    println!(
+        "{:>6} {:>6} {:>22} {:>22}",
+        "M", "S", "LRU mem: mem/total", "S3-FIFO mem: mem/total"
+    );
+    for (m, sz) in [(1usize, 10usize), (2, 20), (5, 50)] {
+        let (mc, sc) = (100_000 * m / 100, 100_000 * sz / 100);
+        let n = trace.len() as f64;
+        let (lm, ls) = two_tier_hits(&trace, &mut SimLru::new(mc), sc);
+        let (fm, fs) = two_tier_hits(&trace, &mut SimS3Fifo::new(mc), sc);
+        println!(
+            "{:>5}% {:>5}% {:>10.4} / {:>8.4} {:>10.4} / {:>8.4}",
+            m,
+            sz,
+            lm as f64 / n,
+            (lm + ls) as f64 / n,
+            fm as f64 / n,
+            (fm + fs) as f64 / n
+        );
     }
     println!("with a 50k-block one-off scan every 200k requests:");
     for pct in [1usize, 5, 10, 20] {
