@@ -160,11 +160,61 @@ impl HybridConfig {
         if self.ssd_bytes > 0 && self.segment_slots() < self.classes.len() as u64 + 1 {
             return bad("ssd_bytes must hold at least one segment per class plus one (or be 0)");
         }
-        if self.memory_bytes > 0 && self.memory_bytes < 2 * self.write_buffer_reservation_bytes() {
+        if self.ssd_bytes > 0 && self.memory_bytes == 0 {
+            return bad("an SSD tier needs memory_bytes: it is fed by blocks leaving memory");
+        }
+        if self.ssd_bytes > 0 && self.memory_bytes < 2 * self.write_buffer_reservation_bytes() {
             return bad(
                 "memory_bytes must be at least twice the write buffers ((classes + max_writes_in_flight) * write_buffer_bytes)",
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> HybridConfig {
+        let mut c = HybridConfig::new(PathBuf::from("/nonexistent"), 64 << 20, 1 << 30);
+        c.segment_bytes = 8 << 20;
+        c
+    }
+
+    #[test]
+    fn defaults_validate_and_bad_options_are_named() {
+        assert!(cfg().validate().is_ok());
+        assert_eq!(cfg().segment_slots(), 128);
+        assert_eq!(cfg().block_memory_bytes(), (64 << 20) - 7 * (1 << 20));
+        let check = |f: &dyn Fn(&mut HybridConfig), what: &str| {
+            let mut c = cfg();
+            f(&mut c);
+            let e = c.validate().unwrap_err();
+            assert!(e.to_string().contains(what), "{e}");
+        };
+        check(&|c| c.segment_bytes = 10_000, "segment_bytes");
+        check(&|c| c.write_buffer_bytes = 3000, "write_buffer_bytes");
+        check(&|c| c.max_writes_in_flight = 0, "max_writes_in_flight");
+        check(&|c| c.classes.clear(), "segment classes");
+        check(&|c| c.classes[1].max_level = 0, "ascending");
+        check(
+            &|c| c.classes[0].reclaim_below_live_ratio = 1.5,
+            "reclaim_below_live_ratio",
+        );
+        check(&|c| c.ssd_fill_ratio = 0.0, "ssd_fill_ratio");
+        check(&|c| c.mode_policy.leave_hybrid_ratio = 0.95, "mode_policy");
+        check(
+            &|c| c.ssd_bytes = 3 * c.segment_bytes,
+            "at least one segment per class",
+        );
+        check(&|c| c.memory_bytes = 0, "needs memory_bytes");
+        check(&|c| c.memory_bytes = 8 << 20, "twice the write buffers");
+        // Memory only (no SSD tier) needs no write buffers.
+        let mut c = cfg();
+        c.ssd_bytes = 0;
+        c.memory_bytes = 1 << 20;
+        assert!(c.validate().is_ok());
+        assert_eq!(c.block_memory_bytes(), 1 << 20);
     }
 }

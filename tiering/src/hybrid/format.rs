@@ -759,6 +759,16 @@ mod tests {
                 .collect();
             let _ = scan_entries(&bytes, 4096);
             let _ = decode_segment_header(&bytes);
+            let _ = decode_index(&bytes);
+            // Also with a valid magic and crc, so the field checks run.
+            let mut ix = bytes.clone();
+            if ix.len() >= 52 {
+                ix[0..8].copy_from_slice(&INDEX_MAGIC);
+                let body = ix.len() - 4;
+                let crc = crc32fast::hash(&ix[..body]);
+                ix[body..].copy_from_slice(&crc.to_le_bytes());
+                let _ = decode_index(&ix);
+            }
         }
     }
 

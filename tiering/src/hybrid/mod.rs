@@ -7,7 +7,7 @@
 //!   background writer, rebuild on open).
 //! - `index`: the in-memory index (block → memory copy and/or segment location) and its
 //!   recency lists.
-//! - [`format`]: the on-SSD segment and entry format (versioned, checksummed), pure.
+//! - [`format`](mod@format): the on-SSD segment and entry format (versioned, checksummed), pure.
 //! - `segment`: segment file I/O through glommio DMA files (O_DIRECT, io_uring).
 //! - [`policy`]: every policy choice as a pure function (admission, eviction order,
 //!   reclaim, compression, the whole-file / hybrid switch).
