@@ -293,3 +293,48 @@ fn a_load_finishing_after_its_file_was_evicted_is_not_admitted() {
         );
     });
 }
+
+#[test]
+fn a_waiter_loads_for_itself_when_the_leader_is_cancelled() {
+    run(|dir| async move {
+        let cache = Rc::new(
+            HybridCache::open(small_config(&dir), |_| true)
+                .await
+                .unwrap(),
+        );
+        let k = key(5, 0);
+        let want = block(k, 0, 1500);
+        let c = cache.clone();
+        let leader = glommio::spawn_local(async move {
+            c.get_or_load(k, BlockKind::Data, 1, AdmissionHint::Read, async {
+                glommio::timer::sleep(std::time::Duration::from_secs(60)).await;
+                Ok(block(k, 9, 1500)) // never returned
+            })
+            .await
+        });
+        glommio::timer::sleep(std::time::Duration::from_millis(2)).await;
+        let c = cache.clone();
+        let w = want.clone();
+        let waiter = glommio::spawn_local(async move {
+            c.get_or_load(
+                k,
+                BlockKind::Data,
+                1,
+                AdmissionHint::Read,
+                async move { Ok(w) },
+            )
+            .await
+            .unwrap()
+        });
+        glommio::timer::sleep(std::time::Duration::from_millis(2)).await;
+        assert_eq!(
+            cache.stats().coalesced,
+            1,
+            "the waiter joined the leader's load"
+        );
+        assert!(leader.cancel().await.is_none());
+        assert_eq!(waiter.await, want);
+        assert!(cache.contains(&k));
+        assert_eq!(cache.stats().loads, 2);
+    });
+}
