@@ -6,16 +6,23 @@
 //!   caller's load; concurrent misses of one block share one SSD read or load
 //!   ([`super::flight`]). What was loaded is offered to the cache with the caller's
 //!   [`AdmissionHint`].
-//! - Memory over budget gives up its least recently used blocks (data before
-//!   index/filter, [`policy::memory_victim_pool`]). A block without an SSD copy is
-//!   demoted: appended, as stored in memory, to the write buffer of the active segment of
-//!   its level's class. Full buffers go to the background writer task, which writes them
-//!   with O_DIRECT; until then reads are served from the buffer.
+//! - Memory over its block budget (`memory_bytes` less the write buffer reservation)
+//!   gives up its least recently used blocks (data before index/filter,
+//!   [`policy::memory_victim_pool`]). A block without an SSD copy is demoted: appended,
+//!   as stored in memory, to the write buffer of the active segment of its level's class.
+//!   Full buffers go to the background writer task, which writes them with O_DIRECT;
+//!   until then reads are served from the buffer. Past `max_writes_in_flight`, demoted
+//!   blocks are dropped instead (back-pressure never blocks a read).
 //! - SSD live bytes over `ssd_fill_ratio * ssd_bytes` evict the least recently used
 //!   SSD blocks (filters first), leaving holes. Segments whose live fraction falls below
 //!   their class threshold are moved (live blocks rewritten, file deleted) by a
 //!   background task; when a new segment is needed and the SSD budget has no free slot,
-//!   one is dropped with its blocks ([`policy::choose_reclaim`]).
+//!   one is dropped with its blocks ([`policy::choose_reclaim`]). While fewer than
+//!   `RESERVE_SLOTS` slots are free, LRU SSD blocks are evicted until a segment becomes
+//!   movable, so space normally comes back through moves, not drops.
+//! - `open` loads the index file of the last clean close, or scans the segments;
+//!   `close` writes memory-only blocks to the SSD (coldest first), flushes, syncs and
+//!   writes the index file. No background task outlives the cache.
 //!
 //! Invariants: memory blocks plus write buffers ≤ `memory_bytes` after every public
 //! call; segment files ≤ `ssd_bytes / segment_bytes`, each ≤ `segment_bytes` (a

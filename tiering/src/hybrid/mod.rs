@@ -4,15 +4,17 @@
 //! What each file owns:
 //! - [`cache`](HybridCache): the per-shard cache and its data flow (lookup, shared
 //!   loads, admission, demotion to SSD segments, SSD eviction, segment reclaim, the
-//!   background writer, rebuild on open).
+//!   background writer, rebuild on open from the index file or a scan).
 //! - `index`: the in-memory index (block → memory copy and/or segment location) and its
 //!   recency lists.
-//! - [`format`](mod@format): the on-SSD segment and entry format (versioned, checksummed), pure.
+//! - [`format`](mod@format): the on-SSD formats (segments, entries, index file;
+//!   versioned, checksummed), pure.
 //! - `segment`: segment file I/O through glommio DMA files (O_DIRECT, io_uring).
 //! - [`policy`]: every policy choice as a pure function (admission, eviction order,
 //!   reclaim, compression, the whole-file / hybrid switch).
 //! - `flight`: sharing one load among concurrent misses of a block.
-//! - [`sim`]: replacement policies (LRU, S3-FIFO) simulated over a trace, no I/O.
+//! - [`sim`]: replacement policies (LRU, S3-FIFO, and two tiers) simulated over a
+//!   trace, no I/O.
 //! - [`HybridConfig`], [`HybridStats`]: options and counters.
 //!
 //! The cache is per shard and `!Send`: no locks, no atomics. It must be opened and used
