@@ -367,7 +367,7 @@ impl HybridCache {
         };
         let mut st = self.shared.state.borrow_mut();
         let stored: Bytes = match payload {
-            Ok(p) => Rc::from(p),
+            Ok(p) => p,
             Err(e) => {
                 match e {
                     ReadError::Corrupt => st.stats.corruptions += 1,
@@ -641,7 +641,7 @@ impl Drop for LeaderGuard<'_> {
 }
 
 enum Source {
-    Buffered(Result<Vec<u8>, ReadError>),
+    Buffered(Result<Bytes, ReadError>),
     File(Rc<DmaFile>),
     Missing,
 }
@@ -810,7 +810,7 @@ impl State {
                     .get(at..)
                     .ok_or(ReadError::Corrupt)
                     .and_then(|b| Ok(super::format::check_entry(b, key, loc.stored_len, loc.crc)?))
-                    .map(|(p, _)| p.to_vec()),
+                    .map(|(p, _)| Rc::from(p)),
             )
         };
         if let Some(Some(a)) = self.active.get(seg.class) {
@@ -1355,7 +1355,7 @@ async fn run_move(shared: Rc<Shared>, seq: u64) {
                         segment::read_entry(&f, loc.offset, key, loc.stored_len, loc.crc)
                             .await
                             .map(|(p, _)| MemCopy {
-                                bytes: Rc::from(p),
+                                bytes: p,
                                 codec: loc.codec,
                                 raw_len: loc.raw_len,
                             })

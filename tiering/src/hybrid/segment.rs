@@ -17,7 +17,7 @@ use super::format::{
     check_entry, decode_segment_header, scan_entries, segment_file_name, EntryCheckError,
     EntryHeader, ScanResult, SegmentHeader, ENTRY_HEADER_BYTES, SEGMENT_HEADER_BYTES,
 };
-use crate::BlockKey;
+use crate::{BlockKey, Bytes};
 
 /// Path of segment `seq` in `dir`.
 pub(crate) fn segment_path(dir: &Path, seq: u64) -> PathBuf {
@@ -80,11 +80,11 @@ pub(crate) async fn read_entry(
     key: &BlockKey,
     stored_len: u32,
     payload_crc: u32,
-) -> Result<(Vec<u8>, EntryHeader), ReadError> {
+) -> Result<(Bytes, EntryHeader), ReadError> {
     let len = ENTRY_HEADER_BYTES + stored_len as usize;
     let got = file.read_at(offset, len).await.map_err(|_| ReadError::Io)?;
     let (payload, header) = check_entry(&got, key, stored_len, payload_crc)?;
-    Ok((payload.to_vec(), header))
+    Ok((Rc::from(payload), header))
 }
 
 /// A segment found on open.
