@@ -315,8 +315,10 @@ fn main() {
         .spawn(move || async move {
             terrace_tiering::probe_direct_io(&path).await.unwrap();
             if quick {
-                let cache = populate_ssd(&path.join("quick"), 2_000, true).await;
-                ssd_reads(&cache, 2_000, 4, Duration::from_millis(50)).await;
+                // Enough raw blocks to spill past 16 MiB of memory onto the SSD.
+                let cache = populate_ssd(&path.join("quick"), 8_000, false).await;
+                ssd_reads(&cache, 8_000, 4, Duration::from_millis(50)).await;
+                assert!(cache.stats().ssd.total().hits > 0);
                 return;
             }
             memory_hits(&path, false).await;
