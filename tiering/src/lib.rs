@@ -14,11 +14,13 @@
 mod cache;
 pub mod clock;
 mod direct_file;
+pub mod hybrid;
 pub mod store;
 mod tiered;
 
 pub use cache::{BlockCache, BlockKey, CacheStats};
 pub use direct_file::{probe_direct_io, probe_direct_io_with, LocalFile};
+pub use hybrid::{AdmissionHint, BlockKind, CacheMode, HybridCache, HybridConfig, HybridStats};
 pub use tiered::{RemoteLocation, RemoteReadStats, RemoteStatsCell, TieredFile};
 
 use std::future::Future;
