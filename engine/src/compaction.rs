@@ -221,9 +221,9 @@ async fn finish_output(shard: &Shard, (w, desc, path): Output) -> Result<Rc<File
 }
 
 async fn new_output(shard: &Shard) -> Result<Output> {
-    let (id, path) = shard.allocate_file();
+    let (id, object, path) = shard.allocate_file();
     shard.signals.compaction_stage.set("merge: create output");
     let w = TableWriter::create(&path, id, shard.table_opts.clone()).await?;
     shard.signals.compaction_stage.set("merge: running");
-    Ok((w, FileDesc::empty(id), path))
+    Ok((w, FileDesc::empty(id, object), path))
 }

@@ -7,7 +7,8 @@
 //! <db>/shard-0000/CURRENT        name of the live manifest
 //! <db>/shard-0000/MANIFEST-000007
 //! <db>/shard-0000/<id:016x>.sst  SSTs (a cache of the object store)
-//! <store>/shard-0000/<id:016x>.sst
+//! <store>/sst/<lineage:016x>/<number:016x>.sst   one object per SST
+//! <store>/shard-0000/<id:016x>.sst                SSTs written before lineages (manifest v2)
 //! ```
 
 use std::fs::File;
@@ -15,6 +16,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::version::ObjectId;
 
 /// The database lock file.
 pub(crate) const LOCK_FILE: &str = "LOCK";
@@ -54,9 +56,16 @@ pub(crate) fn parse_manifest_name(name: &str) -> Option<u64> {
     name.strip_prefix("MANIFEST-")?.parse().ok()
 }
 
-/// Object-store key of an SST.
-pub(crate) fn object_key(shard: u32, file_id: u64) -> String {
-    format!("shard-{shard:04}/{}", sst_name(file_id))
+/// Object-store key of an SST: `sst/<lineage>/<number>.sst`, or for a file written
+/// before lineages existed (lineage 0), `shard-<shard>/<id>.sst` with the shard
+/// taken from the id's top 16 bits.
+pub(crate) fn object_key(object: ObjectId) -> String {
+    if object.lineage == 0 {
+        let shard = object.number >> 48;
+        format!("shard-{shard:04}/{}", sst_name(object.number))
+    } else {
+        format!("sst/{:016x}/{:016x}.sst", object.lineage, object.number)
+    }
 }
 
 /// Replaces `dir/name` with `bytes` atomically and durably: temp file, fsync,
@@ -93,6 +102,14 @@ mod tests {
         assert_eq!(parse_sst_name("0001000000000003.sst.tmp"), None);
         assert_eq!(manifest_name(7), "MANIFEST-000007");
         assert_eq!(parse_manifest_name(&manifest_name(1234567)), Some(1234567));
-        assert_eq!(object_key(1, 3), "shard-0001/0000000000000003.sst");
+        assert_eq!(
+            object_key(ObjectId::legacy(1 << 48 | 3)),
+            "shard-0001/0001000000000003.sst"
+        );
+        let o = ObjectId {
+            lineage: 0xabc,
+            number: 7,
+        };
+        assert_eq!(object_key(o), "sst/0000000000000abc/0000000000000007.sst");
     }
 }

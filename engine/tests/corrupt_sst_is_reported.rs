@@ -107,7 +107,7 @@ fn an_sst_missing_locally_and_remotely_fails_open_with_corruption() {
     let dir = tempfile::tempdir().unwrap();
     let opts = small_options(dir.path(), 1);
     write_one_key_and_remove_local_ssts(&opts);
-    std::fs::remove_dir_all(dir.path().join("objects").join("shard-0000")).unwrap();
+    std::fs::remove_dir_all(dir.path().join("objects").join("sst")).unwrap();
     let e = block_on(Db::open(opts)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Corruption, "{e}");
     assert!(e.to_string().contains("object store"), "{e}");

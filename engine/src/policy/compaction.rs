@@ -188,6 +188,7 @@ mod tests {
         };
         FileDesc {
             id,
+            object: crate::version::ObjectId::legacy(id),
             size_bytes: mb << 20,
             smallest: make_internal_key(&sk(lo), 1, ValueKind::Put),
             largest: make_internal_key(&sk(hi), 1, ValueKind::Put),

@@ -54,11 +54,12 @@ impl Shard {
         }
         self.signals.flush_stage.set("wait for upload room");
         self.wait_for_upload_room().await;
-        let (id, path) = self.allocate_file();
+        let (id, object, path) = self.allocate_file();
         self.signals.flush_stage.set("create");
         let mut writer = TableWriter::create(&path, id, self.table_opts.clone()).await?;
         self.signals.flush_stage.set("write");
-        let meta = match write_newest_versions(&mut writer, imm, id).await {
+        let meta = match write_newest_versions(&mut writer, imm, FileDesc::empty(id, object)).await
+        {
             Ok(desc) => {
                 self.signals.flush_stage.set("finish");
                 self.finish_table(writer, desc, &path).await?
@@ -110,17 +111,16 @@ impl Shard {
     }
 }
 
-/// Writes the newest version of every key of a frozen memtable; returns the file's
-/// description (size filled in by the caller).
+/// Writes the newest version of every key of a frozen memtable into `desc`'s file;
+/// returns the description (size filled in by the caller).
 // The borrow of the frozen memtable's map is held across the writer's awaits on
 // purpose: only the active memtable is ever written, and this one is frozen.
 #[allow(clippy::await_holding_refcell_ref)]
 async fn write_newest_versions(
     writer: &mut TableWriter,
     imm: &Memtable,
-    id: u64,
+    mut desc: FileDesc,
 ) -> Result<FileDesc> {
-    let mut desc = FileDesc::empty(id);
     let mut last: Option<&[u8]> = None;
     let mut ikey = Vec::new();
     let frozen = imm.frozen();
@@ -150,7 +150,6 @@ impl Shard {
             .map_err(|e| Error::io("open", path, e))?;
         desc.size_bytes = file.size();
         super::open_table(
-            self.id,
             desc,
             path,
             Some(file),

@@ -54,7 +54,7 @@ use crate::policy::compaction::CompactionConfig;
 use crate::remote::Remote;
 use crate::sst::TableOptions;
 use crate::stats::Counters;
-use crate::version::{FileMeta, VersionEdit, VersionSet};
+use crate::version::{FileMeta, ObjectId, VersionEdit, VersionSet};
 
 pub(crate) use local_copies::LocalCopies;
 pub(crate) use read::{ReadPath, ScanRange};
@@ -140,10 +140,14 @@ impl Shard {
         (u64::from(self.id) << 48) | number
     }
 
-    /// Takes the next file number; returns the new file's id and path.
-    pub(crate) fn allocate_file(&self) -> (u64, PathBuf) {
+    /// Takes the next file number; returns the new file's id, object and path.
+    pub(crate) fn allocate_file(&self) -> (u64, ObjectId, PathBuf) {
         let id = self.make_file_id(self.versions.allocate_file_number());
-        (id, self.sst_path(id))
+        let object = ObjectId {
+            lineage: self.versions.lineage(),
+            number: id,
+        };
+        (id, object, self.sst_path(id))
     }
 
     /// Fails if the shard does not take writes (poisoned, closing or read-only).

@@ -60,7 +60,6 @@ impl Shard {
 
         let remote_reads = RemoteStatsCell::default();
         let ctx = OpenCtx {
-            shard: id,
             dir: &dir,
             remote: remote.as_ref(),
             stats: &remote_reads,
@@ -106,6 +105,12 @@ impl Shard {
                 Err(e) => return Err(e),
             }
         };
+        let mut state = state;
+        if state.lineage == 0 && !read_only {
+            // A new shard, or one from before lineages: its new files get objects
+            // of a lineage of their own (older files keep theirs).
+            state.lineage = new_lineage();
+        }
         let mut levels = vec![Vec::new(); opts.num_levels];
         let to_upload: VecDeque<Rc<FileMeta>> = opened
             .iter()
@@ -172,6 +177,17 @@ impl Shard {
     }
 }
 
+/// A random, non-zero lineage id. Collisions between the shards of all databases
+/// sharing a store are as likely as two random 64-bit numbers matching.
+pub(crate) fn new_lineage() -> u64 {
+    loop {
+        let l = terrace_tiering::clock::fresh_seed();
+        if l != 0 {
+            return l;
+        }
+    }
+}
+
 /// The IOPOLL probe without writing: with a file already in the directory (the
 /// writer's probe file, or any SST). A directory with neither has no local file a
 /// read-only shard could open.
@@ -225,7 +241,6 @@ fn check_new_shard_dir(dir: &Path, creating: bool) -> Result<()> {
 }
 
 struct OpenCtx<'a> {
-    shard: u32,
     dir: &'a std::path::Path,
     remote: Option<&'a Arc<Remote>>,
     stats: &'a RemoteStatsCell,
@@ -283,7 +298,6 @@ impl OpenCtx<'_> {
         }
         let remote_only = local.is_none();
         let meta = open_table(
-            self.shard,
             desc,
             &path,
             local,

@@ -59,7 +59,6 @@ impl Uploads {
 
 /// Opens a reader over an SST that has a local copy, an object, or both.
 pub(crate) async fn open_table(
-    shard: u32,
     desc: FileDesc,
     path: &Path,
     local: Option<LocalFile>,
@@ -70,7 +69,7 @@ pub(crate) async fn open_table(
     let location = remote.map(|r| RemoteLocation {
         io: r.io.clone(),
         store: r.store(),
-        key: crate::files::object_key(shard, desc.id).into(),
+        key: crate::files::object_key(desc.object).into(),
     });
     let file = Rc::new(TieredFile::new(
         desc.size_bytes,
@@ -149,7 +148,7 @@ impl Shard {
         let mut backoff = Duration::from_millis(100);
         let outcome = loop {
             let job = UploadJob {
-                key: crate::files::object_key(self.id, id),
+                key: crate::files::object_key(meta.desc.object),
                 path: self.sst_path(id),
                 size: meta.desc.size_bytes,
             };
@@ -316,7 +315,7 @@ impl Shard {
             return;
         }
         let store = remote.store();
-        let key = crate::files::object_key(self.id, meta.desc.id);
+        let key = crate::files::object_key(meta.desc.object);
         // Fire and forget: a failed delete leaves an orphan object for the garbage
         // collector, never a missing one.
         drop(remote.io.spawn(async move {

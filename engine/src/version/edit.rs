@@ -11,17 +11,47 @@
 //! 4 delete file     level u32, file id u64
 //! 5 compact pointer level u32, state key (u32 length + bytes)
 //! 6 uploaded        file id u64            (manifest format 2)
-//! FileDesc: id u64, size u64, smallest, largest (u32 length + bytes each),
-//!           entries u64, deletions u64, min seqno u64, max seqno u64
+//! 7 add file        level u32, FileDesc v3 (manifest format 3; replaces tag 3)
+//! 8 shard lineage   u64                    (manifest format 3)
+//! FileDesc:    id u64, size u64, smallest, largest (u32 length + bytes each),
+//!              entries u64, deletions u64, min seqno u64, max seqno u64
+//! FileDesc v3: id u64, object lineage u64, object number u64, then as FileDesc
 //! ```
+//!
+//! A file's `id` names it locally (its file name, its blocks in the caches) and is
+//! unique within the shard. Its [`ObjectId`] names its object in the store: the
+//! lineage of the shard that wrote it (a random id chosen when that shard was
+//! created) and the number it had there. A restored or rescaled shard gives the
+//! files it adopts new local ids but keeps their objects.
 
 use crate::encoding::{DecodeResult, Enc, Malformed, Reader};
 use crate::key::state_key_of;
+
+/// Where an SST lives in the object store, whichever shard or database uses it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct ObjectId {
+    /// Lineage of the shard that wrote the file; 0 for files of manifest format 2
+    /// and older, whose objects are named by shard and file id.
+    pub(crate) lineage: u64,
+    /// The file's number in that lineage.
+    pub(crate) number: u64,
+}
+
+impl ObjectId {
+    /// The object of a file written before lineages existed.
+    pub(crate) fn legacy(id: u64) -> ObjectId {
+        ObjectId {
+            lineage: 0,
+            number: id,
+        }
+    }
+}
 
 /// What the manifest records about an SST.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct FileDesc {
     pub(crate) id: u64,
+    pub(crate) object: ObjectId,
     pub(crate) size_bytes: u64,
     /// Smallest internal key.
     pub(crate) smallest: Vec<u8>,
@@ -35,9 +65,10 @@ pub(crate) struct FileDesc {
 
 impl FileDesc {
     /// The description of a file about to be written: no entries yet.
-    pub(crate) fn empty(id: u64) -> FileDesc {
+    pub(crate) fn empty(id: u64, object: ObjectId) -> FileDesc {
         FileDesc {
             id,
+            object,
             size_bytes: 0,
             smallest: Vec::new(),
             largest: Vec::new(),
@@ -65,6 +96,8 @@ impl FileDesc {
 
     fn encode(&self, e: &mut Enc) {
         e.u64(self.id)
+            .u64(self.object.lineage)
+            .u64(self.object.number)
             .u64(self.size_bytes)
             .bytes(&self.smallest)
             .bytes(&self.largest)
@@ -74,9 +107,21 @@ impl FileDesc {
             .u64(self.max_seqno);
     }
 
-    fn decode(d: &mut Reader<'_>) -> DecodeResult<FileDesc> {
+    /// Decodes a FileDesc v3 (`with_object`) or the older layout, whose object is
+    /// named by its id.
+    fn decode(d: &mut Reader<'_>, with_object: bool) -> DecodeResult<FileDesc> {
+        let id = d.u64_le("file id")?;
+        let object = if with_object {
+            ObjectId {
+                lineage: d.u64_le("object lineage")?,
+                number: d.u64_le("object number")?,
+            }
+        } else {
+            ObjectId::legacy(id)
+        };
         Ok(FileDesc {
-            id: d.u64_le("file id")?,
+            id,
+            object,
             size_bytes: d.u64_le("file size")?,
             smallest: d.u32_prefixed("smallest key")?.to_vec(),
             largest: d.u32_prefixed("largest key")?.to_vec(),
@@ -107,6 +152,8 @@ pub(crate) struct VersionEdit {
     pub(crate) compact_pointers: Vec<(u32, Vec<u8>)>,
     /// Files whose upload to the object store completed (format version 2).
     pub(crate) uploaded: Vec<u64>,
+    /// The shard's lineage, set when it is created (format version 3).
+    pub(crate) lineage: Option<u64>,
 }
 
 const TAG_LAST_SEQNO: u8 = 1;
@@ -115,6 +162,8 @@ const TAG_ADD: u8 = 3;
 const TAG_DELETE: u8 = 4;
 const TAG_POINTER: u8 = 5;
 const TAG_UPLOADED: u8 = 6;
+const TAG_ADD_FILE: u8 = 7;
+const TAG_LINEAGE: u8 = 8;
 
 impl VersionEdit {
     pub(crate) fn encode(&self) -> Vec<u8> {
@@ -125,8 +174,11 @@ impl VersionEdit {
         if let Some(n) = self.next_file_number {
             e.u8(TAG_NEXT_FILE).u64(n);
         }
+        if let Some(l) = self.lineage {
+            e.u8(TAG_LINEAGE).u64(l);
+        }
         for (level, f) in &self.added {
-            e.u8(TAG_ADD).u32(*level);
+            e.u8(TAG_ADD_FILE).u32(*level);
             f.encode(&mut e);
         }
         for (level, id) in &self.deleted {
@@ -146,13 +198,16 @@ impl VersionEdit {
         let mut d = Reader::new(buf);
         let mut edit = VersionEdit::default();
         while !d.is_empty() {
-            match d.u8("field tag")? {
+            let tag = d.u8("field tag")?;
+            match tag {
                 TAG_LAST_SEQNO => edit.last_seqno = Some(d.u64_le("last seqno")?),
                 TAG_NEXT_FILE => edit.next_file_number = Some(d.u64_le("next file number")?),
-                TAG_ADD => {
+                TAG_ADD | TAG_ADD_FILE => {
                     let level = d.u32_le("level")?;
-                    edit.added.push((level, FileDesc::decode(&mut d)?));
+                    let v3 = tag == TAG_ADD_FILE;
+                    edit.added.push((level, FileDesc::decode(&mut d, v3)?));
                 }
+                TAG_LINEAGE => edit.lineage = Some(d.u64_le("lineage")?),
                 TAG_DELETE => {
                     let level = d.u32_le("level")?;
                     edit.deleted.push((level, d.u64_le("file id")?));
@@ -183,6 +238,10 @@ mod tests {
                 1,
                 FileDesc {
                     id: 5,
+                    object: ObjectId {
+                        lineage: 0xfeed,
+                        number: 5,
+                    },
                     size_bytes: 4096,
                     smallest: b"aaaa\x01\0\0\0\0\0\0\0".to_vec(),
                     largest: b"zzzz\x01\0\0\0\0\0\0\0".to_vec(),
@@ -195,6 +254,7 @@ mod tests {
             deleted: vec![(0, 3)],
             compact_pointers: vec![(2, b"mid".to_vec())],
             uploaded: vec![5, 9],
+            lineage: Some(0xfeed),
         };
         let bytes = edit.encode();
         assert_eq!(VersionEdit::decode(&bytes), Ok(edit));

@@ -9,7 +9,9 @@
 //!
 //! Format version 2 added the "uploaded" field (tag 6): a file's upload to the object
 //! store completed. Version 1 manifests replay with no file uploaded, so every file
-//! is queued for upload again.
+//! is queued for upload again. Version 3 names each file's object by lineage and
+//! number (tag 7 replaces tag 3) and records the shard's lineage (tag 8); files of
+//! older manifests keep their objects named by shard and id.
 //!
 //! `CURRENT` names the live manifest; it is replaced atomically (temp file, fsync,
 //! rename, fsync of the directory). A new manifest starts with one record holding a
@@ -35,7 +37,7 @@ use crate::files::{manifest_name, parse_manifest_name, replace_file, sync_dir, C
 
 const MAGIC: &[u8; 8] = b"TRCMANIF";
 /// Manifest format version written by this build.
-pub(crate) const MANIFEST_FORMAT_VERSION: u32 = 2;
+pub(crate) const MANIFEST_FORMAT_VERSION: u32 = 3;
 const HEADER_LEN: usize = 16;
 const RECORD_HEADER_LEN: usize = 8;
 /// Largest record payload, written or replayed. A larger edit is refused before
@@ -305,9 +307,15 @@ mod tests {
         m.append(&encode_record(&e.encode()).unwrap()).unwrap();
     }
 
+    const LINEAGE: u64 = 0x1ea9e;
+
     fn desc(id: u64) -> FileDesc {
         FileDesc {
             id,
+            object: crate::version::ObjectId {
+                lineage: LINEAGE,
+                number: id,
+            },
             size_bytes: 100,
             smallest: vec![0; 12],
             largest: vec![1; 12],
@@ -405,12 +413,13 @@ mod tests {
         );
     }
 
-    fn golden_edits(with_uploads: bool) -> Vec<VersionEdit> {
+    fn golden_edits() -> Vec<VersionEdit> {
         vec![
             VersionEdit {
                 added: vec![(0, desc(1)), (0, desc(2))],
                 last_seqno: Some(10),
                 next_file_number: Some(3),
+                lineage: Some(LINEAGE),
                 ..Default::default()
             },
             VersionEdit {
@@ -418,7 +427,7 @@ mod tests {
                 deleted: vec![(0, 1), (0, 2)],
                 next_file_number: Some(4),
                 compact_pointers: vec![(1, b"mid".to_vec())],
-                uploaded: if with_uploads { vec![3] } else { Vec::new() },
+                uploaded: vec![3],
                 ..Default::default()
             },
         ]
@@ -434,42 +443,51 @@ mod tests {
     }
 
     #[test]
-    fn version_2_layout_matches_the_golden_file() {
-        let bytes = written(&golden_edits(true));
-        golden("v2-basic.manifest", &bytes);
+    fn version_3_layout_matches_the_golden_file() {
+        let bytes = written(&golden_edits());
+        golden("v3-basic.manifest", &bytes);
         let state = replay(
-            Path::new("v2"),
-            &fs::read(fixture("v2-basic.manifest")).unwrap(),
+            Path::new("v3"),
+            &fs::read(fixture("v3-basic.manifest")).unwrap(),
         )
         .unwrap();
         assert_eq!(state.files.keys().copied().collect::<Vec<_>>(), vec![3]);
+        assert_eq!(state.files[&3].1.object, desc(3).object);
+        assert_eq!(state.lineage, LINEAGE);
         assert_eq!(state.uploaded.iter().copied().collect::<Vec<_>>(), vec![3]);
         assert_eq!(state.compact_pointers.get(&1), Some(&b"mid".to_vec()));
     }
 
     #[test]
-    fn version_1_manifests_still_replay_with_nothing_uploaded() {
-        // Version 1 wrote the same records without tag 6; only the header differs.
-        let mut v1 = written(&golden_edits(false));
-        v1[8..12].copy_from_slice(&1u32.to_le_bytes());
-        let crc = crc32(&v1[..12]);
-        v1[12..16].copy_from_slice(&crc.to_le_bytes());
-        golden("v1-basic.manifest", &v1);
-        let state = replay(
-            Path::new("v1"),
-            &fs::read(fixture("v1-basic.manifest")).unwrap(),
-        )
-        .unwrap();
-        assert_eq!(state.files.keys().copied().collect::<Vec<_>>(), vec![3]);
-        assert!(state.uploaded.is_empty());
-        assert_eq!(state.last_seqno, 10);
+    fn older_manifests_still_replay_with_objects_named_by_id() {
+        // Written by format 2 and 1 (checked in); version 1 had no uploaded field.
+        for (name, uploaded) in [
+            ("v2-basic.manifest", vec![3u64]),
+            ("v1-basic.manifest", vec![]),
+        ] {
+            let bytes = fs::read(fixture(name)).unwrap();
+            let state = replay(Path::new(name), &bytes).unwrap();
+            assert_eq!(
+                state.files.keys().copied().collect::<Vec<_>>(),
+                vec![3],
+                "{name}"
+            );
+            assert_eq!(
+                state.files[&3].1.object,
+                crate::version::ObjectId::legacy(3),
+                "{name}"
+            );
+            assert_eq!(state.lineage, 0, "{name}");
+            assert_eq!(state.uploaded.iter().copied().collect::<Vec<_>>(), uploaded);
+            assert_eq!(state.last_seqno, 10);
+        }
 
         // A version this build does not know is refused, not misread.
-        let mut v3 = v1.clone();
-        v3[8..12].copy_from_slice(&3u32.to_le_bytes());
-        let crc = crc32(&v3[..12]);
-        v3[12..16].copy_from_slice(&crc.to_le_bytes());
-        let err = replay(Path::new("v3"), &v3).unwrap_err();
+        let mut v4 = fs::read(fixture("v3-basic.manifest")).unwrap();
+        v4[8..12].copy_from_slice(&4u32.to_le_bytes());
+        let crc = crc32(&v4[..12]);
+        v4[12..16].copy_from_slice(&crc.to_le_bytes());
+        let err = replay(Path::new("v4"), &v4).unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::Corruption, "{err}");
     }
 }

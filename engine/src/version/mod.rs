@@ -33,7 +33,7 @@ mod state;
 use std::cmp::Ordering;
 use std::rc::Rc;
 
-pub(crate) use edit::{FileDesc, VersionEdit};
+pub(crate) use edit::{FileDesc, ObjectId, VersionEdit};
 pub(crate) use set::VersionSet;
 pub(crate) use state::ManifestState;
 

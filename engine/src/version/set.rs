@@ -97,6 +97,11 @@ impl VersionSet {
         self.state.borrow()
     }
 
+    /// The shard's lineage (names the objects of the files it writes).
+    pub(crate) fn lineage(&self) -> u64 {
+        self.state.borrow().lineage
+    }
+
     /// Takes the next file number.
     pub(crate) fn allocate_file_number(&self) -> u64 {
         let n = self.next_file_number.get();
@@ -317,6 +322,7 @@ mod tests {
         };
         FileDesc {
             id,
+            object: crate::version::ObjectId::legacy(id),
             size_bytes: 100,
             smallest: k(key),
             largest: k(key),

@@ -22,6 +22,9 @@ pub(crate) struct ManifestState {
     pub(crate) compact_pointers: BTreeMap<u32, Vec<u8>>,
     /// Live files whose upload to the object store completed.
     pub(crate) uploaded: BTreeSet<u64>,
+    /// The shard's lineage: names the objects of the files it writes. 0 until set
+    /// (manifests of format 2 and older have none).
+    pub(crate) lineage: u64,
 }
 
 impl ManifestState {
@@ -34,6 +37,9 @@ impl ManifestState {
         }
         if let Some(n) = edit.next_file_number {
             self.next_file_number = self.next_file_number.max(n);
+        }
+        if let Some(l) = edit.lineage {
+            self.lineage = l;
         }
         for (_, id) in &edit.deleted {
             self.files.remove(id);
@@ -145,6 +151,7 @@ impl ManifestState {
                 .map(|(l, k)| (*l, k.clone()))
                 .collect(),
             uploaded: self.uploaded.iter().copied().collect(),
+            lineage: (self.lineage != 0).then_some(self.lineage),
         }
     }
 }
@@ -161,6 +168,7 @@ mod tests {
         };
         FileDesc {
             id,
+            object: crate::version::ObjectId::legacy(id),
             size_bytes: 100,
             smallest: key(lo),
             largest: key(hi),
