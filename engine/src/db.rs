@@ -124,12 +124,17 @@ impl Db {
             }
             None => (DbMeta::new_for(&opts), true),
         };
-        let catalog_changed = if opts.read_only {
+        let mut catalog_changed = if opts.read_only {
             meta.check(&opts)?;
             false
         } else {
             meta.reconcile(&opts)?
         };
+        if meta.lineage == 0 && !opts.read_only {
+            // Metadata of format 1: the database gets its lineage now.
+            meta.lineage = crate::shard::new_lineage();
+            catalog_changed = true;
+        }
         let tables = meta
             .tables
             .iter()

@@ -7,9 +7,13 @@
 //! ```text
 //! magic "TRCMETA\0" (8) | format version u32 | shards u32 | max_key_groups u16 |
 //! key_group_prefix_bytes u32 (0 = whole key) | table count u16 |
-//! per table: id u16, name (u32 length + bytes) | crc32 of everything before u32
+//! per table: id u16, name (u32 length + bytes) |
+//! database lineage u64 (format 2) | crc32 of everything before u32
 //! ```
-//! Written to a temp file, fsynced and renamed into place.
+//! Written to a temp file, fsynced and renamed into place. The database lineage is a
+//! random id chosen when the database is created (or restored); its checkpoints are
+//! named by it, so databases sharing a store never mix theirs. Format 1 files have
+//! none; the next writer's open gives them one.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -20,7 +24,7 @@ use crate::files::{replace_file, META_FILE};
 use crate::options::Options;
 
 const MAGIC: &[u8; 8] = b"TRCMETA\0";
-const META_FORMAT_VERSION: u32 = 1;
+const META_FORMAT_VERSION: u32 = 2;
 /// Most tables a catalog holds: ids are u16 and the count is persisted as a u16.
 pub(crate) const MAX_TABLES: usize = u16::MAX as usize;
 
@@ -32,6 +36,8 @@ pub(crate) struct DbMeta {
     pub(crate) key_group_prefix_bytes: Option<u32>,
     /// (id, name), ids unique.
     pub(crate) tables: Vec<(u16, String)>,
+    /// Names this database's checkpoints; 0 until assigned (format 1).
+    pub(crate) lineage: u64,
 }
 
 impl DbMeta {
@@ -50,6 +56,7 @@ impl DbMeta {
         for (id, name) in &self.tables {
             e.u16(*id).bytes(name.as_bytes());
         }
+        e.u64(self.lineage);
         let crc = crc32(&e.buf);
         e.u32(crc);
         e.buf
@@ -93,6 +100,11 @@ impl DbMeta {
             }
             tables.push((id, name));
         }
+        let lineage = if version >= 2 {
+            d.u64_le("database lineage").map_err(bad)?
+        } else {
+            0
+        };
         if !d.is_empty() {
             return Err(Error::corrupt(path, 0, "bytes after the table catalog"));
         }
@@ -108,6 +120,7 @@ impl DbMeta {
             max_key_groups,
             key_group_prefix_bytes: (prefix != 0).then_some(prefix),
             tables,
+            lineage,
         })
     }
 
@@ -205,6 +218,7 @@ impl DbMeta {
             max_key_groups: opts.max_key_groups,
             key_group_prefix_bytes: opts.key_group_prefix_bytes,
             tables: Vec::new(),
+            lineage: crate::shard::new_lineage(),
         }
     }
 }
@@ -214,7 +228,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn version_1_layout_matches_the_golden_file() {
+    fn version_2_layout_matches_the_golden_file() {
         let dir = tempfile::tempdir().unwrap();
         let mut opts = Options::new(dir.path());
         opts.shards = 4;
@@ -223,8 +237,9 @@ mod tests {
         opts.tables = vec!["counts".into(), "windows".into()];
         let mut meta = DbMeta::new_for(&opts);
         meta.reconcile(&opts).unwrap();
+        meta.lineage = 0xdb1ea9e;
         let bytes = meta.encode();
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/meta/v1-basic.meta");
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/meta/v2-basic.meta");
         if std::env::var_os("TERRACE_REGEN_FIXTURES").is_some_and(|v| v == "1") {
             fs::create_dir_all(path.parent().unwrap()).unwrap();
             fs::write(&path, &bytes).unwrap();
@@ -246,6 +261,13 @@ mod tests {
                 (2, "windows".into())
             ]
         );
+        assert_eq!(back.lineage, 0xdb1ea9e);
+
+        // Format 1 (checked in) had no lineage.
+        let v1path = path.with_file_name("v1-basic.meta");
+        let v1 = DbMeta::decode(&v1path, &fs::read(&v1path).unwrap()).unwrap();
+        assert_eq!(v1.lineage, 0);
+        assert_eq!(v1.tables, back.tables);
     }
 
     #[test]

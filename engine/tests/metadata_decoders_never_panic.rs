@@ -48,12 +48,14 @@ fn damaged_manifests_replay_or_fail_cleanly() {
 
 #[test]
 fn damaged_metadata_decodes_or_fails_cleanly() {
-    let bytes = fixture("meta/v1-basic.meta");
-    assert_eq!(decode_meta(&bytes), Ok(3));
-    let (ok, _) = damage_all_ways(&bytes, decode_meta);
-    // The whole file is under one CRC: a flipped byte is always caught; only
-    // truncations that happen to end on a valid CRC could decode, and none do.
-    assert_eq!(ok, 0, "damaged metadata decoded");
+    for name in ["meta/v1-basic.meta", "meta/v2-basic.meta"] {
+        let bytes = fixture(name);
+        assert_eq!(decode_meta(&bytes), Ok(3), "{name}");
+        let (ok, _) = damage_all_ways(&bytes, decode_meta);
+        // The whole file is under one CRC: a flipped byte is always caught; only
+        // truncations that happen to end on a valid CRC could decode, and none do.
+        assert_eq!(ok, 0, "damaged {name} decoded");
+    }
 }
 
 #[test]

@@ -57,6 +57,7 @@ use crate::stats::Counters;
 use crate::version::{FileMeta, ObjectId, VersionEdit, VersionSet};
 
 pub(crate) use local_copies::LocalCopies;
+pub(crate) use open::new_lineage;
 pub(crate) use read::{ReadPath, ScanRange};
 pub(crate) use uploads::{open_table, Uploads};
 pub(crate) use write::Memtables;
