@@ -110,12 +110,25 @@ struct Heard {
     sabotage: Vec<String>,
     errors: Vec<String>,
     corruption_errors: u64,
+    /// Time of the last sign of progress (open, a reservation, a durable flush) and
+    /// the longest gap between two.
+    progress_at: Option<Duration>,
+    longest_gap: Duration,
 }
 
 impl Heard {
     fn from(run: &ChildRun) -> Heard {
         let mut h = Heard::default();
         for (at, line) in &run.lines {
+            if matches!(
+                line,
+                ChildLine::Opened { .. } | ChildLine::Reserve { .. } | ChildLine::Durable { .. }
+            ) {
+                if let Some(prev) = h.progress_at {
+                    h.longest_gap = h.longest_gap.max(at.saturating_sub(prev));
+                }
+                h.progress_at = Some(*at);
+            }
             match line {
                 ChildLine::Opened { .. } => h.opened_at = Some(*at),
                 ChildLine::Reserve { end } => h.end = Some(h.end.map_or(*end, |e| e.max(*end))),
@@ -135,6 +148,15 @@ impl Heard {
         }
         h
     }
+
+    /// The longest the child went without progress once open, the stretch up to
+    /// the kill included. A hang inside the engine shows up here, since the kill
+    /// would otherwise hide it.
+    fn longest_stall(&self, killed_at: Duration) -> Duration {
+        self.progress_at
+            .map_or(Duration::ZERO, |last| killed_at.saturating_sub(last))
+            .max(self.longest_gap)
+    }
 }
 
 /// Which phases kills interrupted (a kill may count in several).
@@ -148,6 +170,9 @@ struct PhaseTally {
     local_drop: u64,
     writes_only: u64,
 }
+
+/// Read-backs tried per round before an error that is not corruption fails the run.
+const READ_BACK_ATTEMPTS: u32 = 3;
 
 /// A kill this soon after the child reported `opened` counts as "just opened".
 const JUST_OPENED: Duration = Duration::from_millis(100);
@@ -306,6 +331,8 @@ pub fn run(flags: &CrashFlags) -> anyhow::Result<CrashOutcome> {
     let mut next_op = 0u64;
     let mut durable_acks = 0u64;
     let mut open_ms: Vec<u64> = Vec::new();
+    // (stall, round, kill time)
+    let mut longest_stall = (Duration::ZERO, 0u64, Duration::ZERO);
     let mut failure = None;
 
     for round in 0..flags.kills {
@@ -338,7 +365,7 @@ pub fn run(flags: &CrashFlags) -> anyhow::Result<CrashOutcome> {
             End::Exited(status) => {
                 report.corrupt += heard.corruption_errors;
                 failure = Some(format!(
-                    "round {round}: the child exited by itself ({status}) before the kill at {kill_ms} ms; \
+                    "seed {seed} round {round}: the child exited by itself ({status}) before the kill at {kill_ms} ms; \
                      errors it reported: {:?}\n  its stderr ({}) ends with:\n    {}",
                     heard.errors,
                     stderr_path.display(),
@@ -350,6 +377,10 @@ pub fn run(flags: &CrashFlags) -> anyhow::Result<CrashOutcome> {
         report.kills += 1;
         durable_acks += heard.durable_acks;
         open_ms.extend(heard.opened_at.map(|d| d.as_millis() as u64));
+        let stall = heard.longest_stall(killed_at);
+        if stall > longest_stall.0 {
+            longest_stall = (stall, round, killed_at);
+        }
         let phase = phases.add(&heard, killed_at);
         let round_ops = Round {
             start: next_op,
@@ -367,7 +398,24 @@ pub fn run(flags: &CrashFlags) -> anyhow::Result<CrashOutcome> {
                 db_path.display()
             ),
         );
-        let read = read_back::read_back(&opts, flags.key_space);
+        let mut read = read_back::read_back(&opts, flags.key_space);
+        // The parent's store misbehaves too: an error that is not corruption (a
+        // request that failed all its retries) is tried again with fresh faults.
+        for attempt in 1..READ_BACK_ATTEMPTS {
+            match &read {
+                Err(e) if e.kind() != terrace::ErrorKind::Corruption => {
+                    println!(
+                        "  round {round}: read-back attempt {attempt} failed ({e}); trying again"
+                    );
+                    let opts = flags.small_db.options(
+                        &db_path,
+                        derive_seed(seed, round, SEED_PARENT_FAULTS + 100 * u64::from(attempt)),
+                    );
+                    read = read_back::read_back(&opts, flags.key_space);
+                }
+                _ => break,
+            }
+        }
         drop(guard);
         let read = match read {
             Ok(r) => r,
@@ -376,9 +424,11 @@ pub fn run(flags: &CrashFlags) -> anyhow::Result<CrashOutcome> {
                     report.corrupt += 1;
                 }
                 failure = Some(format!(
-                    "round {round}: reopening and reading the database after the kill at {} ms \
-                     ({phase}) failed: {e}",
-                    killed_at.as_millis()
+                    "seed {seed} round {round}: reopening and reading the database after the kill \
+                     at {} ms ({phase}; operations #{}..#{}) failed: {e}",
+                    killed_at.as_millis(),
+                    round_ops.start,
+                    round_ops.end
                 ));
                 break;
             }
@@ -457,6 +507,13 @@ pub fn run(flags: &CrashFlags) -> anyhow::Result<CrashOutcome> {
              (median {} ms) after their spawn",
             open_ms.len(),
             open_ms[open_ms.len() / 2]
+        );
+        let (stall, round, killed) = longest_stall;
+        println!(
+            "terrace-stress crash: the longest a child went without progress once open: {} ms \
+             (round {round}, killed at {} ms)",
+            stall.as_millis(),
+            killed.as_millis()
         );
     }
     let kept = if let Some(f) = &failure {
