@@ -8,6 +8,11 @@
 //! have disjoint descending seqno ranges; and an L0 file is newer than every deeper
 //! file whose key range it overlaps (reads look at L0 first, so an older L0 version
 //! would hide a newer one below).
+//!
+//! Across a close and reopen of a settled database ([`check_reopen`]): the same
+//! files come back at the same levels with the same descriptions, and no file that
+//! was uploaded before the close is pending upload after it (the manifest must
+//! remember every upload, or a file whose local copy was dropped cannot be opened).
 
 use std::cmp::Ordering;
 use std::collections::HashSet;
@@ -172,6 +177,50 @@ pub fn check_layout(files: &[LiveFile], layout: &Layout) -> Vec<String> {
     out
 }
 
+/// Whether `a` and `b` describe the same file the same way, apart from where its
+/// copies are (a reopen may find a local copy gone, and uploads are checked apart).
+fn same_description(a: &LiveFile, b: &LiveFile) -> bool {
+    let mut b = b.clone();
+    b.local = a.local;
+    b.uploaded = a.uploaded;
+    *a == b
+}
+
+/// Differences between the files of a settled database before a close (`before`)
+/// and after the reopen (`after`).
+pub fn check_reopen(before: &[LiveFile], after: &[LiveFile]) -> Vec<String> {
+    let mut out = Vec::new();
+    let find = |files: &[LiveFile], f: &LiveFile| {
+        files
+            .iter()
+            .find(|g| (g.shard, g.id) == (f.shard, f.id))
+            .cloned()
+    };
+    for f in before {
+        match find(after, f) {
+            None => out.push(format!("{} was live before the close, not after", name(f))),
+            Some(g) if !same_description(f, &g) => out.push(format!(
+                "{} came back as {} with a different description: {f:?} became {g:?}",
+                name(f),
+                name(&g)
+            )),
+            Some(g) if f.uploaded && !g.uploaded => out.push(format!(
+                "{} was uploaded before the close; after the reopen the manifest does not \
+                 say so (local copy {})",
+                name(f),
+                if g.local { "present" } else { "gone" }
+            )),
+            Some(_) => {}
+        }
+    }
+    for g in after {
+        if find(before, g).is_none() {
+            out.push(format!("{} appeared with the reopen", name(g)));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,6 +281,26 @@ mod tests {
         assert!(got[0].contains("neither a local copy"), "{got:#?}");
         assert!(got[1].contains("overlap or are out of order"), "{got:#?}");
         assert!(got[2].contains("is not newer"), "{got:#?}");
+    }
+
+    #[test]
+    fn a_reopen_must_keep_files_levels_and_uploads() {
+        let mut a = file(1, 1, "a", "c", (1, 5));
+        a.uploaded = true;
+        let b = file(2, 2, "d", "f", (1, 5));
+        let before = vec![a.clone(), b.clone()];
+        let mut dropped = a.clone();
+        dropped.local = false;
+        assert!(check_reopen(&before, &[dropped, b.clone()]).is_empty());
+        let mut forgot = a.clone();
+        forgot.uploaded = false;
+        let got = check_reopen(&before, &[forgot, b.clone()]);
+        assert_eq!(got.len(), 1, "{got:#?}");
+        assert!(got[0].contains("was uploaded before the close"), "{got:#?}");
+        let mut moved = b.clone();
+        moved.level = 3;
+        let got = check_reopen(&before, &[a.clone(), moved, file(7, 0, "a", "b", (9, 9))]);
+        assert_eq!(got.len(), 2, "{got:#?}");
     }
 
     #[test]

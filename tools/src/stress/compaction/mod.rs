@@ -7,8 +7,14 @@
 //! [`invariants::check_layout`] on `Db::live_files`, then a `multi_get` of sampled
 //! keys (random ones and recently deleted ones, to catch resurrections) against the
 //! model; every tenth check, and after every `compact_range` and
-//! `wait_for_compactions`, the whole table is scanned and compared instead. The run
-//! ends with a flush, a full compaction, a close and a reopen, each followed by a
+//! `wait_for_compactions`, the whole table is scanned and compared instead. Now and
+//! then the database is settled (flush, compactions, uploads), closed and reopened,
+//! and [`invariants::check_reopen`] compares its files before and after: the
+//! manifest must bring back every file at its level, and remember every upload.
+//! This also happens after every check that finds the engine has moved a file down
+//! a level since the last one (a trivial move: one manifest edit deletes and adds
+//! the same file). The
+//! run ends with a flush, a full compaction, and such a reopen, each followed by a
 //! full check. The first failed check stops the run.
 
 pub mod invariants;
@@ -26,7 +32,7 @@ use rand::Rng;
 use terrace::{Db, Options, TableId};
 use terrace_tiering::clock::{fresh_seed, now, seeded_rng};
 
-use self::invariants::{check_layout, Layout};
+use self::invariants::{check_layout, check_reopen, Layout};
 use super::crash::workload::{key_name, value};
 use super::model::Model;
 use super::report::CompactionReport;
@@ -47,8 +53,8 @@ pub struct CompactionFlags {
     /// database.
     #[arg(long)]
     pub db: Option<PathBuf>,
-    /// Distinct keys.
-    #[arg(long, default_value_t = 2000)]
+    /// Distinct keys (enough that L1 overflows into L2 and files move down).
+    #[arg(long, default_value_t = 10_000)]
     pub key_space: u32,
     /// Run a check every this many operations.
     #[arg(long, default_value_t = 1000)]
@@ -88,6 +94,23 @@ enum Op {
     Flush,
     CompactRange(Option<u32>, Option<u32>),
     WaitForCompactions,
+    /// Settle (flush, compactions, uploads), close, reopen, compare the files.
+    Reopen,
+}
+
+impl std::fmt::Display for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let range = |k: &Option<u32>| k.map_or("-".into(), key_name);
+        match self {
+            Op::Put(k, v) => write!(f, "put {} ({} bytes)", key_name(*k), v.len()),
+            Op::Delete(k) => write!(f, "delete {}", key_name(*k)),
+            Op::DeleteRun(k, n) => write!(f, "delete key indices {k}..{}", k + n),
+            Op::Flush => f.write_str("flush"),
+            Op::CompactRange(a, b) => write!(f, "compact_range [{}, {}]", range(a), range(b)),
+            Op::WaitForCompactions => f.write_str("wait_for_compactions"),
+            Op::Reopen => f.write_str("settle, close and reopen"),
+        }
+    }
 }
 
 fn draw(rng: &mut SmallRng, index: u64, flags: &CompactionFlags) -> Op {
@@ -98,14 +121,14 @@ fn draw(rng: &mut SmallRng, index: u64, flags: &CompactionFlags) -> Op {
             let padding = match rng.gen_range(0..100u32) {
                 0 => rng.gen_range(room / 4..=room),
                 1..=9 => rng.gen_range(0..=room.min(4096)),
-                _ => rng.gen_range(0..=room.min(400)),
+                _ => rng.gen_range(0..=room.min(800)),
             };
             Op::Put(key, value(index, key, padding))
         }
         6000..=9919 => Op::Delete(key),
         9920..=9969 => Op::DeleteRun(key, rng.gen_range(4..32)),
         9970..=9989 => Op::Flush,
-        9990..=9994 => {
+        9990..=9993 => {
             let other = rng.gen_range(0..flags.key_space.max(1));
             let (a, b) = (key.min(other), key.max(other));
             Op::CompactRange(
@@ -113,7 +136,8 @@ fn draw(rng: &mut SmallRng, index: u64, flags: &CompactionFlags) -> Op {
                 rng.gen_bool(0.7).then_some(b),
             )
         }
-        _ => Op::WaitForCompactions,
+        9994..=9996 => Op::WaitForCompactions,
+        _ => Op::Reopen,
     }
 }
 
@@ -128,7 +152,16 @@ struct Checker {
     sample_keys: usize,
     rng: SmallRng,
     files_seen: HashSet<(u32, u64)>,
+    /// The engine's count of trivial moves at the last check (since the open).
+    moves_counted: u64,
+    /// Moves noticed since the last reopen.
+    moves_seen: u64,
     checks: u64,
+    reopens: u64,
+    /// Engine counters of the sessions closed so far (counters restart at open).
+    engine: EngineTotals,
+    /// Found by the last reopen, reported by the next check.
+    reopen_violations: Vec<String>,
 }
 
 impl Checker {
@@ -169,8 +202,30 @@ impl Checker {
                 block_on(db.wait_for_compactions())?;
                 full_check = true;
             }
+            Op::Reopen => {
+                let found = self.reopen_and_compare()?;
+                self.reopen_violations.extend(found);
+                full_check = true;
+            }
         }
         Ok(full_check)
+    }
+
+    /// Settles the database so nothing changes its files during the close, closes
+    /// it, reopens it and compares the files before and after.
+    fn reopen_and_compare(&mut self) -> anyhow::Result<Vec<String>> {
+        let db = self.db()?.clone();
+        block_on(db.flush())?;
+        block_on(db.wait_for_compactions())?;
+        block_on(db.wait_for_uploads())?;
+        let before = block_on(db.live_files())?;
+        drop(db);
+        self.reopen()?;
+        self.reopens += 1;
+        self.moves_seen = 0;
+        self.moves_counted = 0;
+        let after = block_on(self.db()?.live_files())?;
+        Ok(check_reopen(&before, &after))
     }
 
     fn deleted(&mut self, k: u32) {
@@ -190,7 +245,11 @@ impl Checker {
         for f in &files {
             self.files_seen.insert((f.shard, f.id));
         }
-        let mut out = check_layout(&files, &self.layout);
+        let moves = block_on(db.stats())?.total().trivial_moves;
+        self.moves_seen += moves.saturating_sub(self.moves_counted);
+        self.moves_counted = moves;
+        let mut out = std::mem::take(&mut self.reopen_violations);
+        out.extend(check_layout(&files, &self.layout));
         if full {
             let got =
                 block_on(db.scan(self.table, Bound::Unbounded, Bound::Unbounded, usize::MAX))?;
@@ -222,12 +281,44 @@ impl Checker {
     }
 
     fn reopen(&mut self) -> anyhow::Result<()> {
+        self.note_engine_stats();
         let db = self.db.take().context("database is not open")?;
         block_on(db.close()).context("closing")?;
         let db = block_on(Db::open(self.opts.clone())).context("reopening")?;
         self.table = db.table("default")?;
         self.db = Some(db);
         Ok(())
+    }
+}
+
+/// Engine counters summed over sessions.
+#[derive(Clone, Copy, Debug, Default)]
+struct EngineTotals {
+    flushes: u64,
+    compactions: u64,
+    trivial_moves: u64,
+    uploads: u64,
+    upload_failures: u64,
+    local_drops: u64,
+    remote_reads: u64,
+    faults: u64,
+}
+
+impl Checker {
+    /// Adds the open session's counters to the totals (call before closing).
+    fn note_engine_stats(&mut self) {
+        let Some(Ok(s)) = self.db.as_ref().map(|db| block_on(db.stats())) else {
+            return;
+        };
+        let (t, e) = (s.total(), &mut self.engine);
+        e.flushes += t.flushes;
+        e.compactions += t.compactions;
+        e.trivial_moves += t.trivial_moves;
+        e.uploads += t.uploads;
+        e.upload_failures += t.upload_failures;
+        e.local_drops += t.local_drops;
+        e.remote_reads += s.tier().remote_reads.requests;
+        e.faults += s.faults_injected;
     }
 }
 
@@ -330,7 +421,12 @@ pub fn run(flags: &CompactionFlags) -> anyhow::Result<CompactionOutcome> {
         sample_keys: flags.sample_keys,
         rng: seeded_rng(seed ^ 0x5eed),
         files_seen: HashSet::new(),
+        moves_counted: 0,
+        moves_seen: 0,
         checks: 0,
+        reopens: 0,
+        engine: EngineTotals::default(),
+        reopen_violations: Vec::new(),
     };
     let mut rng = seeded_rng(seed);
     let mut failure = None;
@@ -338,21 +434,28 @@ pub fn run(flags: &CompactionFlags) -> anyhow::Result<CompactionOutcome> {
     let mut ops = 0u64;
     let hang = Duration::from_secs(flags.hang_timeout_secs);
     let mut guard = Watchdog::arm(hang, format!("operations from #0 (seed {seed})"));
-    let mut engine = None;
 
     for i in 0..flags.ops {
         let op = draw(&mut rng, i, flags);
         let periodic = (i + 1).is_multiple_of(flags.check_every);
         let step = c.apply(&op).and_then(|full_check| {
-            if full_check || periodic {
-                let full = full_check || ((i + 1) / flags.check_every).is_multiple_of(10);
-                c.check(full)
-            } else {
-                Ok(Vec::new())
+            if !(full_check || periodic) {
+                return Ok(Vec::new());
             }
+            let full = full_check || ((i + 1) / flags.check_every).is_multiple_of(10);
+            let found = c.check(full)?;
+            if !found.is_empty() || c.moves_seen == 0 {
+                return Ok(found);
+            }
+            // A file moved down a level by a manifest edit alone: the reopen must
+            // bring it back where it is now, uploaded if it was.
+            c.reopen_violations = c
+                .reopen_and_compare()
+                .context("settle, close and reopen after a trivial move")?;
+            c.check(true)
         });
         ops += 1;
-        let what = || format!("operation #{i} ({op:?})");
+        let what = || format!("operation #{i} ({op})");
         match step {
             Ok(found) if found.is_empty() => {}
             Ok(found) => {
@@ -372,9 +475,10 @@ pub fn run(flags: &CompactionFlags) -> anyhow::Result<CompactionOutcome> {
         }
         if flags.progress_every > 0 && ops.is_multiple_of(flags.progress_every) {
             println!(
-                "  {ops}/{} ops, {} checks, {} files seen, {} live keys, {:.1} s",
+                "  {ops}/{} ops, {} checks, {} reopens, {} files seen, {} live keys, {:.1} s",
                 flags.ops,
                 c.checks,
+                c.reopens,
                 c.files_seen.len(),
                 c.model.len(),
                 start.elapsed().as_secs_f64()
@@ -382,7 +486,6 @@ pub fn run(flags: &CompactionFlags) -> anyhow::Result<CompactionOutcome> {
         }
     }
     if failure.is_none() {
-        engine = c.db.as_ref().and_then(|db| block_on(db.stats()).ok());
         // Settle, compact everything, and come back from a reopen, checking each.
         let steps: [(&str, Step); 3] = [
             ("flush and wait for compactions", |c| {
@@ -395,7 +498,11 @@ pub fn run(flags: &CompactionFlags) -> anyhow::Result<CompactionOutcome> {
                 block_on(c.db()?.compact_range(Bound::Unbounded, Bound::Unbounded))?;
                 Ok(())
             }),
-            ("close and reopen", Checker::reopen),
+            ("close and reopen", |c| {
+                let found = c.reopen_and_compare()?;
+                c.reopen_violations.extend(found);
+                Ok(())
+            }),
         ];
         for (what, step) in steps {
             drop(guard);
@@ -412,22 +519,22 @@ pub fn run(flags: &CompactionFlags) -> anyhow::Result<CompactionOutcome> {
         }
     }
     drop(guard);
-    if let Some(s) = engine {
-        let t = s.total();
-        println!(
-            "terrace-stress compaction: the engine did {} flushes, {} compactions, {} trivial \
-             moves, {} uploads ({} failed attempts), {} local drops, {} remote reads; {} faults \
-             injected",
-            t.flushes,
-            t.compactions,
-            t.trivial_moves,
-            t.uploads,
-            t.upload_failures,
-            t.local_drops,
-            s.tier().remote_reads.requests,
-            s.faults_injected
-        );
-    }
+    c.note_engine_stats();
+    let e = c.engine;
+    println!(
+        "terrace-stress compaction: the engine did {} flushes, {} compactions, {} trivial \
+         moves, {} uploads ({} failed attempts), {} local drops, {} remote reads, {} reopens; \
+         {} faults injected",
+        e.flushes,
+        e.compactions,
+        e.trivial_moves,
+        e.uploads,
+        e.upload_failures,
+        e.local_drops,
+        e.remote_reads,
+        c.reopens,
+        e.faults
+    );
     if let Some(db) = c.db.take() {
         if let Err(e) = block_on(db.close()) {
             if failure.is_none() {
