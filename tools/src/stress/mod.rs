@@ -12,6 +12,7 @@
 //!   layout (`Db::live_files`) and the answers as compactions run.
 //!
 //! [`small_db`] builds the tiny, fault-injected database the last two torture,
+//! [`store_audit`] compares its embedded object store with its live files,
 //! [`report`] holds their one-line reports, [`watchdog`] turns hangs into failures.
 
 pub mod compaction;
@@ -21,4 +22,5 @@ pub mod op;
 pub mod report;
 pub mod runner;
 pub mod small_db;
+pub mod store_audit;
 pub mod watchdog;

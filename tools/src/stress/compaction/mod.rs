@@ -37,6 +37,7 @@ use super::crash::workload::{key_name, value};
 use super::model::Model;
 use super::report::CompactionReport;
 use super::small_db::SmallDbFlags;
+use super::store_audit;
 use super::watchdog::Watchdog;
 
 /// Flags of `terrace-stress compaction`.
@@ -535,12 +536,30 @@ pub fn run(flags: &CompactionFlags) -> anyhow::Result<CompactionOutcome> {
         c.reopens,
         e.faults
     );
+    // Settled by the last step: no compaction changes the files before the close.
+    let final_files = match (&failure, &c.db) {
+        (None, Some(db)) => block_on(db.live_files()).ok(),
+        _ => None,
+    };
     if let Some(db) = c.db.take() {
         if let Err(e) = block_on(db.close()) {
             if failure.is_none() {
                 failure = Some(failed(seed, "closing", &[e.to_string()]));
                 violations += 1;
             }
+        }
+    }
+    if let Some(files) = final_files {
+        let audit = store_audit::audit(&dir, c.layout.shards, &files);
+        println!("terrace-stress compaction: {audit}");
+        if !audit.problems.is_empty() && failure.is_none() {
+            let found: Vec<String> = audit.problems.iter().map(|p| p.to_string()).collect();
+            violations += found.len() as u64;
+            failure = Some(failed(
+                seed,
+                "auditing the object store after the close",
+                &found,
+            ));
         }
     }
     if let Some(f) = &failure {

@@ -44,6 +44,7 @@ use self::verify::{Problem, Round, Wrong};
 use self::workload::Workload;
 use super::report::CrashReport;
 use super::small_db::{derive_seed, SmallDbFlags};
+use super::store_audit::{self, StoreAudit};
 use super::watchdog::Watchdog;
 
 /// Flags of `terrace-stress crash`.
@@ -334,6 +335,7 @@ pub fn run(flags: &CrashFlags) -> anyhow::Result<CrashOutcome> {
     // (stall, round, kill time)
     let mut longest_stall = (Duration::ZERO, 0u64, Duration::ZERO);
     let mut failure = None;
+    let mut store = StoreAudit::default();
 
     for round in 0..flags.kills {
         let kill_ms = kill_delay_ms(derive_seed(seed, round, SEED_KILL), flags);
@@ -445,6 +447,8 @@ pub fn run(flags: &CrashFlags) -> anyhow::Result<CrashOutcome> {
         );
         let mut problems: Vec<Problem> = verdict.problems.clone();
         problems.extend(read.problems);
+        store = store_audit::audit(&db_path, flags.small_db.shards, &read.files);
+        problems.extend(store.problems.iter().cloned());
         let lost = problems.iter().filter(|p| p.wrong == Wrong::Lost).count() as u64;
         let corrupt = problems.len() as u64 - lost;
         report.lost += lost;
@@ -500,6 +504,7 @@ pub fn run(flags: &CrashFlags) -> anyhow::Result<CrashOutcome> {
     }
     report.seconds = start.elapsed().as_secs_f64();
     println!("terrace-stress crash: kills by phase: {phases}");
+    println!("terrace-stress crash: {store}");
     open_ms.sort_unstable();
     if let (Some(first), Some(last)) = (open_ms.first(), open_ms.last()) {
         println!(

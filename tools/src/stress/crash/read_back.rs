@@ -1,6 +1,6 @@
 //! Reads back what a database holds after a kill: opens it (the child is dead),
 //! reads every key of the key space with `multi_get`, scans the whole table, and
-//! closes it. Disagreements between the two read paths and keys outside the key
+//! lets pending compactions finish, lists its live files, and closes it. Disagreements between the two read paths and keys outside the key
 //! space are corrupt here already; judging the values is [`verify`](super::verify)'s.
 
 use std::collections::HashMap;
@@ -24,6 +24,8 @@ pub struct ReadBack {
     pub shard_of: Vec<u32>,
     /// Scan results that disagree with `multi_get` or name unknown keys.
     pub problems: Vec<Problem>,
+    /// The live files after the reads.
+    pub files: Vec<terrace::LiveFile>,
 }
 
 /// Opens `opts`, reads keys `0..key_space`, closes. An error of the engine is
@@ -105,5 +107,11 @@ fn read(db: &Db, key_space: u32) -> Result<ReadBack, terrace::Error> {
         found,
         shard_of,
         problems,
+        files: {
+            // Settled first, so that no compaction deletes a listed file (and its
+            // object) before the close: the store audit relies on the list.
+            block_on(db.wait_for_compactions())?;
+            block_on(db.live_files())?
+        },
     })
 }
