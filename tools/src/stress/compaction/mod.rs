@@ -2,24 +2,28 @@
 //! trigger 2) with a faulty object store, checking the LSM layout and the answers
 //! continuously.
 //!
-//! One process, one database. The workload is drawn from a seeded RNG and mirrored
-//! in a [`Model`]. Every `--check_every` operations a *check* runs:
-//! [`invariants::check_layout`] on `Db::live_files`, then a `multi_get` of sampled
-//! keys (random ones and recently deleted ones, to catch resurrections) against the
-//! model; every tenth check, and after every `compact_range` and
-//! `wait_for_compactions`, the whole table is scanned and compared instead. Now and
-//! then the database is settled (flush, compactions, uploads), closed and reopened,
-//! and [`invariants::check_reopen`] compares its files before and after: the
-//! manifest must bring back every file at its level, and remember every upload.
-//! This also happens after every check that finds the engine has moved a file down
-//! a level since the last one (a trivial move: one manifest edit deletes and adds
-//! the same file). The
-//! run ends with a flush, a full compaction, and such a reopen, each followed by a
-//! full check. The first failed check stops the run.
+//! One process, one database. The [`workload`] is drawn from a seeded RNG and
+//! mirrored in a [`Model`](crate::stress::model::Model). Every `--check_every`
+//! operations a *check* runs: [`invariants::check_layout`] on `Db::live_files`, then
+//! a `multi_get` of sampled keys (random ones and recently deleted ones, to catch
+//! resurrections) against the model; every tenth check, and after every
+//! `compact_range` and `wait_for_compactions`, the whole table is scanned and
+//! compared instead.
+//!
+//! Now and then, and after every check that finds the engine moved a file down a
+//! level since the last one (a trivial move: one manifest edit deletes and adds the
+//! same file), the database is settled (flush, compactions, uploads), closed and
+//! reopened, and [`invariants::check_reopen`] compares its files before and after:
+//! the manifest must bring back every file at its level, and remember every upload.
+//!
+//! The run ends with a flush, a full compaction and such a reopen, each followed by
+//! a full check, then closes the database and audits its object store
+//! ([`crate::stress::store_audit`]). The first failure stops the run.
 
+mod checker;
 pub mod invariants;
+pub mod workload;
 
-use std::collections::{HashSet, VecDeque};
 use std::ops::Bound;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -27,14 +31,11 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use futures_lite::future::block_on;
-use rand::rngs::SmallRng;
-use rand::Rng;
-use terrace::{Db, Options, TableId};
+use terrace::Db;
 use terrace_tiering::clock::{fresh_seed, now, seeded_rng};
 
-use self::invariants::{check_layout, check_reopen, Layout};
-use super::crash::workload::{key_name, value};
-use super::model::Model;
+use self::checker::Checker;
+use self::workload::draw;
 use super::report::CompactionReport;
 use super::small_db::SmallDbFlags;
 use super::store_audit;
@@ -81,277 +82,6 @@ pub struct CompactionOutcome {
     pub report: CompactionReport,
     /// What failed, if anything did.
     pub failure: Option<String>,
-}
-
-/// Recently deleted keys remembered for resurrection probes.
-const RECENT_DELETES: usize = 256;
-
-#[derive(Clone, Debug)]
-enum Op {
-    Put(u32, Vec<u8>),
-    Delete(u32),
-    /// Deletes `len` consecutive key indices from the first.
-    DeleteRun(u32, u32),
-    Flush,
-    CompactRange(Option<u32>, Option<u32>),
-    WaitForCompactions,
-    /// Settle (flush, compactions, uploads), close, reopen, compare the files.
-    Reopen,
-}
-
-impl std::fmt::Display for Op {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let range = |k: &Option<u32>| k.map_or("-".into(), key_name);
-        match self {
-            Op::Put(k, v) => write!(f, "put {} ({} bytes)", key_name(*k), v.len()),
-            Op::Delete(k) => write!(f, "delete {}", key_name(*k)),
-            Op::DeleteRun(k, n) => write!(f, "delete key indices {k}..{}", k + n),
-            Op::Flush => f.write_str("flush"),
-            Op::CompactRange(a, b) => write!(f, "compact_range [{}, {}]", range(a), range(b)),
-            Op::WaitForCompactions => f.write_str("wait_for_compactions"),
-            Op::Reopen => f.write_str("settle, close and reopen"),
-        }
-    }
-}
-
-fn draw(rng: &mut SmallRng, index: u64, flags: &CompactionFlags) -> Op {
-    let key = rng.gen_range(0..flags.key_space.max(1));
-    match rng.gen_range(0..10_000u32) {
-        0..=5999 => {
-            let room = flags.small_db.max_value_bytes.saturating_sub(32);
-            let padding = match rng.gen_range(0..100u32) {
-                0 => rng.gen_range(room / 4..=room),
-                1..=9 => rng.gen_range(0..=room.min(4096)),
-                _ => rng.gen_range(0..=room.min(800)),
-            };
-            Op::Put(key, value(index, key, padding))
-        }
-        6000..=9919 => Op::Delete(key),
-        9920..=9969 => Op::DeleteRun(key, rng.gen_range(4..32)),
-        9970..=9989 => Op::Flush,
-        9990..=9993 => {
-            let other = rng.gen_range(0..flags.key_space.max(1));
-            let (a, b) = (key.min(other), key.max(other));
-            Op::CompactRange(
-                rng.gen_bool(0.7).then_some(a),
-                rng.gen_bool(0.7).then_some(b),
-            )
-        }
-        9994..=9996 => Op::WaitForCompactions,
-        _ => Op::Reopen,
-    }
-}
-
-struct Checker {
-    db: Option<Db>,
-    opts: Options,
-    table: TableId,
-    layout: Layout,
-    model: Model,
-    recent_deletes: VecDeque<u32>,
-    key_space: u32,
-    sample_keys: usize,
-    rng: SmallRng,
-    files_seen: HashSet<(u32, u64)>,
-    /// The engine's count of trivial moves at the last check (since the open).
-    moves_counted: u64,
-    /// Moves noticed since the last reopen.
-    moves_seen: u64,
-    checks: u64,
-    reopens: u64,
-    /// Engine counters of the sessions closed so far (counters restart at open).
-    engine: EngineTotals,
-    /// Found by the last reopen, reported by the next check.
-    reopen_violations: Vec<String>,
-}
-
-impl Checker {
-    fn db(&self) -> anyhow::Result<&Db> {
-        self.db.as_ref().context("database is not open")
-    }
-
-    fn apply(&mut self, op: &Op) -> anyhow::Result<bool> {
-        let t = self.table;
-        let db = self.db()?.clone();
-        let mut full_check = false;
-        match op {
-            Op::Put(k, v) => {
-                block_on(db.put(t, key_name(*k).as_bytes(), v))?;
-                self.model.put(0, key_name(*k).as_bytes(), v);
-            }
-            Op::Delete(k) => {
-                block_on(db.delete(t, key_name(*k).as_bytes()))?;
-                self.deleted(*k);
-            }
-            Op::DeleteRun(first, len) => {
-                for k in *first..(*first + len).min(self.key_space) {
-                    block_on(db.delete(t, key_name(k).as_bytes()))?;
-                    self.deleted(k);
-                }
-            }
-            Op::Flush => block_on(db.flush())?,
-            Op::CompactRange(lo, hi) => {
-                let (lo, hi) = (lo.map(key_name), hi.map(key_name));
-                fn bound(k: &Option<String>) -> Bound<&[u8]> {
-                    k.as_ref()
-                        .map_or(Bound::Unbounded, |k| Bound::Included(k.as_bytes()))
-                }
-                block_on(db.compact_range(bound(&lo), bound(&hi)))?;
-                full_check = true;
-            }
-            Op::WaitForCompactions => {
-                block_on(db.wait_for_compactions())?;
-                full_check = true;
-            }
-            Op::Reopen => {
-                let found = self.reopen_and_compare()?;
-                self.reopen_violations.extend(found);
-                full_check = true;
-            }
-        }
-        Ok(full_check)
-    }
-
-    /// Settles the database so nothing changes its files during the close, closes
-    /// it, reopens it and compares the files before and after.
-    fn reopen_and_compare(&mut self) -> anyhow::Result<Vec<String>> {
-        let db = self.db()?.clone();
-        block_on(db.flush())?;
-        block_on(db.wait_for_compactions())?;
-        block_on(db.wait_for_uploads())?;
-        let before = block_on(db.live_files())?;
-        drop(db);
-        self.reopen()?;
-        self.reopens += 1;
-        self.moves_seen = 0;
-        self.moves_counted = 0;
-        let after = block_on(self.db()?.live_files())?;
-        Ok(check_reopen(&before, &after))
-    }
-
-    fn deleted(&mut self, k: u32) {
-        self.model.delete(0, key_name(k).as_bytes());
-        if self.recent_deletes.len() == RECENT_DELETES {
-            self.recent_deletes.pop_front();
-        }
-        self.recent_deletes.push_back(k);
-    }
-
-    /// One check: the layout, then sampled keys or (`full`) the whole table.
-    /// Returns the violations found.
-    fn check(&mut self, full: bool) -> anyhow::Result<Vec<String>> {
-        self.checks += 1;
-        let db = self.db()?.clone();
-        let files = block_on(db.live_files())?;
-        for f in &files {
-            self.files_seen.insert((f.shard, f.id));
-        }
-        let moves = block_on(db.stats())?.total().trivial_moves;
-        self.moves_seen += moves.saturating_sub(self.moves_counted);
-        self.moves_counted = moves;
-        let mut out = std::mem::take(&mut self.reopen_violations);
-        out.extend(check_layout(&files, &self.layout));
-        if full {
-            let got =
-                block_on(db.scan(self.table, Bound::Unbounded, Bound::Unbounded, usize::MAX))?;
-            let want = self
-                .model
-                .scan(0, Bound::Unbounded, Bound::Unbounded, usize::MAX);
-            if got != want {
-                out.push(full_scan_difference(&got, &want));
-            }
-        } else {
-            let mut keys: Vec<u32> = (0..self.sample_keys)
-                .map(|_| self.rng.gen_range(0..self.key_space))
-                .collect();
-            keys.extend(self.recent_deletes.iter().rev().take(self.sample_keys));
-            let names: Vec<String> = keys.iter().map(|&k| key_name(k)).collect();
-            let got = block_on(db.multi_get(self.table, &names))?;
-            for (name, v) in names.iter().zip(got) {
-                let want = self.model.get(0, name.as_bytes());
-                if v.as_ref() != want {
-                    out.push(format!(
-                        "key {name}: db has {}, model has {}",
-                        describe(v.as_deref()),
-                        describe(want.map(Vec::as_slice))
-                    ));
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    fn reopen(&mut self) -> anyhow::Result<()> {
-        self.note_engine_stats();
-        let db = self.db.take().context("database is not open")?;
-        block_on(db.close()).context("closing")?;
-        let db = block_on(Db::open(self.opts.clone())).context("reopening")?;
-        self.table = db.table("default")?;
-        self.db = Some(db);
-        Ok(())
-    }
-}
-
-/// Engine counters summed over sessions.
-#[derive(Clone, Copy, Debug, Default)]
-struct EngineTotals {
-    flushes: u64,
-    compactions: u64,
-    trivial_moves: u64,
-    uploads: u64,
-    upload_failures: u64,
-    local_drops: u64,
-    remote_reads: u64,
-    faults: u64,
-}
-
-impl Checker {
-    /// Adds the open session's counters to the totals (call before closing).
-    fn note_engine_stats(&mut self) {
-        let Some(Ok(s)) = self.db.as_ref().map(|db| block_on(db.stats())) else {
-            return;
-        };
-        let (t, e) = (s.total(), &mut self.engine);
-        e.flushes += t.flushes;
-        e.compactions += t.compactions;
-        e.trivial_moves += t.trivial_moves;
-        e.uploads += t.uploads;
-        e.upload_failures += t.upload_failures;
-        e.local_drops += t.local_drops;
-        e.remote_reads += s.tier().remote_reads.requests;
-        e.faults += s.faults_injected;
-    }
-}
-
-/// "the value of put #12 to k000003" / "nothing" / raw bytes.
-fn describe(v: Option<&[u8]>) -> String {
-    match v {
-        None => "nothing".into(),
-        Some(v) => match super::crash::workload::parse_header(v) {
-            Some((op, key)) => format!("the value of put #{op} to {key} ({} bytes)", v.len()),
-            None => format!("{} foreign bytes", v.len()),
-        },
-    }
-}
-
-fn full_scan_difference(got: &[(Vec<u8>, Vec<u8>)], want: &[(Vec<u8>, Vec<u8>)]) -> String {
-    let i = got
-        .iter()
-        .zip(want)
-        .position(|(a, b)| a != b)
-        .unwrap_or(got.len().min(want.len()));
-    let entry = |e: Option<&(Vec<u8>, Vec<u8>)>| {
-        e.map_or("the end".into(), |(k, v)| {
-            format!("{} = {}", String::from_utf8_lossy(k), describe(Some(v)))
-        })
-    };
-    format!(
-        "full scan: db has {} keys, model {}; first difference at entry {i}: db {}, model {}",
-        got.len(),
-        want.len(),
-        entry(got.get(i)),
-        entry(want.get(i))
-    )
 }
 
 /// One of the closing steps of a run.
@@ -407,28 +137,7 @@ pub fn run(flags: &CompactionFlags) -> anyhow::Result<CompactionOutcome> {
     );
     let start = now();
     let db = block_on(Db::open(opts.clone())).context("opening")?;
-    let mut c = Checker {
-        table: db.table("default")?,
-        db: Some(db),
-        layout: Layout {
-            shards: opts.shards,
-            max_key_groups: opts.max_key_groups,
-            num_levels: opts.num_levels,
-        },
-        opts,
-        model: Model::new(1),
-        recent_deletes: VecDeque::new(),
-        key_space: flags.key_space,
-        sample_keys: flags.sample_keys,
-        rng: seeded_rng(seed ^ 0x5eed),
-        files_seen: HashSet::new(),
-        moves_counted: 0,
-        moves_seen: 0,
-        checks: 0,
-        reopens: 0,
-        engine: EngineTotals::default(),
-        reopen_violations: Vec::new(),
-    };
+    let mut c = Checker::new(db, opts, flags.key_space, flags.sample_keys, seed)?;
     let mut rng = seeded_rng(seed);
     let mut failure = None;
     let mut violations = 0u64;
@@ -437,7 +146,7 @@ pub fn run(flags: &CompactionFlags) -> anyhow::Result<CompactionOutcome> {
     let mut guard = Watchdog::arm(hang, format!("operations from #0 (seed {seed})"));
 
     for i in 0..flags.ops {
-        let op = draw(&mut rng, i, flags);
+        let op = draw(&mut rng, i, flags.key_space, flags.small_db.max_value_bytes);
         let periodic = (i + 1).is_multiple_of(flags.check_every);
         let step = c.apply(&op).and_then(|full_check| {
             if !(full_check || periodic) {

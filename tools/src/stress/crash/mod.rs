@@ -23,6 +23,7 @@
 //! statistically, not exactly; the directory of a failed run is kept.
 
 pub mod child;
+pub mod heard;
 pub mod protocol;
 pub mod read_back;
 pub mod supervise;
@@ -30,7 +31,7 @@ pub mod verify;
 pub mod workload;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
@@ -38,8 +39,9 @@ use rand::Rng;
 use terrace_tiering::clock::{fresh_seed, now, seeded_rng};
 
 use self::child::{Sabotage, SEED_KILL, SEED_PARENT_FAULTS};
-use self::protocol::{ChildLine, Phase};
-use self::supervise::{ChildRun, End};
+use self::heard::{Heard, Observed};
+use self::read_back::ReadBack;
+use self::supervise::End;
 use self::verify::{Problem, Round, Wrong};
 use self::workload::Workload;
 use super::report::CrashReport;
@@ -100,130 +102,11 @@ pub struct CrashOutcome {
     pub kept: Option<PathBuf>,
 }
 
-/// What the parent heard from one child.
-#[derive(Debug, Default)]
-struct Heard {
-    opened_at: Option<Duration>,
-    end: Option<u64>,
-    durable: Option<u64>,
-    durable_acks: u64,
-    phase: Option<Phase>,
-    sabotage: Vec<String>,
-    errors: Vec<String>,
-    corruption_errors: u64,
-    /// Time of the last sign of progress (open, a reservation, a durable flush) and
-    /// the longest gap between two.
-    progress_at: Option<Duration>,
-    longest_gap: Duration,
-}
-
-impl Heard {
-    fn from(run: &ChildRun) -> Heard {
-        let mut h = Heard::default();
-        for (at, line) in &run.lines {
-            if matches!(
-                line,
-                ChildLine::Opened { .. } | ChildLine::Reserve { .. } | ChildLine::Durable { .. }
-            ) {
-                if let Some(prev) = h.progress_at {
-                    h.longest_gap = h.longest_gap.max(at.saturating_sub(prev));
-                }
-                h.progress_at = Some(*at);
-            }
-            match line {
-                ChildLine::Opened { .. } => h.opened_at = Some(*at),
-                ChildLine::Reserve { end } => h.end = Some(h.end.map_or(*end, |e| e.max(*end))),
-                ChildLine::Durable { op } => {
-                    h.durable = Some(h.durable.map_or(*op, |d| d.max(*op)));
-                    h.durable_acks += 1;
-                }
-                ChildLine::Phase(p) => h.phase = Some(*p),
-                ChildLine::Sabotage { what } => h.sabotage.push(what.clone()),
-                ChildLine::Error { kind, message } => {
-                    if kind == "corruption" {
-                        h.corruption_errors += 1;
-                    }
-                    h.errors.push(format!("{kind}: {message}"));
-                }
-            }
-        }
-        h
-    }
-
-    /// The longest the child went without progress once open, the stretch up to
-    /// the kill included. A hang inside the engine shows up here, since the kill
-    /// would otherwise hide it.
-    fn longest_stall(&self, killed_at: Duration) -> Duration {
-        self.progress_at
-            .map_or(Duration::ZERO, |last| killed_at.saturating_sub(last))
-            .max(self.longest_gap)
-    }
-}
-
-/// Which phases kills interrupted (a kill may count in several).
-#[derive(Debug, Default)]
-struct PhaseTally {
-    opening: u64,
-    just_opened: u64,
-    flush: u64,
-    compaction: u64,
-    upload: u64,
-    local_drop: u64,
-    writes_only: u64,
-}
-
 /// Read-backs tried per round before an error that is not corruption fails the run.
 const READ_BACK_ATTEMPTS: u32 = 3;
 
-/// A kill this soon after the child reported `opened` counts as "just opened".
-const JUST_OPENED: Duration = Duration::from_millis(100);
-
-impl PhaseTally {
-    fn add(&mut self, heard: &Heard, killed_at: Duration) -> String {
-        let Some(opened) = heard.opened_at else {
-            self.opening += 1;
-            return "opening".into();
-        };
-        let mut names = Vec::new();
-        if killed_at.saturating_sub(opened) < JUST_OPENED {
-            self.just_opened += 1;
-            names.push("just opened");
-        }
-        let p = heard.phase.unwrap_or_default();
-        for (on, count, name) in [
-            (p.flush, &mut self.flush, "flush"),
-            (p.compaction, &mut self.compaction, "compaction"),
-            (p.upload, &mut self.upload, "upload"),
-            (p.drop, &mut self.local_drop, "local drop"),
-        ] {
-            if on {
-                *count += 1;
-                names.push(name);
-            }
-        }
-        if names.is_empty() {
-            self.writes_only += 1;
-            names.push("writes only");
-        }
-        names.join("+")
-    }
-}
-
-impl std::fmt::Display for PhaseTally {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "opening {}, just opened {}, flush {}, compaction {}, upload {}, local drop {}, writes only {}",
-            self.opening,
-            self.just_opened,
-            self.flush,
-            self.compaction,
-            self.upload,
-            self.local_drop,
-            self.writes_only
-        )
-    }
-}
+/// Problems printed in a failure message.
+const PROBLEMS_SHOWN: usize = 20;
 
 struct Dir {
     path: PathBuf,
@@ -292,6 +175,191 @@ fn tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n    ")
 }
 
+/// The parent between rounds: the model is the state the last read-back verified,
+/// and the next child starts at `next_op`.
+struct Parent<'a> {
+    flags: &'a CrashFlags,
+    seed: u64,
+    exe: PathBuf,
+    db: PathBuf,
+    stderr: PathBuf,
+    workload: Workload,
+    model: Vec<Option<u64>>,
+    next_op: u64,
+    report: CrashReport,
+    observed: Observed,
+    store: StoreAudit,
+    start: Instant,
+}
+
+impl Parent<'_> {
+    fn child_args(&self, round: u64) -> Vec<String> {
+        let mut args = vec![
+            "crash-child".to_string(),
+            format!("--db={}", self.db.display()),
+            format!("--seed={}", self.seed),
+            format!("--round={round}"),
+            format!("--start={}", self.next_op),
+            format!("--key_space={}", self.flags.key_space),
+        ];
+        args.extend(self.flags.small_db.to_args());
+        if let Some(s) = self.flags.sabotage {
+            if let Some(v) = clap::ValueEnum::to_possible_value(&s) {
+                args.push(format!("--sabotage={}", v.get_name()));
+            }
+        }
+        args
+    }
+
+    /// Opens, reads and closes the database under the watchdog. The parent's store
+    /// misbehaves too: an error that is not corruption (a request that failed all
+    /// its retries) is tried again with fresh faults.
+    fn read_back(&self, round: u64) -> Result<ReadBack, terrace::Error> {
+        let _guard = Watchdog::arm(
+            Duration::from_secs(self.flags.verify_timeout_secs),
+            format!(
+                "reading back the database in {} after round {round} (seed {})",
+                self.db.display(),
+                self.seed
+            ),
+        );
+        let mut attempt = 0;
+        loop {
+            let faults = derive_seed(self.seed, round, SEED_PARENT_FAULTS + 100 * attempt);
+            let opts = self.flags.small_db.options(&self.db, faults);
+            match read_back::read_back(&opts, self.flags.key_space) {
+                Err(e)
+                    if e.kind() != terrace::ErrorKind::Corruption
+                        && attempt + 1 < u64::from(READ_BACK_ATTEMPTS) =>
+                {
+                    println!("  round {round}: read-back failed ({e}); trying again");
+                    attempt += 1;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// Runs round `round`: a child, its kill, the read-back and the verdict.
+    /// `Ok(Err(why))` is a failed round.
+    fn round(&mut self, round: u64) -> anyhow::Result<Result<(), String>> {
+        let seed = self.seed;
+        let kill_ms = kill_delay_ms(derive_seed(seed, round, SEED_KILL), self.flags);
+        let child = supervise::run_and_kill(
+            &self.exe,
+            &self.child_args(round),
+            Duration::from_millis(kill_ms),
+            &self.stderr,
+        )?;
+        let heard = Heard::from(&child);
+        for g in &child.garbage {
+            println!("  round {round}: the child wrote an unexpected line: {g:?}");
+        }
+        let killed_at = match child.end {
+            End::Killed(at) => at,
+            End::Exited(status) => {
+                self.report.corrupt += heard.corruption_errors;
+                return Ok(Err(format!(
+                    "seed {seed} round {round}: the child exited by itself ({status}) before \
+                     the kill at {kill_ms} ms; errors it reported: {:?}\n  its stderr ({}) ends \
+                     with:\n    {}",
+                    heard.errors,
+                    self.stderr.display(),
+                    tail(&self.stderr, 20)
+                )));
+            }
+        };
+        self.report.kills += 1;
+        let phase = self.observed.kill(round, &heard, killed_at);
+        let ops = Round {
+            start: self.next_op,
+            durable: heard.durable,
+            end: heard.end.unwrap_or(self.next_op).max(self.next_op),
+        };
+        let what = format!(
+            "the child was killed at {} ms ({phase}); it issued operations #{}..#{} (durable \
+             through {})",
+            killed_at.as_millis(),
+            ops.start,
+            ops.end,
+            ops.durable
+                .map_or("none of them".to_string(), |d| format!("#{d}")),
+        );
+
+        let read = match self.read_back(round) {
+            Ok(r) => r,
+            Err(e) => {
+                if e.kind() == terrace::ErrorKind::Corruption {
+                    self.report.corrupt += 1;
+                }
+                return Ok(Err(format!(
+                    "seed {seed} round {round}: reopening and reading the database failed after \
+                     {what}: {e}"
+                )));
+            }
+        };
+        self.report.reopens += 1;
+        self.report.keys_verified += u64::from(self.flags.key_space);
+        let verdict = verify::check(
+            &self.workload,
+            &self.model,
+            &ops,
+            &read.found,
+            &read.shard_of,
+            self.flags.small_db.shards,
+        );
+        let mut problems: Vec<Problem> = verdict.problems.clone();
+        problems.extend(read.problems);
+        self.store = store_audit::audit(&self.db, self.flags.small_db.shards, &read.files);
+        problems.extend(self.store.problems.iter().cloned());
+        let lost = problems.iter().filter(|p| p.wrong == Wrong::Lost).count() as u64;
+        let corrupt = problems.len() as u64 - lost;
+        self.report.lost += lost;
+        self.report.corrupt += corrupt;
+        if !problems.is_empty() {
+            let mut msg =
+                format!("seed {seed} round {round}: {lost} lost, {corrupt} corrupt after {what}");
+            for s in &heard.sabotage {
+                msg.push_str(&format!("\n  sabotage: {s}"));
+            }
+            for p in problems.iter().take(PROBLEMS_SHOWN) {
+                msg.push_str(&format!("\n  {p}"));
+            }
+            if problems.len() > PROBLEMS_SHOWN {
+                msg.push_str(&format!(
+                    "\n  ... and {} more",
+                    problems.len() - PROBLEMS_SHOWN
+                ));
+            }
+            return Ok(Err(msg));
+        }
+
+        self.model = verdict.recovered;
+        self.next_op = ops.end;
+        let done = round + 1;
+        let every = self.flags.progress_every;
+        if every > 0 && done.is_multiple_of(every) {
+            let cuts: Vec<String> = verdict
+                .cuts
+                .iter()
+                .map(|c| c.map_or("-".into(), |(lo, _)| format!("#{lo}")))
+                .collect();
+            println!(
+                "  {done}/{} kills; last: {what}, shards recovered through {}; {} ops, {} \
+                 durable acks, {} live keys, {} keys verified, {:.1} s",
+                self.flags.kills,
+                cuts.join(","),
+                self.next_op,
+                self.observed.durable_acks,
+                self.model.iter().filter(|s| s.is_some()).count(),
+                self.report.keys_verified,
+                self.start.elapsed().as_secs_f64()
+            );
+        }
+        Ok(Ok(()))
+    }
+}
+
 /// Runs the crash loop. Progress goes to stdout; the caller prints the report.
 pub fn run(flags: &CrashFlags) -> anyhow::Result<CrashOutcome> {
     anyhow::ensure!(
@@ -302,14 +370,24 @@ pub fn run(flags: &CrashFlags) -> anyhow::Result<CrashOutcome> {
     );
     anyhow::ensure!(flags.key_space > 0, "--key_space must be positive");
     let seed = flags.seed.unwrap_or_else(fresh_seed);
-    let exe = std::env::current_exe().context("finding this program's path")?;
     let dir = Dir::new(flags)?;
-    let db_path = dir.path.clone();
-    let stderr_path = db_path.join("crash-child.stderr");
-    let workload = Workload {
+    let mut parent = Parent {
+        flags,
         seed,
-        key_space: flags.key_space,
-        max_value_bytes: flags.small_db.max_value_bytes,
+        exe: std::env::current_exe().context("finding this program's path")?,
+        db: dir.path.clone(),
+        stderr: dir.path.join("crash-child.stderr"),
+        workload: Workload {
+            seed,
+            key_space: flags.key_space,
+            max_value_bytes: flags.small_db.max_value_bytes,
+        },
+        model: vec![None; flags.key_space as usize],
+        next_op: 0,
+        report: CrashReport::default(),
+        observed: Observed::default(),
+        store: StoreAudit::default(),
+        start: now(),
     };
     println!(
         "terrace-stress crash: seed {seed} (replay with --seed={seed}) kills {} key space {} \
@@ -322,221 +400,37 @@ pub fn run(flags: &CrashFlags) -> anyhow::Result<CrashOutcome> {
         flags.small_db.object_store_error_rate,
         flags.small_db.object_store_latency_ms,
         flags.small_db.local_disk_budget,
-        db_path.display()
+        parent.db.display()
     );
 
-    let start = now();
-    let mut report = CrashReport::default();
-    let mut phases = PhaseTally::default();
-    let mut model: Vec<Option<u64>> = vec![None; flags.key_space as usize];
-    let mut next_op = 0u64;
-    let mut durable_acks = 0u64;
-    let mut open_ms: Vec<u64> = Vec::new();
-    // (stall, round, kill time)
-    let mut longest_stall = (Duration::ZERO, 0u64, Duration::ZERO);
     let mut failure = None;
-    let mut store = StoreAudit::default();
-
     for round in 0..flags.kills {
-        let kill_ms = kill_delay_ms(derive_seed(seed, round, SEED_KILL), flags);
-        let mut args = vec![
-            "crash-child".to_string(),
-            format!("--db={}", db_path.display()),
-            format!("--seed={seed}"),
-            format!("--round={round}"),
-            format!("--start={next_op}"),
-            format!("--key_space={}", flags.key_space),
-        ];
-        args.extend(flags.small_db.to_args());
-        if let Some(s) = flags.sabotage {
-            args.push(format!(
-                "--sabotage={}",
-                clap::ValueEnum::to_possible_value(&s)
-                    .map(|v| v.get_name().to_string())
-                    .unwrap_or_default()
-            ));
-        }
-        let child =
-            supervise::run_and_kill(&exe, &args, Duration::from_millis(kill_ms), &stderr_path)?;
-        let heard = Heard::from(&child);
-        for g in &child.garbage {
-            println!("  round {round}: child wrote an unexpected line: {g:?}");
-        }
-        let killed_at = match child.end {
-            End::Killed(at) => at,
-            End::Exited(status) => {
-                report.corrupt += heard.corruption_errors;
-                failure = Some(format!(
-                    "seed {seed} round {round}: the child exited by itself ({status}) before the kill at {kill_ms} ms; \
-                     errors it reported: {:?}\n  its stderr ({}) ends with:\n    {}",
-                    heard.errors,
-                    stderr_path.display(),
-                    tail(&stderr_path, 20)
-                ));
-                break;
-            }
-        };
-        report.kills += 1;
-        durable_acks += heard.durable_acks;
-        open_ms.extend(heard.opened_at.map(|d| d.as_millis() as u64));
-        let stall = heard.longest_stall(killed_at);
-        if stall > longest_stall.0 {
-            longest_stall = (stall, round, killed_at);
-        }
-        let phase = phases.add(&heard, killed_at);
-        let round_ops = Round {
-            start: next_op,
-            durable: heard.durable,
-            end: heard.end.unwrap_or(next_op).max(next_op),
-        };
-
-        let opts = flags
-            .small_db
-            .options(&db_path, derive_seed(seed, round, SEED_PARENT_FAULTS));
-        let guard = Watchdog::arm(
-            Duration::from_secs(flags.verify_timeout_secs),
-            format!(
-                "reading back the database in {} after round {round} (seed {seed})",
-                db_path.display()
-            ),
-        );
-        let mut read = read_back::read_back(&opts, flags.key_space);
-        // The parent's store misbehaves too: an error that is not corruption (a
-        // request that failed all its retries) is tried again with fresh faults.
-        for attempt in 1..READ_BACK_ATTEMPTS {
-            match &read {
-                Err(e) if e.kind() != terrace::ErrorKind::Corruption => {
-                    println!(
-                        "  round {round}: read-back attempt {attempt} failed ({e}); trying again"
-                    );
-                    let opts = flags.small_db.options(
-                        &db_path,
-                        derive_seed(seed, round, SEED_PARENT_FAULTS + 100 * u64::from(attempt)),
-                    );
-                    read = read_back::read_back(&opts, flags.key_space);
-                }
-                _ => break,
-            }
-        }
-        drop(guard);
-        let read = match read {
-            Ok(r) => r,
-            Err(e) => {
-                if e.kind() == terrace::ErrorKind::Corruption {
-                    report.corrupt += 1;
-                }
-                failure = Some(format!(
-                    "seed {seed} round {round}: reopening and reading the database after the kill \
-                     at {} ms ({phase}; operations #{}..#{}) failed: {e}",
-                    killed_at.as_millis(),
-                    round_ops.start,
-                    round_ops.end
-                ));
-                break;
-            }
-        };
-        report.reopens += 1;
-        report.keys_verified += u64::from(flags.key_space);
-        let verdict = verify::check(
-            &workload,
-            &model,
-            &round_ops,
-            &read.found,
-            &read.shard_of,
-            flags.small_db.shards,
-        );
-        let mut problems: Vec<Problem> = verdict.problems.clone();
-        problems.extend(read.problems);
-        store = store_audit::audit(&db_path, flags.small_db.shards, &read.files);
-        problems.extend(store.problems.iter().cloned());
-        let lost = problems.iter().filter(|p| p.wrong == Wrong::Lost).count() as u64;
-        let corrupt = problems.len() as u64 - lost;
-        report.lost += lost;
-        report.corrupt += corrupt;
-        if !problems.is_empty() {
-            let mut msg = format!(
-                "seed {seed} round {round}: {lost} lost, {corrupt} corrupt after the child was killed \
-                 at {} ms ({phase}); it issued operations #{}..#{} (durable through {})",
-                killed_at.as_millis(),
-                round_ops.start,
-                round_ops.end,
-                round_ops
-                    .durable
-                    .map_or("none of them".to_string(), |d| format!("#{d}")),
-            );
-            for s in &heard.sabotage {
-                msg.push_str(&format!("\n  sabotage: {s}"));
-            }
-            for p in problems.iter().take(20) {
-                msg.push_str(&format!("\n  {p}"));
-            }
-            if problems.len() > 20 {
-                msg.push_str(&format!("\n  ... and {} more", problems.len() - 20));
-            }
-            failure = Some(msg);
+        let outcome = parent.round(round);
+        parent.report.seconds = parent.start.elapsed().as_secs_f64();
+        if let Err(why) = outcome? {
+            failure = Some(why);
             break;
         }
-        model = verdict.recovered;
-        next_op = round_ops.end;
-        let done = round + 1;
-        if flags.progress_every > 0 && done % flags.progress_every == 0 {
-            let cuts: Vec<String> = verdict
-                .cuts
-                .iter()
-                .map(|c| c.map_or("-".into(), |(lo, _)| format!("#{lo}")))
-                .collect();
-            println!(
-                "  {done}/{} kills; last: killed at {} ms ({phase}), ops #{}..#{}, durable {}, \
-                 shards recovered through {}; {} ops, {durable_acks} durable acks, {} live keys, \
-                 {} keys verified, {:.1} s",
-                flags.kills,
-                killed_at.as_millis(),
-                round_ops.start,
-                round_ops.end,
-                round_ops.durable.map_or("-".into(), |d| format!("#{d}")),
-                cuts.join(","),
-                next_op,
-                model.iter().filter(|s| s.is_some()).count(),
-                report.keys_verified,
-                start.elapsed().as_secs_f64()
-            );
-        }
     }
-    report.seconds = start.elapsed().as_secs_f64();
-    println!("terrace-stress crash: kills by phase: {phases}");
-    println!("terrace-stress crash: {store}");
-    open_ms.sort_unstable();
-    if let (Some(first), Some(last)) = (open_ms.first(), open_ms.last()) {
-        println!(
-            "terrace-stress crash: {} children opened the database, in {first}..{last} ms \
-             (median {} ms) after their spawn",
-            open_ms.len(),
-            open_ms[open_ms.len() / 2]
-        );
-        let (stall, round, killed) = longest_stall;
-        println!(
-            "terrace-stress crash: the longest a child went without progress once open: {} ms \
-             (round {round}, killed at {} ms)",
-            stall.as_millis(),
-            killed.as_millis()
-        );
-    }
-    let kept = if let Some(f) = &failure {
-        println!("terrace-stress crash: FAILED: {f}");
-        let kept = dir.finish(true);
-        if let Some(k) = &kept {
-            println!(
-                "terrace-stress crash: the database is kept in {} (last child's stderr: {})",
-                k.display(),
-                stderr_path.display()
-            );
+    println!("{}", parent.observed);
+    println!("terrace-stress crash: {}", parent.store);
+    let kept = match &failure {
+        Some(f) => {
+            println!("terrace-stress crash: FAILED: {f}");
+            let kept = dir.finish(true);
+            if let Some(k) = &kept {
+                println!(
+                    "terrace-stress crash: the database is kept in {} (last child's stderr: {})",
+                    k.display(),
+                    parent.stderr.display()
+                );
+            }
+            kept
         }
-        kept
-    } else {
-        dir.finish(flags.keep)
+        None => dir.finish(flags.keep),
     };
     Ok(CrashOutcome {
-        report,
+        report: parent.report,
         failure,
         kept,
     })
