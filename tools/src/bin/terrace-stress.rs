@@ -1,31 +1,66 @@
-//! `terrace-stress`: a long, seeded random workload checked against a model.
+//! `terrace-stress`: long, seeded random workloads checked against models.
 //!
 //! ```text
-//! terrace-stress --ops=1000000 --seed=42
+//! terrace-stress --ops=1000000 --seed=42         # the model run
+//! terrace-stress crash --kills=1000 --seed=42    # kill -9 a writer, verify each recovery
+//! terrace-stress compaction --ops=200000 --seed=42
 //! ```
 //!
-//! Puts, deletes, point reads, multi-gets, scans, flushes, compactions and
-//! close-and-reopen cycles run on a database with tiny memtables and files, so
-//! flushes and compactions happen all the time. Every read is compared with a
-//! `BTreeMap` model; the first difference stops the run with exit code 1, the seed,
-//! the operation index and the operations before it. The same `--seed` replays it.
+//! The model run (no subcommand): puts, deletes, point reads, multi-gets, scans,
+//! flushes, compactions and close-and-reopen cycles run on a database with tiny
+//! memtables and files, so flushes and compactions happen all the time. Every read is
+//! compared with a `BTreeMap` model; the first difference stops the run with exit
+//! code 1, the seed, the operation index and the operations before it. The same
+//! `--seed` replays it.
+//!
+//! `crash` and `compaction` are described in `terrace_tools::stress::crash` and
+//! `terrace_tools::stress::compaction`; each ends with one report line and exits
+//! non-zero when anything was lost, corrupt or violated (2 on a hang).
 
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 use rand::SeedableRng;
 use terrace::{Compression, Options};
 
+use terrace_tools::stress::compaction::{self, CompactionFlags};
+use terrace_tools::stress::crash::child::{self, ChildFlags};
+use terrace_tools::stress::crash::{self, CrashFlags};
 use terrace_tools::stress::op::{draw, Mix};
 use terrace_tools::stress::runner::Runner;
 
 #[derive(Parser, Debug)]
 #[command(
     name = "terrace-stress",
-    about = "Seeded random workload checked against a model",
-    rename_all = "snake_case"
+    about = "Seeded random workloads checked against models",
+    rename_all = "snake_case",
+    args_conflicts_with_subcommands = true
 )]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Flags of the model run (no subcommand).
+    #[command(flatten)]
+    model: Flags,
+}
+
+#[derive(Subcommand, Debug)]
+#[command(rename_all = "kebab-case")]
+enum Command {
+    /// Kill -9 a writing child process again and again; after each kill, reopen the
+    /// database and check every durable write survived and nothing else appeared.
+    Crash(CrashFlags),
+    /// The child process of `crash` (started by it, not by hand).
+    #[command(hide = true)]
+    CrashChild(ChildFlags),
+    /// Heavy overwrites and deletes on tiny levels, checking the LSM layout and the
+    /// answers while compactions run.
+    Compaction(CompactionFlags),
+}
+
+#[derive(Args, Debug)]
+#[command(rename_all = "snake_case")]
 struct Flags {
     /// Operations to run.
     #[arg(long, default_value_t = 100_000)]
@@ -169,8 +204,44 @@ fn run(flags: &Flags) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
-    let flags = Flags::parse();
-    match run(&flags) {
+    let cli = Cli::parse();
+    match cli.command {
+        None => model_run(&cli.model),
+        Some(Command::Crash(f)) => match crash::run(&f) {
+            Ok(out) => {
+                println!("{}", out.report);
+                let r = out.report;
+                if out.failure.is_some() || r.lost > 0 || r.corrupt > 0 {
+                    ExitCode::FAILURE
+                } else {
+                    ExitCode::SUCCESS
+                }
+            }
+            Err(e) => {
+                eprintln!("terrace-stress crash: FAILED: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Some(Command::CrashChild(f)) => child::run(&f),
+        Some(Command::Compaction(f)) => match compaction::run(&f) {
+            Ok(out) => {
+                println!("{}", out.report);
+                if out.failure.is_some() || out.report.violations > 0 {
+                    ExitCode::FAILURE
+                } else {
+                    ExitCode::SUCCESS
+                }
+            }
+            Err(e) => {
+                eprintln!("terrace-stress compaction: FAILED: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn model_run(flags: &Flags) -> ExitCode {
+    match run(flags) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!(

@@ -1,0 +1,437 @@
+//! `terrace-stress crash`: kill -9 a writer again and again, and check after every
+//! kill that the database recovered exactly what it promised.
+//!
+//! ```text
+//! parent (run)                          child (crash-child, one per round)
+//!   spawn child --start=N  ───────────►  Db::open, then operations N, N+1, ...
+//!                          ◄── stdout ─  opened / reserve E / durable D / phase ...
+//!   SIGKILL after a seeded delay  ──╳
+//!   Db::open, multi_get every key, scan, close
+//!   verify: per key and per shard prefix (verify.rs)
+//!   model := recovered state; N := E; next round
+//! ```
+//!
+//! The workload is a pure function of the seed and the operation index
+//! ([`workload`]), so the parent knows every operation the child may have issued
+//! (`start..end`) from the `reserve` lines alone; `durable` lines say what must have
+//! survived. The recovered state becomes the model of the next round, whose child
+//! reopens the database and carries on from operation `end`, so operation indices,
+//! and therefore values, are never reused.
+//!
+//! Replaying: `--seed` fixes the operations, the kill delays and the injected faults.
+//! Where in the workload a kill lands still depends on timing, so a failure replays
+//! statistically, not exactly; the directory of a failed run is kept.
+
+pub mod child;
+pub mod heard;
+pub mod protocol;
+pub mod read_back;
+pub mod supervise;
+pub mod verify;
+pub mod workload;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use rand::Rng;
+use terrace_tiering::clock::{fresh_seed, now, seeded_rng};
+
+use self::child::{Sabotage, SEED_KILL, SEED_PARENT_FAULTS};
+use self::heard::{Heard, Observed};
+use self::read_back::ReadBack;
+use self::supervise::End;
+use self::verify::{Problem, Round, Wrong};
+use self::workload::Workload;
+use super::report::CrashReport;
+use super::small_db::{derive_seed, SmallDbFlags};
+use super::store_audit::{self, StoreAudit};
+use super::watchdog::Watchdog;
+
+/// Flags of `terrace-stress crash`.
+#[derive(Args, Clone, Debug)]
+#[command(rename_all = "snake_case")]
+pub struct CrashFlags {
+    /// Children to kill (rounds).
+    #[arg(long, default_value_t = 20)]
+    pub kills: u64,
+    /// Master seed (default: a fresh one, printed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Database directory (default: a temporary directory). It must not hold a
+    /// database: the model starts empty.
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// Distinct keys; every round reads all of them back.
+    #[arg(long, default_value_t = 3000)]
+    pub key_space: u32,
+    /// Shortest time from spawning a child to killing it.
+    #[arg(long, default_value_t = 20)]
+    pub min_kill_ms: u64,
+    /// Longest time from spawning a child to killing it.
+    #[arg(long, default_value_t = 1500)]
+    pub max_kill_ms: u64,
+    /// Keep the temporary directory after a successful run too (a failed run always
+    /// keeps it and prints its path).
+    #[arg(long)]
+    pub keep: bool,
+    /// Print a progress line every this many kills (0: never).
+    #[arg(long, default_value_t = 10)]
+    pub progress_every: u64,
+    /// A read-back that takes longer than this is a hang: the run stops with exit 2.
+    #[arg(long, default_value_t = 300)]
+    pub verify_timeout_secs: u64,
+    /// Damage the database on purpose, to prove the checker fails (self-test).
+    #[arg(long, value_enum, hide = true)]
+    pub sabotage: Option<Sabotage>,
+    /// Database and store settings.
+    #[command(flatten)]
+    pub small_db: SmallDbFlags,
+}
+
+/// The outcome of a crash run.
+#[derive(Debug)]
+pub struct CrashOutcome {
+    /// The report line.
+    pub report: CrashReport,
+    /// Why the run failed, if it did (lost or corrupt data, an engine error, a child
+    /// that died by itself).
+    pub failure: Option<String>,
+    /// The directory, if it was kept.
+    pub kept: Option<PathBuf>,
+}
+
+/// Read-backs tried per round before an error that is not corruption fails the run.
+const READ_BACK_ATTEMPTS: u32 = 3;
+
+/// Problems printed in a failure message.
+const PROBLEMS_SHOWN: usize = 20;
+
+struct Dir {
+    path: PathBuf,
+    temp: Option<tempfile::TempDir>,
+}
+
+impl Dir {
+    fn new(flags: &CrashFlags) -> anyhow::Result<Dir> {
+        match &flags.db {
+            Some(d) => {
+                if d.join("TERRACE-META").exists() {
+                    anyhow::bail!(
+                        "{} already holds a database; the model starts empty",
+                        d.display()
+                    );
+                }
+                std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+                Ok(Dir {
+                    path: d.clone(),
+                    temp: None,
+                })
+            }
+            None => {
+                let t = tempfile::Builder::new()
+                    .prefix("terrace-crash-")
+                    .tempdir()
+                    .context("creating a temporary directory")?;
+                Ok(Dir {
+                    path: t.path().to_path_buf(),
+                    temp: Some(t),
+                })
+            }
+        }
+    }
+
+    /// Keeps the directory (or lets a temporary one go); returns its path if kept.
+    fn finish(self, keep: bool) -> Option<PathBuf> {
+        match self.temp {
+            Some(t) if !keep => {
+                drop(t);
+                None
+            }
+            Some(t) => Some(t.keep()),
+            None => Some(self.path),
+        }
+    }
+}
+
+/// A kill delay within `--min_kill_ms..=--max_kill_ms`. One kill in four is drawn
+/// from the first eighth of the range, so that opening, the first flushes and the
+/// uploads queued again after a reopen are interrupted often too.
+fn kill_delay_ms(seed: u64, flags: &CrashFlags) -> u64 {
+    let mut rng = seeded_rng(seed);
+    let (lo, hi) = (flags.min_kill_ms, flags.max_kill_ms);
+    if rng.gen_bool(0.25) {
+        rng.gen_range(lo..=lo + (hi - lo) / 8)
+    } else {
+        rng.gen_range(lo..=hi)
+    }
+}
+
+/// The last lines of a file, for a failure message.
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n    ")
+}
+
+/// The parent between rounds: the model is the state the last read-back verified,
+/// and the next child starts at `next_op`.
+struct Parent<'a> {
+    flags: &'a CrashFlags,
+    seed: u64,
+    exe: PathBuf,
+    db: PathBuf,
+    stderr: PathBuf,
+    workload: Workload,
+    model: Vec<Option<u64>>,
+    next_op: u64,
+    report: CrashReport,
+    observed: Observed,
+    store: StoreAudit,
+    start: Instant,
+}
+
+impl Parent<'_> {
+    fn child_args(&self, round: u64) -> Vec<String> {
+        let mut args = vec![
+            "crash-child".to_string(),
+            format!("--db={}", self.db.display()),
+            format!("--seed={}", self.seed),
+            format!("--round={round}"),
+            format!("--start={}", self.next_op),
+            format!("--key_space={}", self.flags.key_space),
+        ];
+        args.extend(self.flags.small_db.to_args());
+        if let Some(s) = self.flags.sabotage {
+            if let Some(v) = clap::ValueEnum::to_possible_value(&s) {
+                args.push(format!("--sabotage={}", v.get_name()));
+            }
+        }
+        args
+    }
+
+    /// Opens, reads and closes the database under the watchdog. The parent's store
+    /// misbehaves too: an error that is not corruption (a request that failed all
+    /// its retries) is tried again with fresh faults.
+    fn read_back(&self, round: u64) -> Result<ReadBack, terrace::Error> {
+        let _guard = Watchdog::arm(
+            Duration::from_secs(self.flags.verify_timeout_secs),
+            format!(
+                "reading back the database in {} after round {round} (seed {})",
+                self.db.display(),
+                self.seed
+            ),
+        );
+        let mut attempt = 0;
+        loop {
+            let faults = derive_seed(self.seed, round, SEED_PARENT_FAULTS + 100 * attempt);
+            let opts = self.flags.small_db.options(&self.db, faults);
+            match read_back::read_back(&opts, self.flags.key_space) {
+                Err(e)
+                    if e.kind() != terrace::ErrorKind::Corruption
+                        && attempt + 1 < u64::from(READ_BACK_ATTEMPTS) =>
+                {
+                    println!("  round {round}: read-back failed ({e}); trying again");
+                    attempt += 1;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// Runs round `round`: a child, its kill, the read-back and the verdict.
+    /// `Ok(Err(why))` is a failed round.
+    fn round(&mut self, round: u64) -> anyhow::Result<Result<(), String>> {
+        let seed = self.seed;
+        let kill_ms = kill_delay_ms(derive_seed(seed, round, SEED_KILL), self.flags);
+        let child = supervise::run_and_kill(
+            &self.exe,
+            &self.child_args(round),
+            Duration::from_millis(kill_ms),
+            &self.stderr,
+        )?;
+        let heard = Heard::from(&child);
+        for g in &child.garbage {
+            println!("  round {round}: the child wrote an unexpected line: {g:?}");
+        }
+        let killed_at = match child.end {
+            End::Killed(at) => at,
+            End::Exited(status) => {
+                self.report.corrupt += heard.corruption_errors;
+                return Ok(Err(format!(
+                    "seed {seed} round {round}: the child exited by itself ({status}) before \
+                     the kill at {kill_ms} ms; errors it reported: {:?}\n  its stderr ({}) ends \
+                     with:\n    {}",
+                    heard.errors,
+                    self.stderr.display(),
+                    tail(&self.stderr, 20)
+                )));
+            }
+        };
+        self.report.kills += 1;
+        let phase = self.observed.kill(round, &heard, killed_at);
+        let ops = Round {
+            start: self.next_op,
+            durable: heard.durable,
+            end: heard.end.unwrap_or(self.next_op).max(self.next_op),
+        };
+        let what = format!(
+            "the child was killed at {} ms ({phase}); it issued operations #{}..#{} (durable \
+             through {})",
+            killed_at.as_millis(),
+            ops.start,
+            ops.end,
+            ops.durable
+                .map_or("none of them".to_string(), |d| format!("#{d}")),
+        );
+
+        let read = match self.read_back(round) {
+            Ok(r) => r,
+            Err(e) => {
+                if e.kind() == terrace::ErrorKind::Corruption {
+                    self.report.corrupt += 1;
+                }
+                return Ok(Err(format!(
+                    "seed {seed} round {round}: reopening and reading the database failed after \
+                     {what}: {e}"
+                )));
+            }
+        };
+        self.report.reopens += 1;
+        self.report.keys_verified += u64::from(self.flags.key_space);
+        let verdict = verify::check(
+            &self.workload,
+            &self.model,
+            &ops,
+            &read.found,
+            &read.shard_of,
+            self.flags.small_db.shards,
+        );
+        let mut problems: Vec<Problem> = verdict.problems.clone();
+        problems.extend(read.problems);
+        self.store = store_audit::audit(&self.db, self.flags.small_db.shards, &read.files);
+        problems.extend(self.store.problems.iter().cloned());
+        let lost = problems.iter().filter(|p| p.wrong == Wrong::Lost).count() as u64;
+        let corrupt = problems.len() as u64 - lost;
+        self.report.lost += lost;
+        self.report.corrupt += corrupt;
+        if !problems.is_empty() {
+            let mut msg =
+                format!("seed {seed} round {round}: {lost} lost, {corrupt} corrupt after {what}");
+            for s in &heard.sabotage {
+                msg.push_str(&format!("\n  sabotage: {s}"));
+            }
+            for p in problems.iter().take(PROBLEMS_SHOWN) {
+                msg.push_str(&format!("\n  {p}"));
+            }
+            if problems.len() > PROBLEMS_SHOWN {
+                msg.push_str(&format!(
+                    "\n  ... and {} more",
+                    problems.len() - PROBLEMS_SHOWN
+                ));
+            }
+            return Ok(Err(msg));
+        }
+
+        self.model = verdict.recovered;
+        self.next_op = ops.end;
+        let done = round + 1;
+        let every = self.flags.progress_every;
+        if every > 0 && done.is_multiple_of(every) {
+            let cuts: Vec<String> = verdict
+                .cuts
+                .iter()
+                .map(|c| c.map_or("-".into(), |(lo, _)| format!("#{lo}")))
+                .collect();
+            println!(
+                "  {done}/{} kills; last: {what}, shards recovered through {}; {} ops, {} \
+                 durable acks, {} live keys, {} keys verified, {:.1} s",
+                self.flags.kills,
+                cuts.join(","),
+                self.next_op,
+                self.observed.durable_acks,
+                self.model.iter().filter(|s| s.is_some()).count(),
+                self.report.keys_verified,
+                self.start.elapsed().as_secs_f64()
+            );
+        }
+        Ok(Ok(()))
+    }
+}
+
+/// Runs the crash loop. Progress goes to stdout; the caller prints the report.
+pub fn run(flags: &CrashFlags) -> anyhow::Result<CrashOutcome> {
+    anyhow::ensure!(
+        flags.min_kill_ms <= flags.max_kill_ms,
+        "--min_kill_ms {} is above --max_kill_ms {}",
+        flags.min_kill_ms,
+        flags.max_kill_ms
+    );
+    anyhow::ensure!(flags.key_space > 0, "--key_space must be positive");
+    let seed = flags.seed.unwrap_or_else(fresh_seed);
+    let dir = Dir::new(flags)?;
+    let mut parent = Parent {
+        flags,
+        seed,
+        exe: std::env::current_exe().context("finding this program's path")?,
+        db: dir.path.clone(),
+        stderr: dir.path.join("crash-child.stderr"),
+        workload: Workload {
+            seed,
+            key_space: flags.key_space,
+            max_value_bytes: flags.small_db.max_value_bytes,
+        },
+        model: vec![None; flags.key_space as usize],
+        next_op: 0,
+        report: CrashReport::default(),
+        observed: Observed::default(),
+        store: StoreAudit::default(),
+        start: now(),
+    };
+    println!(
+        "terrace-stress crash: seed {seed} (replay with --seed={seed}) kills {} key space {} \
+         shards {} kill after {}..={} ms, store errors {} latency 0..={} ms, local budget {} B, in {}",
+        flags.kills,
+        flags.key_space,
+        flags.small_db.shards,
+        flags.min_kill_ms,
+        flags.max_kill_ms,
+        flags.small_db.object_store_error_rate,
+        flags.small_db.object_store_latency_ms,
+        flags.small_db.local_disk_budget,
+        parent.db.display()
+    );
+
+    let mut failure = None;
+    for round in 0..flags.kills {
+        let outcome = parent.round(round);
+        parent.report.seconds = parent.start.elapsed().as_secs_f64();
+        if let Err(why) = outcome? {
+            failure = Some(why);
+            break;
+        }
+    }
+    println!("{}", parent.observed);
+    println!("terrace-stress crash: {}", parent.store);
+    let kept = match &failure {
+        Some(f) => {
+            println!("terrace-stress crash: FAILED: {f}");
+            let kept = dir.finish(true);
+            if let Some(k) = &kept {
+                println!(
+                    "terrace-stress crash: the database is kept in {} (last child's stderr: {})",
+                    k.display(),
+                    parent.stderr.display()
+                );
+            }
+            kept
+        }
+        None => dir.finish(flags.keep),
+    };
+    Ok(CrashOutcome {
+        report: parent.report,
+        failure,
+        kept,
+    })
+}
