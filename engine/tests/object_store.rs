@@ -14,8 +14,8 @@ use terrace::{Db, ErrorKind, ObjectStoreSpec, Options};
 use terrace_tiering::store::fault::{FaultConfig, Latency};
 use terrace_tiering::store::local_dir::LocalDirStore;
 use terrace_tiering::store::{
-    BoxFuture, MultipartId, ObjectMeta, ObjectStore, PartReceipt, StoreError, StoreErrorKind,
-    StoreResult,
+    BoxFuture, MultipartId, ObjectMeta, ObjectStore, PartReceipt, PendingMultipart, StoreError,
+    StoreErrorKind, StoreResult,
 };
 use terrace_uploader::{NewFile, NewFileHook};
 
@@ -449,6 +449,12 @@ impl ObjectStore for ReadOnlyStore {
     }
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, StoreResult<Vec<ObjectMeta>>> {
         self.0.list(prefix)
+    }
+    fn list_multipart<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Vec<PendingMultipart>>> {
+        self.0.list_multipart(prefix)
     }
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move { Err(refused("delete", key)) })

@@ -1,6 +1,7 @@
 //! The store decorators: retries recover from injected faults and stop where they
-//! should, timeouts become `Timeout`, instrumentation counts exactly, and fault
-//! injection replays from its seed.
+//! should, timeouts become `Timeout`, instrumentation counts exactly, fault
+//! injection replays from its seed, and every layer forwards the listing of open
+//! multipart uploads and the objects' times.
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +15,8 @@ use terrace_tiering::store::local_dir::LocalDirStore;
 use terrace_tiering::store::retry::{RetryConfig, RetryingStore};
 use terrace_tiering::store::uri::{open_uri, stack, StoreUri};
 use terrace_tiering::store::{
-    BoxFuture, MultipartId, ObjectMeta, ObjectStore, PartReceipt, StoreErrorKind, StoreResult,
+    BoxFuture, MultipartId, ObjectMeta, ObjectStore, PartReceipt, PendingMultipart, StoreErrorKind,
+    StoreResult,
 };
 
 /// Counts the calls that reach the store it wraps.
@@ -86,6 +88,12 @@ impl ObjectStore for Counting {
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, StoreResult<Vec<ObjectMeta>>> {
         self.hit().list(prefix)
     }
+    fn list_multipart<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Vec<PendingMultipart>>> {
+        self.hit().list_multipart(prefix)
+    }
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StoreResult<()>> {
         self.hit().delete(key)
     }
@@ -136,6 +144,12 @@ impl ObjectStore for Hanging {
         Box::pin(std::future::pending())
     }
     fn list<'a>(&'a self, _: &'a str) -> BoxFuture<'a, StoreResult<Vec<ObjectMeta>>> {
+        Box::pin(std::future::pending())
+    }
+    fn list_multipart<'a>(
+        &'a self,
+        _: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Vec<PendingMultipart>>> {
         Box::pin(std::future::pending())
     }
     fn delete<'a>(&'a self, _: &'a str) -> BoxFuture<'a, StoreResult<()>> {
@@ -329,6 +343,7 @@ async fn instrumentation_counts_requests_errors_and_bytes_exactly() {
         .await
         .unwrap();
     let doomed = store.create_multipart("n").await.unwrap();
+    assert_eq!(store.list_multipart("").await.unwrap().len(), 1);
     store.abort_multipart("n", &doomed).await.unwrap();
 
     let stats = store.stats();
@@ -345,7 +360,8 @@ async fn instrumentation_counts_requests_errors_and_bytes_exactly() {
     assert_eq!(counts(StoreOp::PutPart), (2, 0, 344));
     assert_eq!(counts(StoreOp::CompleteMultipart), (1, 0, 0));
     assert_eq!(counts(StoreOp::AbortMultipart), (1, 0, 0));
-    assert_eq!((stats.requests(), stats.errors()), (16, 2));
+    assert_eq!(counts(StoreOp::ListMultipart), (1, 0, 0));
+    assert_eq!((stats.requests(), stats.errors()), (17, 2));
     for op in StoreOp::ALL {
         let s = stats.op(op);
         assert!(s.latency_us_p50 >= 1, "{op:?} has no latency");
@@ -353,7 +369,13 @@ async fn instrumentation_counts_requests_errors_and_bytes_exactly() {
     }
 
     let lines = stats.summary_lines();
-    assert_eq!(lines.len(), 9);
+    assert_eq!(lines.len(), 10);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("object_store list_multipart: 1 requests, 0 errors")),
+        "{lines:#?}"
+    );
     assert!(
         lines
             .iter()
@@ -471,4 +493,85 @@ async fn the_standard_stack_layers_instrumented_retrying_faulty() {
     let plain = stack(built.base.clone(), None, RetryConfig::default());
     assert!(plain.faulty.is_none());
     plain.store().head("x/0").await.unwrap();
+}
+
+/// `list_multipart` and the times in `ObjectMeta` pass through every decorator: the
+/// faulty store injects faults into listings, the retrying store retries them away,
+/// the instrumented store counts them, and the answer is what the store beneath said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_decorator_forwards_open_uploads_and_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = local(&dir);
+    let upload = base.create_multipart("db/open.sst").await.unwrap();
+    base.create_multipart("wal/open").await.unwrap();
+    base.put("db/done.sst", body(10, 1)).await.unwrap();
+    let open = base.list_multipart("db/").await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(
+        (open[0].key.as_str(), &open[0].upload),
+        ("db/open.sst", &upload)
+    );
+    assert!(open[0].initiated.is_some());
+    let done = base.head("db/done.sst").await.unwrap();
+    assert!(done.last_modified.is_some());
+
+    let below = Counting::new(base.clone());
+    let faulty = Arc::new(FaultyStore::new(
+        below.clone(),
+        FaultConfig {
+            seed: 7,
+            error_rate: 0.5,
+            ..FaultConfig::default()
+        },
+    ));
+    let retrying = Arc::new(RetryingStore::with_jitter_seed(
+        faulty.clone(),
+        quick_retries(30),
+        2,
+    ));
+    let store = InstrumentedStore::new(retrying.clone());
+    for _ in 0..10 {
+        assert_eq!(store.list_multipart("db/").await.unwrap(), open);
+    }
+    assert_eq!(store.head("db/done.sst").await.unwrap(), done);
+    assert_eq!(store.list("db/").await.unwrap(), vec![done.clone()]);
+
+    let stats = store.stats();
+    assert_eq!(
+        (stats.list_multipart.count, stats.list_multipart.errors),
+        (10, 0)
+    );
+    let counts = faulty.counts();
+    assert!(counts.errors_before > 0, "{counts:?}");
+    assert_eq!(retrying.retries(), counts.failures());
+    // Reads fail only before the request: each call reached the store once.
+    assert_eq!(below.calls(), 12);
+
+    // The store's own refusal comes back through the stack, named, and not retried.
+    let retries = retrying.retries();
+    let err = store.list_multipart("/abs").await.unwrap_err();
+    assert_eq!(
+        (err.kind, err.op),
+        (StoreErrorKind::InvalidArgument, "list_multipart")
+    );
+    assert_eq!(below.calls(), 13);
+    assert_eq!(
+        retrying.retries() - retries,
+        faulty.counts().failures() - counts.failures()
+    );
+    assert_eq!(store.stats().list_multipart.errors, 1);
+
+    // A listing that never answers times out like any other call.
+    let hanging = RetryingStore::new(
+        Arc::new(Hanging),
+        RetryConfig {
+            request_timeout: Some(Duration::from_millis(10)),
+            ..quick_retries(2)
+        },
+    );
+    let err = hanging.list_multipart("").await.unwrap_err();
+    assert_eq!(
+        (err.kind, err.op),
+        (StoreErrorKind::Timeout, "list_multipart")
+    );
 }

@@ -1,12 +1,16 @@
 //! `LocalDirStore` keeps the `ObjectStore` contract: round trips, atomic publication,
-//! multipart in any submission order, abort, and clear errors for bad input.
+//! multipart in any submission order, abort, clear errors for bad input, times that
+//! are never older than the write (even for a linked file), and a listing of exactly
+//! the uploads left open.
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use terrace_tiering::clock::system_time;
 use terrace_tiering::store::local_dir::LocalDirStore;
-use terrace_tiering::store::{ObjectMeta, ObjectStore, StoreErrorKind};
+use terrace_tiering::store::{ObjectMeta, ObjectStore, PendingMultipart, StoreErrorKind};
 
 fn pattern(len: usize, seed: u8) -> Bytes {
     (0..len)
@@ -17,6 +21,20 @@ fn pattern(len: usize, seed: u8) -> Bytes {
 
 fn open(dir: &Path) -> LocalDirStore {
     LocalDirStore::open(dir, true).expect("open store")
+}
+
+/// `(key, size)` of each listed object.
+fn keys_sizes(listed: Vec<ObjectMeta>) -> Vec<(String, u64)> {
+    listed.into_iter().map(|m| (m.key, m.size)).collect()
+}
+
+/// Asserts that `time` is known and within `from..=to`.
+fn assert_within(what: &str, time: Option<SystemTime>, from: SystemTime, to: SystemTime) {
+    let time = time.unwrap_or_else(|| panic!("{what}: no time reported"));
+    assert!(
+        from <= time && time <= to,
+        "{what}: {time:?} is outside {from:?}..={to:?}"
+    );
 }
 
 /// Files under `.tmp/` other than the multipart directory: temp files left behind.
@@ -62,16 +80,13 @@ async fn put_get_head_list_delete_round_trip() {
     assert_eq!(store.head("db/0002.sst").await.unwrap().size, 300);
     assert_eq!(store.head("db2").await.unwrap().size, 0);
 
-    let meta = |key: &str, size| ObjectMeta {
-        key: key.to_owned(),
-        size,
-    };
+    let meta = |key: &str, size| (key.to_owned(), size);
     assert_eq!(
-        store.list("db/").await.unwrap(),
+        keys_sizes(store.list("db/").await.unwrap()),
         vec![meta("db/0001.sst", 10_000), meta("db/0002.sst", 300)]
     );
     assert_eq!(
-        store.list("db").await.unwrap(),
+        keys_sizes(store.list("db").await.unwrap()),
         vec![
             meta("db/0001.sst", 10_000),
             meta("db/0002.sst", 300),
@@ -79,7 +94,7 @@ async fn put_get_head_list_delete_round_trip() {
         ]
     );
     assert_eq!(
-        store.list("db/0002").await.unwrap(),
+        keys_sizes(store.list("db/0002").await.unwrap()),
         vec![meta("db/0002.sst", 300)]
     );
     assert_eq!(store.list("").await.unwrap().len(), 4);
@@ -99,7 +114,7 @@ async fn put_get_head_list_delete_round_trip() {
     store.delete("never/was").await.unwrap();
     store.delete("db").await.unwrap();
     assert_eq!(
-        store.list("db/").await.unwrap(),
+        keys_sizes(store.list("db/").await.unwrap()),
         vec![meta("db/0002.sst", 300)]
     );
 
@@ -465,4 +480,129 @@ async fn put_file_declines_across_file_systems() {
         assert!(store.head("a.sst").await.is_err(), "nothing stored");
         assert!(stray_temp_files(store_dir.path()).is_empty());
     }
+}
+
+/// `last_modified` from `head` and `list` is when the store wrote the object: not
+/// before the call began, not after it returned. That holds for a put, a completed
+/// multipart upload, and a file linked in by `put_file` whose own mtime is a day old
+/// (the object must not look a day old to a garbage collector).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_modified_is_never_before_the_write_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("objects");
+    let store = open(&root);
+
+    let started = system_time();
+    store.put("db/put.sst", pattern(1000, 1)).await.unwrap();
+    let put_done = system_time();
+
+    let mp_started = system_time();
+    let upload = store.create_multipart("db/multi.sst").await.unwrap();
+    let part = store
+        .put_part("db/multi.sst", &upload, 1, pattern(2000, 2))
+        .await
+        .unwrap();
+    store
+        .complete_multipart("db/multi.sst", &upload, vec![part])
+        .await
+        .unwrap();
+    let mp_done = system_time();
+
+    let source = dir.path().join("000007.sst");
+    std::fs::write(&source, pattern(3000, 3)).unwrap();
+    let day_ago = system_time() - Duration::from_secs(24 * 3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&source)
+        .unwrap()
+        .set_modified(day_ago)
+        .unwrap();
+    let link_started = system_time();
+    assert!(store
+        .put_file("db/linked.sst", &source, 3000)
+        .await
+        .unwrap());
+    let link_done = system_time();
+
+    let expected = [
+        ("db/linked.sst", link_started, link_done),
+        ("db/multi.sst", mp_started, mp_done),
+        ("db/put.sst", started, put_done),
+    ];
+    let listed = store.list("db/").await.unwrap();
+    assert_eq!(listed.len(), expected.len());
+    for (meta, (key, from, to)) in listed.iter().zip(expected) {
+        assert_eq!(meta.key, key);
+        assert_within(&format!("list {key}"), meta.last_modified, from, to);
+        let head = store.head(key).await.unwrap();
+        assert_eq!(head.last_modified, meta.last_modified, "{key}");
+    }
+}
+
+/// `list_multipart` shows the uploads that were started and neither completed nor
+/// aborted, by prefix, with the time they started; a listed upload can be aborted by
+/// what the listing says, and neither an aborted nor a completed upload is listed
+/// again. Directories under `.tmp/multipart` that are no uploads are not listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_uploads_are_listed_until_completed_or_aborted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    assert!(store.list_multipart("").await.unwrap().is_empty());
+
+    let started = system_time();
+    let doomed = store.create_multipart("db/b.sst").await.unwrap();
+    let finished = store.create_multipart("db/a.sst").await.unwrap();
+    let elsewhere = store.create_multipart("wal/1").await.unwrap();
+    let created = system_time();
+    store
+        .put_part("db/b.sst", &doomed, 1, pattern(4096, 1))
+        .await
+        .unwrap();
+    let part = store
+        .put_part("db/a.sst", &finished, 1, pattern(100, 2))
+        .await
+        .unwrap();
+    // Not uploads: a directory without its key (a crash inside `create_multipart` in
+    // the layout before the key was recorded first) and a name the store never makes.
+    std::fs::create_dir(dir.path().join(".tmp/multipart/123-0-0")).unwrap();
+    std::fs::create_dir(dir.path().join(".tmp/multipart/not an id")).unwrap();
+
+    let listed = store.list_multipart("db/").await.unwrap();
+    let pending =
+        |key: &str, upload: &terrace_tiering::store::MultipartId| (key.to_owned(), upload.clone());
+    assert_eq!(
+        listed
+            .iter()
+            .map(|p| (p.key.clone(), p.upload.clone()))
+            .collect::<Vec<_>>(),
+        vec![pending("db/a.sst", &finished), pending("db/b.sst", &doomed)]
+    );
+    for p in &listed {
+        assert_within(&p.key, p.initiated, started, created);
+    }
+    assert_eq!(store.list_multipart("").await.unwrap().len(), 3);
+    assert_eq!(store.list_multipart("db/b").await.unwrap().len(), 1);
+    assert!(store.list_multipart("nothing/").await.unwrap().is_empty());
+
+    // Abort what the listing names, as a collector would.
+    let PendingMultipart { key, upload, .. } = &listed[1];
+    store.abort_multipart(key, upload).await.unwrap();
+    assert!(!dir.path().join(".tmp/multipart").join(&doomed.0).exists());
+    store
+        .complete_multipart("db/a.sst", &finished, vec![part])
+        .await
+        .unwrap();
+    assert!(store.list_multipart("db/").await.unwrap().is_empty());
+    let rest = store.list_multipart("").await.unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(
+        (rest[0].key.as_str(), &rest[0].upload),
+        ("wal/1", &elsewhere)
+    );
+
+    let err = store.list_multipart("/abs").await.unwrap_err();
+    assert_eq!(err.kind, StoreErrorKind::InvalidArgument);
+    assert_eq!(err.op, "list_multipart");
+    let err = store.list_multipart("a/../b").await.unwrap_err();
+    assert_eq!(err.kind, StoreErrorKind::InvalidArgument);
 }

@@ -1,14 +1,21 @@
 //! `S3Store` against a real S3 HTTP server on loopback (s3s + s3s-fs, in process):
 //! what is put reads back through ranged gets, head and list; multipart objects are the
-//! concatenation of their parts; failures come back as the right `StoreErrorKind`.
+//! concatenation of their parts; failures come back as the right `StoreErrorKind`;
+//! `last_modified` is the server's write time. (s3s-fs has no ListMultipartUploads:
+//! the listing of open uploads is checked over the wire in `store_s3_open_uploads.rs`;
+//! here, that its refusal is an error and not an empty list.)
 
 use std::ops::Range;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::types::ChecksumMode;
 use bytes::Bytes;
 use tempfile::TempDir;
+use terrace_tiering::clock::system_time;
+use terrace_tiering::store::retry::{RetryConfig, RetryingStore};
 use terrace_tiering::store::s3::test_server::{S3TestServer, TEST_ACCESS_KEY, TEST_SECRET_KEY};
 use terrace_tiering::store::s3::{S3Config, S3Store};
 use terrace_tiering::store::{IoRuntime, IoRuntimeConfig, ObjectStore, StoreErrorKind};
@@ -393,4 +400,74 @@ async fn connect_to_an_unreachable_endpoint_is_transient() {
         started.elapsed().as_secs() < 10,
         "one attempt, no long retries"
     );
+}
+
+/// `time` rounded down to a whole second: HeadObject's Last-Modified has no fraction.
+fn floor_to_second(time: SystemTime) -> SystemTime {
+    let secs = time
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+#[tokio::test]
+async fn last_modified_is_when_the_server_wrote_the_object() {
+    let fx = fixture();
+    let store = fx.store("t").await;
+    let started = floor_to_second(system_time());
+    store.put("put.sst", pattern(1_000, 1)).await.expect("put");
+    let upload = store.create_multipart("multi.sst").await.expect("create");
+    let part = store
+        .put_part("multi.sst", &upload, 1, pattern(2_000, 2))
+        .await
+        .expect("part");
+    store
+        .complete_multipart("multi.sst", &upload, vec![part])
+        .await
+        .expect("complete");
+    let done = system_time() + Duration::from_secs(1);
+
+    let listed = store.list("").await.expect("list");
+    assert_eq!(listed.len(), 2);
+    for meta in listed {
+        let head = store.head(&meta.key).await.expect("head");
+        for (how, time) in [("list", meta.last_modified), ("head", head.last_modified)] {
+            let time = time.unwrap_or_else(|| panic!("{how} {}: no time", meta.key));
+            assert!(
+                started <= time && time <= done,
+                "{how} {}: {time:?} outside {started:?}..={done:?}",
+                meta.key
+            );
+        }
+        // HEAD says whole seconds; the listing may say more, never a different second.
+        assert_eq!(
+            head.last_modified.map(floor_to_second),
+            meta.last_modified.map(floor_to_second),
+            "{}",
+            meta.key
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_server_without_upload_listing_is_an_error_not_an_empty_list() {
+    let fx = fixture();
+    let store = Arc::new(fx.store("u").await);
+    store.create_multipart("open.sst").await.expect("create");
+    let err = store
+        .list_multipart("")
+        .await
+        .expect_err("s3s-fs 0.14.1 has no ListMultipartUploads");
+    assert_eq!(err.kind, StoreErrorKind::Other, "{err}");
+    assert_eq!(err.op, "list_multipart");
+    assert!(err.message.contains("NotImplemented"), "{err}");
+    // Not retryable: a retrying store gives up at once.
+    let retrying = RetryingStore::new(store, RetryConfig::default());
+    let err = retrying
+        .list_multipart("")
+        .await
+        .expect_err("still refused");
+    assert_eq!(err.kind, StoreErrorKind::Other, "{err}");
+    assert_eq!(retrying.retries(), 0);
 }

@@ -27,8 +27,8 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use super::{
-    BoxFuture, MultipartId, ObjectMeta, ObjectStore, PartReceipt, StoreError, StoreErrorKind,
-    StoreResult,
+    BoxFuture, MultipartId, ObjectMeta, ObjectStore, PartReceipt, PendingMultipart, StoreError,
+    StoreErrorKind, StoreResult,
 };
 
 /// Latency added before each call.
@@ -398,6 +398,15 @@ impl ObjectStore for FaultyStore {
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, StoreResult<Vec<ObjectMeta>>> {
         Box::pin(self.run("list", prefix, false, false, move || {
             self.inner.list(prefix)
+        }))
+    }
+
+    fn list_multipart<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Vec<PendingMultipart>>> {
+        Box::pin(self.run("list_multipart", prefix, false, false, move || {
+            self.inner.list_multipart(prefix)
         }))
     }
 

@@ -18,7 +18,9 @@ use bytes::Bytes;
 use hdrhistogram::Histogram;
 use tokio::time::Instant;
 
-use super::{BoxFuture, MultipartId, ObjectMeta, ObjectStore, PartReceipt, StoreResult};
+use super::{
+    BoxFuture, MultipartId, ObjectMeta, ObjectStore, PartReceipt, PendingMultipart, StoreResult,
+};
 
 /// The operations an [`InstrumentedStore`] tells apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -39,13 +41,15 @@ pub enum StoreOp {
     Head,
     /// [`ObjectStore::list`].
     List,
+    /// [`ObjectStore::list_multipart`].
+    ListMultipart,
     /// [`ObjectStore::delete`].
     Delete,
 }
 
 impl StoreOp {
     /// Every operation, in the order summaries print them.
-    pub const ALL: [StoreOp; 9] = [
+    pub const ALL: [StoreOp; 10] = [
         StoreOp::Put,
         StoreOp::PutPart,
         StoreOp::CreateMultipart,
@@ -54,6 +58,7 @@ impl StoreOp {
         StoreOp::Get,
         StoreOp::Head,
         StoreOp::List,
+        StoreOp::ListMultipart,
         StoreOp::Delete,
     ];
 
@@ -68,6 +73,7 @@ impl StoreOp {
             StoreOp::Get => "get",
             StoreOp::Head => "head",
             StoreOp::List => "list",
+            StoreOp::ListMultipart => "list_multipart",
             StoreOp::Delete => "delete",
         }
     }
@@ -113,6 +119,8 @@ pub struct StoreStats {
     pub head: OpStats,
     /// Listings.
     pub list: OpStats,
+    /// Listings of multipart uploads left open.
+    pub list_multipart: OpStats,
     /// Deletes.
     pub delete: OpStats,
 }
@@ -129,6 +137,7 @@ impl StoreStats {
             StoreOp::Get => &self.get,
             StoreOp::Head => &self.head,
             StoreOp::List => &self.list,
+            StoreOp::ListMultipart => &self.list_multipart,
             StoreOp::Delete => &self.delete,
         }
     }
@@ -143,6 +152,7 @@ impl StoreStats {
             StoreOp::Get => &mut self.get,
             StoreOp::Head => &mut self.head,
             StoreOp::List => &mut self.list,
+            StoreOp::ListMultipart => &mut self.list_multipart,
             StoreOp::Delete => &mut self.delete,
         }
     }
@@ -182,7 +192,7 @@ impl StoreStats {
 /// An [`ObjectStore`] that records what passes through it.
 pub struct InstrumentedStore {
     inner: Arc<dyn ObjectStore>,
-    ops: [OpCounters; 9],
+    ops: [OpCounters; StoreOp::ALL.len()],
 }
 
 struct OpCounters {
@@ -392,6 +402,17 @@ impl ObjectStore for InstrumentedStore {
 
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, StoreResult<Vec<ObjectMeta>>> {
         Box::pin(self.measure(StoreOp::List, self.inner.list(prefix), |_| 0))
+    }
+
+    fn list_multipart<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Vec<PendingMultipart>>> {
+        Box::pin(self.measure(
+            StoreOp::ListMultipart,
+            self.inner.list_multipart(prefix),
+            |_| 0,
+        ))
     }
 
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StoreResult<()>> {

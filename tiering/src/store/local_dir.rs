@@ -7,11 +7,23 @@
 //!   fsynced, renamed into place (parents created durably) and the parent directory is
 //!   fsynced. A reader sees no file or the whole file; a crash leaves at most a stray
 //!   temp file, which no listing shows.
+//! - **An object's mtime is when the store wrote it.** Before the file is synced and
+//!   renamed into place its mtime is set to the current time (a precise clock reading, not the
+//!   file system's coarse write timestamp), so `last_modified` is never earlier than
+//!   the start of the call that wrote the object. This matters for
+//!   [`put_file`](ObjectStore::put_file): the hard link shares the source's inode, whose
+//!   mtime is when the engine wrote the file, possibly hours earlier; stamping it
+//!   (which the source sees too) keeps a garbage collector from taking a fresh object
+//!   for an old one. A file the store may not stamp is copied instead of linked.
 //! - **Multipart uploads.** An upload is the directory `.tmp/multipart/<upload-id>/`
 //!   holding the key it belongs to (`key`) and one file per part, named by its number.
-//!   Completing concatenates the parts in part order into a temp file and publishes it
-//!   like a put; aborting removes the directory. Parts are not fsynced: only the
-//!   completed object has to survive a crash.
+//!   The directory is assembled under `.tmp/` (key written, stamped with the start
+//!   time and fsynced) and renamed into `multipart/`, so every upload there has its
+//!   key; the key file's mtime is when the upload started. Completing concatenates the
+//!   parts in part order into a temp file and publishes it like a put; aborting
+//!   removes the directory. [`list_multipart`](ObjectStore::list_multipart) reads the
+//!   directories still there. Parts are not fsynced: only the completed object has to
+//!   survive a crash.
 //! - `.tmp` is reserved: no key may start with it and listings skip it.
 //!
 //! What S3 allows and a directory cannot: both `a/b` and `a/b/c` as objects (a name is
@@ -28,13 +40,13 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
 use super::{
-    BoxFuture, MultipartId, ObjectMeta, ObjectStore, PartReceipt, StoreError, StoreErrorKind,
-    StoreResult,
+    BoxFuture, MultipartId, ObjectMeta, ObjectStore, PartReceipt, PendingMultipart, StoreError,
+    StoreErrorKind, StoreResult,
 };
 
 /// Directory under the root for temp files and uploads in progress.
@@ -184,16 +196,8 @@ impl ObjectStore for LocalDirStore {
         Box::pin(async move {
             check_key("multipart", key)?;
             let owned = key.to_owned();
-            self.blocking("multipart", key, move |dirs| {
-                let id = unique_name();
-                let dir = dirs.multipart.join(&id);
-                fs::create_dir(&dir)
-                    .map_err(|e| io_err("multipart", &owned, "creating upload directory", &e))?;
-                fs::write(dir.join(UPLOAD_KEY_FILE), owned.as_bytes())
-                    .map_err(|e| io_err("multipart", &owned, "recording upload key", &e))?;
-                Ok(MultipartId(id))
-            })
-            .await
+            self.blocking("multipart", key, move |dirs| start_upload(dirs, &owned))
+                .await
         })
     }
 
@@ -365,6 +369,7 @@ impl ObjectStore for LocalDirStore {
                 Ok(ObjectMeta {
                     key: owned,
                     size: meta.len(),
+                    last_modified: meta.modified().ok(),
                 })
             })
             .await
@@ -374,20 +379,24 @@ impl ObjectStore for LocalDirStore {
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, StoreResult<Vec<ObjectMeta>>> {
         Box::pin(async move {
             // The walk starts in the deepest directory the prefix names whole.
-            let dir_part = prefix.rfind('/').map_or("", |i| &prefix[..i]);
-            if prefix.starts_with('/')
-                || (!dir_part.is_empty() && check_key("list", dir_part).is_err())
-            {
-                return Err(StoreError::new(
-                    StoreErrorKind::InvalidArgument,
-                    "list",
-                    prefix,
-                    "a prefix must be relative, without empty, '.' or '..' components",
-                ));
-            }
+            let dir_part = check_prefix("list", prefix)?;
             let (owned, start) = (prefix.to_owned(), dir_part.to_owned());
             self.blocking("list", prefix, move |dirs| list_under(dirs, &start, &owned))
                 .await
+        })
+    }
+
+    fn list_multipart<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Vec<PendingMultipart>>> {
+        Box::pin(async move {
+            check_prefix("list_multipart", prefix)?;
+            let owned = prefix.to_owned();
+            self.blocking("list_multipart", prefix, move |dirs| {
+                list_uploads(dirs, &owned)
+            })
+            .await
         })
     }
 
@@ -448,6 +457,21 @@ fn check_key(op: &'static str, key: &str) -> StoreResult<()> {
     Ok(())
 }
 
+/// Checks a listing prefix the way keys are checked, and returns its directory part:
+/// everything before the last `/`, which names whole directories.
+fn check_prefix<'p>(op: &'static str, prefix: &'p str) -> StoreResult<&'p str> {
+    let dir_part = prefix.rfind('/').map_or("", |i| &prefix[..i]);
+    if prefix.starts_with('/') || (!dir_part.is_empty() && check_key(op, dir_part).is_err()) {
+        return Err(StoreError::new(
+            StoreErrorKind::InvalidArgument,
+            op,
+            prefix,
+            "a prefix must be relative, without empty, '.' or '..' components",
+        ));
+    }
+    Ok(dir_part)
+}
+
 /// Upload ids are names this store made; anything else could name another path.
 fn check_upload_id(key: &str, upload: &MultipartId) -> StoreResult<()> {
     let ok = !upload.0.is_empty()
@@ -492,6 +516,101 @@ fn check_part_list(key: &str, parts: &[PartReceipt]) -> StoreResult<()> {
         }
     }
     Ok(())
+}
+
+/// Starts an upload of `key`: assembles its directory under `.tmp/` with the key
+/// recorded (stamped with the start time and synced), then renames it into
+/// `multipart/`, so an upload listed there always names its key.
+fn start_upload(dirs: &Dirs, key: &str) -> StoreResult<MultipartId> {
+    let op = "multipart";
+    let started = crate::clock::system_time();
+    let (id, staging) = loop {
+        let id = unique_name();
+        let staging = dirs.tmp.join(&id);
+        match fs::create_dir(&staging) {
+            Ok(()) => break (id, staging),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io_err(op, key, "creating upload directory", &e)),
+        }
+    };
+    let recorded = (|| {
+        let mut file = File::create(staging.join(UPLOAD_KEY_FILE))?;
+        file.write_all(key.as_bytes())?;
+        file.set_modified(started)?;
+        file.sync_all()?;
+        fs::rename(&staging, dirs.multipart.join(&id))
+    })();
+    if let Err(e) = recorded {
+        let _ = fs::remove_dir_all(&staging);
+        return Err(io_err(op, key, "recording upload key", &e));
+    }
+    Ok(MultipartId(id))
+}
+
+/// Every upload under `.tmp/multipart/` whose key starts with `prefix`, sorted by key
+/// and upload id.
+fn list_uploads(dirs: &Dirs, prefix: &str) -> StoreResult<Vec<PendingMultipart>> {
+    let op = "list_multipart";
+    let entries = fs::read_dir(&dirs.multipart)
+        .map_err(|e| io_err(op, prefix, "reading the directory of uploads", &e))?;
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry =
+            entry.map_err(|e| io_err(op, prefix, "reading the directory of uploads", &e))?;
+        // Names this store did not make are not uploads.
+        let Ok(id) = entry.file_name().into_string() else {
+            continue;
+        };
+        let upload = MultipartId(id);
+        if check_upload_id(prefix, &upload).is_err() {
+            continue;
+        }
+        let key_path = entry.path().join(UPLOAD_KEY_FILE);
+        let (owner, initiated) = match read_upload_key(&key_path) {
+            Ok(found) => found,
+            // Completed or aborted while we looked, or a directory left by a crash in
+            // a version of this store that recorded the key in place (it was never
+            // handed out, so it is no upload).
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                continue
+            }
+            Err(e) => return Err(io_err(op, prefix, "reading upload key", &e)),
+        };
+        // A key that is not one a caller could have passed cannot be aborted by key.
+        let Ok(key) = String::from_utf8(owner) else {
+            continue;
+        };
+        if check_key(op, &key).is_err() || !key.starts_with(prefix) {
+            continue;
+        }
+        out.push(PendingMultipart {
+            key,
+            upload,
+            initiated,
+        });
+    }
+    out.sort_by(|a, b| (&a.key, &a.upload.0).cmp(&(&b.key, &b.upload.0)));
+    Ok(out)
+}
+
+/// The key an upload recorded and when it was recorded.
+fn read_upload_key(path: &Path) -> io::Result<(Vec<u8>, Option<SystemTime>)> {
+    let mut file = File::open(path)?;
+    let initiated = file.metadata()?.modified().ok();
+    let mut key = Vec::new();
+    file.read_to_end(&mut key)?;
+    Ok((key, initiated))
+}
+
+/// Gives `file` the current time as its modification time, so the object about to be
+/// published counts its age from now (see the module docs).
+fn stamp_now(file: &File) -> io::Result<()> {
+    file.set_modified(crate::clock::system_time())
 }
 
 /// The directory of upload `id`, after checking it exists and belongs to `key`.
@@ -580,6 +699,7 @@ fn publish(
     let (temp, mut file) =
         TempFile::create(&dirs.tmp).map_err(|e| io_err(op, key, "creating temp file", &e))?;
     fill(&mut file)?;
+    stamp_now(&file).map_err(|e| io_err(op, key, "setting the time of temp file", &e))?;
     file.sync_all()
         .map_err(|e| io_err(op, key, "syncing temp file", &e))?;
     drop(file);
@@ -607,9 +727,10 @@ fn rename_into_place(dirs: &Dirs, op: &'static str, key: &str, temp: TempFile) -
 
 /// Publishes `source` under `key` as a second name of the same file (the file is
 /// immutable, so the object cannot change under readers): link into the temp
-/// directory, check the size, sync it, rename into place, sync the directory.
-/// `Ok(false)` when the file system cannot link it here (another file system, or no
-/// hard links), so the caller copies the bytes instead.
+/// directory, check the size, stamp it with the current time, sync it, rename into
+/// place, sync the directory. `Ok(false)` when the file system cannot link it here
+/// (another file system, or no hard links) or the store may not set its time (a file
+/// it does not own), so the caller copies the bytes instead.
 fn link_into_place(dirs: &Dirs, key: &str, source: &Path, size: u64) -> StoreResult<bool> {
     let op = "put";
     let temp = dirs.tmp.join(unique_name());
@@ -649,6 +770,12 @@ fn link_into_place(dirs: &Dirs, key: &str, source: &Path, size: u64) -> StoreRes
             key,
             format!("the file is {len} bytes but was announced as {size}"),
         ));
+    }
+    // Without a fresh time the object would look as old as the source file.
+    match stamp_now(&file) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Ok(false),
+        Err(e) => return Err(io_err(op, key, "setting the time of linked file", &e)),
     }
     file.sync_all()
         .map_err(|e| io_err(op, key, "syncing linked file", &e))?;
@@ -735,6 +862,7 @@ fn list_under(dirs: &Dirs, start: &str, prefix: &str) -> StoreResult<Vec<ObjectM
                 out.push(ObjectMeta {
                     key,
                     size: meta.len(),
+                    last_modified: meta.modified().ok(),
                 });
             }
         }

@@ -1,9 +1,17 @@
 //! Object stores: where SSTs live for good.
 //!
 //! One trait, [`ObjectStore`], covers what the engine needs from object storage:
-//! single and multipart puts, ranged gets, head, list by prefix and delete. Objects
-//! are immutable once written; writing a key again stores the same bytes (an upload
-//! re-tried after a crash), never different ones.
+//! single and multipart puts, ranged gets, head, list by prefix and delete, and a
+//! listing of multipart uploads left open. Objects are immutable once written; writing
+//! a key again stores the same bytes (an upload re-tried after a crash), never
+//! different ones.
+//!
+//! A garbage collector decides from [`ObjectMeta::last_modified`] and
+//! [`PendingMultipart::initiated`] whether an object or upload nobody references is
+//! old enough to be abandoned. Both are the store's clock, not the caller's, and both
+//! are at least the moment the call that wrote the object (or started the upload)
+//! began, give or take the store's clock skew and resolution: never an older time
+//! carried over from somewhere else.
 //!
 //! Implementations run on the background I/O runtime ([`IoRuntime`]), never on a
 //! shard: their futures are `Send` and may use tokio. Shards reach them through
@@ -26,6 +34,7 @@ use std::fmt;
 use std::future::Future;
 use std::ops::Range;
 use std::pin::Pin;
+use std::time::SystemTime;
 
 /// A future that runs on the I/O runtime.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -66,7 +75,8 @@ impl StoreErrorKind {
 pub struct StoreError {
     /// The kind, which decides whether to retry.
     pub kind: StoreErrorKind,
-    /// Operation name: "put", "get", "head", "list", "delete", "multipart", "open".
+    /// Operation name: "put", "get", "head", "list", "list_multipart", "delete",
+    /// "multipart", "open".
     pub op: &'static str,
     /// Object key (or prefix, or store description) the call was about.
     pub key: String,
@@ -128,11 +138,38 @@ pub struct ObjectMeta {
     pub key: String,
     /// Size in bytes.
     pub size: u64,
+    /// When the object was written, by the store's clock; `None` if the store does not
+    /// say.
+    ///
+    /// Never earlier than the start of the call that wrote the object (less the
+    /// store's clock skew and resolution), and never later than the moment the object
+    /// became visible. In between, stores differ: the local directory store takes the
+    /// time after the last byte was written, just before it syncs the file and renames
+    /// it into place (a file stored by [`ObjectStore::put_file`] is given that time
+    /// too, not its own older one). S3 reports whole seconds on `head`, and an object
+    /// made by a multipart upload carries the time the upload was *started*
+    /// ([`ObjectStore::create_multipart`]), which may be long before the object
+    /// appeared: a collector's grace period must cover the longest upload.
+    pub last_modified: Option<SystemTime>,
 }
 
 /// Identifies a multipart upload in progress.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MultipartId(pub String);
+
+/// A multipart upload that was started and neither completed nor aborted, as
+/// [`ObjectStore::list_multipart`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingMultipart {
+    /// The key the upload will write if it is completed.
+    pub key: String,
+    /// The upload, as [`ObjectStore::abort_multipart`] takes it.
+    pub upload: MultipartId,
+    /// When the upload was started, by the store's clock; `None` if the store does not
+    /// say. Never earlier than the start of the [`ObjectStore::create_multipart`] call
+    /// (less the store's clock skew and resolution).
+    pub initiated: Option<SystemTime>,
+}
 
 /// One uploaded part: its number (1-based, as in S3) and the store's tag for it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -191,6 +228,26 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
 
     /// Every object whose key starts with `prefix`, sorted by key.
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, StoreResult<Vec<ObjectMeta>>>;
+
+    /// Multipart uploads under `prefix` that were started and neither completed nor
+    /// aborted.
+    ///
+    /// Contract:
+    /// - An upload is listed when its key starts with `prefix` (a plain string prefix,
+    ///   as in [`ObjectStore::list`]), from the moment `create_multipart` returned its
+    ///   id until `complete_multipart` or `abort_multipart` succeeded for it. A call in
+    ///   flight at the same time may or may not be reflected.
+    /// - The result is sorted by key, then by upload id.
+    /// - Each listed upload can be passed to [`ObjectStore::abort_multipart`] with its
+    ///   key; aborting it also frees its parts.
+    /// - A store that cannot list its uploads fails (S3-compatible servers without
+    ///   ListMultipartUploads answer `NotImplemented`, an error of kind `Other`); it
+    ///   never answers with an empty list. There is no default implementation, so
+    ///   every store and decorator must say what it does.
+    fn list_multipart<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Vec<PendingMultipart>>>;
 
     /// Deletes the object. Deleting a missing object succeeds.
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StoreResult<()>>;

@@ -26,8 +26,8 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use super::{
-    BoxFuture, MultipartId, ObjectMeta, ObjectStore, PartReceipt, StoreError, StoreErrorKind,
-    StoreResult,
+    BoxFuture, MultipartId, ObjectMeta, ObjectStore, PartReceipt, PendingMultipart, StoreError,
+    StoreErrorKind, StoreResult,
 };
 
 /// Upper bound on [`RetryConfig::max_attempts`] accepted by [`RetryConfig::validate`].
@@ -285,6 +285,15 @@ impl<S: ObjectStore + ?Sized> ObjectStore for RetryingStore<S> {
 
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, StoreResult<Vec<ObjectMeta>>> {
         Box::pin(self.run("list", prefix, move || self.inner.list(prefix)))
+    }
+
+    fn list_multipart<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Vec<PendingMultipart>>> {
+        Box::pin(self.run("list_multipart", prefix, move || {
+            self.inner.list_multipart(prefix)
+        }))
     }
 
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StoreResult<()>> {

@@ -14,13 +14,18 @@
 //! retry policy belongs to the retrying decorator, which sees every store alike.
 //! Failures are mapped to [`StoreErrorKind`]s by [`classify`] from the HTTP status and
 //! the S3 error code.
+//!
+//! Times: `last_modified` is S3's `LastModified` (whole seconds from HeadObject,
+//! milliseconds from ListObjectsV2; for an object made by a multipart upload, when the
+//! upload was started), and [`PendingMultipart::initiated`] is ListMultipartUploads'
+//! `Initiated`. A time that does not fit a [`SystemTime`] is reported as unknown.
 
 #[cfg(feature = "s3-test-server")]
 pub mod test_server;
 
 use std::fmt;
 use std::ops::Range;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::retry::RetryConfig;
@@ -29,20 +34,21 @@ use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::primitives::{ByteStream, DateTime};
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
 use bytes::Bytes;
 
 use super::{
-    BoxFuture, MultipartId, ObjectMeta, ObjectStore, PartReceipt, StoreError, StoreErrorKind,
-    StoreResult,
+    BoxFuture, MultipartId, ObjectMeta, ObjectStore, PartReceipt, PendingMultipart, StoreError,
+    StoreErrorKind, StoreResult,
 };
 
 /// Region used when neither the configuration nor the environment names one.
 pub const DEFAULT_REGION: &str = "us-east-1";
 
-/// Most keys S3 returns in one ListObjectsV2 page.
+/// Most keys S3 returns in one ListObjectsV2 page (and most uploads in one
+/// ListMultipartUploads page).
 pub const MAX_LIST_PAGE_SIZE: i32 = 1000;
 
 /// Where an [`S3Store`] points and how it talks to the server.
@@ -66,7 +72,8 @@ pub struct S3Config {
     /// `(access key id, secret key)` to use instead of the standard AWS credential
     /// chain (environment variables, profile files, instance metadata).
     pub credentials: Option<(String, String)>,
-    /// Keys per ListObjectsV2 page, 1..=[`MAX_LIST_PAGE_SIZE`].
+    /// Keys per ListObjectsV2 page and uploads per ListMultipartUploads page,
+    /// 1..=[`MAX_LIST_PAGE_SIZE`].
     pub list_page_size: i32,
     /// Attempts the SDK makes per request, at least 1. More than 1 retries inside the
     /// SDK on top of any retrying decorator.
@@ -293,6 +300,32 @@ impl S3Store {
         } else {
             format!("{}/{}", self.prefix, prefix.trim_start_matches('/'))
         }
+    }
+
+    /// The store-relative key of `full`, a key a listing of `s3_prefix` returned.
+    fn relative_key<'k>(
+        &self,
+        op: &'static str,
+        prefix: &str,
+        s3_prefix: &str,
+        full: &'k str,
+    ) -> StoreResult<&'k str> {
+        if self.prefix.is_empty() {
+            return Ok(full);
+        }
+        full.strip_prefix(self.prefix.as_str())
+            .and_then(|rest| rest.strip_prefix('/'))
+            .ok_or_else(|| {
+                StoreError::new(
+                    StoreErrorKind::Other,
+                    op,
+                    prefix,
+                    format!(
+                        "{} listed {full:?}, which is outside prefix {s3_prefix:?}",
+                        self.location
+                    ),
+                )
+            })
     }
 
     /// Maps an SDK failure to a [`StoreError`] about `key`.
@@ -579,17 +612,12 @@ impl S3Store {
         Ok(ObjectMeta {
             key: key.to_string(),
             size,
+            last_modified: out.last_modified.as_ref().and_then(system_time),
         })
     }
 
     async fn do_list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
         let s3_prefix = self.list_prefix(prefix);
-        // Every listed key starts with this; it is removed again.
-        let strip = if self.prefix.is_empty() {
-            String::new()
-        } else {
-            format!("{}/", self.prefix)
-        };
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -607,17 +635,7 @@ impl S3Store {
                 let Some(full) = object.key else {
                     return Err(self.bad_answer("list", prefix, "a key for a listed object"));
                 };
-                let Some(key) = full.strip_prefix(&strip) else {
-                    return Err(StoreError::new(
-                        StoreErrorKind::Other,
-                        "list",
-                        prefix,
-                        format!(
-                            "{} listed {full:?}, which is outside prefix {s3_prefix:?}",
-                            self.location
-                        ),
-                    ));
-                };
+                let key = self.relative_key("list", prefix, &s3_prefix, &full)?;
                 let size = object
                     .size
                     .and_then(|n| u64::try_from(n).ok())
@@ -625,6 +643,7 @@ impl S3Store {
                 out.push(ObjectMeta {
                     key: key.to_string(),
                     size,
+                    last_modified: object.last_modified.as_ref().and_then(system_time),
                 });
             }
             let next = page.next_continuation_token.filter(|t| !t.is_empty());
@@ -645,6 +664,72 @@ impl S3Store {
             }
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    /// ListMultipartUploads of the same S3 prefix [`S3Store::do_list`] lists, page by
+    /// page (each page resumes after the last key and upload id of the one before).
+    async fn do_list_multipart(&self, prefix: &str) -> StoreResult<Vec<PendingMultipart>> {
+        let op = "list_multipart";
+        let s3_prefix = self.list_prefix(prefix);
+        let mut out = Vec::new();
+        let mut marker: Option<(String, String)> = None;
+        loop {
+            let (key_marker, upload_id_marker) = marker.clone().unzip();
+            let page = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(&s3_prefix)
+                .max_uploads(self.list_page_size)
+                .set_key_marker(key_marker)
+                .set_upload_id_marker(upload_id_marker)
+                .send()
+                .await
+                .map_err(|e| self.error(op, prefix, e))?;
+            for upload in page.uploads.unwrap_or_default() {
+                let Some(full) = upload.key else {
+                    return Err(self.bad_answer(op, prefix, "a key for a listed upload"));
+                };
+                let Some(id) = upload.upload_id.filter(|id| !id.is_empty()) else {
+                    return Err(self.bad_answer(op, prefix, "an upload id for a listed upload"));
+                };
+                let key = self.relative_key(op, prefix, &s3_prefix, &full)?;
+                out.push(PendingMultipart {
+                    key: key.to_string(),
+                    upload: MultipartId(id),
+                    initiated: upload.initiated.as_ref().and_then(system_time),
+                });
+            }
+            if page.is_truncated != Some(true) {
+                break;
+            }
+            // S3 names where the next page starts; without that there is no next page to
+            // ask for, and a server repeating its markers would page forever.
+            let next = match (page.next_key_marker, page.next_upload_id_marker) {
+                (Some(key), Some(id)) if !key.is_empty() && !id.is_empty() => (key, id),
+                _ => {
+                    return Err(self.bad_answer(
+                        op,
+                        prefix,
+                        "the markers of the next page of a truncated upload listing",
+                    ))
+                }
+            };
+            if marker.as_ref() == Some(&next) {
+                return Err(StoreError::new(
+                    StoreErrorKind::Other,
+                    op,
+                    prefix,
+                    format!(
+                        "{} repeated upload listing markers {:?} / {:?}",
+                        self.location, next.0, next.1
+                    ),
+                ));
+            }
+            marker = Some(next);
+        }
+        out.sort_by(|a, b| (&a.key, &a.upload.0).cmp(&(&b.key, &b.upload.0)));
         Ok(out)
     }
 
@@ -724,6 +809,13 @@ impl ObjectStore for S3Store {
         Box::pin(self.do_list(prefix))
     }
 
+    fn list_multipart<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Vec<PendingMultipart>>> {
+        Box::pin(self.do_list_multipart(prefix))
+    }
+
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(self.do_delete(key))
     }
@@ -779,6 +871,9 @@ pub fn classify(status: Option<u16>, code: Option<&str>) -> StoreErrorKind {
         | "OperationAborted"
         | "RequestTimeTooSkewed" => Some(Transient),
         "RequestTimeout" => Some(Timeout),
+        // A 501: the server lacks the operation (ListMultipartUploads on some
+        // S3-compatible servers); asking again will not help.
+        "NotImplemented" => Some(Other),
         _ => None,
     });
     if let Some(kind) = by_code {
@@ -794,6 +889,12 @@ pub fn classify(status: Option<u16>, code: Option<&str>) -> StoreErrorKind {
         Some(s) if s >= 500 => Transient,
         _ => Other,
     }
+}
+
+/// `time` as a [`SystemTime`], or `None` if it is out of the range a `SystemTime` can
+/// hold (never a panic: the conversion is checked).
+fn system_time(time: &DateTime) -> Option<SystemTime> {
+    SystemTime::try_from(*time).ok()
 }
 
 /// `<prefix>/<key>`, or `key` alone under an empty prefix. `prefix` is already trimmed.
@@ -967,6 +1068,8 @@ mod tests {
         assert_eq!(classify(Some(416), None), InvalidArgument);
         assert_eq!(classify(Some(400), Some("BadDigest")), Transient);
         assert_eq!(classify(Some(409), Some("BucketNotEmpty")), Other);
+        assert_eq!(classify(Some(501), Some("NotImplemented")), Other);
+        assert!(!classify(Some(501), Some("NotImplemented")).is_retryable());
         assert!(classify(Some(503), None).is_retryable());
         assert!(!classify(Some(403), None).is_retryable());
     }
@@ -990,6 +1093,25 @@ mod tests {
         );
         assert_eq!(redact_endpoint("https://u:p@h/x@y"), "https://h/x@y");
         assert_eq!(redact_endpoint("u:p@h"), "h");
+    }
+
+    #[test]
+    fn server_times_convert_without_panicking() {
+        use std::time::UNIX_EPOCH;
+        assert_eq!(
+            system_time(&DateTime::from_secs_and_nanos(1_700_000_000, 250_000_000)),
+            Some(UNIX_EPOCH + Duration::new(1_700_000_000, 250_000_000))
+        );
+        assert_eq!(
+            system_time(&DateTime::from_secs_and_nanos(-2, 500_000_000)),
+            UNIX_EPOCH.checked_sub(Duration::from_millis(1_500))
+        );
+        // Whatever the platform's range, the extremes give an answer or `None`.
+        for secs in [i64::MIN, i64::MIN + 1, i64::MAX] {
+            for nanos in [0, 999_999_999] {
+                let _ = system_time(&DateTime::from_secs_and_nanos(secs, nanos));
+            }
+        }
     }
 
     #[test]

@@ -1,17 +1,19 @@
 //! An in-memory [`ObjectStore`] with knobs: fail the Nth call of an operation, delay
 //! or stall puts, corrupt what is stored, lie about sizes; and records: calls per
-//! operation, peak concurrency of puts and of parts, aborts and deletes.
+//! operation, peak concurrency of puts and of parts, aborts and deletes. Objects and
+//! uploads carry the time they were stored or started, as a real store reports them.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use terrace_tiering::clock::system_time;
 use terrace_tiering::store::{
-    BoxFuture, MultipartId, ObjectMeta, ObjectStore, PartReceipt, StoreError, StoreErrorKind,
-    StoreResult,
+    BoxFuture, MultipartId, ObjectMeta, ObjectStore, PartReceipt, PendingMultipart, StoreError,
+    StoreErrorKind, StoreResult,
 };
 
 /// Fault and latency knobs; change them at any time through [`MemStore::knobs`].
@@ -33,12 +35,19 @@ pub struct Knobs {
 struct Upload {
     key: String,
     parts: BTreeMap<u32, Vec<u8>>,
+    initiated: SystemTime,
+}
+
+#[derive(Debug)]
+struct Object {
+    data: Vec<u8>,
+    stored: SystemTime,
 }
 
 /// The fake store.
 #[derive(Debug, Default)]
 pub struct MemStore {
-    objects: Mutex<BTreeMap<String, Vec<u8>>>,
+    objects: Mutex<BTreeMap<String, Object>>,
     uploads: Mutex<BTreeMap<String, Upload>>,
     next_upload: AtomicU64,
     knobs: Mutex<Knobs>,
@@ -67,7 +76,11 @@ impl MemStore {
 
     /// The stored object.
     pub fn object(&self, key: &str) -> Option<Vec<u8>> {
-        self.objects.lock().unwrap().get(key).cloned()
+        self.objects
+            .lock()
+            .unwrap()
+            .get(key)
+            .map(|o| o.data.clone())
     }
 
     /// Number of stored objects.
@@ -155,7 +168,11 @@ impl MemStore {
                 *last ^= 0xff;
             }
         }
-        self.objects.lock().unwrap().insert(key.to_owned(), data);
+        let object = Object {
+            data,
+            stored: system_time(),
+        };
+        self.objects.lock().unwrap().insert(key.to_owned(), object);
     }
 }
 
@@ -191,6 +208,7 @@ impl ObjectStore for MemStore {
             let upload = Upload {
                 key: key.to_owned(),
                 parts: BTreeMap::new(),
+                initiated: system_time(),
             };
             self.uploads.lock().unwrap().insert(id.clone(), upload);
             Ok(MultipartId(id))
@@ -227,7 +245,9 @@ impl ObjectStore for MemStore {
     ) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
             self.enter("complete_multipart", key)?;
-            let Some(u) = self.uploads.lock().unwrap().remove(&upload.0) else {
+            // As in S3, a completion that is refused leaves the upload open.
+            let mut uploads = self.uploads.lock().unwrap();
+            let Some(u) = uploads.get(&upload.0).filter(|u| u.key == key) else {
                 return Err(not_found("multipart", key));
             };
             let numbers: Vec<u32> = parts.iter().map(|p| p.part_number).collect();
@@ -243,6 +263,10 @@ impl ObjectStore for MemStore {
                     ),
                 ));
             }
+            let Some(u) = uploads.remove(&upload.0) else {
+                return Err(not_found("multipart", key));
+            };
+            drop(uploads);
             let data: Vec<u8> = u.parts.into_values().flatten().collect();
             self.store(key, data);
             Ok(())
@@ -270,7 +294,7 @@ impl ObjectStore for MemStore {
         Box::pin(async move {
             self.enter("get_range", key)?;
             let objects = self.objects.lock().unwrap();
-            let data = objects.get(key).ok_or_else(|| not_found("get", key))?;
+            let data = &objects.get(key).ok_or_else(|| not_found("get", key))?.data;
             if range.start > range.end || range.end > data.len() as u64 {
                 return Err(StoreError::new(
                     StoreErrorKind::InvalidArgument,
@@ -289,10 +313,11 @@ impl ObjectStore for MemStore {
         Box::pin(async move {
             let knobs = self.enter("head", key)?;
             let objects = self.objects.lock().unwrap();
-            let data = objects.get(key).ok_or_else(|| not_found("head", key))?;
+            let object = objects.get(key).ok_or_else(|| not_found("head", key))?;
             Ok(ObjectMeta {
                 key: key.to_owned(),
-                size: data.len() as u64 + u64::from(knobs.head_lies),
+                size: object.data.len() as u64 + u64::from(knobs.head_lies),
+                last_modified: Some(object.stored),
             })
         })
     }
@@ -306,9 +331,31 @@ impl ObjectStore for MemStore {
                 .take_while(|(k, _)| k.starts_with(prefix))
                 .map(|(k, v)| ObjectMeta {
                     key: k.clone(),
-                    size: v.len() as u64,
+                    size: v.data.len() as u64,
+                    last_modified: Some(v.stored),
                 })
                 .collect())
+        })
+    }
+
+    fn list_multipart<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Vec<PendingMultipart>>> {
+        Box::pin(async move {
+            self.enter("list_multipart", prefix)?;
+            let uploads = self.uploads.lock().unwrap();
+            let mut open: Vec<PendingMultipart> = uploads
+                .iter()
+                .filter(|(_, u)| u.key.starts_with(prefix))
+                .map(|(id, u)| PendingMultipart {
+                    key: u.key.clone(),
+                    upload: MultipartId(id.clone()),
+                    initiated: Some(u.initiated),
+                })
+                .collect();
+            open.sort_by(|a, b| (&a.key, &a.upload.0).cmp(&(&b.key, &b.upload.0)));
+            Ok(open)
         })
     }
 
