@@ -36,7 +36,7 @@ pub(crate) struct DbInner {
     senders: Vec<flume::Sender<Msg>>,
     threads: Mutex<Vec<ExecutorJoinHandle<()>>>,
     closed: AtomicBool,
-    remote: Option<Arc<Remote>>,
+    pub(crate) remote: Option<Arc<Remote>>,
     /// Stopped after the shards, so their last uploads can finish.
     io_runtime: Mutex<Option<IoRuntime>>,
     /// The database lock (none when read-only); released after the shards stop.
@@ -44,6 +44,15 @@ pub(crate) struct DbInner {
     /// Nudges shard executors that sleep with work waiting; stopped last.
     pulse: Mutex<Option<PulseThread>>,
     pulses: Vec<Arc<Pulse>>,
+    /// The options the database was opened with.
+    pub(crate) opts: Options,
+    pub(crate) read_only: bool,
+    /// What `TERRACE-META` says (lineage, tables, layout).
+    pub(crate) meta: DbMeta,
+    /// This database's checkpoints; held while one is taken or garbage collected.
+    pub(crate) checkpoints: futures_util::lock::Mutex<crate::checkpoint::CheckpointBook>,
+    /// Collects garbage every `Options::gc_interval`; stopped when the database goes.
+    gc_thread: Mutex<Option<crate::checkpoint::gc::GcThread>>,
 }
 
 impl Drop for DbInner {
@@ -63,6 +72,9 @@ impl Drop for DbInner {
         }
         if let Ok(mut lock) = self.lock.lock() {
             lock.take();
+        }
+        if let Ok(mut gc) = self.gc_thread.lock() {
+            gc.take();
         }
         if let Ok(mut pulse) = self.pulse.lock() {
             pulse.take();
@@ -203,6 +215,11 @@ impl Db {
                 lock: Mutex::new(lock),
                 pulse: Mutex::new(Some(pulse)),
                 pulses,
+                read_only: opts.read_only,
+                meta: meta.clone(),
+                checkpoints: futures_util::lock::Mutex::new(Default::default()),
+                gc_thread: Mutex::new(None),
+                opts: opts.clone(),
             }),
         };
         let mut first_err = None;
@@ -225,6 +242,15 @@ impl Db {
         // directory it implies has a manifest by then.
         if new_db || catalog_changed {
             meta.store(&path)?;
+        }
+        if let (Some(every), false, true) =
+            (opts.gc_interval, opts.read_only, db.inner.remote.is_some())
+        {
+            let gc = crate::checkpoint::gc::GcThread::start(Arc::downgrade(&db.inner), every)
+                .map_err(|e| Error::io("start the garbage collector thread for", &path, e))?;
+            if let Ok(mut slot) = db.inner.gc_thread.lock() {
+                *slot = Some(gc);
+            }
         }
         Ok(db)
     }
@@ -370,7 +396,7 @@ impl Db {
         Ok(plan.merge(parts))
     }
 
-    async fn on_all<F, Fut, T>(&self, f: F) -> Result<Vec<T>>
+    pub(crate) async fn on_all<F, Fut, T>(&self, f: F) -> Result<Vec<T>>
     where
         F: Fn(Rc<Shard>) -> Fut + Send + Sync + Clone + 'static,
         Fut: Future<Output = Result<T>> + 'static,

@@ -68,6 +68,57 @@ pub(crate) fn object_key(object: ObjectId) -> String {
     }
 }
 
+/// Prefix of every checkpoint's objects.
+pub(crate) const CHECKPOINTS_PREFIX: &str = "checkpoints/";
+/// Prefix of every SST object with a lineage.
+pub(crate) const SST_PREFIX: &str = "sst/";
+/// Name of a checkpoint's commit object inside its directory.
+pub(crate) const CHECKPOINT_OBJECT: &str = "CHECKPOINT";
+
+/// Directory (key prefix) of checkpoint `id` of the database with lineage `db`.
+pub(crate) fn checkpoint_dir(id: u64, db: u64) -> String {
+    format!("{CHECKPOINTS_PREFIX}{id:020}-{db:016x}/")
+}
+
+/// Key of a checkpoint's commit object.
+pub(crate) fn checkpoint_key(id: u64, db: u64) -> String {
+    format!("{}{CHECKPOINT_OBJECT}", checkpoint_dir(id, db))
+}
+
+/// Key of shard `shard`'s object of a checkpoint.
+pub(crate) fn shard_checkpoint_key(id: u64, db: u64, shard: u32) -> String {
+    format!("{}shard-{shard:04}.ckpt", checkpoint_dir(id, db))
+}
+
+/// The checkpoint (id, database lineage) an object key belongs to, if any.
+pub(crate) fn parse_checkpoint_key(key: &str) -> Option<(u64, u64)> {
+    let rest = key.strip_prefix(CHECKPOINTS_PREFIX)?;
+    let dir = rest.split('/').next()?;
+    let (id, db) = dir.split_once('-')?;
+    if id.len() != 20 || db.len() != 16 {
+        return None;
+    }
+    Some((id.parse().ok()?, u64::from_str_radix(db, 16).ok()?))
+}
+
+/// The object an SST key names, if it names one (`sst/<lineage>/<number>.sst` or a
+/// legacy `shard-<n>/<id>.sst`).
+pub(crate) fn parse_object_key(key: &str) -> Option<ObjectId> {
+    if let Some(rest) = key.strip_prefix(SST_PREFIX) {
+        let (lineage, file) = rest.split_once('/')?;
+        let number = file.strip_suffix(".sst")?;
+        if lineage.len() != 16 || number.len() != 16 {
+            return None;
+        }
+        let lineage = u64::from_str_radix(lineage, 16).ok()?;
+        let number = u64::from_str_radix(number, 16).ok()?;
+        return (lineage != 0).then_some(ObjectId { lineage, number });
+    }
+    let rest = key.strip_prefix("shard-")?;
+    let (_, file) = rest.split_once('/')?;
+    parse_sst_name(file).map(ObjectId::legacy)
+}
+
 /// Replaces `dir/name` with `bytes` atomically and durably: temp file, fsync,
 /// rename, fsync of the directory.
 pub(crate) fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
@@ -111,5 +162,18 @@ mod tests {
             number: 7,
         };
         assert_eq!(object_key(o), "sst/0000000000000abc/0000000000000007.sst");
+        assert_eq!(parse_object_key(&object_key(o)), Some(o));
+        let legacy = ObjectId::legacy(1 << 48 | 3);
+        assert_eq!(parse_object_key(&object_key(legacy)), Some(legacy));
+        assert_eq!(parse_object_key("sst/0000000000000abc/7.sst"), None);
+        assert_eq!(
+            checkpoint_key(42, 0xdb),
+            "checkpoints/00000000000000000042-00000000000000db/CHECKPOINT"
+        );
+        assert_eq!(
+            parse_checkpoint_key(&shard_checkpoint_key(42, 0xdb, 3)),
+            Some((42, 0xdb))
+        );
+        assert_eq!(parse_checkpoint_key("checkpoints/42-db/CHECKPOINT"), None);
     }
 }

@@ -23,6 +23,7 @@
 #![deny(clippy::unwrap_used)]
 #![warn(missing_docs)]
 
+pub mod checkpoint;
 mod compaction;
 mod db;
 mod encoding;
@@ -47,9 +48,13 @@ pub mod sst;
 pub mod stats;
 mod version;
 
+pub use checkpoint::gc::GcReport;
+pub use checkpoint::reader::CheckpointReader;
+pub use checkpoint::restore::RestoreInfo;
+pub use checkpoint::{CheckpointInfo, CheckpointSummary};
 pub use db::Db;
 pub use error::{Error, ErrorDetail, ErrorKind, Result};
 pub use key::TableId;
 pub use local_db::LocalDb;
-pub use options::{Compression, ObjectStoreSpec, Options, EMBEDDED_STORE_DIR};
+pub use options::{Compression, ObjectStoreSpec, Options, WarmOrder, EMBEDDED_STORE_DIR};
 pub use stats::{Counters, DbStats, LevelStats, LiveFile, ManifestStats, ShardStats};

@@ -34,6 +34,19 @@ pub enum Compression {
 /// Directory of the embedded object store inside the database directory.
 pub const EMBEDDED_STORE_DIR: &str = "objects";
 
+/// In what order a shard downloads the files it opened without a local copy (after
+/// a restore, or a lost disk) into its directory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WarmOrder {
+    /// Never download; blocks are read remotely through the caches.
+    Off,
+    /// Top level first (L0, then L1, ...): where the newest and hottest data is.
+    #[default]
+    Level,
+    /// Most remotely read first, as observed since the open.
+    Access,
+}
+
 /// Where a database keeps its SSTs for good.
 #[derive(Clone, Debug, Default)]
 pub enum ObjectStoreSpec {
@@ -148,9 +161,23 @@ pub struct Options {
     /// exceeded, the oldest uploaded files past their warm window lose their local
     /// copy and are read remotely. `None`: no limit.
     pub local_disk_budget_bytes: Option<u64>,
+    /// Downloading files that have no local copy at open (after a restore), within
+    /// the local disk budget, in the background.
+    pub warm_order: WarmOrder,
+    /// Download bandwidth of that warming, per shard (0: no limit).
+    pub warm_bytes_per_sec: u64,
     /// How long closing waits for uploads in flight; files not uploaded by then are
     /// uploaded after the next open.
     pub upload_close_timeout: std::time::Duration,
+    /// Checkpoints kept in the object store; older ones are released when a new one
+    /// commits (at least 1).
+    pub retained_checkpoints: usize,
+    /// The garbage collector deletes an unreferenced object only once it is this
+    /// old: uploads finishing and checkpoints in progress are younger.
+    pub gc_min_age: std::time::Duration,
+    /// How often the database collects garbage in its object store by itself
+    /// (`None`: only when [`Db::gc`](crate::Db::gc) is called).
+    pub gc_interval: Option<std::time::Duration>,
     /// A shard's manifest log is replaced by a fresh one holding a snapshot of the
     /// state once it grows past this many bytes (and past twice the snapshot).
     pub manifest_roll_bytes: u64,
@@ -234,7 +261,12 @@ impl Options {
             local_disk_budget_bytes: None,
             upload_close_timeout: std::time::Duration::from_secs(60),
             manifest_roll_bytes: 32 << 20,
+            retained_checkpoints: 3,
+            gc_min_age: std::time::Duration::from_secs(600),
+            gc_interval: Some(std::time::Duration::from_secs(300)),
             clock: terrace_tiering::clock::system(),
+            warm_order: WarmOrder::Level,
+            warm_bytes_per_sec: 256 << 20,
         }
     }
 
@@ -378,6 +410,15 @@ impl Options {
                 "max_pending_upload_bytes",
                 "must hold at least one memtable's worth of files",
             ));
+        }
+        if self.retained_checkpoints == 0 || self.retained_checkpoints > 10_000 {
+            return Err(bad("retained_checkpoints", "must be in 1..=10000"));
+        }
+        if self
+            .gc_interval
+            .is_some_and(|i| i < std::time::Duration::from_secs(1))
+        {
+            return Err(bad("gc_interval", "must be at least 1 s when set"));
         }
         if self.manifest_roll_bytes < 4096 {
             return Err(bad("manifest_roll_bytes", "must be at least 4096"));

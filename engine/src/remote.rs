@@ -7,7 +7,9 @@
 use std::sync::Arc;
 
 use terrace_tiering::store::uri::{open_uri, stack, StoreStack, StoreUri};
-use terrace_tiering::store::{IoHandle, IoRuntime, IoRuntimeConfig, ObjectStore, StoreError};
+use terrace_tiering::store::{
+    IoHandle, IoRuntime, IoRuntimeConfig, ObjectMeta, ObjectStore, StoreError,
+};
 use terrace_uploader::Uploader;
 
 use crate::error::{Error, ErrorDetail, Result};
@@ -24,6 +26,65 @@ impl Remote {
     /// The store as shards call it (the outermost layer).
     pub(crate) fn store(&self) -> Arc<dyn ObjectStore> {
         self.stack.store()
+    }
+}
+
+impl Remote {
+    /// Runs a store operation on the I/O runtime.
+    async fn run<T, F>(&self, op: impl FnOnce(Arc<dyn ObjectStore>) -> F) -> Result<T>
+    where
+        F: std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.io
+            .spawn(op(self.store()))
+            .await
+            .map_err(|_| Error::from(ErrorDetail::Closed))?
+            .map_err(store_err)
+    }
+
+    /// Stores a small object in one request.
+    pub(crate) async fn put(&self, key: String, bytes: Vec<u8>) -> Result<()> {
+        self.run(|s| async move { s.put(&key, bytes::Bytes::from(bytes)).await })
+            .await
+    }
+
+    /// Reads a whole (small) object.
+    pub(crate) async fn get(&self, key: String) -> Result<Vec<u8>> {
+        self.run(|s| async move {
+            let size = s.head(&key).await?.size;
+            Ok(s.get_range(&key, 0..size).await?.to_vec())
+        })
+        .await
+    }
+
+    /// Every object under `prefix`.
+    pub(crate) async fn list(&self, prefix: String) -> Result<Vec<ObjectMeta>> {
+        self.run(|s| async move { s.list(&prefix).await }).await
+    }
+
+    /// Multipart uploads under `prefix` neither completed nor aborted.
+    pub(crate) async fn list_multipart(
+        &self,
+        prefix: String,
+    ) -> Result<Vec<terrace_tiering::store::PendingMultipart>> {
+        self.run(|s| async move { s.list_multipart(&prefix).await })
+            .await
+    }
+
+    /// Abandons a multipart upload.
+    pub(crate) async fn abort_multipart(
+        &self,
+        key: String,
+        upload: terrace_tiering::store::MultipartId,
+    ) -> Result<()> {
+        self.run(|s| async move { s.abort_multipart(&key, &upload).await })
+            .await
+    }
+
+    /// Deletes an object (a missing one is fine).
+    pub(crate) async fn delete(&self, key: String) -> Result<()> {
+        self.run(|s| async move { s.delete(&key).await }).await
     }
 }
 

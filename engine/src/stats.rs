@@ -62,6 +62,12 @@ pub struct TierStats {
     pub pending_upload_bytes: u64,
     /// Remote block reads.
     pub remote_reads: RemoteReadStats,
+    /// Files downloaded by the warmer (after a restore), and their bytes.
+    pub warmed_files: u64,
+    /// Bytes of those files.
+    pub warmed_bytes: u64,
+    /// Files still queued for warming.
+    pub warm_queue: u64,
 }
 
 /// One live SST of a shard, as [`Db::live_files`](crate::Db::live_files) reports it.
@@ -89,6 +95,8 @@ pub struct LiveFile {
     pub local: bool,
     /// Whether the object store holds the file.
     pub uploaded: bool,
+    /// Its object's key in the store (relative to the store's root).
+    pub object_key: String,
 }
 
 /// The manifest log of a shard.
@@ -200,6 +208,9 @@ impl DbStats {
             t.remote_reads.coalesced += x.remote_reads.coalesced;
             t.remote_reads.bytes += x.remote_reads.bytes;
             t.remote_reads.errors += x.remote_reads.errors;
+            t.warmed_files += x.warmed_files;
+            t.warmed_bytes += x.warmed_bytes;
+            t.warm_queue += x.warm_queue;
         }
         t
     }

@@ -55,6 +55,8 @@ pub struct TieredFile {
     remote: Option<RemoteLocation>,
     inflight: Rc<RefCell<HashMap<(u64, usize), SharedRead>>>,
     stats: RemoteStatsCell,
+    /// Remote GETs sent for this file (what "observed access" warms by).
+    remote_gets: Cell<u64>,
 }
 
 impl TieredFile {
@@ -71,6 +73,74 @@ impl TieredFile {
             remote,
             inflight: Rc::new(RefCell::new(HashMap::new())),
             stats,
+            remote_gets: Cell::new(0),
+        }
+    }
+
+    /// Remote GETs sent for this file so far.
+    pub fn remote_gets(&self) -> u64 {
+        self.remote_gets.get()
+    }
+
+    /// Starts serving reads from `local`, a copy made after the fact (a download of
+    /// the object). Refused (false) unless it has exactly the file's size.
+    pub fn attach_local(&self, local: LocalFile) -> bool {
+        if local.size() != self.size {
+            return false;
+        }
+        *self.local.borrow_mut() = Some(Rc::new(local));
+        true
+    }
+
+    /// Copies the object into a new local file at `path` (created or truncated, then
+    /// synced), in ranged GETs of `chunk_bytes`, at most `bytes_per_sec` (0: no
+    /// limit). Runs on the I/O runtime; the shard only awaits the result.
+    pub fn download(
+        &self,
+        path: &std::path::Path,
+        chunk_bytes: u64,
+        bytes_per_sec: u64,
+    ) -> crate::store::IoTask<io::Result<()>> {
+        let path = path.to_path_buf();
+        let size = self.size;
+        let chunk = chunk_bytes.max(1);
+        match &self.remote {
+            None => crate::store::IoTask::done(Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "file has no remote object to download",
+            ))),
+            Some(loc) => {
+                let (store, key) = (loc.store.clone(), loc.key.clone());
+                loc.io.spawn_unlimited(async move {
+                    use tokio::io::AsyncWriteExt;
+                    let start = tokio::time::Instant::now();
+                    let mut file = tokio::fs::File::create(&path).await?;
+                    let mut at = 0u64;
+                    while at < size {
+                        let end = (at + chunk).min(size);
+                        let bytes = store.get_range(&key, at..end).await.map_err(store_to_io)?;
+                        if bytes.len() as u64 != end - at {
+                            return Err(io::Error::new(
+                                io::ErrorKind::UnexpectedEof,
+                                format!(
+                                    "ranged GET of {key} at {at} returned {} bytes",
+                                    bytes.len()
+                                ),
+                            ));
+                        }
+                        file.write_all(&bytes).await?;
+                        at = end;
+                        if bytes_per_sec > 0 {
+                            let due = std::time::Duration::from_secs_f64(
+                                at as f64 / bytes_per_sec as f64,
+                            );
+                            tokio::time::sleep_until(start + due).await;
+                        }
+                    }
+                    file.sync_all().await?;
+                    Ok(())
+                })
+            }
         }
     }
 
@@ -104,6 +174,7 @@ impl TieredFile {
             ))))),
             Some(loc) => {
                 let (store, okey) = (loc.store.clone(), loc.key.clone());
+                self.remote_gets.set(self.remote_gets.get() + 1);
                 let task = loc.io.spawn(async move {
                     store.get_range(&okey, offset..offset + len as u64).await
                 });

@@ -6,10 +6,10 @@
 //! budget, the next open fails: "the manifest names this file but it is missing",
 //! although the object store holds it.
 //!
-//! Ignored until the engine is fixed (the engine is being refactored elsewhere); run
-//! with `cargo test -p terrace-tools --test stress_reopen_after_trivial_move_keeps_uploads
-//! -- --ignored`. One shard, 20000 keys and values up to 1 MiB give level 2 gaps, so
-//! old, uploaded L1 files move down; seed 2 fails at operation #6738 (a few seconds).
+//! Fixed in the engine (a move keeps the file's upload record; unit test
+//! `version::state::tests::a_trivial_move_keeps_the_file_uploaded`). One shard,
+//! 20000 keys and values up to 1 MiB give level 2 gaps, so old, uploaded L1 files
+//! move down; before the fix seed 2 failed at operation #6738 (a few seconds).
 
 mod support;
 
@@ -20,7 +20,6 @@ use terrace_tools::stress::report::CompactionReport;
 const DEADLINE: Duration = Duration::from_secs(120);
 
 #[test]
-#[ignore = "engine bug: a trivially moved file loses its `uploaded` mark in manifest replay"]
 fn reopen_after_a_trivial_move_finds_every_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("db");

@@ -24,11 +24,13 @@
 //! | `reads` (block cache, reads in progress) | `read.rs` |
 //! | `uploads` (queue, pending bytes, refusals) | `uploads.rs` |
 //! | `local_copies` (budget task) | `local_copies.rs` |
+//! | `warmer` (downloads after a restore) | `warmer.rs` |
 //! | `signals`, `health` | this file |
 //!
 //! Files: `runner.rs` (the thread and its request loop), `open.rs`, `write.rs`,
 //! `read.rs`, `flush.rs`, `compaction.rs`, `uploads.rs`, `local_copies.rs`, `stats.rs`.
 
+mod checkpoint;
 mod compaction;
 mod flush;
 mod local_copies;
@@ -38,6 +40,7 @@ mod read;
 pub(crate) mod runner;
 mod stats;
 mod uploads;
+mod warmer;
 mod write;
 
 use std::cell::{Cell, RefCell};
@@ -126,6 +129,7 @@ pub(crate) struct Shard {
     pub(crate) reads: ReadPath,
     pub(crate) uploads: Uploads,
     pub(crate) local_copies: LocalCopies,
+    pub(crate) warmer: warmer::Warmer,
     pub(crate) signals: Signals,
     pub(crate) health: Health,
     pub(crate) counters: RefCell<Counters>,
@@ -205,15 +209,13 @@ impl Shard {
         Ok(())
     }
 
-    /// Deletes obsolete files no snapshot reads any more: evicts their blocks, unlinks
-    /// the local copy (off the shard thread) and deletes the object.
+    /// Deletes obsolete files no snapshot reads any more: evicts their blocks and
+    /// unlinks the local copy (off the shard thread). Their objects stay: a retained
+    /// checkpoint may name them; the garbage collector deletes them when none does.
     pub(crate) async fn purge_obsolete(&self) {
         for f in self.versions.take_unreferenced() {
             let path = self.sst_path(f.desc.id);
             self.reads.cache.evict_file(f.desc.id);
-            // Nothing references the file any more: its upload (if any) has settled,
-            // because the upload task holds a reference while it runs.
-            self.delete_object(&f);
             if f.file.is_local() {
                 if let Err(e) = remove_file(&path).await {
                     tracing::warn!(file = %path.display(), error = %e, "could not delete obsolete SST");

@@ -112,6 +112,12 @@ impl Shard {
             state.lineage = new_lineage();
         }
         let mut levels = vec![Vec::new(); opts.num_levels];
+        let mut to_warm: Vec<(u32, Rc<FileMeta>)> = opened
+            .iter()
+            .filter(|(_, m)| !m.file.is_local())
+            .cloned()
+            .collect();
+        to_warm.sort_by_key(|(level, m)| (*level, m.desc.id));
         let to_upload: VecDeque<Rc<FileMeta>> = opened
             .iter()
             .filter(|(_, m)| m.upload.get() == UploadState::Pending && !read_only)
@@ -168,6 +174,10 @@ impl Shard {
             reads,
             uploads: Uploads::with_queue(to_upload),
             local_copies: LocalCopies::default(),
+            warmer: super::warmer::Warmer {
+                queue: RefCell::new(to_warm),
+                ..Default::default()
+            },
             signals: Default::default(),
             health: Default::default(),
             counters: RefCell::new(Counters::default()),

@@ -73,6 +73,7 @@ pub(crate) async fn shard_main(
             glommio::spawn_local_into(shard.clone().compaction_loop(), queues.compaction),
             glommio::spawn_local_into(shard.clone().upload_loop(), queues.flush),
             glommio::spawn_local_into(shard.clone().local_copies_loop(), queues.compaction),
+            glommio::spawn_local_into(shard.clone().warm_loop(), queues.compaction),
         ]
         .into_iter()
         .filter_map(|t| t.ok())

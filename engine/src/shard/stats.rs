@@ -22,6 +22,7 @@ impl Shard {
                     seqnos: (f.desc.min_seqno, f.desc.max_seqno),
                     local: f.file.is_local(),
                     uploaded: f.is_uploaded(),
+                    object_key: crate::files::object_key(f.desc.object),
                 });
             }
         }

@@ -80,6 +80,7 @@ pub(crate) async fn open_table(
     let source: Rc<dyn terrace_tiering::BlockSource> = file.clone();
     let reader = TableReader::open(desc.id, path.to_path_buf(), source).await?;
     Ok(Rc::new(FileMeta {
+        pins: std::cell::Cell::new(0),
         desc,
         reader: Rc::new(reader),
         file,
@@ -154,7 +155,7 @@ impl Shard {
             };
             match remote.uploader.upload(job).await {
                 Ok(Ok(_receipt)) => break true,
-                Ok(Err(UploadError::Local { path, source })) if self.versions.is_live(id) => {
+                Ok(Err(UploadError::Local { path, source })) if self.is_wanted(&meta) => {
                     // The only copy of a live file is unreadable or changed: data is
                     // lost or at risk, and retrying cannot help. Stop taking writes
                     // with an error that names the file.
@@ -188,7 +189,7 @@ impl Shard {
                 .close_deadline
                 .get()
                 .is_some_and(|d| self.opts.clock.now() >= d);
-            if past_deadline || !self.versions.is_live(id) {
+            if past_deadline || !self.is_wanted(&meta) {
                 break false;
             }
             glommio::timer::sleep(backoff).await;
@@ -218,6 +219,12 @@ impl Shard {
         drop(meta);
         self.signals.changed.notify_all();
         self.local_copies.wake.notify_all();
+    }
+
+    /// Whether a file's upload still matters: it is live, or a checkpoint in progress
+    /// names it.
+    fn is_wanted(&self, meta: &FileMeta) -> bool {
+        meta.pins.get() > 0 || self.versions.is_live(meta.desc.id)
     }
 
     /// Waits while more bytes await upload than the shard's share of
@@ -294,6 +301,9 @@ impl Shard {
             pending_uploads: self.uploads.pending.get(),
             pending_upload_bytes: self.uploads.pending_bytes.get(),
             remote_reads: self.reads.remote_reads.get(),
+            warmed_files: self.warmer.files.get(),
+            warmed_bytes: self.warmer.bytes.get(),
+            warm_queue: self.warmer.queue.borrow().len() as u64,
             ..Default::default()
         };
         for f in self.versions.current().levels.iter().flatten() {
@@ -306,22 +316,5 @@ impl Shard {
             }
         }
         t
-    }
-
-    /// Deletes the object of a file no version references any more.
-    pub(crate) fn delete_object(&self, meta: &FileMeta) {
-        let Some(remote) = &self.remote else { return };
-        if meta.upload.get() == UploadState::LocalOnly {
-            return;
-        }
-        let store = remote.store();
-        let key = crate::files::object_key(meta.desc.object);
-        // Fire and forget: a failed delete leaves an orphan object for the garbage
-        // collector, never a missing one.
-        drop(remote.io.spawn(async move {
-            if let Err(e) = store.delete(&key).await {
-                tracing::warn!(key, error = %e, "could not delete an obsolete object");
-            }
-        }));
     }
 }

@@ -94,7 +94,7 @@ impl FileDesc {
         self.max_seqno = self.max_seqno.max(seqno);
     }
 
-    fn encode(&self, e: &mut Enc) {
+    pub(crate) fn encode(&self, e: &mut Enc) {
         e.u64(self.id)
             .u64(self.object.lineage)
             .u64(self.object.number)
@@ -109,7 +109,7 @@ impl FileDesc {
 
     /// Decodes a FileDesc v3 (`with_object`) or the older layout, whose object is
     /// named by its id.
-    fn decode(d: &mut Reader<'_>, with_object: bool) -> DecodeResult<FileDesc> {
+    pub(crate) fn decode(d: &mut Reader<'_>, with_object: bool) -> DecodeResult<FileDesc> {
         let id = d.u64_le("file id")?;
         let object = if with_object {
             ObjectId {

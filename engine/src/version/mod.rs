@@ -58,6 +58,9 @@ pub(crate) struct FileMeta {
     /// The reader's block source: local copy and/or object.
     pub(crate) file: Rc<terrace_tiering::TieredFile>,
     pub(crate) upload: std::cell::Cell<UploadState>,
+    /// Checkpoints in progress that name the file: its upload must finish even if
+    /// it leaves the version meanwhile.
+    pub(crate) pins: std::cell::Cell<u32>,
 }
 
 impl FileMeta {

@@ -135,10 +135,14 @@ impl IoHandle {
             let permit = inner.permits.clone().acquire_owned().await;
             inner.waiting.fetch_sub(1, Ordering::Relaxed);
             // The semaphore is never closed, so a permit always comes.
-            let Ok(_permit) = permit else { return };
+            let Ok(permit) = permit else { return };
             inner.running.fetch_add(1, Ordering::Relaxed);
-            let _running = RunningGuard(&inner.running);
+            let running = RunningGuard(&inner.running);
             let out = fut.await;
+            // Not running any more once the caller can see the result (the guard also
+            // covers a future that panics or is cancelled).
+            drop(running);
+            drop(permit);
             // The receiver may be gone (the caller stopped waiting): nothing to do.
             let _ = tx.send(out);
         });
@@ -198,6 +202,15 @@ impl std::error::Error for TaskCancelled {}
 /// The result of work spawned on the I/O runtime; await it from any executor.
 pub struct IoTask<T> {
     rx: oneshot::Receiver<T>,
+}
+
+impl<T> IoTask<T> {
+    /// A task that is already done, with `value`.
+    pub fn done(value: T) -> IoTask<T> {
+        let (tx, rx) = oneshot::channel();
+        let _ = tx.send(value);
+        IoTask { rx }
+    }
 }
 
 impl<T> Future for IoTask<T> {

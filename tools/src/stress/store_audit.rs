@@ -3,11 +3,10 @@
 //!
 //! A live file the manifest records as uploaded must exist in the store with its
 //! size: otherwise the database silently lost its only durable copy once the local
-//! copy goes. Objects no live file names (orphans of kills: deleted files whose
-//! objects were not yet removed, uploads that never got their manifest record) and
-//! half-written temporary objects are only counted: collecting them is a known gap
-//! of the engine, and the counts show how fast they pile up (clean closes leave
-//! some too: a close drops the I/O runtime with object deletes still in flight).
+//! copy goes. Objects no live file names (files compaction retired, whose objects
+//! the garbage collector deletes once no checkpoint names them; uploads of kills
+//! that never got their manifest record) and half-written temporary objects are
+//! only counted.
 
 use std::path::Path;
 
@@ -48,58 +47,68 @@ impl std::fmt::Display for StoreAudit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "the object store holds {} SSTs, {} of them orphaned ({} bytes; not collected \
-             yet, a known gap), and {} temporary files",
+            "the object store holds {} SSTs, {} of them not live ({} bytes; left to the \
+             garbage collector), and {} temporary files",
             self.objects, self.orphans, self.orphan_bytes, self.temporary
         )
     }
 }
 
-/// Audits the embedded store of the database in `db` against `files`.
-pub fn audit(db: &Path, shards: u32, files: &[LiveFile]) -> StoreAudit {
+/// Every file under `dir`, with its path relative to `root` and its size.
+fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, u64)>) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        match e.file_type() {
+            Ok(t) if t.is_dir() => walk(root, &e.path(), out),
+            Ok(_) => {
+                if let Ok(rel) = e.path().strip_prefix(root) {
+                    let size = e.metadata().map_or(0, |m| m.len());
+                    out.push((rel.to_string_lossy().into_owned(), size));
+                }
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Audits the embedded store of the database in `db` against `files` (their
+/// `object_key`s name their objects).
+pub fn audit(db: &Path, files: &[LiveFile]) -> StoreAudit {
     let store = db.join(terrace::EMBEDDED_STORE_DIR);
     let mut a = StoreAudit {
         temporary: count_files(&store.join(".tmp")),
         ..StoreAudit::default()
     };
-    for shard in 0..shards {
-        let dir = store.join(format!("shard-{shard:04}"));
-        let mine: Vec<&LiveFile> = files.iter().filter(|f| f.shard == shard).collect();
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let name = entry.file_name();
-            let Some(id) = name
-                .to_str()
-                .and_then(|n| n.strip_suffix(".sst"))
-                .and_then(|n| u64::from_str_radix(n, 16).ok())
-            else {
-                continue;
-            };
-            a.objects += 1;
-            if !mine.iter().any(|f| f.id == id) {
-                a.orphans += 1;
-                a.orphan_bytes += entry.metadata().map_or(0, |m| m.len());
-            }
+    let mut objects = Vec::new();
+    walk(&store, &store, &mut objects);
+    for (key, size) in objects
+        .iter()
+        .filter(|(k, _)| k.ends_with(".sst") && !k.starts_with(".tmp"))
+    {
+        a.objects += 1;
+        if !files.iter().any(|f| &f.object_key == key) {
+            a.orphans += 1;
+            a.orphan_bytes += size;
         }
-        for f in mine.iter().filter(|f| f.uploaded) {
-            let path = dir.join(format!("{:016x}.sst", f.id));
-            let found = match std::fs::metadata(&path) {
-                Ok(m) if m.len() == f.size_bytes => continue,
-                Ok(m) => format!("an object of {} bytes", m.len()),
-                Err(e) => format!("no object ({e})"),
-            };
-            a.problems.push(Problem {
-                wrong: Wrong::Lost,
-                key: None,
-                shard,
-                expected: format!(
-                    "{} ({} bytes, L{}, recorded as uploaded) in the object store",
-                    path.display(),
-                    f.size_bytes,
-                    f.level
-                ),
-                found,
-            });
-        }
+    }
+    for f in files.iter().filter(|f| f.uploaded) {
+        let path = store.join(&f.object_key);
+        let found = match std::fs::metadata(&path) {
+            Ok(m) if m.len() == f.size_bytes => continue,
+            Ok(m) => format!("an object of {} bytes", m.len()),
+            Err(e) => format!("no object ({e})"),
+        };
+        a.problems.push(Problem {
+            wrong: Wrong::Lost,
+            key: None,
+            shard: f.shard,
+            expected: format!(
+                "{} ({} bytes, L{}, recorded as uploaded) in the object store",
+                path.display(),
+                f.size_bytes,
+                f.level
+            ),
+            found,
+        });
     }
     a
 }

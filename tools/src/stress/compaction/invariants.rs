@@ -251,6 +251,7 @@ mod tests {
             seqnos,
             local: true,
             uploaded: false,
+            object_key: format!("sst/0000000000000001/{id:016x}.sst"),
         }
     }
 

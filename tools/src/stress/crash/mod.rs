@@ -310,7 +310,7 @@ impl Parent<'_> {
         );
         let mut problems: Vec<Problem> = verdict.problems.clone();
         problems.extend(read.problems);
-        self.store = store_audit::audit(&self.db, self.flags.small_db.shards, &read.files);
+        self.store = store_audit::audit(&self.db, &read.files);
         problems.extend(self.store.problems.iter().cloned());
         let lost = problems.iter().filter(|p| p.wrong == Wrong::Lost).count() as u64;
         let corrupt = problems.len() as u64 - lost;

@@ -1,0 +1,418 @@
+//! The two checkpoint metadata objects and their encoding.
+//!
+//! A checkpoint of a database is, in the object store:
+//!
+//! ```text
+//! checkpoints/<id:020>-<db lineage:016x>/shard-0000.ckpt   one per shard (ShardCheckpoint)
+//! checkpoints/<id:020>-<db lineage:016x>/CHECKPOINT        the commit point (CheckpointMeta)
+//! sst/<lineage>/<number>.sst                               the SSTs and memtable snapshots they name
+//! ```
+//!
+//! It exists if and only if its `CHECKPOINT` object exists and every object it names
+//! exists; `CHECKPOINT` is written last. Both objects are:
+//!
+//! ```text
+//! magic (8 bytes) | format version u32 LE | body | crc32 of everything before u32 LE
+//! ```
+//!
+//! `CHECKPOINT` body: checkpoint id u64, database lineage u64, created (Unix ms) u64,
+//! shards u32, max key groups u16, key-group prefix bytes u32 (0 = whole key),
+//! key-group range first u16 last u16, last seqno over all shards u64,
+//! tables (count u16; id u16, name u32-prefixed), shard objects (count u32; shard u32,
+//! key u32-prefixed, size u64, crc32 u32), state bytes u64, memtable bytes u64,
+//! uploaded bytes u64.
+//!
+//! Shard object body: checkpoint id u64, shard u32, shard lineage u64, key-group range
+//! first u16 last u16, last seqno u64, files (count u32; level u32, FileDesc v3),
+//! memtable snapshots (count u32; FileDesc v3), compaction pointers (count u32;
+//! level u32, key u32-prefixed).
+//!
+//! FileDesc v3 is the manifest's (`version/edit.rs`). Every field has a fixed width;
+//! decoding checks bounds, trailing bytes and the CRC first.
+
+use crate::encoding::{crc32, verify_crc32, DecodeResult, Enc, Malformed, Reader};
+use crate::error::{ErrorDetail, Result};
+use crate::version::FileDesc;
+
+const CHECKPOINT_MAGIC: &[u8; 8] = b"TRCCKPT\0";
+const SHARD_MAGIC: &[u8; 8] = b"TRCSHCK\0";
+/// Format version of both objects written by this build.
+pub(crate) const CHECKPOINT_FORMAT_VERSION: u32 = 1;
+
+/// One shard's object as the top-level object records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ShardObject {
+    pub(crate) shard: u32,
+    pub(crate) key: String,
+    pub(crate) size_bytes: u64,
+    pub(crate) crc32: u32,
+}
+
+/// The `CHECKPOINT` object: what the checkpoint is and where its shards are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct CheckpointMeta {
+    pub(crate) id: u64,
+    pub(crate) db_lineage: u64,
+    pub(crate) created_unix_ms: u64,
+    pub(crate) shards: u32,
+    pub(crate) max_key_groups: u16,
+    pub(crate) key_group_prefix_bytes: Option<u32>,
+    pub(crate) key_groups: (u16, u16),
+    pub(crate) last_seqno: u64,
+    pub(crate) tables: Vec<(u16, String)>,
+    pub(crate) shard_objects: Vec<ShardObject>,
+    /// Bytes of every SST and snapshot the checkpoint names.
+    pub(crate) state_bytes: u64,
+    /// Bytes of its memtable snapshots.
+    pub(crate) memtable_bytes: u64,
+    /// Bytes this checkpoint uploaded (snapshots and SSTs not yet uploaded).
+    pub(crate) uploaded_bytes: u64,
+}
+
+/// A shard's part of a checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ShardCheckpoint {
+    pub(crate) checkpoint: u64,
+    pub(crate) shard: u32,
+    pub(crate) lineage: u64,
+    pub(crate) key_groups: (u16, u16),
+    pub(crate) last_seqno: u64,
+    /// Live SSTs by level.
+    pub(crate) files: Vec<(u32, FileDesc)>,
+    /// The memtables' contents at the checkpoint, as SSTs (newest first).
+    pub(crate) snapshots: Vec<FileDesc>,
+    pub(crate) compact_pointers: Vec<(u32, Vec<u8>)>,
+}
+
+fn seal(magic: &[u8; 8], body: impl FnOnce(&mut Enc)) -> Vec<u8> {
+    let mut e = Enc::default();
+    e.buf.extend_from_slice(magic);
+    e.u32(CHECKPOINT_FORMAT_VERSION);
+    body(&mut e);
+    let crc = crc32(&e.buf);
+    e.u32(crc);
+    e.buf
+}
+
+/// Checks magic, CRC and version; returns a reader over the body.
+fn unseal<'a>(name: &str, magic: &[u8; 8], bytes: &'a [u8]) -> Result<Reader<'a>> {
+    let path = std::path::Path::new(name);
+    if bytes.len() < magic.len() + 8 || &bytes[..magic.len()] != magic {
+        return Err(crate::Error::corrupt(path, 0, "missing checkpoint magic"));
+    }
+    let (body, crc) = bytes.split_at(bytes.len() - 4);
+    let stored = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
+    verify_crc32(path, 0, stored, body)?;
+    let mut d = Reader::at(body, magic.len());
+    let version = d.u32_le("format version").map_err(|m| m.at(path, 0))?;
+    if version > CHECKPOINT_FORMAT_VERSION {
+        return Err(ErrorDetail::UnsupportedVersion {
+            file: path.to_path_buf(),
+            found: version,
+            supported: CHECKPOINT_FORMAT_VERSION,
+        }
+        .into());
+    }
+    Ok(d)
+}
+
+fn finish<T>(name: &str, d: &Reader<'_>, r: DecodeResult<T>) -> Result<T> {
+    let path = std::path::Path::new(name);
+    let v = r.map_err(|m| m.at(path, d.pos() as u64))?;
+    if !d.is_empty() {
+        return Err(crate::Error::corrupt(
+            path,
+            d.pos() as u64,
+            "bytes after the end",
+        ));
+    }
+    Ok(v)
+}
+
+fn count(d: &mut Reader<'_>, what: &str, most: usize) -> DecodeResult<usize> {
+    let n = d.u32_le(what)? as usize;
+    if n > most {
+        return Err(Malformed::new(format!("{what} {n} is implausible")));
+    }
+    Ok(n)
+}
+
+fn text(d: &mut Reader<'_>, what: &str) -> DecodeResult<String> {
+    String::from_utf8(d.u32_prefixed(what)?.to_vec())
+        .map_err(|_| Malformed::new(format!("{what} is not UTF-8")))
+}
+
+impl CheckpointMeta {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        seal(CHECKPOINT_MAGIC, |e| {
+            e.u64(self.id)
+                .u64(self.db_lineage)
+                .u64(self.created_unix_ms)
+                .u32(self.shards)
+                .u16(self.max_key_groups)
+                .u32(self.key_group_prefix_bytes.unwrap_or(0))
+                .u16(self.key_groups.0)
+                .u16(self.key_groups.1)
+                .u64(self.last_seqno)
+                .u16(u16::try_from(self.tables.len()).unwrap_or(u16::MAX));
+            for (id, name) in &self.tables {
+                e.u16(*id).bytes(name.as_bytes());
+            }
+            e.u32(self.shard_objects.len() as u32);
+            for s in &self.shard_objects {
+                e.u32(s.shard)
+                    .bytes(s.key.as_bytes())
+                    .u64(s.size_bytes)
+                    .u32(s.crc32);
+            }
+            e.u64(self.state_bytes)
+                .u64(self.memtable_bytes)
+                .u64(self.uploaded_bytes);
+        })
+    }
+
+    /// Decodes the object named `name` (for error messages).
+    pub(crate) fn decode(name: &str, bytes: &[u8]) -> Result<CheckpointMeta> {
+        let mut d = unseal(name, CHECKPOINT_MAGIC, bytes)?;
+        let r = (|| {
+            let id = d.u64_le("checkpoint id")?;
+            let db_lineage = d.u64_le("database lineage")?;
+            let created_unix_ms = d.u64_le("creation time")?;
+            let shards = d.u32_le("shard count")?;
+            let max_key_groups = d.u16_le("max key groups")?;
+            let prefix = d.u32_le("key group prefix")?;
+            let key_groups = (d.u16_le("first key group")?, d.u16_le("last key group")?);
+            let last_seqno = d.u64_le("last seqno")?;
+            let n = d.u16_le("table count")?;
+            let mut tables = Vec::with_capacity(usize::from(n));
+            for _ in 0..n {
+                tables.push((d.u16_le("table id")?, text(&mut d, "table name")?));
+            }
+            let n = count(&mut d, "shard object count", 1 << 16)?;
+            let mut shard_objects = Vec::with_capacity(n);
+            for _ in 0..n {
+                shard_objects.push(ShardObject {
+                    shard: d.u32_le("shard")?,
+                    key: text(&mut d, "shard object key")?,
+                    size_bytes: d.u64_le("shard object size")?,
+                    crc32: d.u32_le("shard object crc")?,
+                });
+            }
+            Ok(CheckpointMeta {
+                id,
+                db_lineage,
+                created_unix_ms,
+                shards,
+                max_key_groups,
+                key_group_prefix_bytes: (prefix != 0).then_some(prefix),
+                key_groups,
+                last_seqno,
+                tables,
+                shard_objects,
+                state_bytes: d.u64_le("state bytes")?,
+                memtable_bytes: d.u64_le("memtable bytes")?,
+                uploaded_bytes: d.u64_le("uploaded bytes")?,
+            })
+        })();
+        let meta = finish(name, &d, r)?;
+        if meta.shard_objects.len() != meta.shards as usize
+            || meta
+                .shard_objects
+                .iter()
+                .enumerate()
+                .any(|(i, s)| s.shard != i as u32)
+        {
+            return Err(crate::Error::corrupt(
+                std::path::Path::new(name),
+                0,
+                format!(
+                    "names {} shard objects for {} shards",
+                    meta.shard_objects.len(),
+                    meta.shards
+                ),
+            ));
+        }
+        Ok(meta)
+    }
+}
+
+impl ShardCheckpoint {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        seal(SHARD_MAGIC, |e| {
+            e.u64(self.checkpoint)
+                .u32(self.shard)
+                .u64(self.lineage)
+                .u16(self.key_groups.0)
+                .u16(self.key_groups.1)
+                .u64(self.last_seqno)
+                .u32(self.files.len() as u32);
+            for (level, f) in &self.files {
+                e.u32(*level);
+                f.encode(e);
+            }
+            e.u32(self.snapshots.len() as u32);
+            for f in &self.snapshots {
+                f.encode(e);
+            }
+            e.u32(self.compact_pointers.len() as u32);
+            for (level, k) in &self.compact_pointers {
+                e.u32(*level).bytes(k);
+            }
+        })
+    }
+
+    /// Decodes the object named `name` (for error messages).
+    pub(crate) fn decode(name: &str, bytes: &[u8]) -> Result<ShardCheckpoint> {
+        let mut d = unseal(name, SHARD_MAGIC, bytes)?;
+        let r = (|| {
+            let checkpoint = d.u64_le("checkpoint id")?;
+            let shard = d.u32_le("shard")?;
+            let lineage = d.u64_le("lineage")?;
+            let key_groups = (d.u16_le("first key group")?, d.u16_le("last key group")?);
+            let last_seqno = d.u64_le("last seqno")?;
+            let n = count(&mut d, "file count", 1 << 24)?;
+            let mut files = Vec::with_capacity(n.min(4096));
+            for _ in 0..n {
+                let level = d.u32_le("level")?;
+                files.push((level, FileDesc::decode(&mut d, true)?));
+            }
+            let n = count(&mut d, "snapshot count", 1 << 10)?;
+            let mut snapshots = Vec::with_capacity(n);
+            for _ in 0..n {
+                snapshots.push(FileDesc::decode(&mut d, true)?);
+            }
+            let n = count(&mut d, "compaction pointer count", 1 << 10)?;
+            let mut compact_pointers = Vec::with_capacity(n);
+            for _ in 0..n {
+                let level = d.u32_le("level")?;
+                compact_pointers.push((level, d.u32_prefixed("compaction pointer")?.to_vec()));
+            }
+            Ok(ShardCheckpoint {
+                checkpoint,
+                shard,
+                lineage,
+                key_groups,
+                last_seqno,
+                files,
+                snapshots,
+                compact_pointers,
+            })
+        })();
+        finish(name, &d, r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::version::ObjectId;
+
+    fn desc(id: u64, lineage: u64, key: u8) -> FileDesc {
+        let k = |b: u8| {
+            let mut k = vec![0, 1, 0, 0, b];
+            k.extend_from_slice(&[0; 8]);
+            k
+        };
+        FileDesc {
+            id,
+            object: ObjectId {
+                lineage,
+                number: id,
+            },
+            size_bytes: 4096 + id,
+            smallest: k(key),
+            largest: k(key + 1),
+            entries: 10,
+            deletions: 1,
+            min_seqno: 1,
+            max_seqno: 9,
+        }
+    }
+
+    pub(crate) fn sample_shard() -> ShardCheckpoint {
+        ShardCheckpoint {
+            checkpoint: 42,
+            shard: 0,
+            lineage: 0xa11ce,
+            key_groups: (0, 63),
+            last_seqno: 12345,
+            files: vec![(0, desc(7, 0xa11ce, 1)), (1, desc(3, 0xb0b, 10))],
+            snapshots: vec![desc(8, 0xa11ce, 20)],
+            compact_pointers: vec![(1, b"mid".to_vec())],
+        }
+    }
+
+    pub(crate) fn sample_meta() -> CheckpointMeta {
+        CheckpointMeta {
+            id: 42,
+            db_lineage: 0xdb,
+            created_unix_ms: 1_790_000_000_000,
+            shards: 1,
+            max_key_groups: 128,
+            key_group_prefix_bytes: None,
+            key_groups: (0, 127),
+            last_seqno: 12345,
+            tables: vec![(0, "default".into()), (1, "counts".into())],
+            shard_objects: vec![ShardObject {
+                shard: 0,
+                key: "checkpoints/00000000000000000042-00000000000000db/shard-0000.ckpt".into(),
+                size_bytes: 321,
+                crc32: 0xdead_beef,
+            }],
+            state_bytes: 12_000,
+            memtable_bytes: 4104,
+            uploaded_bytes: 4104,
+        }
+    }
+
+    fn golden(name: &str, bytes: &[u8]) -> Vec<u8> {
+        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../fixtures/checkpoint")
+            .join(name);
+        if std::env::var_os("TERRACE_REGEN_FIXTURES").is_some_and(|v| v == "1") {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, bytes).unwrap();
+        }
+        let want =
+            std::fs::read(&path).expect("fixture missing; run with TERRACE_REGEN_FIXTURES=1");
+        assert!(
+            want == bytes,
+            "{} changed: bump CHECKPOINT_FORMAT_VERSION and regenerate if intended",
+            path.display()
+        );
+        want
+    }
+
+    #[test]
+    fn both_objects_match_their_golden_files_and_round_trip() {
+        let m = sample_meta();
+        let bytes = golden("v1-CHECKPOINT", &m.encode());
+        assert_eq!(CheckpointMeta::decode("CHECKPOINT", &bytes).unwrap(), m);
+        let s = sample_shard();
+        let bytes = golden("v1-shard-0000.ckpt", &s.encode());
+        assert_eq!(ShardCheckpoint::decode("shard", &bytes).unwrap(), s);
+    }
+
+    #[test]
+    fn damage_is_detected_and_newer_versions_refused() {
+        for bytes in [sample_meta().encode(), sample_shard().encode()] {
+            for i in 0..bytes.len() {
+                let mut b = bytes.clone();
+                b[i] ^= 0x10;
+                assert!(CheckpointMeta::decode("c", &b).is_err());
+                assert!(ShardCheckpoint::decode("s", &b).is_err());
+            }
+            for cut in 0..bytes.len() {
+                assert!(CheckpointMeta::decode("c", &bytes[..cut]).is_err());
+                assert!(ShardCheckpoint::decode("s", &bytes[..cut]).is_err());
+            }
+        }
+        let mut b = sample_meta().encode();
+        b[8..12].copy_from_slice(&2u32.to_le_bytes());
+        let n = b.len() - 4;
+        let crc = crc32(&b[..n]);
+        b[n..].copy_from_slice(&crc.to_le_bytes());
+        let err = CheckpointMeta::decode("c", &b).unwrap_err();
+        assert!(err.to_string().contains("format version 2"), "{err}");
+    }
+}

@@ -1,0 +1,280 @@
+//! Garbage collection of a store's SST objects and abandoned uploads.
+//!
+//! An SST object may be deleted only when no committed checkpoint in the store names
+//! it, no checkpoint in progress names it, no live database reads it, and it is
+//! older than `min_age` (uploads finishing and checkpoints in progress are younger).
+//! What "no live database reads it" means depends on who collects:
+//!
+//! - **The database itself** ([`Db::gc`]) knows the objects its versions read and
+//!   the lineages its shards write: an object of its own lineages that it does not
+//!   read is garbage once old enough.
+//! - **Anyone else** (`terrace-ctl gc`, or the database for objects of lineages it
+//!   does not own) cannot see live versions. A database's checkpoint names every
+//!   file that database read when it was taken, and files never come back: so an
+//!   object of lineage L that no checkpoint names and that is older than the newest
+//!   checkpoint of the database L belongs to (less a margin for clock skew) is
+//!   garbage. An object of a lineage no checkpoint mentions is kept.
+//!
+//! Checkpoint directories without a commit object whose objects are all older than
+//! `min_age` are abandoned (a checkpoint that failed, or a release cut short) and
+//! deleted; younger ones are in progress and protect the files they name. Multipart
+//! uploads started more than `min_age` ago are aborted. Every decision is made from
+//! listings taken before any deletion, deletions only remove what was garbage then,
+//! and a kill at any point leaves a state a rerun finishes: the collector is
+//! crash-safe and idempotent.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::format::ShardCheckpoint;
+use super::listing::{list_checkpoints, read_checkpoint, read_shards};
+use crate::db::Db;
+use crate::error::{ErrorDetail, Result};
+use crate::files::{parse_object_key, SST_PREFIX};
+use crate::remote::Remote;
+use crate::version::ObjectId;
+
+/// Clock skew allowed between the writers of checkpoints and of objects.
+const CLOCK_MARGIN: Duration = Duration::from_secs(60);
+
+/// What a collection found and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// SST objects listed.
+    pub objects: u64,
+    /// Named by a checkpoint or read by the live database: kept.
+    pub referenced: u64,
+    /// Unreferenced but possibly still needed (young, or of an unknown lineage): kept.
+    pub kept: u64,
+    /// Deleted (or, in a dry run, that would be).
+    pub deleted: u64,
+    /// Their bytes.
+    pub deleted_bytes: u64,
+    /// Committed checkpoints read.
+    pub checkpoints: u64,
+    /// Objects of abandoned checkpoint directories deleted.
+    pub abandoned_checkpoint_objects: u64,
+    /// Multipart uploads aborted.
+    pub multipart_aborted: u64,
+}
+
+/// What the collector knows of live data.
+pub(crate) struct Live {
+    /// Objects the running database reads.
+    pub(crate) objects: HashSet<ObjectId>,
+    /// Lineages it writes (their files are garbage as soon as it stops reading them).
+    pub(crate) lineages: HashSet<u64>,
+}
+
+/// Collects garbage in `remote`'s store. `live` is the running database's view, if
+/// a database collects; `now` the wall clock.
+pub(crate) async fn collect(
+    remote: &Remote,
+    live: Option<&Live>,
+    min_age: Duration,
+    now: SystemTime,
+    dry_run: bool,
+) -> Result<GcReport> {
+    let mut report = GcReport::default();
+    let old = |t: Option<SystemTime>| {
+        t.is_some_and(|t| now.duration_since(t).is_ok_and(|age| age >= min_age))
+    };
+
+    // What checkpoints name, and when each database last checkpointed.
+    let mut referenced: HashSet<ObjectId> = HashSet::new();
+    let mut newest_of_db: HashMap<u64, u64> = HashMap::new();
+    let mut db_of_lineage: HashMap<u64, u64> = HashMap::new();
+    let mut abandoned: Vec<String> = Vec::new();
+    let name = |s: &ShardCheckpoint, referenced: &mut HashSet<ObjectId>| {
+        for f in s.files.iter().map(|(_, f)| f).chain(s.snapshots.iter()) {
+            referenced.insert(f.object);
+        }
+    };
+    for ((id, db), dir) in list_checkpoints(remote).await? {
+        if dir.committed {
+            let meta = match read_checkpoint(remote, id, db).await {
+                Ok(m) => m,
+                // Released while we looked: it names nothing any more.
+                Err(e) if is_not_found(&e) => continue,
+                Err(e) => return Err(e),
+            };
+            let shards = match read_shards(remote, &meta).await {
+                Ok(s) => s,
+                Err(e) if is_not_found(&e) => continue,
+                Err(e) => return Err(e),
+            };
+            report.checkpoints += 1;
+            let newest = newest_of_db.entry(db).or_insert(0);
+            *newest = (*newest).max(meta.created_unix_ms);
+            for s in &shards {
+                db_of_lineage.insert(s.lineage, db);
+                name(s, &mut referenced);
+            }
+        } else if dir.objects.iter().all(|o| old(o.last_modified)) {
+            abandoned.extend(dir.objects.iter().map(|o| o.key.clone()));
+        } else {
+            // In progress: what its shards have written so far stays.
+            for o in &dir.objects {
+                if let Ok(bytes) = remote.get(o.key.clone()).await {
+                    if let Ok(s) = ShardCheckpoint::decode(&o.key, &bytes) {
+                        name(&s, &mut referenced);
+                    }
+                }
+            }
+        }
+    }
+
+    let mut listed = remote.list(SST_PREFIX.to_string()).await?;
+    listed.extend(remote.list("shard-".to_string()).await?);
+    let mut doomed: BTreeMap<String, u64> = BTreeMap::new();
+    for o in listed {
+        let Some(object) = parse_object_key(&o.key) else {
+            continue;
+        };
+        report.objects += 1;
+        if referenced.contains(&object) || live.is_some_and(|l| l.objects.contains(&object)) {
+            report.referenced += 1;
+            continue;
+        }
+        let owned = live.is_some_and(|l| l.lineages.contains(&object.lineage));
+        let garbage = old(o.last_modified)
+            && (owned || {
+                // Someone else's (or nobody's known) file: garbage only if older than
+                // the newest checkpoint of the database it belongs to.
+                let cutoff = db_of_lineage
+                    .get(&object.lineage)
+                    .and_then(|db| newest_of_db.get(db))
+                    .map(|ms| UNIX_EPOCH + Duration::from_millis(*ms));
+                match (cutoff, o.last_modified) {
+                    (Some(c), Some(t)) => t + CLOCK_MARGIN < c,
+                    _ => false,
+                }
+            });
+        if garbage {
+            doomed.insert(o.key, o.size);
+        } else {
+            report.kept += 1;
+        }
+    }
+
+    for (key, size) in doomed {
+        if !dry_run {
+            remote.delete(key).await?;
+        }
+        report.deleted += 1;
+        report.deleted_bytes += size;
+    }
+    for key in abandoned {
+        if !dry_run {
+            remote.delete(key).await?;
+        }
+        report.abandoned_checkpoint_objects += 1;
+    }
+    for m in remote.list_multipart(String::new()).await? {
+        if old(m.initiated) {
+            if !dry_run {
+                remote.abort_multipart(m.key, m.upload).await?;
+            }
+            report.multipart_aborted += 1;
+        }
+    }
+    Ok(report)
+}
+
+fn is_not_found(e: &crate::Error) -> bool {
+    matches!(
+        e.detail(),
+        ErrorDetail::ObjectStore(se) if se.kind == terrace_tiering::store::StoreErrorKind::NotFound
+    )
+}
+
+impl Db {
+    /// Deletes objects of the database's store that no retained checkpoint and no
+    /// live version names and that are older than `Options::gc_min_age` (see
+    /// [`gc`](crate::checkpoint::gc) for the rules). Safe to run at any time; runs by
+    /// itself every `Options::gc_interval`.
+    pub async fn gc(&self) -> Result<GcReport> {
+        self.gc_with(false).await
+    }
+
+    /// Like [`Db::gc`] but deletes nothing: reports what it would delete.
+    pub async fn gc_dry_run(&self) -> Result<GcReport> {
+        self.gc_with(true).await
+    }
+
+    async fn gc_with(&self, dry_run: bool) -> Result<GcReport> {
+        let remote = self.remote_for_checkpoints()?.clone();
+        if self.inner.read_only && !dry_run {
+            return Err(ErrorDetail::ReadOnly.into());
+        }
+        // No checkpoint starts while the collector decides.
+        let _book = self.inner.checkpoints.lock().await;
+        let parts = self.on_all(|s| async move { Ok(s.gc_view()) }).await?;
+        let mut live = Live {
+            objects: HashSet::new(),
+            lineages: HashSet::new(),
+        };
+        for (objects, lineage) in parts {
+            live.objects.extend(objects);
+            live.lineages.insert(lineage);
+        }
+        let now = self.inner.opts.clock.system_time();
+        collect(
+            &remote,
+            Some(&live),
+            self.inner.opts.gc_min_age,
+            now,
+            dry_run,
+        )
+        .await
+    }
+}
+
+/// The database's periodic collector: a thread that runs [`Db::gc`] every interval
+/// while the database lives.
+pub(crate) struct GcThread {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl GcThread {
+    pub(crate) fn start(
+        db: std::sync::Weak<crate::db::DbInner>,
+        every: Duration,
+    ) -> std::io::Result<GcThread> {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("terrace-gc".into())
+            .spawn(move || loop {
+                std::thread::park_timeout(every);
+                if flag.load(Ordering::Acquire) {
+                    return;
+                }
+                let Some(inner) = db.upgrade() else { return };
+                let db = Db { inner };
+                if let Err(e) = futures_lite::future::block_on(db.gc()) {
+                    tracing::warn!(error = %e, "garbage collection failed; will retry");
+                }
+            })?;
+        Ok(GcThread {
+            stop,
+            handle: Some(handle),
+        })
+    }
+}
+
+impl Drop for GcThread {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        if let Some(h) = self.handle.take() {
+            h.thread().unpark();
+            // The thread may be the one dropping the database (its upgraded handle
+            // was the last); it must not join itself.
+            if h.thread().id() != std::thread::current().id() {
+                let _ = h.join();
+            }
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! Restoring a checkpoint into a new local directory without downloading it.
+//!
+//! [`Db::restore`] reads the checkpoint's commit object and shard objects, checks
+//! that every object they name exists (one listing per lineage), and writes a new
+//! database: `TERRACE-META` with a new database lineage, and per shard a manifest
+//! naming the checkpoint's SSTs at their levels and its memtable snapshots in L0 —
+//! all recorded as uploaded, none local — with a new shard lineage and local ids
+//! numbered afresh (the objects keep their names). Then it opens the database,
+//! which serves at once: blocks come from the store on demand, and each shard's
+//! warmer downloads files into the local directory in the background, within the
+//! local disk budget (`shard/warmer.rs`).
+//!
+//! The checkpoint must be in the store the database will use
+//! (`Options::object_store`); the restored database writes its own files and
+//! checkpoints there under its own lineages.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use super::format::{CheckpointMeta, ShardCheckpoint};
+use super::listing::{pick_checkpoint, read_shards};
+use crate::db::Db;
+use crate::error::{Error, ErrorDetail, Result};
+use crate::files::{object_key, shard_dir, META_FILE, SST_PREFIX};
+use crate::lock::DbLock;
+use crate::meta::DbMeta;
+use crate::options::Options;
+use crate::remote::Remote;
+use crate::shard::new_lineage;
+use crate::version::manifest::ManifestLog;
+use crate::version::{FileDesc, ManifestState, ObjectId};
+
+/// What a restore found and did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoreInfo {
+    /// The checkpoint restored.
+    pub checkpoint: u64,
+    /// Lineage of the database that took it.
+    pub source_db_lineage: u64,
+    /// SSTs and memtable snapshots the restored database reads from the store.
+    pub files: usize,
+    /// Their bytes (none downloaded before serving).
+    pub state_bytes: u64,
+    /// Bytes of checkpoint metadata read (commit object and shard objects).
+    pub metadata_bytes: u64,
+    /// From the call until the database was open and serving.
+    pub duration: Duration,
+}
+
+impl Db {
+    /// Opens a new database in `opts.path` (missing or empty) from a checkpoint in
+    /// `opts.object_store`: checkpoint `id`, or the newest. Nothing but metadata is
+    /// read before it serves. Its shard count, key groups and tables come from the
+    /// checkpoint (`opts.shards` must match it); its own lineages are new, so it
+    /// never overwrites an object of the database that took the checkpoint.
+    ///
+    /// A missing checkpoint, a damaged metadata object or a missing SST fail with an
+    /// error naming the object; nothing is written to the store.
+    pub async fn restore(opts: Options, id: Option<u64>) -> Result<(Db, RestoreInfo)> {
+        let start = opts.clock.now();
+        let clock = opts.clock.clone();
+        let restored = write_restored(opts, id, ShardCount::Match).await?;
+        let db = Db::open(restored.opts).await?;
+        let mut info = restored.info;
+        info.duration = clock.now().saturating_duration_since(start);
+        Ok((db, info))
+    }
+}
+
+/// Whether the restored database takes the checkpoint's shard count or must match
+/// the options'.
+pub(crate) enum ShardCount {
+    Match,
+    FromCheckpoint,
+}
+
+/// A database written from a checkpoint, not yet opened.
+pub(crate) struct Restored {
+    /// Options to open it with (shards, key groups and prefix from the checkpoint).
+    pub(crate) opts: Options,
+    pub(crate) meta: CheckpointMeta,
+    pub(crate) info: RestoreInfo,
+}
+
+/// Writes the local metadata of a database restored from checkpoint `id` (or the
+/// newest) of `opts.object_store` into `opts.path`.
+pub(crate) async fn write_restored(
+    mut opts: Options,
+    id: Option<u64>,
+    count: ShardCount,
+) -> Result<Restored> {
+    opts.validate()?;
+    if opts.read_only {
+        return Err(Error::invalid_option(
+            "read_only",
+            "a restore creates a database; open it read-only afterwards",
+        ));
+    }
+    if matches!(opts.object_store, crate::ObjectStoreSpec::Embedded) {
+        return Err(Error::invalid_option(
+            "object_store",
+            "a restore reads a store outside the new database's directory: give its URI (file:///... or s3://...)",
+        ));
+    }
+    let clock = opts.clock.clone();
+    let start = clock.now();
+    check_empty(&opts.path)?;
+    let (runtime, remote) = crate::remote::open(&opts)
+        .await?
+        .ok_or_else(|| Error::invalid_option("object_store", "a restore needs an object store"))?;
+    let prepared = prepare(&opts, &remote, id, count).await;
+    // The database opens its own runtime; this one only read metadata.
+    drop(remote);
+    runtime.shutdown_now();
+    let (meta, shards, metadata_bytes) = prepared?;
+
+    opts.shards = meta.shards;
+    opts.max_key_groups = meta.max_key_groups;
+    opts.key_group_prefix_bytes = meta.key_group_prefix_bytes;
+    write_database(&opts, &meta, &shards)?;
+    let info = RestoreInfo {
+        checkpoint: meta.id,
+        source_db_lineage: meta.db_lineage,
+        files: shards
+            .iter()
+            .map(|s| s.files.len() + s.snapshots.len())
+            .sum(),
+        state_bytes: meta.state_bytes,
+        metadata_bytes,
+        duration: clock.now().saturating_duration_since(start),
+    };
+    Ok(Restored { opts, meta, info })
+}
+
+/// A restore target must hold no database and nothing else.
+fn check_empty(path: &std::path::Path) -> Result<()> {
+    match std::fs::read_dir(path) {
+        Ok(mut entries) => {
+            if path.join(META_FILE).exists() || entries.next().is_some() {
+                return Err(Error::invalid_option(
+                    "path",
+                    format!(
+                        "a restore needs an empty or missing directory; {} is not empty",
+                        path.display()
+                    ),
+                ));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("list", path, e)),
+    }
+}
+
+/// Reads and checks the checkpoint: its metadata, and that every object it names
+/// exists.
+async fn prepare(
+    opts: &Options,
+    remote: &Remote,
+    id: Option<u64>,
+    count: ShardCount,
+) -> Result<(CheckpointMeta, Vec<ShardCheckpoint>, u64)> {
+    let meta = pick_checkpoint(remote, id).await?;
+    if matches!(count, ShardCount::Match) && meta.shards != opts.shards {
+        return Err(Error::invalid_option(
+            "shards",
+            format!(
+                "checkpoint {} has {} shards, the options ask for {}; restoring into another shard count is not supported yet",
+                meta.id, meta.shards, opts.shards
+            ),
+        ));
+    }
+    let shards = read_shards(remote, &meta).await?;
+    let metadata_bytes =
+        meta.encode().len() as u64 + meta.shard_objects.iter().map(|o| o.size_bytes).sum::<u64>();
+
+    // Every object must be there: one listing per lineage, a HEAD per legacy file.
+    let objects: BTreeSet<ObjectId> = shards
+        .iter()
+        .flat_map(|s| s.files.iter().map(|(_, f)| f).chain(s.snapshots.iter()))
+        .map(|f| f.object)
+        .collect();
+    let mut by_lineage: BTreeMap<u64, BTreeSet<String>> = BTreeMap::new();
+    for o in &objects {
+        by_lineage
+            .entry(o.lineage)
+            .or_default()
+            .insert(object_key(*o));
+    }
+    for (lineage, wanted) in by_lineage {
+        let found: BTreeSet<String> = if lineage == 0 {
+            let mut found = BTreeSet::new();
+            for key in &wanted {
+                let k = key.clone();
+                let store = remote.store();
+                let exists = remote
+                    .io
+                    .spawn(async move { store.head(&k).await })
+                    .await
+                    .map_err(|_| Error::from(ErrorDetail::Closed))?;
+                if exists.is_ok() {
+                    found.insert(key.clone());
+                }
+            }
+            found
+        } else {
+            remote
+                .list(format!("{SST_PREFIX}{lineage:016x}/"))
+                .await?
+                .into_iter()
+                .map(|o| o.key)
+                .collect()
+        };
+        if let Some(missing) = wanted.difference(&found).next() {
+            return Err(Error::corrupt(
+                missing,
+                0,
+                format!(
+                    "checkpoint {} names this object and {} does not hold it",
+                    meta.id,
+                    remote.store().describe()
+                ),
+            ));
+        }
+    }
+    Ok((meta, shards, metadata_bytes))
+}
+
+/// Writes the new database's metadata: a manifest per shard, then `TERRACE-META`.
+fn write_database(opts: &Options, meta: &CheckpointMeta, shards: &[ShardCheckpoint]) -> Result<()> {
+    let path = &opts.path;
+    std::fs::create_dir_all(path).map_err(|e| Error::io("create directory", path, e))?;
+    let _lock = DbLock::acquire(path)?;
+    for s in shards {
+        let dir = shard_dir(path, s.shard);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+        let state = shard_state(s);
+        ManifestLog::create(&dir, 1, &state.snapshot_edit().encode())?;
+    }
+    let mut db_meta = DbMeta {
+        shards: meta.shards,
+        max_key_groups: meta.max_key_groups,
+        key_group_prefix_bytes: meta.key_group_prefix_bytes,
+        tables: meta.tables.clone(),
+        lineage: new_lineage(),
+    };
+    db_meta.reconcile(opts)?;
+    db_meta.store(path)
+}
+
+/// The manifest state of a shard restored from `s`: its files at their levels and
+/// its snapshots in L0, all in the store, with fresh local ids and a new lineage.
+fn shard_state(s: &ShardCheckpoint) -> ManifestState {
+    let mut state = ManifestState {
+        last_seqno: s.last_seqno,
+        lineage: new_lineage(),
+        compact_pointers: s.compact_pointers.iter().cloned().collect(),
+        ..Default::default()
+    };
+    let mut number = 0u64;
+    let adopted = s
+        .files
+        .iter()
+        .map(|(l, f)| (*l, f))
+        .chain(s.snapshots.iter().map(|f| (0, f)));
+    for (level, f) in adopted {
+        number += 1;
+        let id = (u64::from(s.shard) << 48) | number;
+        let desc = FileDesc { id, ..f.clone() };
+        state.files.insert(id, (level, desc));
+        state.uploaded.insert(id);
+    }
+    state.next_file_number = number + 1;
+    state
+}

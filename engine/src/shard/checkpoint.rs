@@ -1,0 +1,284 @@
+//! A shard's part of a checkpoint.
+//!
+//! The checkpoint request is a barrier in the shard's request stream: when it runs,
+//! it fixes what the checkpoint holds before its first `.await` — the last seqno,
+//! the memtables (active and frozen) and the version. Writes go on; they get
+//! higher seqnos, which the checkpoint does not see. Nothing is flushed: the
+//! memtables' contents up to that seqno (newest version of each key, tombstones
+//! kept) are written as one SST, the *memtable snapshot*, uploaded as an ordinary
+//! object of the shard's lineage and never installed in the version (the memtables
+//! flush later as usual). The shard then waits until every SST of the fixed version
+//! is uploaded (they are pinned: their uploads finish even if compaction retires
+//! them meanwhile) and writes its checkpoint object. Bytes uploaded by a checkpoint
+//! are the snapshot plus the SSTs that were not uploaded yet.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use terrace_uploader::{UploadError, UploadJob};
+
+use super::Shard;
+use crate::checkpoint::format::{ShardCheckpoint, ShardObject};
+use crate::error::{Error, ErrorDetail, Result};
+use crate::iter::{MemIter, MergeIter, Source};
+use crate::key::{InternalKey, ValueKind};
+use crate::memtable::Memtable;
+use crate::remote::{store_err, Remote};
+use crate::sst::TableWriter;
+use crate::version::{FileDesc, FileMeta};
+
+/// Attempts to upload a memtable snapshot before the checkpoint fails.
+const SNAPSHOT_UPLOAD_ATTEMPTS: u32 = 8;
+
+/// What a shard contributed to a checkpoint.
+pub(crate) struct ShardCheckpointDone {
+    pub(crate) checkpoint: ShardCheckpoint,
+    pub(crate) object: ShardObject,
+    /// Bytes of the memtable snapshot (uploaded by this checkpoint).
+    pub(crate) memtable_bytes: u64,
+    /// Bytes of SSTs that were not uploaded when the checkpoint began.
+    pub(crate) sst_uploaded_bytes: u64,
+    /// Bytes of every SST and snapshot the checkpoint names.
+    pub(crate) state_bytes: u64,
+}
+
+/// Pins files for the lifetime of a checkpoint (see [`FileMeta::pins`]).
+struct Pins(Vec<Rc<FileMeta>>);
+
+impl Pins {
+    fn new(files: Vec<Rc<FileMeta>>) -> Pins {
+        for f in &files {
+            f.pins.set(f.pins.get() + 1);
+        }
+        Pins(files)
+    }
+}
+
+impl Drop for Pins {
+    fn drop(&mut self) {
+        for f in &self.0 {
+            f.pins.set(f.pins.get() - 1);
+        }
+    }
+}
+
+impl Shard {
+    /// Takes this shard's part of checkpoint `id` of the database with lineage
+    /// `db_lineage`.
+    pub(crate) async fn checkpoint(
+        self: &Rc<Self>,
+        id: u64,
+        db_lineage: u64,
+    ) -> Result<ShardCheckpointDone> {
+        self.check_open()?;
+        let Some(remote) = self.remote.clone() else {
+            return Err(ErrorDetail::BadArgument(
+                "checkpoints need an object store (Options::object_store is Disabled)".into(),
+            )
+            .into());
+        };
+        // The barrier: everything the checkpoint holds is fixed here, before any await.
+        let (seqno, mems) = {
+            let m = self.mem.borrow();
+            let mems: Vec<Rc<Memtable>> = std::iter::once(&m.active)
+                .chain(m.frozen.iter())
+                .cloned()
+                .collect();
+            (m.last_seqno, mems)
+        };
+        let version = self.versions.current();
+        let (lineage, pointers) = {
+            let p = self.versions.persisted();
+            (p.lineage, p.compact_pointers.clone())
+        };
+        let files: Vec<(u32, Rc<FileMeta>)> = version
+            .levels
+            .iter()
+            .enumerate()
+            .flat_map(|(l, fs)| fs.iter().map(move |f| (l as u32, f.clone())))
+            .collect();
+        let pins = Pins::new(files.iter().map(|(_, f)| f.clone()).collect());
+        let sst_uploaded_bytes = files
+            .iter()
+            .filter(|(_, f)| !f.is_uploaded())
+            .map(|(_, f)| f.desc.size_bytes)
+            .sum();
+
+        // The snapshot is written in the flush queue: it is background work.
+        let shard = self.clone();
+        let snapshot = glommio::spawn_local_into(
+            async move { shard.write_memtable_snapshot(&mems, seqno, &remote).await },
+            self.queues.flush,
+        )
+        .map_err(|e| Error::internal(format!("cannot start a memtable snapshot: {e}")))?
+        .await?;
+
+        self.wait_until(
+            || {
+                self.uploads.refusal.borrow().is_some()
+                    || files.iter().all(|(_, f)| f.is_uploaded())
+            },
+            &self.uploads.wake,
+        )
+        .await?;
+        if !files.iter().all(|(_, f)| f.is_uploaded()) {
+            if let Some(e) = self.uploads.refusal.borrow().clone() {
+                return Err(store_err(e));
+            }
+        }
+        drop(pins);
+
+        let memtable_bytes = snapshot.as_ref().map_or(0, |d| d.size_bytes);
+        let state_bytes =
+            files.iter().map(|(_, f)| f.desc.size_bytes).sum::<u64>() + memtable_bytes;
+        let checkpoint = ShardCheckpoint {
+            checkpoint: id,
+            shard: self.id,
+            lineage,
+            key_groups: self.key_groups,
+            last_seqno: seqno,
+            files: files.iter().map(|(l, f)| (*l, f.desc.clone())).collect(),
+            snapshots: snapshot.into_iter().collect(),
+            compact_pointers: pointers.into_iter().collect(),
+        };
+        let bytes = checkpoint.encode();
+        let key = crate::files::shard_checkpoint_key(id, db_lineage, self.id);
+        let object = ShardObject {
+            shard: self.id,
+            key: key.clone(),
+            size_bytes: bytes.len() as u64,
+            crc32: crate::encoding::crc32(&bytes),
+        };
+        let remote = self.remote.clone().ok_or(ErrorDetail::Closed)?;
+        remote.put(key, bytes).await?;
+        Ok(ShardCheckpointDone {
+            checkpoint,
+            object,
+            memtable_bytes,
+            sst_uploaded_bytes,
+            state_bytes,
+        })
+    }
+
+    /// Writes the newest version (≤ `seqno`) of every key in `mems` as an SST of the
+    /// shard's lineage and uploads it; the local file is removed afterwards. `None`
+    /// when the memtables hold nothing at that seqno.
+    async fn write_memtable_snapshot(
+        &self,
+        mems: &[Rc<Memtable>],
+        seqno: u64,
+        remote: &Remote,
+    ) -> Result<Option<FileDesc>> {
+        if mems.iter().all(|m| m.is_empty()) {
+            return Ok(None);
+        }
+        let (id, object, path) = self.allocate_file();
+        let mut writer = TableWriter::create(&path, id, self.table_opts.clone()).await?;
+        let written: Result<FileDesc> = async {
+            let mut it = MergeIter::new(
+                mems.iter()
+                    .map(|m| Source::Mem(MemIter::new(m.clone(), seqno)))
+                    .collect(),
+            );
+            it.seek_to_first().await?;
+            let mut desc = FileDesc::empty(id, object);
+            let mut last: Vec<u8> = Vec::new();
+            let mut first = true;
+            while it.valid() {
+                let k = InternalKey::decode(it.key())
+                    .ok_or_else(|| Error::internal("memtable produced a malformed key"))?;
+                if first || k.state_key != last.as_slice() {
+                    first = false;
+                    last.clear();
+                    last.extend_from_slice(k.state_key);
+                    let kind = ValueKind::from_u8(k.kind)
+                        .ok_or_else(|| Error::internal(format!("unknown kind {}", k.kind)))?;
+                    writer.add(it.key(), it.value()).await?;
+                    desc.note_entry(it.key(), k.seqno, kind);
+                }
+                it.next().await?;
+            }
+            Ok(desc)
+        }
+        .await;
+        let mut desc = match written {
+            Ok(d) if d.entries > 0 => d,
+            Ok(_) => {
+                writer.abandon().await;
+                return Ok(None);
+            }
+            Err(e) => {
+                writer.abandon().await;
+                return Err(e);
+            }
+        };
+        writer.finish().await?;
+        desc.size_bytes = std::fs::metadata(&path)
+            .map_err(|e| Error::io("stat", &path, e))?
+            .len();
+        let job = UploadJob {
+            key: crate::files::object_key(object),
+            path: path.clone(),
+            size: desc.size_bytes,
+        };
+        let uploaded = upload_with_retries(remote, job).await;
+        if let Err(e) = super::remove_file(&path).await {
+            tracing::warn!(file = %path.display(), error = %e, "could not remove a memtable snapshot's local copy");
+        }
+        uploaded?;
+        {
+            let mut c = self.counters.borrow_mut();
+            c.uploads += 1;
+            c.upload_bytes += desc.size_bytes;
+        }
+        Ok(Some(desc))
+    }
+}
+
+/// Uploads `job`, retrying failures with backoff a bounded number of times.
+async fn upload_with_retries(remote: &Remote, job: UploadJob) -> Result<()> {
+    let mut backoff = Duration::from_millis(100);
+    let mut attempt = 1;
+    loop {
+        match remote.uploader.upload(job.clone()).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(UploadError::Store(e)))
+                if attempt < SNAPSHOT_UPLOAD_ATTEMPTS && e.is_retryable() =>
+            {
+                tracing::warn!(key = %job.key, error = %e, "memtable snapshot upload failed; will retry");
+            }
+            Ok(Err(UploadError::Store(e))) => return Err(store_err(e)),
+            Ok(Err(e)) if attempt < SNAPSHOT_UPLOAD_ATTEMPTS && e.is_retryable() => {
+                tracing::warn!(key = %job.key, error = %e, "memtable snapshot upload failed; will retry");
+            }
+            Ok(Err(e)) => {
+                return Err(Error::internal(format!(
+                    "uploading the memtable snapshot {}: {e}",
+                    job.key
+                )))
+            }
+            Err(_) => return Err(ErrorDetail::Closed.into()),
+        }
+        attempt += 1;
+        glommio::timer::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+impl Shard {
+    /// What the garbage collector must keep for this shard: every object a version
+    /// reads (current, obsolete-but-read), and the lineages it owns (its own, and
+    /// the pre-lineage naming when it still reads such files).
+    pub(crate) fn gc_view(&self) -> (Vec<crate::version::ObjectId>, u64) {
+        let current = self.versions.current();
+        let obsolete = self.versions.obsolete_files();
+        let objects = current
+            .levels
+            .iter()
+            .flatten()
+            .chain(obsolete.iter())
+            .map(|f| f.desc.object)
+            .collect();
+        (objects, self.versions.lineage())
+    }
+}

@@ -1,0 +1,310 @@
+//! Checkpoints and restores: a restored database holds exactly the writes submitted
+//! before its checkpoint (memtables included, with nothing flushed), checkpoints are
+//! incremental, retention keeps the newest, bad sources fail with errors naming the
+//! object and write nothing, and the garbage collector deletes only what nothing
+//! references.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use rand::{Rng, SeedableRng};
+use terrace::{Db, ErrorKind, ObjectStoreSpec, Options};
+
+type Model = BTreeMap<Vec<u8>, Vec<u8>>;
+
+fn store_uri(dir: &Path) -> String {
+    std::fs::create_dir_all(dir.join("store")).unwrap();
+    format!("file://{}", dir.join("store").display())
+}
+
+fn options(dir: &Path, name: &str, shards: u32) -> Options {
+    let mut o = small_options(&dir.join(name), shards);
+    o.tables = vec!["default".into()];
+    o.object_store = ObjectStoreSpec::Uri(store_uri(dir));
+    o.gc_interval = None;
+    o
+}
+
+fn write_some(db: &Db, model: &mut Model, rng: &mut rand::rngs::SmallRng, n: usize) {
+    let t = db.table("default").unwrap();
+    block_on(async {
+        for _ in 0..n {
+            let k = format!("key{:05}", rng.gen_range(0..3000)).into_bytes();
+            if rng.gen_bool(0.1) {
+                db.delete(t, &k).await.unwrap();
+                model.remove(&k);
+            } else {
+                let v = vec![rng.gen::<u8>(); rng.gen_range(1..300)];
+                db.put(t, &k, &v).await.unwrap();
+                model.insert(k, v);
+            }
+        }
+    });
+}
+
+fn check(db: &Db, model: &Model) {
+    let t = db.table("default").unwrap();
+    let all = block_on(db.scan(t, Bound::Unbounded, Bound::Unbounded, usize::MAX)).unwrap();
+    let got: Model = all.into_iter().collect();
+    assert_eq!(got.len(), model.len(), "key count differs");
+    for (k, v) in model {
+        assert_eq!(got.get(k), Some(v), "key {}", String::from_utf8_lossy(k));
+    }
+}
+
+fn store_listing(dir: &Path) -> BTreeSet<PathBuf> {
+    let mut out = BTreeSet::new();
+    let mut stack = vec![dir.join("store")];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else {
+                out.insert(e.path());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_restored_database_holds_exactly_the_checkpointed_writes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(3);
+    let db = open(options(tmp.path(), "src", 2));
+    let mut model = Model::new();
+    write_some(&db, &mut model, &mut rng, 4000);
+    block_on(db.flush()).unwrap();
+    // More writes stay in the memtables: the checkpoint must carry them.
+    write_some(&db, &mut model, &mut rng, 300);
+    let flushes = block_on(db.stats()).unwrap().total().flushes;
+    let first = block_on(db.checkpoint(10)).unwrap();
+    assert_eq!(
+        block_on(db.stats()).unwrap().total().flushes,
+        flushes,
+        "a checkpoint must not flush"
+    );
+    assert!(first.memtable_bytes > 0, "{first:?}");
+    assert!(first.state_bytes > first.memtable_bytes, "{first:?}");
+    let at_10 = model.clone();
+
+    // Writes after the checkpoint are not in it.
+    write_some(&db, &mut model, &mut rng, 500);
+    let second = block_on(db.checkpoint(11)).unwrap();
+    // Incremental: SSTs are shared, only what was not uploaded is uploaded again.
+    assert_eq!(second.sst_uploaded_bytes, 0, "{second:?}");
+    assert!(second.uploaded_bytes() < second.state_bytes, "{second:?}");
+    let at_11 = model.clone();
+    let err = block_on(db.checkpoint(11)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    write_some(&db, &mut model, &mut rng, 200);
+    block_on(db.close()).unwrap();
+    // Every local file of the source is gone.
+    std::fs::remove_dir_all(tmp.path().join("src")).unwrap();
+
+    let mut no_warming = options(tmp.path(), "a", 2);
+    no_warming.warm_order = terrace::WarmOrder::Off;
+    let (a, info) = block_on(Db::restore(no_warming, Some(10))).unwrap();
+    assert_eq!(info.checkpoint, 10);
+    assert!(info.files > 0 && info.metadata_bytes > 0, "{info:?}");
+    check(&a, &at_10);
+    let stats = block_on(a.stats()).unwrap();
+    // Nothing was downloaded: files are read remotely (only files the restored
+    // database wrote itself, by compaction, are local).
+    assert_eq!(stats.tier().warmed_files, 0, "{stats}");
+    assert!(stats.tier().remote_only_files > 0, "{stats}");
+    assert!(stats.tier().remote_reads.requests > 0, "{stats}");
+
+    let (b, info) = block_on(Db::restore(options(tmp.path(), "b", 2), None)).unwrap();
+    assert_eq!(info.checkpoint, 11, "the newest checkpoint");
+    check(&b, &at_11);
+    // The warmer downloads every file (no budget) in the background.
+    let deadline = terrace_tiering::clock::now() + Duration::from_secs(30);
+    loop {
+        let t = block_on(b.stats()).unwrap().tier();
+        if t.warm_queue == 0 && t.remote_only_files == 0 {
+            assert!(t.warmed_files > 0, "{t:?}");
+            break;
+        }
+        assert!(
+            terrace_tiering::clock::now() < deadline,
+            "warming never finished: {t:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    check(&b, &at_11);
+
+    // The restored database is a database: it writes, checkpoints and reopens.
+    let mut after = at_11.clone();
+    write_some(&b, &mut after, &mut rng, 1000);
+    block_on(b.flush()).unwrap();
+    check(&b, &after);
+    block_on(b.checkpoint(12)).unwrap();
+    block_on(b.close()).unwrap();
+    let b = open(options(tmp.path(), "b", 2));
+    check(&b, &after);
+    block_on(b.close()).unwrap();
+    // Restoring the restored database's checkpoint gives its state, not the source's.
+    let (c, _) = block_on(Db::restore(options(tmp.path(), "c", 2), None)).unwrap();
+    check(&c, &after);
+    block_on(c.close()).unwrap();
+    block_on(a.close()).unwrap();
+}
+
+#[test]
+fn retention_keeps_the_newest_and_released_checkpoints_cannot_be_restored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(5);
+    let mut opts = options(tmp.path(), "src", 1);
+    opts.retained_checkpoints = 2;
+    let db = open(opts);
+    let mut model = Model::new();
+    for id in 1..=4u64 {
+        write_some(&db, &mut model, &mut rng, 300);
+        let info = block_on(db.checkpoint(id)).unwrap();
+        if id > 2 {
+            assert_eq!(info.released, vec![id - 2]);
+        }
+    }
+    let ids: Vec<u64> = block_on(db.checkpoints())
+        .unwrap()
+        .iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(ids, vec![3, 4]);
+    block_on(db.release_checkpoint(3)).unwrap();
+    let err = block_on(Db::restore(options(tmp.path(), "r", 1), Some(3))).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    assert!(err.to_string().contains("checkpoint 3"), "{err}");
+    assert!(!tmp.path().join("r").join("TERRACE-META").exists());
+    block_on(db.close()).unwrap();
+}
+
+#[test]
+fn damaged_or_missing_sources_fail_naming_the_object_and_write_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(9);
+    let db = open(options(tmp.path(), "src", 1));
+    let mut model = Model::new();
+    write_some(&db, &mut model, &mut rng, 2000);
+    block_on(db.flush()).unwrap();
+    write_some(&db, &mut model, &mut rng, 100);
+    block_on(db.checkpoint(1)).unwrap();
+    let live = block_on(db.live_files()).unwrap();
+    block_on(db.close()).unwrap();
+    let before = store_listing(tmp.path());
+
+    // No such checkpoint.
+    let err = block_on(Db::restore(options(tmp.path(), "x", 1), Some(99))).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    assert_eq!(store_listing(tmp.path()), before);
+
+    // A flipped byte in the commit object.
+    let commit = before
+        .iter()
+        .find(|p| p.ends_with("CHECKPOINT"))
+        .unwrap()
+        .clone();
+    let good = std::fs::read(&commit).unwrap();
+    let mut bad = good.clone();
+    bad[20] ^= 0x01;
+    std::fs::write(&commit, &bad).unwrap();
+    let err = block_on(Db::restore(options(tmp.path(), "y", 1), None)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corruption, "{err}");
+    assert!(err.to_string().contains("CHECKPOINT"), "{err}");
+    std::fs::write(&commit, &good).unwrap();
+
+    // An SST the checkpoint names is gone.
+    let sst = tmp.path().join("store").join(&live[0].object_key);
+    let bytes = std::fs::read(&sst).unwrap();
+    std::fs::remove_file(&sst).unwrap();
+    let err = block_on(Db::restore(options(tmp.path(), "z", 1), None)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corruption, "{err}");
+    let name = sst.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(err.to_string().contains(&name), "{err} should name {name}");
+    std::fs::write(&sst, &bytes).unwrap();
+    assert_eq!(
+        store_listing(tmp.path()),
+        before,
+        "a failed restore wrote to the store"
+    );
+
+    // A target that is not empty is refused.
+    std::fs::create_dir_all(tmp.path().join("w")).unwrap();
+    std::fs::write(tmp.path().join("w").join("stray"), b"x").unwrap();
+    let err = block_on(Db::restore(options(tmp.path(), "w", 1), None)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+
+    let (ok, _) = block_on(Db::restore(options(tmp.path(), "ok", 1), None)).unwrap();
+    check(&ok, &model);
+    block_on(ok.close()).unwrap();
+}
+
+#[test]
+fn garbage_collection_deletes_only_what_nothing_references() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(13);
+    let mut opts = options(tmp.path(), "src", 2);
+    opts.gc_min_age = Duration::ZERO;
+    opts.retained_checkpoints = 1;
+    let db = open(opts.clone());
+    let mut model = Model::new();
+    for round in 0..6u64 {
+        write_some(&db, &mut model, &mut rng, 1500);
+        block_on(db.flush()).unwrap();
+        block_on(db.wait_for_compactions()).unwrap();
+        if round == 2 {
+            block_on(db.checkpoint(1)).unwrap();
+        }
+    }
+    let at_end = model.clone();
+    block_on(db.checkpoint(2)).unwrap(); // releases 1
+    let dry = block_on(db.gc_dry_run()).unwrap();
+    let before = store_listing(tmp.path());
+    let report = block_on(db.gc()).unwrap();
+    assert_eq!(
+        report.deleted, dry.deleted,
+        "a dry run reports what a run does"
+    );
+    assert!(
+        report.deleted > 0,
+        "compactions and the released checkpoint left garbage: {report:?}"
+    );
+    let after = store_listing(tmp.path());
+    assert!(
+        after.len() <= before.len() - report.deleted as usize,
+        "{} objects before, {} deleted, {} after",
+        before.len(),
+        report.deleted,
+        after.len()
+    );
+    // Idempotent: nothing more to delete.
+    assert_eq!(block_on(db.gc()).unwrap().deleted, 0);
+    // The live database and the retained checkpoint still have every object.
+    check(&db, &at_end);
+    block_on(db.close()).unwrap();
+    let mut reopen = opts.clone();
+    reopen.local_disk_budget_bytes = Some(1);
+    for shard in 0..2 {
+        let dir = tmp.path().join("src").join(format!("shard-{shard:04}"));
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            if e.path().extension().is_some_and(|x| x == "sst") {
+                std::fs::remove_file(e.path()).unwrap();
+            }
+        }
+    }
+    let db = open(reopen);
+    check(&db, &at_end);
+    block_on(db.close()).unwrap();
+    let (r, _) = block_on(Db::restore(options(tmp.path(), "r", 2), Some(2))).unwrap();
+    check(&r, &at_end);
+    block_on(r.close()).unwrap();
+}
