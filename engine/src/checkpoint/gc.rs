@@ -18,7 +18,8 @@
 //! Checkpoint directories without a commit object whose objects are all older than
 //! `min_age` are abandoned (a checkpoint that failed, or a release cut short) and
 //! deleted; younger ones are in progress and protect the files they name. Multipart
-//! uploads started more than `min_age` ago are aborted. Every decision is made from
+//! uploads started more than `min_age` ago are aborted (where the store can list
+//! them: some S3-compatible servers cannot, which the report says). Every decision is made from
 //! listings taken before any deletion, deletions only remove what was garbage then,
 //! and a kill at any point leaves a state a rerun finishes: the collector is
 //! crash-safe and idempotent.
@@ -56,6 +57,10 @@ pub struct GcReport {
     pub abandoned_checkpoint_objects: u64,
     /// Multipart uploads aborted.
     pub multipart_aborted: u64,
+    /// Why open multipart uploads could not be listed, if they could not (some
+    /// S3-compatible servers do not implement the listing); everything else was
+    /// still collected.
+    pub multipart_error: Option<String>,
 }
 
 /// What the collector knows of live data.
@@ -170,12 +175,20 @@ pub(crate) async fn collect(
         }
         report.abandoned_checkpoint_objects += 1;
     }
-    for m in remote.list_multipart(String::new()).await? {
-        if old(m.initiated) {
-            if !dry_run {
-                remote.abort_multipart(m.key, m.upload).await?;
+    match remote.list_multipart(String::new()).await {
+        Ok(open) => {
+            for m in open {
+                if old(m.initiated) {
+                    if !dry_run {
+                        remote.abort_multipart(m.key, m.upload).await?;
+                    }
+                    report.multipart_aborted += 1;
+                }
             }
-            report.multipart_aborted += 1;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list open multipart uploads; none aborted");
+            report.multipart_error = Some(e.to_string());
         }
     }
     Ok(report)
