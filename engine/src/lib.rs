@@ -51,5 +51,7 @@ pub use db::Db;
 pub use error::{Error, ErrorDetail, ErrorKind, Result};
 pub use key::TableId;
 pub use local_db::LocalDb;
-pub use options::{Compression, ObjectStoreSpec, Options, EMBEDDED_STORE_DIR};
-pub use stats::{Counters, DbStats, LevelStats, LiveFile, ManifestStats, ShardStats};
+pub use options::{CacheMode, Compression, ObjectStoreSpec, Options, EMBEDDED_STORE_DIR};
+pub use stats::{
+    BlockCacheStats, Counters, DbStats, LevelStats, LiveFile, ManifestStats, ShardStats,
+};
