@@ -168,18 +168,25 @@ impl BlockCacheStats {
         }
     }
 
-    /// Fraction of block lookups served by memory, by the SSD tier, and loaded from
-    /// the file (local copy or object store).
-    pub fn hit_ratios(&self) -> (f64, f64, f64) {
+    /// Fractions of block lookups: served by memory, served by the SSD tier, joined a
+    /// read or load already in flight for the same block, and loaded from the file
+    /// (local copy or object store).
+    pub fn hit_ratios(&self) -> (f64, f64, f64, f64) {
         let m = self.totals.memory.total();
         let s = self.totals.ssd.total();
         let lookups = m.hits + m.misses;
         if lookups == 0 {
-            return (0.0, 0.0, 0.0);
+            return (0.0, 0.0, 0.0, 0.0);
         }
         let l = lookups as f64;
-        let loaded = lookups.saturating_sub(m.hits + s.hits);
-        (m.hits as f64 / l, s.hits as f64 / l, loaded as f64 / l)
+        let loads = self.totals.loads.min(lookups);
+        let joined = lookups.saturating_sub(m.hits + s.hits + loads);
+        (
+            m.hits as f64 / l,
+            s.hits as f64 / l,
+            joined as f64 / l,
+            loads as f64 / l,
+        )
     }
 }
 
@@ -195,12 +202,13 @@ impl BlockCacheStats {
                 self.whole_file_shards, self.hybrid_shards
             ),
         };
-        let (m, s, l) = self.hit_ratios();
+        let (m, s, j, l) = self.hit_ratios();
         let mut out = format!(
-            "block cache: mode {mode} ({} switches); hits memory {:.1}% ssd {:.1}% loaded {:.1}% ({} loads, {} coalesced)",
+            "block cache: mode {mode} ({} switches); lookups: memory {:.1}% ssd {:.1}% joined {:.1}% loaded {:.1}% ({} loads, {} coalesced)",
             t.mode_switches,
             m * 100.0,
             s * 100.0,
+            j * 100.0,
             l * 100.0,
             t.loads,
             t.coalesced

@@ -111,27 +111,35 @@ fn kind_delta(now: &KindCounters, before: &KindCounters) -> KindCounters {
     }
 }
 
-/// Block-cache hit ratios per tier over the lookups since `before`: (memory, SSD,
-/// loaded from the file, lookups). `None` without a hybrid cache.
-pub fn cache_ratios(before: Option<&DbStats>, now: &DbStats) -> Option<(f64, f64, f64, u64)> {
+/// Block lookups since `before`, as fractions: served by memory, by the SSD tier,
+/// joined a read or load already in flight, and loaded from the file (local copy or
+/// object store); and the number of lookups. `None` without a hybrid cache.
+pub fn cache_ratios(before: Option<&DbStats>, now: &DbStats) -> Option<(f64, f64, f64, f64, u64)> {
     let c = now.block_cache()?;
     let b = before.and_then(DbStats::block_cache);
     let m = c.totals.memory.total();
     let s = c.totals.ssd.total();
-    let (m0, s0) = b.map_or((KindCounters::default(), KindCounters::default()), |b| {
-        (b.totals.memory.total(), b.totals.ssd.total())
+    let (m0, s0, loads0) = b.map_or((KindCounters::default(), KindCounters::default(), 0), |b| {
+        (
+            b.totals.memory.total(),
+            b.totals.ssd.total(),
+            b.totals.loads,
+        )
     });
     let lookups = (m.hits + m.misses).saturating_sub(m0.hits + m0.misses);
     let mem = m.hits.saturating_sub(m0.hits);
     let ssd = s.hits.saturating_sub(s0.hits);
+    let loads = c.totals.loads.saturating_sub(loads0).min(lookups);
     if lookups == 0 {
-        return Some((0.0, 0.0, 0.0, 0));
+        return Some((0.0, 0.0, 0.0, 0.0, 0));
     }
     let l = lookups as f64;
+    let joined = lookups.saturating_sub(mem + ssd + loads);
     Some((
         mem as f64 / l,
         ssd as f64 / l,
-        lookups.saturating_sub(mem + ssd) as f64 / l,
+        joined as f64 / l,
+        loads as f64 / l,
         lookups,
     ))
 }
@@ -141,7 +149,7 @@ pub fn cache_ratios(before: Option<&DbStats>, now: &DbStats) -> Option<(f64, f64
 /// segment reclaim work.
 ///
 /// ```text
-/// mode hybrid (0 switches) | hits memory 41.2% ssd 38.0% loaded 20.8% of 81920 lookups | memory 7.9/8.0MiB data h 33751 m 48169 adm 48169 ev 47000 | ssd 98.1/128.0MiB data h 31130 m 17039 adm 45000 ev 40000 | segments 8 writes 120 (119.8MiB) reclaim moved 3 (2.1MiB) dropped 0 | corrupt 0
+/// mode hybrid (0 switches) | 81920 lookups: memory 41.2% ssd 38.0% joined 0.4% loaded 20.4% | memory 7.9/8.0MiB data h 33751 m 48169 adm 48169 ev 47000 | ssd 98.1/128.0MiB data h 31130 m 17039 adm 45000 ev 40000 | segments 8 writes 120 (119.8MiB) reclaim moved 3 (2.1MiB) dropped 0 | corrupt 0
 /// ```
 pub fn cache_line(before: Option<&DbStats>, now: &DbStats) -> Option<String> {
     let c: BlockCacheStats = now.block_cache()?;
@@ -152,12 +160,13 @@ pub fn cache_line(before: Option<&DbStats>, now: &DbStats) -> Option<String> {
         Some(DiskMode::Hybrid) => "hybrid".to_string(),
         None => format!("{}wf/{}hy", c.whole_file_shards, c.hybrid_shards),
     };
-    let (mem, ssd, loaded, lookups) = cache_ratios(before, now).unwrap_or_default();
+    let (mem, ssd, joined, loaded, lookups) = cache_ratios(before, now).unwrap_or_default();
     let mut s = format!(
-        "mode {mode} ({} switches) | hits memory {:.1}% ssd {:.1}% loaded {:.1}% of {lookups} lookups",
+        "mode {mode} ({} switches) | {lookups} lookups: memory {:.1}% ssd {:.1}% joined {:.1}% loaded {:.1}%",
         t.mode_switches,
         mem * 100.0,
         ssd * 100.0,
+        joined * 100.0,
         loaded * 100.0,
     );
     let tiers = [

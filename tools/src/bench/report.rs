@@ -50,8 +50,9 @@ pub struct BenchResult {
     pub ops_per_cpu_sec: Option<f64>,
     /// Block-cache line after the benchmark (mode, hit ratios per tier, per kind).
     pub cache_stats: Option<String>,
-    /// Fraction of block lookups served by memory, by the SSD tier, and loaded.
-    pub cache_hit_ratios: Option<(f64, f64, f64)>,
+    /// Fractions of block lookups served by memory, by the SSD tier, joined a read in
+    /// flight, and loaded from the file.
+    pub cache_hit_ratios: Option<(f64, f64, f64, f64)>,
 }
 
 impl BenchResult {

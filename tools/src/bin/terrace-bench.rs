@@ -231,7 +231,7 @@ fn run(flags: &Flags) -> anyhow::Result<()> {
                 result.cache_stats = Some(cache);
             }
             result.cache_hit_ratios =
-                cache_ratios(last_stats.as_ref(), &stats).map(|(m, s, l, _)| (m, s, l));
+                cache_ratios(last_stats.as_ref(), &stats).map(|(m, s, j, l, _)| (m, s, j, l));
             result.engine_stats = Some(line);
             last_stats = Some(stats);
         }
