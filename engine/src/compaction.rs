@@ -2,20 +2,26 @@
 //! policy's choice ([`crate::policy::compaction::choose`]).
 //!
 //! A [`CompactionJob`] resolves the choice's file ids against its version, merges the
-//! inputs (read sequentially with large read-ahead, bypassing the block cache), keeps
+//! inputs (read sequentially with large read-ahead, bypassing the block cache, which
+//! is only asked whether it holds each input block), keeps
 //! the newest version of each key, drops tombstones when nothing older can lie below,
 //! cuts the output into files of about `target_file_bytes`, and hands the shard the
-//! edit to log and the opened outputs to install. A trivial move is an edit alone.
+//! edit to log and the opened outputs to install. An output block whose entries came
+//! from at least one cached input block is preloaded into the cache
+//! ([`crate::policy::cache_mode::compaction_output_hint`]): the input blocks die with
+//! the compaction, and their keys stay hot. A trivial move is an edit alone.
 
+use std::cell::Cell;
 use std::path::PathBuf;
 use std::rc::Rc;
 
 use crate::error::{Error, Result};
 use crate::iter::{MergeIter, Source};
 use crate::key::{state_key_of, InternalKey, ValueKind};
+use crate::policy::cache_mode::compaction_output_hint;
 use crate::policy::compaction::Choice;
 use crate::shard::Shard;
-use crate::sst::TableWriter;
+use crate::sst::{TableCache, TableWriter};
 use crate::version::{FileDesc, FileMeta, Version, VersionEdit};
 
 /// What a finished job produced: the edit to log, and the opened files it adds.
@@ -135,10 +141,14 @@ async fn merge(
     pointer: Option<(u32, Vec<u8>)>,
 ) -> Result<CompactionOutput> {
     let readahead = shard.opts.compaction_readahead_bytes;
+    let probe: Rc<dyn TableCache> = shard.reads.cache.clone();
     let sources = inputs
         .iter()
-        .map(|(_, f)| Source::Table(f.reader.iter_sequential(readahead)))
+        .map(|(_, f)| Source::Table(f.reader.iter_compaction(readahead, probe.clone())))
         .collect();
+    // Set while the output block being filled holds an entry of a cached input block;
+    // read and cleared as each output block is written.
+    let hot = Rc::new(Cell::new(false));
     let mut it = MergeIter::new(sources);
     let stage = &shard.signals.compaction_stage;
     stage.set("merge: seek inputs");
@@ -162,10 +172,13 @@ async fn merge(
                     .ok_or_else(|| Error::internal(format!("unknown kind {}", k.kind)))?;
                 if !(bottommost && kind == ValueKind::Delete) {
                     if current.is_none() {
-                        current = Some(new_output(shard).await?);
+                        current = Some(new_output(shard, output_level, &hot).await?);
                     }
                     if let Some((w, desc, _)) = current.as_mut() {
                         w.add(it.key(), it.value()).await?;
+                        if it.block_hot() {
+                            hot.set(true);
+                        }
                         desc.note_entry(it.key(), k.seqno, kind);
                         if w.estimated_size() >= shard.opts.target_file_bytes {
                             if let Some(out) = current.take() {
@@ -189,9 +202,11 @@ async fn merge(
     .await;
     if let Err(e) = result {
         if let Some((w, _, _)) = current.take() {
+            shard.reads.cache.evict_file(w.file_id());
             w.abandon().await;
         }
         for f in &outputs {
+            shard.reads.cache.evict_file(f.desc.id);
             let _ = crate::shard::remove_file(&shard.sst_path(f.desc.id)).await;
         }
         return Err(e);
@@ -217,13 +232,24 @@ async fn merge(
 
 async fn finish_output(shard: &Shard, (w, desc, path): Output) -> Result<Rc<FileMeta>> {
     debug_assert!(state_key_of(&desc.smallest) <= state_key_of(&desc.largest));
-    shard.finish_table(w, desc, &path).await
+    let id = w.file_id();
+    shard
+        .finish_table(w, desc, &path)
+        .await
+        .inspect_err(|_| shard.reads.cache.evict_file(id))
 }
 
-async fn new_output(shard: &Shard) -> Result<Output> {
+async fn new_output(shard: &Shard, level: u32, hot: &Rc<Cell<bool>>) -> Result<Output> {
     let (id, object, path) = shard.allocate_file();
     shard.signals.compaction_stage.set("merge: create output");
-    let w = TableWriter::create(&path, id, shard.table_opts.clone()).await?;
+    let mut w = TableWriter::create(&path, id, shard.table_opts.clone()).await?;
+    let hot = Rc::clone(hot);
+    w.on_data_block(crate::shard::cache::output_hook(
+        &shard.reads.cache,
+        id,
+        u8::try_from(level).unwrap_or(u8::MAX),
+        move || compaction_output_hint(hot.replace(false)),
+    ));
     shard.signals.compaction_stage.set("merge: running");
     Ok((w, FileDesc::empty(id, object), path))
 }

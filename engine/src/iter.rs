@@ -8,15 +8,14 @@
 //! Sources are an enum rather than trait objects: the set is closed and the async
 //! methods dispatch statically.
 
+use std::cell::Cell;
 use std::cmp::Ordering;
 use std::rc::Rc;
-
-use terrace_tiering::BlockCache;
 
 use crate::error::Result;
 use crate::key::{compare_internal, set_internal_key, InternalKey};
 use crate::memtable::{Memtable, Node};
-use crate::sst::TableIter;
+use crate::sst::{TableCache, TableIter};
 use crate::version::FileMeta;
 
 /// A memtable cursor. Memtable nodes never move, so it holds its node and steps to
@@ -89,16 +88,26 @@ impl MemIter {
 /// A cursor over one sorted level: its files in order, one open at a time.
 pub(crate) struct LevelIter {
     files: Vec<Rc<FileMeta>>,
-    cache: Rc<BlockCache>,
+    cache: Rc<dyn TableCache>,
+    level: u8,
+    /// Blocks loaded by the scan (shared with its other iterators).
+    scan_blocks: Rc<Cell<u32>>,
     index: usize,
     current: Option<TableIter>,
 }
 
 impl LevelIter {
-    pub(crate) fn new(files: Vec<Rc<FileMeta>>, cache: Rc<BlockCache>) -> LevelIter {
+    pub(crate) fn new(
+        files: Vec<Rc<FileMeta>>,
+        cache: Rc<dyn TableCache>,
+        level: u8,
+        scan_blocks: Rc<Cell<u32>>,
+    ) -> LevelIter {
         LevelIter {
             files,
             cache,
+            level,
+            scan_blocks,
             index: 0,
             current: None,
         }
@@ -107,7 +116,11 @@ impl LevelIter {
     async fn open(&mut self, index: usize) -> Result<()> {
         self.index = index;
         self.current = match self.files.get(index) {
-            Some(f) => Some(f.reader.iter(self.cache.clone())),
+            Some(f) => Some(f.reader.iter_at(
+                self.cache.clone(),
+                self.level,
+                Some(self.scan_blocks.clone()),
+            )),
             None => None,
         };
         Ok(())
@@ -220,6 +233,15 @@ impl Source {
             Source::Level(l) => l.current.as_ref().map_or(&[], |c| c.value()),
         }
     }
+
+    /// Whether the current entry's block was in the probe cache (compaction inputs).
+    fn block_hot(&self) -> bool {
+        match self {
+            Source::Mem(_) => false,
+            Source::Table(t) => t.block_hot(),
+            Source::Level(l) => l.current.as_ref().is_some_and(TableIter::block_hot),
+        }
+    }
 }
 
 /// Merges sources into one stream in internal order. Among equal keys (which cannot
@@ -290,5 +312,10 @@ impl MergeIter {
 
     pub(crate) fn value(&self) -> &[u8] {
         self.current.map_or(&[], |i| self.sources[i].value())
+    }
+
+    /// Whether the current entry came from a block the compaction's probe cache held.
+    pub(crate) fn block_hot(&self) -> bool {
+        self.current.is_some_and(|i| self.sources[i].block_hot())
     }
 }

@@ -56,5 +56,9 @@ pub use db::Db;
 pub use error::{Error, ErrorDetail, ErrorKind, Result};
 pub use key::TableId;
 pub use local_db::LocalDb;
-pub use options::{Compression, ObjectStoreSpec, Options, WarmOrder, EMBEDDED_STORE_DIR};
-pub use stats::{Counters, DbStats, LevelStats, LiveFile, ManifestStats, ShardStats};
+pub use options::{
+    CacheMode, Compression, ObjectStoreSpec, Options, WarmOrder, EMBEDDED_STORE_DIR,
+};
+pub use stats::{
+    BlockCacheStats, Counters, DbStats, LevelStats, LiveFile, ManifestStats, ShardStats,
+};

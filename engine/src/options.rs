@@ -31,6 +31,27 @@ pub enum Compression {
     },
 }
 
+/// How a shard caches SST blocks and whole files on the local disk (see the engine's
+/// `shard/cache.rs` and `docs/ARCHITECTURE.md`, "Block cache").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum CacheMode {
+    /// Whole files while the local disk budget holds the live SSTs, the hybrid block
+    /// cache once it does not, switching both ways as the state grows and shrinks.
+    /// Adapts only with an SSD tier (`ssd_cache_bytes`) and a `local_disk_budget_bytes`;
+    /// otherwise it is `File`.
+    #[default]
+    Auto,
+    /// Always the hybrid cache: memory plus an SSD tier of `ssd_cache_bytes`; uploaded
+    /// files lose their local copies once past the warm window.
+    Hybrid,
+    /// Whole local files kept or dropped by age under `local_disk_budget_bytes`, plus
+    /// the memory block cache; no SSD tier.
+    File,
+    /// Only the memory block cache: uploaded files lose their local copies once past
+    /// the warm window, and no SSD tier.
+    Memory,
+}
+
 /// Directory of the embedded object store inside the database directory.
 pub const EMBEDDED_STORE_DIR: &str = "objects";
 
@@ -105,8 +126,22 @@ pub struct Options {
     pub bloom_bits_per_key: u32,
     /// Data block compression.
     pub compression: Compression,
-    /// Memory block cache for the whole database (split evenly across shards).
+    /// Memory block cache for the whole database (split evenly across shards): the
+    /// memory tier of the hybrid cache, demotion write buffers included.
     pub block_cache_bytes: u64,
+    /// How blocks and whole files are cached locally.
+    pub cache_mode: CacheMode,
+    /// The block cache's SSD tier for the whole database (split evenly across shards;
+    /// segment files in `<db>/shard-NNNN/cache/`). 0: no SSD tier. Used by `Auto` and
+    /// `Hybrid` only; part of `local_disk_budget_bytes` when that is set.
+    pub ssd_cache_bytes: u64,
+    /// Size of one SSD cache segment file (a multiple of 4096).
+    pub cache_segment_bytes: u64,
+    /// Blocks leaving memory for the SSD tier are gathered in buffers of this size and
+    /// written with one O_DIRECT write each (a multiple of 4096, at most a segment).
+    pub cache_write_buffer_bytes: u64,
+    /// Keep data blocks zstd-compressed in the memory tier (decompressed on each hit).
+    pub cache_compress_memory: bool,
     /// Target size of compaction output files.
     pub target_file_bytes: u64,
     /// Number of L0 files that triggers an L0 -> L1 compaction.
@@ -198,6 +233,8 @@ impl std::fmt::Debug for Options {
             .field("bloom_bits_per_key", &self.bloom_bits_per_key)
             .field("compression", &self.compression)
             .field("block_cache_bytes", &self.block_cache_bytes)
+            .field("cache_mode", &self.cache_mode)
+            .field("ssd_cache_bytes", &self.ssd_cache_bytes)
             .field("object_store", &self.object_store)
             .field("warm_window", &self.warm_window)
             .field("local_disk_budget_bytes", &self.local_disk_budget_bytes)
@@ -236,6 +273,11 @@ impl Options {
             bloom_bits_per_key: 10,
             compression: Compression::None,
             block_cache_bytes: 64 << 20,
+            cache_mode: CacheMode::Auto,
+            ssd_cache_bytes: 0,
+            cache_segment_bytes: 16 << 20,
+            cache_write_buffer_bytes: 256 << 10,
+            cache_compress_memory: true,
             target_file_bytes: 64 << 20,
             l0_compaction_trigger: 4,
             l0_stop_writes_trigger: 20,
@@ -426,6 +468,6 @@ impl Options {
         if self.local_disk_budget_bytes == Some(0) {
             return Err(bad("local_disk_budget_bytes", "must be positive when set"));
         }
-        Ok(())
+        crate::policy::cache_mode::validate(self)
     }
 }

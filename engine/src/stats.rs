@@ -6,6 +6,9 @@ use terrace_tiering::store::instrument::StoreStats;
 use terrace_tiering::{CacheStats, RemoteReadStats};
 use terrace_uploader::UploadStats;
 
+pub use terrace_tiering::hybrid::{KindCounters, ReclaimStats, TierStats as CacheTierStats};
+pub use terrace_tiering::{BlockKind, CacheMode as DiskMode, HybridStats};
+
 /// Per-shard event counters (kept on the shard thread, no atomics).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -138,14 +141,139 @@ pub struct ShardStats {
     pub levels: Vec<LevelStats>,
     /// Event counters.
     pub counters: Counters,
-    /// Block cache counters (misses are block reads from disk).
+    /// Memory-tier block cache counters (with the hybrid cache, a miss may still be
+    /// served by the SSD tier; see `block_cache`).
     pub cache: CacheStats,
+    /// The hybrid block cache: per tier and block kind, mode, segment reclaim work
+    /// (`None` for a read-only open, whose cache is memory only).
+    pub block_cache: Option<HybridStats>,
     /// Why the shard stopped taking writes, if it did.
     pub poisoned: Option<String>,
     /// Local and remote files, uploads, remote reads.
     pub tier: TierStats,
     /// The manifest log.
     pub manifest: ManifestStats,
+}
+
+/// The hybrid block caches of every shard, added up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockCacheStats {
+    /// Shards whose cache is in whole-file mode (SSD tier idle).
+    pub whole_file_shards: u32,
+    /// Shards whose cache is in hybrid mode.
+    pub hybrid_shards: u32,
+    /// Every counter summed over shards (`mode` is the first shard's).
+    pub totals: HybridStats,
+}
+
+impl BlockCacheStats {
+    /// The mode every shard is in, or `None` when they differ.
+    pub fn mode(&self) -> Option<DiskMode> {
+        match (self.whole_file_shards, self.hybrid_shards) {
+            (_, 0) => Some(DiskMode::WholeFile),
+            (0, _) => Some(DiskMode::Hybrid),
+            _ => None,
+        }
+    }
+
+    /// Fractions of block lookups: served by memory, served by the SSD tier, joined a
+    /// read or load already in flight for the same block, and loaded from the file
+    /// (local copy or object store).
+    pub fn hit_ratios(&self) -> (f64, f64, f64, f64) {
+        let m = self.totals.memory.total();
+        let s = self.totals.ssd.total();
+        let lookups = m.hits + m.misses;
+        if lookups == 0 {
+            return (0.0, 0.0, 0.0, 0.0);
+        }
+        let l = lookups as f64;
+        let loads = self.totals.loads.min(lookups);
+        let joined = lookups.saturating_sub(m.hits + s.hits + loads);
+        (
+            m.hits as f64 / l,
+            s.hits as f64 / l,
+            joined as f64 / l,
+            loads as f64 / l,
+        )
+    }
+}
+
+impl BlockCacheStats {
+    /// Mode, hit ratios per tier, and per-tier, per-kind counters, on a few lines.
+    pub fn summary_line(&self) -> String {
+        let t = &self.totals;
+        let mode = match self.mode() {
+            Some(DiskMode::WholeFile) => "whole-file".to_string(),
+            Some(DiskMode::Hybrid) => "hybrid".to_string(),
+            None => format!(
+                "{} whole-file / {} hybrid shards",
+                self.whole_file_shards, self.hybrid_shards
+            ),
+        };
+        let (m, s, j, l) = self.hit_ratios();
+        let mut out = format!(
+            "block cache: mode {mode} ({} switches); lookups: memory {:.1}% ssd {:.1}% joined {:.1}% loaded {:.1}% ({} loads, {} coalesced)",
+            t.mode_switches,
+            m * 100.0,
+            s * 100.0,
+            j * 100.0,
+            l * 100.0,
+            t.loads,
+            t.coalesced
+        );
+        for (tier, stats, used, cap) in [
+            (
+                "memory",
+                &t.memory,
+                t.memory_used_bytes,
+                t.memory_capacity_bytes,
+            ),
+            ("ssd", &t.ssd, t.ssd_used_bytes, t.ssd_capacity_bytes),
+        ] {
+            out.push_str(&format!(
+                "\n  {tier}: {:.1} of {:.1} MiB;",
+                mib(used),
+                mib(cap)
+            ));
+            for kind in [BlockKind::Data, BlockKind::Index, BlockKind::Filter] {
+                let k = stats.kind(kind);
+                if k.hits + k.misses + k.admissions + k.evictions == 0 {
+                    continue;
+                }
+                out.push_str(&format!(
+                    " {kind:?} hits {} misses {} ({:.1} MiB hit) admitted {} ({:.1} MiB) evicted {} resident {};",
+                    k.hits,
+                    k.misses,
+                    mib(k.hit_bytes),
+                    k.admissions,
+                    mib(k.admitted_bytes),
+                    k.evictions,
+                    k.resident_blocks
+                ));
+            }
+        }
+        let r = &t.reclaim;
+        out.push_str(&format!(
+            "\n  segments {} ({:.1} MiB live), {} writes ({:.1} MiB); reclaim: {} moved ({} blocks, {:.1} MiB), {} dropped ({} blocks); demotions dropped {}; corruptions {}, read errors {}, write errors {}; not admitted {}, invalidated {}, stale skipped {}",
+            t.segments,
+            mib(t.ssd_live_bytes),
+            t.segment_writes,
+            mib(t.segment_write_bytes),
+            r.segments_moved,
+            r.blocks_moved,
+            mib(r.bytes_moved),
+            r.segments_dropped,
+            r.blocks_dropped,
+            t.demotions_dropped,
+            t.corruptions,
+            t.read_errors,
+            t.write_errors,
+            t.not_admitted,
+            t.invalidated_blocks,
+            t.stale_entries_skipped
+        ));
+        out
+    }
 }
 
 /// Statistics of every shard.
@@ -215,6 +343,29 @@ impl DbStats {
         t
     }
 
+    /// The shards' hybrid block caches added up; `None` when no shard has one.
+    pub fn block_cache(&self) -> Option<BlockCacheStats> {
+        let mut out: Option<BlockCacheStats> = None;
+        for h in self.shards.iter().filter_map(|s| s.block_cache.as_ref()) {
+            let o = match out.as_mut() {
+                Some(o) => {
+                    o.totals.add(h);
+                    o
+                }
+                None => out.insert(BlockCacheStats {
+                    whole_file_shards: 0,
+                    hybrid_shards: 0,
+                    totals: *h,
+                }),
+            };
+            match h.mode {
+                DiskMode::WholeFile => o.whole_file_shards += 1,
+                DiskMode::Hybrid => o.hybrid_shards += 1,
+            }
+        }
+        out
+    }
+
     /// Files and bytes per level summed over shards.
     pub fn levels(&self) -> Vec<LevelStats> {
         let n = self
@@ -259,11 +410,16 @@ impl fmt::Display for DbStats {
             t.stalls,
             t.stall_micros as f64 / 1e6
         )?;
-        let (hits, misses) = self
-            .shards
-            .iter()
-            .fold((0, 0), |(h, m), s| (h + s.cache.hits, m + s.cache.misses));
-        write!(f, "block cache: {hits} hits, {misses} misses (block reads)")?;
+        match self.block_cache() {
+            Some(c) => write!(f, "{}", c.summary_line())?,
+            None => {
+                let (hits, misses) = self
+                    .shards
+                    .iter()
+                    .fold((0, 0), |(h, m), s| (h + s.cache.hits, m + s.cache.misses));
+                write!(f, "block cache: {hits} hits, {misses} misses (block reads)")?;
+            }
+        }
         if let Some(up) = &self.uploads {
             let x = self.tier();
             write!(

@@ -5,6 +5,10 @@
 //! files, so flushes and compactions happen constantly. After every read the answer
 //! must equal the model's. The run is seeded: set `TERRACE_SEED` to replay a failure
 //! (the seed is printed when an assertion fails), and `TERRACE_MODEL_OPS` to run longer.
+//!
+//! A second run does the same with the hybrid block cache on: files lose their local
+//! copies as soon as they are uploaded, so reads go through memory, the SSD tier
+//! (small, so it evicts and reclaims segments) and ranged GETs.
 
 mod common;
 
@@ -14,7 +18,7 @@ use std::ops::Bound;
 use common::*;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use terrace::{Db, Options, TableId};
+use terrace::{CacheMode, Db, Options, TableId};
 
 type Model = BTreeMap<(u16, Vec<u8>), Vec<u8>>;
 
@@ -40,6 +44,20 @@ fn value(rng: &mut SmallRng) -> Vec<u8> {
 fn options(dir: &std::path::Path) -> Options {
     let mut o = small_options(dir, 2);
     o.max_key_groups = 16; // cheap whole-table scans
+    o
+}
+
+/// [`options`] with the hybrid cache: 512 KiB of memory and 1 MiB of SSD per shard in
+/// 64 KiB segments; no local copies past upload.
+fn hybrid_options(dir: &std::path::Path) -> Options {
+    let mut o = options(dir);
+    o.cache_mode = CacheMode::Hybrid;
+    o.block_cache_bytes = 1 << 20;
+    o.ssd_cache_bytes = 2 << 20;
+    o.cache_segment_bytes = 64 << 10;
+    o.cache_write_buffer_bytes = 16 << 10;
+    o.local_disk_budget_bytes = Some(2 << 20);
+    o.warm_window = std::time::Duration::ZERO;
     o
 }
 
@@ -78,7 +96,7 @@ fn bound(rng: &mut SmallRng, space: u32) -> Bound<Vec<u8>> {
     }
 }
 
-fn run(seed: u64, ops: usize) {
+fn run(seed: u64, ops: usize, options: fn(&std::path::Path) -> Options) {
     let dir = tempfile::tempdir().unwrap();
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut db = open(options(dir.path()));
@@ -90,6 +108,8 @@ fn run(seed: u64, ops: usize) {
     let space = 3000;
     let ctx = |i: usize| format!("seed {seed}, op {i}");
     let (mut flushes, mut compactions) = (0u64, 0u64);
+    let (mut remote_gets, mut ssd_hits) = (0u64, 0u64);
+    let hybrid = options(dir.path()).cache_mode == CacheMode::Hybrid;
     for i in 0..ops {
         let ti = rng.gen_range(0..tables.len());
         let t = tables[ti];
@@ -162,17 +182,29 @@ fn run(seed: u64, ops: usize) {
             let t = stats.total();
             flushes += t.flushes;
             compactions += t.compactions + t.trivial_moves;
+            remote_gets += stats.tier().remote_reads.requests;
+            if let Some(c) = stats.block_cache() {
+                ssd_hits += c.totals.ssd.total().hits;
+            }
             block_on(db.clone().close()).unwrap();
             drop(db);
             db = open(options(dir.path()));
         }
     }
-    eprintln!("{flushes} flushes, {compactions} compactions and moves");
+    eprintln!(
+        "{flushes} flushes, {compactions} compactions and moves, {remote_gets} GETs, {ssd_hits} SSD hits"
+    );
     if ops >= 10_000 {
         assert!(
             flushes > 10 && compactions > 10,
             "the workload must exercise the LSM"
         );
+        if hybrid {
+            assert!(
+                remote_gets > 0 && ssd_hits > 0,
+                "reads must come from the SSD tier and the object store"
+            );
+        }
     }
     // Everything, once more, after a final reopen.
     block_on(db.clone().close()).unwrap();
@@ -201,8 +233,7 @@ fn run(seed: u64, ops: usize) {
     });
 }
 
-#[test]
-fn random_ops_match_a_btreemap() {
+fn seed_and_ops(default_ops: usize) -> (u64, usize) {
     let seed = std::env::var("TERRACE_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -210,7 +241,20 @@ fn random_ops_match_a_btreemap() {
     let ops = std::env::var("TERRACE_MODEL_OPS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(100_000);
+        .unwrap_or(default_ops);
+    (seed, ops)
+}
+
+#[test]
+fn random_ops_match_a_btreemap() {
+    let (seed, ops) = seed_and_ops(100_000);
     eprintln!("model test: seed {seed}, {ops} ops (replay with TERRACE_SEED={seed})");
-    run(seed, ops);
+    run(seed, ops, options);
+}
+
+#[test]
+fn random_ops_match_a_btreemap_with_the_hybrid_cache() {
+    let (seed, ops) = seed_and_ops(40_000);
+    eprintln!("hybrid model test: seed {seed}, {ops} ops (replay with TERRACE_SEED={seed})");
+    run(seed, ops, hybrid_options);
 }

@@ -185,3 +185,38 @@ fn warm_writes_enter_cold_and_preloads_need_hot_inputs() {
         cache.close().await.unwrap();
     });
 }
+
+#[test]
+fn whole_file_mode_lends_the_idle_write_buffer_reservation_to_blocks() {
+    run(|dir| async move {
+        let mut cfg = small_config(&dir);
+        cfg.compress_memory = false;
+        cfg.initial_mode = terrace_tiering::hybrid::CacheMode::WholeFile;
+        let reserved_budget = cfg.block_memory_bytes();
+        let memory = cfg.memory_bytes;
+        let cache = HybridCache::open(cfg, |_| true).await.unwrap();
+        for b in 0..200u64 {
+            let k = key(1, b * 4096);
+            cache.insert(
+                k,
+                block(k, 0, 2000),
+                BlockKind::Data,
+                1,
+                AdmissionHint::Read,
+            );
+            assert_bounds(&cache);
+        }
+        let s = cache.stats();
+        assert!(
+            s.memory_used_bytes > reserved_budget && s.memory_used_bytes <= memory,
+            "whole-file mode uses the buffer reservation for blocks: {s:#?}"
+        );
+        // Switching to hybrid gives the reservation back to the write buffers.
+        let mode = cache.update_mode(1, u64::MAX);
+        assert_eq!(mode, terrace_tiering::hybrid::CacheMode::Hybrid);
+        assert_bounds(&cache);
+        let blocks = cache.stats().memory.total().resident_bytes;
+        assert!(blocks <= reserved_budget, "{blocks} > {reserved_budget}");
+        cache.close().await.unwrap();
+    });
+}

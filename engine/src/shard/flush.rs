@@ -9,10 +9,12 @@ use std::rc::Rc;
 use terrace_tiering::{BlockSource, LocalFile};
 use terrace_uploader::{FileReason, NewFile};
 
+use super::cache::output_hook;
 use super::{Shard, BACKGROUND_RECHECK};
 use crate::error::{Error, Result};
 use crate::key::set_internal_key;
 use crate::memtable::Memtable;
+use crate::policy::cache_mode;
 use crate::sst::TableWriter;
 use crate::version::{FileDesc, FileMeta, VersionEdit};
 
@@ -57,18 +59,23 @@ impl Shard {
         let (id, object, path) = self.allocate_file();
         self.signals.flush_stage.set("create");
         let mut writer = TableWriter::create(&path, id, self.table_opts.clone()).await?;
+        let ssd_bytes = cache_mode::ssd_bytes_per_shard(&self.opts);
+        if let Some(hint) = cache_mode::flush_output_hint(self.reads.cache.mode(), ssd_bytes) {
+            writer.on_data_block(output_hook(&self.reads.cache, id, 0, move || Some(hint)));
+        }
         self.signals.flush_stage.set("write");
-        let meta = match write_newest_versions(&mut writer, imm, FileDesc::empty(id, object)).await
-        {
-            Ok(desc) => {
-                self.signals.flush_stage.set("finish");
-                self.finish_table(writer, desc, &path).await?
-            }
-            Err(e) => {
-                writer.abandon().await;
-                return Err(e);
-            }
-        };
+        let written =
+            match write_newest_versions(&mut writer, imm, FileDesc::empty(id, object)).await {
+                Ok(desc) => {
+                    self.signals.flush_stage.set("finish");
+                    self.finish_table(writer, desc, &path).await
+                }
+                Err(e) => {
+                    writer.abandon().await;
+                    Err(e)
+                }
+            };
+        let meta = written.inspect_err(|_| self.reads.cache.evict_file(id))?;
         self.signals.flush_stage.set("install");
         let size = meta.desc.size_bytes;
         let edit = VersionEdit {

@@ -21,15 +21,17 @@
 //! |---|---|
 //! | `versions` (files, manifest) | [`VersionSet`] |
 //! | `mem` (memtables, seqnos) | `write.rs` (frozen by writes, popped by `flush.rs`) |
-//! | `reads` (block cache, reads in progress) | `read.rs` |
+//! | `reads` (block cache, reads in progress) | `read.rs` (the cache itself: `cache.rs`) |
 //! | `uploads` (queue, pending bytes, refusals) | `uploads.rs` |
 //! | `local_copies` (budget task) | `local_copies.rs` |
 //! | `warmer` (downloads after a restore) | `warmer.rs` |
 //! | `signals`, `health` | this file |
 //!
 //! Files: `runner.rs` (the thread and its request loop), `open.rs`, `write.rs`,
-//! `read.rs`, `flush.rs`, `compaction.rs`, `uploads.rs`, `local_copies.rs`, `stats.rs`.
+//! `read.rs`, `cache.rs`, `flush.rs`, `compaction.rs`, `uploads.rs`, `local_copies.rs`,
+//! `stats.rs`.
 
+pub(crate) mod cache;
 mod checkpoint;
 mod compaction;
 mod flush;
@@ -254,7 +256,8 @@ impl Shard {
         // Start uploads still queued, then give them a bounded time to finish.
         self.drain_uploads().await;
         self.purge_obsolete().await;
-        flushed
+        let cache_closed = self.reads.cache.close().await;
+        flushed.and(cache_closed)
     }
 
     /// Waits until `done` holds, waking `poke` (the task that makes progress) each

@@ -147,8 +147,8 @@ impl Shard {
                 &state.snapshot_edit().encode(),
             )?)
         };
-        let cache_bytes = opts.block_cache_bytes / u64::from(opts.shards);
-        let mut reads = ReadPath::new(cache_bytes);
+        let cache = super::cache::ShardCache::open_for(&opts, id, &dir, &state, queues).await?;
+        let mut reads = ReadPath::new(cache);
         reads.remote_reads = remote_reads;
         let last_seqno = state.last_seqno;
         let versions = VersionSet::new(

@@ -12,18 +12,21 @@ use std::cell::Cell;
 use std::ops::Bound;
 use std::rc::Rc;
 
-use terrace_tiering::{BlockCache, RemoteStatsCell};
+use terrace_tiering::RemoteStatsCell;
 
+use super::cache::ShardCache;
 use super::Shard;
 use crate::error::{ErrorDetail, Result};
 use crate::iter::{LevelIter, MemIter, MergeIter, Source};
 use crate::key::{make_internal_key, InternalKey, TableId, ValueKind, MAX_SEQNO};
 use crate::memtable::{MemValue, Memtable};
+use crate::sst::BlockRead;
 use crate::version::Version;
 
 /// The read path's own state.
 pub(crate) struct ReadPath {
-    pub(crate) cache: Rc<BlockCache>,
+    /// The block cache every read of the shard goes through.
+    pub(crate) cache: Rc<ShardCache>,
     /// Counters of remote block reads, shared by the shard's files.
     pub(crate) remote_reads: RemoteStatsCell,
     /// Foreground reads (gets, batches, scans) in progress.
@@ -33,9 +36,9 @@ pub(crate) struct ReadPath {
 }
 
 impl ReadPath {
-    pub(crate) fn new(cache_bytes: u64) -> ReadPath {
+    pub(crate) fn new(cache: ShardCache) -> ReadPath {
         ReadPath {
-            cache: Rc::new(BlockCache::new(cache_bytes)),
+            cache: Rc::new(cache),
             remote_reads: RemoteStatsCell::default(),
             in_progress: Cell::new(0),
             writes_since_io_turn: Cell::new(0),
@@ -121,7 +124,12 @@ impl Shard {
             }
             if let Some(found) = f
                 .reader
-                .get(state_key, snap.seqno, &self.reads.cache)
+                .get_at(
+                    state_key,
+                    snap.seqno,
+                    &*self.reads.cache,
+                    BlockRead::read(0),
+                )
                 .await?
             {
                 return Ok(found_value(found));
@@ -129,9 +137,10 @@ impl Shard {
         }
         for level in 1..v.levels.len() {
             if let Some(f) = v.file_for_key(level, state_key) {
+                let read = BlockRead::read(level as u8);
                 if let Some(found) = f
                     .reader
-                    .get(state_key, snap.seqno, &self.reads.cache)
+                    .get_at(state_key, snap.seqno, &*self.reads.cache, read)
                     .await?
                 {
                     return Ok(found_value(found));
@@ -173,21 +182,30 @@ impl Shard {
         r
     }
 
-    /// A merge over every run of `snap`, for scans.
+    /// A merge over every run of `snap`, for scans. The scan's table iterators share
+    /// one count of blocks loaded, so a long scan stops admitting blocks to the cache.
     pub(crate) fn merge_iter(&self, snap: &ReadSnapshot) -> MergeIter {
         let mut sources = Vec::new();
         sources.push(Source::Mem(MemIter::new(snap.mem.clone(), snap.seqno)));
         for m in &snap.imms {
             sources.push(Source::Mem(MemIter::new(m.clone(), snap.seqno)));
         }
+        let scan_blocks = Rc::new(Cell::new(0));
+        let cache: Rc<dyn crate::sst::TableCache> = self.reads.cache.clone();
         for f in &snap.version.levels[0] {
-            sources.push(Source::Table(f.reader.iter(self.reads.cache.clone())));
+            sources.push(Source::Table(f.reader.iter_at(
+                cache.clone(),
+                0,
+                Some(scan_blocks.clone()),
+            )));
         }
-        for files in snap.version.levels.iter().skip(1) {
+        for (level, files) in snap.version.levels.iter().enumerate().skip(1) {
             if !files.is_empty() {
                 sources.push(Source::Level(LevelIter::new(
                     files.clone(),
-                    self.reads.cache.clone(),
+                    cache.clone(),
+                    level as u8,
+                    scan_blocks.clone(),
                 )));
             }
         }

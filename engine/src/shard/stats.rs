@@ -49,7 +49,8 @@ impl Shard {
                 })
                 .collect(),
             counters: *self.counters.borrow(),
-            cache: self.reads.cache.stats(),
+            cache: self.reads.cache.memory_stats(),
+            block_cache: self.reads.cache.hybrid_stats(),
             poisoned: self.health.poisoned.borrow().clone(),
             tier: self.tier_stats(),
             manifest: self.versions.stats(),

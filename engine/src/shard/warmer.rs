@@ -7,8 +7,10 @@
 //! most remotely read first), skips files no longer live, downloads each through the
 //! I/O runtime at most `Options::warm_bytes_per_sec` into a temporary file, renames
 //! it into place and switches the file's reads to it. It stops when every file is
-//! local or the next one would not fit the shard's share of the budget: it never
-//! competes with the local-copy policy, which drops copies only when over budget.
+//! local or the next one would not fit the budget for whole local files (the shard's
+//! share of the disk budget in whole-file mode, none in the block cache's hybrid
+//! mode): it never competes with the local-copy policy, which drops copies only when
+//! over that budget.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -17,6 +19,7 @@ use terrace_tiering::LocalFile;
 
 use super::Shard;
 use crate::options::WarmOrder;
+use crate::policy::cache_mode;
 use crate::version::FileMeta;
 
 /// Bytes per ranged GET of a download.
@@ -41,10 +44,7 @@ impl Shard {
             self.warmer.done.set(true);
             return;
         }
-        let budget = self
-            .opts
-            .local_disk_budget_bytes
-            .map(|b| b / u64::from(self.opts.shards));
+        let share = cache_mode::budget_per_shard(&self.opts);
         loop {
             if self.health.closing.get() {
                 return;
@@ -55,7 +55,10 @@ impl Shard {
             if !self.versions.is_live(meta.desc.id) || meta.file.is_local() {
                 continue;
             }
-            if let Some(budget) = budget {
+            // Whole files only where the block cache's mode keeps whole files: in
+            // hybrid (or memory-only) mode the budget for local copies is zero and
+            // hot blocks are cached instead.
+            if let Some(budget) = cache_mode::local_file_budget(self.reads.cache.mode(), share) {
                 let local: u64 = self
                     .versions
                     .current()

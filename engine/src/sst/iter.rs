@@ -3,31 +3,44 @@
 //! Two ways to fetch data blocks:
 //!
 //! * **cached** — each block is fetched like a point read, through the shard's block
-//!   cache (hot blocks stay hot, scans share blocks with gets);
+//!   cache (hot blocks stay hot, scans share blocks with gets). A scan's misses are
+//!   admitted only for its first few blocks (`policy::cache_mode::scan_hint`), so a
+//!   long scan does not flush the cache;
 //! * **sequential** — for compaction: the data region is read in large chunks
 //!   (`readahead_bytes` per read) and blocks are cut out of the chunk; nothing enters
 //!   the cache, so a compaction neither pollutes it nor crawls at one 4 KiB read per
-//!   block.
+//!   block. With a probe cache, the iterator notes whether the cache holds the
+//!   current block ([`TableIter::block_hot`]), so compaction can preload the output
+//!   blocks that replace hot ones.
 //!
 //! After an error the iterator is invalid; seeking again is allowed.
 
+use std::cell::Cell;
 use std::rc::Rc;
 
-use terrace_tiering::{BlockCache, Bytes};
+use terrace_tiering::Bytes;
 
 use crate::error::{Error, Result};
 
 use super::block::BlockIter;
+use super::cache::{BlockRead, TableCache};
 use super::reader::{read, TableReader, MIN_DATA_KEY_LEN};
 use super::seal::{unseal_borrowed, Unsealed};
 
 enum Fetch {
-    Cached(Rc<BlockCache>),
+    Cached {
+        cache: Rc<dyn TableCache>,
+        level: u8,
+        /// Blocks loaded by the whole scan this iterator belongs to.
+        scan_blocks: Option<Rc<Cell<u32>>>,
+    },
     Sequential {
         readahead_bytes: usize,
         /// File offset of `chunk[0]`.
         chunk_offset: u64,
         chunk: Option<Bytes>,
+        /// Asked (never changed) whether it holds each block read.
+        probe: Option<Rc<dyn TableCache>>,
     },
 }
 
@@ -37,27 +50,51 @@ pub struct TableIter {
     fetch: Fetch,
     /// The current block and its index, when positioned.
     block: Option<(usize, BlockIter)>,
+    /// Whether the probe cache held the current block when it was read.
+    block_hot: bool,
 }
 
 impl TableIter {
-    pub(crate) fn cached(table: Rc<TableReader>, cache: Rc<BlockCache>) -> TableIter {
+    pub(crate) fn cached(
+        table: Rc<TableReader>,
+        cache: Rc<dyn TableCache>,
+        level: u8,
+        scan_blocks: Option<Rc<Cell<u32>>>,
+    ) -> TableIter {
         TableIter {
             table,
-            fetch: Fetch::Cached(cache),
+            fetch: Fetch::Cached {
+                cache,
+                level,
+                scan_blocks,
+            },
             block: None,
+            block_hot: false,
         }
     }
 
-    pub(crate) fn sequential(table: Rc<TableReader>, readahead_bytes: usize) -> TableIter {
+    pub(crate) fn sequential(
+        table: Rc<TableReader>,
+        readahead_bytes: usize,
+        probe: Option<Rc<dyn TableCache>>,
+    ) -> TableIter {
         TableIter {
             table,
             fetch: Fetch::Sequential {
                 readahead_bytes,
                 chunk_offset: 0,
                 chunk: None,
+                probe,
             },
             block: None,
+            block_hot: false,
         }
+    }
+
+    /// Whether the probe cache held the block of the current entry (sequential
+    /// iterators with a probe; false otherwise).
+    pub(crate) fn block_hot(&self) -> bool {
+        self.block_hot
     }
 
     /// True when positioned at an entry.
@@ -156,11 +193,29 @@ impl TableIter {
 
     async fn load(&mut self, i: usize) -> Result<BlockIter> {
         let contents = match &mut self.fetch {
-            Fetch::Cached(cache) => self.table.read_data_block(i, cache).await?,
+            Fetch::Cached {
+                cache,
+                level,
+                scan_blocks,
+            } => {
+                let hint = match scan_blocks {
+                    Some(n) => {
+                        n.set(n.get().saturating_add(1));
+                        crate::policy::cache_mode::scan_hint(n.get())
+                    }
+                    None => terrace_tiering::AdmissionHint::Read,
+                };
+                let read = BlockRead {
+                    level: *level,
+                    hint,
+                };
+                self.table.read_data_block(i, &**cache, read).await?
+            }
             Fetch::Sequential {
                 readahead_bytes,
                 chunk_offset,
                 chunk,
+                probe,
             } => {
                 let table = &self.table;
                 let path = table.path();
@@ -181,6 +236,12 @@ impl TableIter {
                 let c = chunk
                     .as_ref()
                     .ok_or_else(|| Error::internal("sequential chunk missing"))?;
+                self.block_hot = probe.as_ref().is_some_and(|p| {
+                    p.contains(&terrace_tiering::BlockKey {
+                        file_id: table.file_id(),
+                        offset: h.offset,
+                    })
+                });
                 let start = (h.offset - *chunk_offset) as usize;
                 let end = (h.end() - *chunk_offset) as usize;
                 let slice = c

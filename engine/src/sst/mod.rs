@@ -19,8 +19,9 @@
 //!
 //! Data flows one way: [`TableWriter`] turns sorted `(internal key, value)` pairs into a
 //! file; [`TableReader`] opens it through a [`terrace_tiering::BlockSource`] and serves
-//! point lookups via the shard's block cache; [`TableIter`] scans it, either block by
-//! block through the cache or, for compaction, in large sequential chunks.
+//! point lookups through a [`TableCache`] (the shard's block cache); [`TableIter`]
+//! scans it, either block by block through the cache or, for compaction, in large
+//! sequential chunks.
 //!
 //! Every decoder treats bytes as hostile: damage is reported as a
 //! [`Corruption`](crate::ErrorKind::Corruption) error naming the file and offset, never
@@ -29,6 +30,7 @@
 mod block;
 mod block_builder;
 mod bloom;
+mod cache;
 mod footer;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -40,10 +42,11 @@ mod reader;
 mod seal;
 mod writer;
 
+pub use cache::{BlockRead, TableCache};
 pub use iter::TableIter;
 pub use properties::TableProperties;
 pub use reader::TableReader;
-pub use writer::{TableOptions, TableWriter};
+pub use writer::{DataBlockHook, TableOptions, TableWriter};
 
 /// The format version this build writes and the highest it reads.
 pub const FORMAT_VERSION: u32 = 1;

@@ -2,18 +2,20 @@
 //!
 //! Opening reads the footer, then the properties, index and filter blocks, verifies
 //! their checksums and the file layout they describe, and keeps them in memory (the
-//! index as a `Vec` for binary search). Data blocks are read on demand through the
-//! shard's [`BlockCache`]; a miss reads the block from the [`BlockSource`], verifies
-//! and decompresses it and caches the uncompressed contents.
+//! index as a `Vec` for binary search). Data blocks are read on demand through a
+//! [`TableCache`] (the shard's hybrid cache, or a memory [`BlockCache`](terrace_tiering::BlockCache)); a miss reads
+//! the block from the [`BlockSource`], verifies and decompresses it, and the cache
+//! keeps the uncompressed contents.
 //!
 //! The reader holds no interior mutability: any number of lookups may be in flight on
 //! the same table at once, each awaiting its own block read.
 
+use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use terrace_tiering::{BlockCache, BlockKey, BlockSource, Bytes};
+use terrace_tiering::{BlockKey, BlockSource, Bytes};
 
 use crate::error::{Error, Result};
 use crate::key::{
@@ -22,6 +24,7 @@ use crate::key::{
 
 use super::block::BlockIter;
 use super::bloom::{bloom_hash, BloomFilter};
+use super::cache::{BlockRead, TableCache};
 use super::footer::{Footer, FOOTER_LEN};
 use super::handle::BlockHandle;
 use super::index::{decode_index, IndexEntry};
@@ -156,12 +159,26 @@ impl TableReader {
     }
 
     /// The newest version of `state_key` with seqno ≤ `snapshot_seqno`, as
-    /// `(seqno, kind, value)`, or `None` if the file holds no such version.
-    pub async fn get(
+    /// `(seqno, kind, value)`, or `None` if the file holds no such version. Blocks are
+    /// read as a foreground read of an L0 file; see [`Self::get_at`].
+    pub async fn get<C: TableCache + ?Sized>(
         &self,
         state_key: &[u8],
         snapshot_seqno: u64,
-        cache: &BlockCache,
+        cache: &C,
+    ) -> Result<Option<(u64, ValueKind, Vec<u8>)>> {
+        self.get_at(state_key, snapshot_seqno, cache, BlockRead::read(0))
+            .await
+    }
+
+    /// [`Self::get`], reading data blocks as `read` says (the file's level and the
+    /// admission hint).
+    pub async fn get_at<C: TableCache + ?Sized>(
+        &self,
+        state_key: &[u8],
+        snapshot_seqno: u64,
+        cache: &C,
+        read: BlockRead,
     ) -> Result<Option<(u64, ValueKind, Vec<u8>)>> {
         if !self.may_contain(state_key) {
             return Ok(None);
@@ -176,7 +193,7 @@ impl TableReader {
         let first = self.find_block(&target);
         for i in first..self.index.len() {
             let handle = self.index[i].handle;
-            let block = self.read_data_block(i, cache).await?;
+            let block = self.read_data_block(i, cache, read).await?;
             let mut it = BlockIter::new(block, MIN_DATA_KEY_LEN)
                 .map_err(|m| m.at(&self.path, handle.offset))?;
             it.seek(&target)
@@ -198,15 +215,39 @@ impl TableReader {
         Ok(None)
     }
 
-    /// An iterator reading blocks one at a time through `cache` (for scans).
-    pub fn iter(self: &Rc<Self>, cache: Rc<BlockCache>) -> TableIter {
-        TableIter::cached(Rc::clone(self), cache)
+    /// An iterator reading blocks one at a time through `cache` (for scans), as
+    /// foreground reads of an L0 file; see [`Self::iter_at`].
+    pub fn iter(self: &Rc<Self>, cache: Rc<dyn TableCache>) -> TableIter {
+        TableIter::cached(Rc::clone(self), cache, 0, None)
+    }
+
+    /// An iterator reading blocks through `cache` as reads of a file at `level`. When
+    /// `scan_blocks` is given, it counts the blocks the whole scan loaded (shared by
+    /// every table iterator of the scan): past a few, misses are no longer admitted,
+    /// so a long scan does not flush the cache.
+    pub fn iter_at(
+        self: &Rc<Self>,
+        cache: Rc<dyn TableCache>,
+        level: u8,
+        scan_blocks: Option<Rc<std::cell::Cell<u32>>>,
+    ) -> TableIter {
+        TableIter::cached(Rc::clone(self), cache, level, scan_blocks)
     }
 
     /// An iterator reading the data region in chunks of `readahead_bytes`, bypassing
     /// the cache (for compaction).
     pub fn iter_sequential(self: &Rc<Self>, readahead_bytes: usize) -> TableIter {
-        TableIter::sequential(Rc::clone(self), readahead_bytes)
+        TableIter::sequential(Rc::clone(self), readahead_bytes, None)
+    }
+
+    /// [`Self::iter_sequential`], noting for each block whether `probe` holds it
+    /// ([`TableIter::block_hot`]) without reading or promoting anything in it.
+    pub(crate) fn iter_compaction(
+        self: &Rc<Self>,
+        readahead_bytes: usize,
+        probe: Rc<dyn TableCache>,
+    ) -> TableIter {
+        TableIter::sequential(Rc::clone(self), readahead_bytes, Some(probe))
     }
 
     /// Index of the first block whose separator is ≥ `target`: the only block that can
@@ -233,7 +274,12 @@ impl TableReader {
     }
 
     /// The uncompressed contents of data block `i`, from `cache` or the source.
-    pub(crate) async fn read_data_block(&self, i: usize, cache: &BlockCache) -> Result<Bytes> {
+    pub(crate) async fn read_data_block<C: TableCache + ?Sized>(
+        &self,
+        i: usize,
+        cache: &C,
+        read_as: BlockRead,
+    ) -> Result<Bytes> {
         let handle = self
             .block_handle(i)
             .ok_or_else(|| Error::internal(format!("data block {i} out of range")))?;
@@ -241,18 +287,52 @@ impl TableReader {
             file_id: self.file_id,
             offset: handle.offset,
         };
-        if let Some(b) = cache.get(&key) {
-            return Ok(b);
+        if read_as.hint != terrace_tiering::AdmissionHint::Bypass {
+            if let Some(b) = cache.lookup(&key, read_as) {
+                return Ok(b);
+            }
         }
-        let len = handle.len_with_trailer() as usize;
-        let buf = read(&*self.source, &self.path, handle.offset, len).await?;
-        let contents: Bytes = match unseal_borrowed(&self.path, handle.offset, &buf)? {
-            Unsealed::Raw(r) => Rc::from(r),
-            Unsealed::Owned(v) => Rc::from(v),
+        // The load's own error, with its kind and context; the cache only carries an
+        // io::Error (shared with readers that joined the load).
+        let failure: RefCell<Option<Error>> = RefCell::new(None);
+        let load = async {
+            let len = handle.len_with_trailer() as usize;
+            let loaded = async {
+                let buf = read(&*self.source, &self.path, handle.offset, len).await?;
+                Ok::<Bytes, Error>(match unseal_borrowed(&self.path, handle.offset, &buf)? {
+                    Unsealed::Raw(r) => Rc::from(r),
+                    Unsealed::Owned(v) => Rc::from(v),
+                })
+            }
+            .await;
+            loaded.map_err(|e| {
+                let io = error_to_io(&e);
+                *failure.borrow_mut() = Some(e);
+                io
+            })
         };
-        cache.insert(key, Rc::clone(&contents));
-        Ok(contents)
+        match cache.get_or_load(key, read_as, Box::pin(load)).await {
+            Ok(b) => Ok(b),
+            Err(io) => Err(match failure.borrow_mut().take() {
+                Some(e) => e,
+                // Another reader's load of the same block failed.
+                None if io.kind() == std::io::ErrorKind::InvalidData => {
+                    Error::corrupt(&self.path, handle.offset, io.to_string())
+                }
+                None => Error::io("read", &self.path, io),
+            }),
+        }
     }
+}
+
+/// An engine error as the cache carries it: damaged data stays recognizable
+/// (`InvalidData`) for readers that share the failed load.
+fn error_to_io(e: &Error) -> std::io::Error {
+    let kind = match e.kind() {
+        crate::ErrorKind::Corruption => std::io::ErrorKind::InvalidData,
+        _ => std::io::ErrorKind::Other,
+    };
+    std::io::Error::new(kind, e.to_string())
 }
 
 /// Reads `len` bytes at `offset`, naming the file in the error.

@@ -217,7 +217,13 @@ pub struct TableWriter {
     totals: Totals,
     /// Set by the first I/O error; every later call fails with it.
     failed: Option<String>,
+    /// Sees every data block written: (offset in the file, uncompressed contents).
+    data_block_hook: Option<DataBlockHook>,
 }
+
+/// Called with each data block a [`TableWriter`] writes: its offset in the file and its
+/// uncompressed contents (what a reader's cache holds for it).
+pub type DataBlockHook = Box<dyn FnMut(u64, terrace_tiering::Bytes)>;
 
 impl TableWriter {
     /// Creates (or truncates) `path` and prepares to write SST `file_id` into it.
@@ -245,7 +251,14 @@ impl TableWriter {
             last_key: Vec::new(),
             totals: Totals::default(),
             failed: None,
+            data_block_hook: None,
         })
+    }
+
+    /// Calls `hook` with every data block written from now on (a flush or compaction
+    /// offers its output blocks to the block cache this way).
+    pub fn on_data_block(&mut self, hook: DataBlockHook) {
+        self.data_block_hook = Some(hook);
     }
 
     /// The id the file was created with.
@@ -424,6 +437,8 @@ impl TableWriter {
     async fn flush_block(&mut self, next_key: Option<&[u8]>) -> Result<()> {
         self.sealed.clear();
         let contents = self.block.finish();
+        let copy: Option<terrace_tiering::Bytes> =
+            self.data_block_hook.as_ref().map(|_| contents.into());
         let stored_len = self.sealer.seal(contents, true, &mut self.sealed)?;
         let total = self.sealed.len() as u64;
         let in_page = self.offset % IO_ALIGN_BYTES;
@@ -440,6 +455,9 @@ impl TableWriter {
         let r = self.write(&sealed).await;
         self.sealed = sealed;
         r?;
+        if let (Some(hook), Some(copy)) = (self.data_block_hook.as_mut(), copy) {
+            hook(handle.offset, copy);
+        }
 
         match next_key {
             Some(next) => separator(self.block.last_key(), next, &mut self.sep),

@@ -6,7 +6,8 @@
 //!   caller's load; concurrent misses of one block share one SSD read or load
 //!   ([`super::flight`]). What was loaded is offered to the cache with the caller's
 //!   [`AdmissionHint`].
-//! - Memory over its block budget (`memory_bytes` less the write buffer reservation)
+//! - Memory over its block budget (`memory_bytes` less the write buffer reservation
+//!   while the SSD tier is in use; less only the buffers still in flight otherwise)
 //!   gives up its least recently used blocks (data before index/filter,
 //!   [`policy::memory_victim_pool`]). A block without an SSD copy is demoted: appended,
 //!   as stored in memory, to the write buffer of the active segment of its level's class.
@@ -425,7 +426,7 @@ impl HybridCache {
             return;
         }
         let copy = st.encode(kind, bytes);
-        if copy.charge() * 4 > cfg.block_memory_bytes() {
+        if copy.charge() * 4 > st.block_budget(cfg) {
             st.stats.not_admitted += 1;
             return;
         }
@@ -484,6 +485,9 @@ impl HybridCache {
             st.stats.mode_switches += 1;
             if next == CacheMode::WholeFile {
                 st.clear_ssd(cfg);
+            } else {
+                // The write buffer reservation comes back out of the block budget.
+                st.enforce_memory(cfg);
             }
         }
         st.mode
@@ -668,6 +672,17 @@ impl State {
             + self.index.list_bytes(ListId::Disk(DiskList::Other))
     }
 
+    /// Memory blocks may use: `memory_bytes` less the write buffer reservation while
+    /// the SSD tier is in use; otherwise (whole-file mode, or no SSD tier) all of it
+    /// less the buffers still being written, so an idle SSD tier costs no memory.
+    fn block_budget(&self, cfg: &HybridConfig) -> u64 {
+        if self.ssd_enabled(cfg) {
+            cfg.block_memory_bytes()
+        } else {
+            cfg.memory_bytes.saturating_sub(self.buffer_bytes)
+        }
+    }
+
     fn mode_allows_memory(&self, cfg: &HybridConfig) -> bool {
         cfg.memory_bytes > 0
     }
@@ -831,12 +846,12 @@ impl State {
 
     /// Brings memory back within budget, demoting blocks without an SSD copy.
     ///
-    /// Blocks are kept within [`HybridConfig::block_memory_bytes`]; write buffers live
-    /// in the reservation beside it, so a demotion frees its block's memory at once
+    /// Blocks are kept within [`State::block_budget`] ([`HybridConfig::block_memory_bytes`]
+    /// while the SSD tier is in use); write buffers live in the reservation beside it, so a demotion frees its block's memory at once
     /// (charging buffers as they are allocated would make each new buffer evict more
     /// blocks than it can hold, a cascade that ends in dropped demotions).
     fn enforce_memory(&mut self, cfg: &HybridConfig) {
-        let budget = cfg.block_memory_bytes();
+        let budget = self.block_budget(cfg);
         let high_cap = (budget as f64 * cfg.high_priority_ratio) as u64;
         while self.block_bytes() > budget {
             let high = self.index.list_bytes(ListId::Mem(MemPool::High));

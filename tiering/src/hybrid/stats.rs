@@ -48,16 +48,30 @@ impl TierStats {
     pub fn total(&self) -> KindCounters {
         let mut t = KindCounters::default();
         for k in &self.by_kind {
-            t.hits += k.hits;
-            t.misses += k.misses;
-            t.hit_bytes += k.hit_bytes;
-            t.admissions += k.admissions;
-            t.admitted_bytes += k.admitted_bytes;
-            t.evictions += k.evictions;
-            t.resident_blocks += k.resident_blocks;
-            t.resident_bytes += k.resident_bytes;
+            t.add(k);
         }
         t
+    }
+
+    /// Adds another tier's counters (e.g. of another shard), kind by kind.
+    pub fn add(&mut self, other: &TierStats) {
+        for (a, b) in self.by_kind.iter_mut().zip(&other.by_kind) {
+            a.add(b);
+        }
+    }
+}
+
+impl KindCounters {
+    /// Adds `other`'s counters.
+    pub fn add(&mut self, other: &KindCounters) {
+        self.hits += other.hits;
+        self.misses += other.misses;
+        self.hit_bytes += other.hit_bytes;
+        self.admissions += other.admissions;
+        self.admitted_bytes += other.admitted_bytes;
+        self.evictions += other.evictions;
+        self.resident_blocks += other.resident_blocks;
+        self.resident_bytes += other.resident_bytes;
     }
 }
 
@@ -77,7 +91,7 @@ pub struct ReclaimStats {
 }
 
 /// Everything a [`super::HybridCache`] counts.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HybridStats {
     /// Current mode.
     pub mode: CacheMode,
@@ -137,4 +151,47 @@ pub struct HybridStats {
     pub index_bytes: u64,
     /// Blocks stored compressed in memory now.
     pub compressed_blocks: u64,
+}
+
+impl ReclaimStats {
+    /// Adds `other`'s counters.
+    pub fn add(&mut self, other: &ReclaimStats) {
+        self.segments_moved += other.segments_moved;
+        self.segments_dropped += other.segments_dropped;
+        self.blocks_moved += other.blocks_moved;
+        self.bytes_moved += other.bytes_moved;
+        self.blocks_dropped += other.blocks_dropped;
+    }
+}
+
+impl HybridStats {
+    /// Adds the counters and sizes of another cache (another shard's) to these; `mode`
+    /// and `index_loaded` stay this one's.
+    pub fn add(&mut self, o: &HybridStats) {
+        self.mode_switches += o.mode_switches;
+        self.memory.add(&o.memory);
+        self.ssd.add(&o.ssd);
+        self.loads += o.loads;
+        self.coalesced += o.coalesced;
+        self.not_admitted += o.not_admitted;
+        self.memory_used_bytes += o.memory_used_bytes;
+        self.memory_capacity_bytes += o.memory_capacity_bytes;
+        self.ssd_used_bytes += o.ssd_used_bytes;
+        self.ssd_live_bytes += o.ssd_live_bytes;
+        self.ssd_capacity_bytes += o.ssd_capacity_bytes;
+        self.segments += o.segments;
+        self.demotions_dropped += o.demotions_dropped;
+        self.segment_writes += o.segment_writes;
+        self.segment_write_bytes += o.segment_write_bytes;
+        self.write_errors += o.write_errors;
+        self.read_errors += o.read_errors;
+        self.corruptions += o.corruptions;
+        self.reclaim.add(&o.reclaim);
+        self.rebuilt_entries += o.rebuilt_entries;
+        self.stale_entries_skipped += o.stale_entries_skipped;
+        self.invalidated_blocks += o.invalidated_blocks;
+        self.indexed_blocks += o.indexed_blocks;
+        self.index_bytes += o.index_bytes;
+        self.compressed_blocks += o.compressed_blocks;
+    }
 }

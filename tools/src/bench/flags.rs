@@ -43,6 +43,41 @@ pub enum CompressionType {
     Zstd,
 }
 
+/// How blocks and whole files are cached locally, as `--cache_mode` spells it
+/// (`terrace::CacheMode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CacheModeFlag {
+    /// Whole files while the disk budget holds the state, the hybrid cache beyond.
+    Auto,
+    /// Memory + SSD block cache; old files read remotely.
+    Hybrid,
+    /// Whole local files under the budget, memory block cache.
+    File,
+    /// Memory block cache only.
+    Memory,
+}
+
+impl CacheModeFlag {
+    /// The engine's setting.
+    pub fn mode(self) -> terrace::CacheMode {
+        match self {
+            CacheModeFlag::Auto => terrace::CacheMode::Auto,
+            CacheModeFlag::Hybrid => terrace::CacheMode::Hybrid,
+            CacheModeFlag::File => terrace::CacheMode::File,
+            CacheModeFlag::Memory => terrace::CacheMode::Memory,
+        }
+    }
+}
+
+/// Which keys read benchmarks draw, as `--key_dist` spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum KeyDist {
+    /// Every key equally likely.
+    Uniform,
+    /// Zipf(`--zipf_theta`): a real hot set.
+    Zipf,
+}
+
 /// A list of benchmarks, parsed from `--benchmarks=a,b,c`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BenchmarkList(pub Vec<Benchmark>);
@@ -112,9 +147,32 @@ pub struct Flags {
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
 
-    /// Block cache bytes for the whole database (split across shards).
+    /// Block cache bytes for the whole database (split across shards): the memory tier.
     #[arg(long, default_value_t = 8 << 20)]
     pub cache_size: u64,
+
+    /// How blocks and whole files are cached locally: `auto` adapts between whole
+    /// files and the hybrid cache, `hybrid` is memory + SSD blocks, `file` whole local
+    /// files under `--local_disk_budget`, `memory` the memory block cache only.
+    #[arg(long, value_enum, default_value_t = CacheModeFlag::Auto)]
+    pub cache_mode: CacheModeFlag,
+
+    /// SSD tier of the block cache for the whole database (0: none); used by `auto`
+    /// and `hybrid`.
+    #[arg(long, default_value_t = 0)]
+    pub ssd_cache_bytes: u64,
+
+    /// Size of one SSD cache segment file.
+    #[arg(long, default_value_t = terrace::Options::new("").cache_segment_bytes)]
+    pub cache_segment_bytes: u64,
+
+    /// Key distribution of read benchmarks (fills stay uniform).
+    #[arg(long, value_enum, default_value_t = KeyDist::Uniform)]
+    pub key_dist: KeyDist,
+
+    /// Skew of `--key_dist=zipf`, in (0, 1).
+    #[arg(long, default_value_t = 0.99)]
+    pub zipf_theta: f64,
 
     /// Bloom filter bits per key (0 disables filters).
     #[arg(long, default_value_t = 10)]
@@ -285,6 +343,12 @@ impl Flags {
         if self.local_disk_budget == Some(0) {
             return Err("--local_disk_budget must be positive".into());
         }
+        if self.key_dist == KeyDist::Zipf && !(self.zipf_theta > 0.0 && self.zipf_theta < 1.0) {
+            return Err(format!(
+                "--zipf_theta={} must be in (0, 1)",
+                self.zipf_theta
+            ));
+        }
         if self.use_existing_db && self.db.is_none() {
             return Err("--use_existing_db needs --db".into());
         }
@@ -330,6 +394,14 @@ impl Flags {
                     .map_or_else(|| "none".into(), |b| b.to_string()),
             ),
             ("warm_window_secs", self.warm_window_secs.to_string()),
+            (
+                "cache_mode",
+                format!("{:?}", self.cache_mode).to_lowercase(),
+            ),
+            ("ssd_cache_bytes", self.ssd_cache_bytes.to_string()),
+            ("cache_segment_bytes", self.cache_segment_bytes.to_string()),
+            ("key_dist", format!("{:?}", self.key_dist).to_lowercase()),
+            ("zipf_theta", self.zipf_theta.to_string()),
         ]
     }
 }

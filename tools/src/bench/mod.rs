@@ -5,9 +5,12 @@
 //! from [`values`]), [`driver`] runs its workers in embedded or thread mode, each
 //! worker counting into its own [`stats::OpStats`], and [`report`] prints the merged
 //! result as db_bench's line (plus [`histogram`] and the JSON summary).
-//! [`progress`] shows long phases on stderr.
+//! [`progress`] shows long phases on stderr. [`zipf`] skews read keys
+//! (`--key_dist=zipf`); [`cpu`] measures the process's CPU time for ops per
+//! CPU-second.
 
 pub mod benchmark;
+pub mod cpu;
 pub mod driver;
 pub mod engine_stats;
 pub mod flags;
@@ -19,3 +22,4 @@ pub mod stats;
 pub mod store;
 pub mod values;
 pub mod workload;
+pub mod zipf;

@@ -44,6 +44,15 @@ pub struct BenchResult {
     pub latency: Option<LatencySummary>,
     /// One-line engine statistics after the benchmark.
     pub engine_stats: Option<String>,
+    /// CPU seconds the whole process spent during the benchmark (user + system).
+    pub cpu_seconds: Option<f64>,
+    /// Operations per CPU-second (`ops / cpu_seconds`).
+    pub ops_per_cpu_sec: Option<f64>,
+    /// Block-cache line after the benchmark (mode, hit ratios per tier, per kind).
+    pub cache_stats: Option<String>,
+    /// Fractions of block lookups served by memory, by the SSD tier, joined a read in
+    /// flight, and loaded from the file.
+    pub cache_hit_ratios: Option<(f64, f64, f64, f64)>,
 }
 
 impl BenchResult {
@@ -66,7 +75,34 @@ impl BenchResult {
             background_writes: 0,
             latency: None,
             engine_stats: None,
+            cpu_seconds: None,
+            ops_per_cpu_sec: None,
+            cache_stats: None,
+            cache_hit_ratios: None,
         }
+    }
+
+    /// Records the process CPU time the benchmark took.
+    pub fn set_cpu(&mut self, cpu: &super::cpu::CpuTime) {
+        let secs = cpu.total().as_secs_f64();
+        self.cpu_seconds = Some(secs);
+        self.ops_per_cpu_sec = Some(if secs > 0.0 {
+            self.ops as f64 / secs
+        } else {
+            0.0
+        });
+    }
+
+    /// The CPU line: CPU seconds, operations per CPU-second, cores busy on average.
+    pub fn cpu_line(&self, cpu: &super::cpu::CpuTime) -> String {
+        let secs = cpu.total().as_secs_f64();
+        format!(
+            "  cpu: {secs:.3} s (user {:.3}, sys {:.3}), {} ops per CPU-second, {:.2} cores busy",
+            cpu.user.as_secs_f64(),
+            cpu.system.as_secs_f64(),
+            self.ops_per_cpu_sec.unwrap_or(0.0) as i64,
+            secs / self.seconds.max(1e-9)
+        )
     }
 
     /// The background writer's line (readwhilewriting), so a read rate can be told
@@ -218,6 +254,25 @@ pub fn header(flags: &Flags, db_path: &str, engine_shards: u32) -> String {
         flags.bloom_bits,
         flags.block_size,
         mib(flags.write_buffer_size as f64)
+    );
+    let _ = writeln!(
+        h,
+        "Cache mode: {:?}, SSD tier {:.1} MB in {:.1} MB segments, local disk budget {}",
+        flags.cache_mode,
+        mib(flags.ssd_cache_bytes as f64),
+        mib(flags.cache_segment_bytes as f64),
+        flags.local_disk_budget.map_or_else(
+            || "none".to_string(),
+            |b| format!("{:.1} MB", mib(b as f64))
+        )
+    );
+    let _ = writeln!(
+        h,
+        "Read keys:  {}",
+        match flags.key_dist {
+            super::flags::KeyDist::Uniform => "uniform".to_string(),
+            super::flags::KeyDist::Zipf => format!("zipf (theta {})", flags.zipf_theta),
+        }
     );
     let _ = writeln!(h, "Shards:     {engine_shards}");
     let _ = writeln!(h, "Mode:       {mode}");

@@ -27,6 +27,7 @@ use super::progress::{LocalProgress, Progress};
 use super::stats::OpStats;
 use super::store::Store;
 use super::values::ValuePool;
+use super::zipf::Zipf;
 
 /// Operations between voluntary yields, so a worker whose calls complete without
 /// waiting (memtable hits) cannot starve the other workers of its thread.
@@ -59,6 +60,9 @@ pub struct Plan {
     pub partitions: u64,
     /// Random draws of this benchmark.
     pub draw: KeyDraw,
+    /// Zipf skew of the keys read benchmarks draw (`None`: uniform). Fills stay
+    /// uniform.
+    pub read_zipf: Option<Arc<Zipf>>,
     /// Random draws of background writers (readwhilewriting).
     pub writer_draw: KeyDraw,
     /// Values to write.
@@ -68,6 +72,15 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The key index read operation `i` touches: uniform, or Zipf-skewed.
+    #[inline]
+    pub fn read_index(&self, i: u64) -> u64 {
+        match &self.read_zipf {
+            Some(z) => z.index(self.draw.word(i)),
+            None => self.draw.index(i),
+        }
+    }
+
     /// How many operation indexes the benchmark has.
     pub fn index_count(&self) -> u64 {
         match self.bench {
@@ -168,7 +181,7 @@ pub async fn run_worker<S: Store>(
                 1
             }
             Benchmark::ReadRandom | Benchmark::ReadMissing | Benchmark::ReadWhileWriting => {
-                let index = plan.draw.index(i);
+                let index = plan.read_index(i);
                 let k = if plan.bench == Benchmark::ReadMissing {
                     key.set_missing(index)
                 } else {
@@ -184,7 +197,7 @@ pub async fn run_worker<S: Store>(
                 1
             }
             Benchmark::UpdateRandom => {
-                let k = key.set(plan.draw.index(i));
+                let k = key.set(plan.read_index(i));
                 if !store.owns(k) {
                     continue;
                 }
@@ -203,7 +216,7 @@ pub async fn run_worker<S: Store>(
                 1
             }
             Benchmark::SeekRandom => {
-                let k = key.set(plan.draw.index(i));
+                let k = key.set(plan.read_index(i));
                 if !store.owns(k) {
                     continue;
                 }
@@ -228,7 +241,7 @@ pub async fn run_worker<S: Store>(
                 1
             }
             Benchmark::MultiReadRandom => {
-                let k = key.set(plan.draw.index(i));
+                let k = key.set(plan.read_index(i));
                 if !store.owns(k) {
                     continue;
                 }

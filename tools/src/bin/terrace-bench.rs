@@ -25,15 +25,17 @@ use terrace::{Compression, Db, ObjectStoreSpec, Options, TableId};
 use terrace_tiering::store::fault::{FaultConfig, Latency};
 
 use terrace_tools::bench::benchmark::Benchmark;
+use terrace_tools::bench::cpu::CpuTime;
 use terrace_tools::bench::driver::{self, Mode};
-use terrace_tools::bench::engine_stats::{one_line, remote_line};
-use terrace_tools::bench::flags::{CompressionType, Flags};
+use terrace_tools::bench::engine_stats::{cache_line, cache_ratios, one_line, remote_line};
+use terrace_tools::bench::flags::{CompressionType, Flags, KeyDist};
 use terrace_tools::bench::histogram::{format_histogram, summarize};
 use terrace_tools::bench::keys::KeyDraw;
 use terrace_tools::bench::progress::{Progress, Reporter};
 use terrace_tools::bench::report::{header, BenchResult, JsonSummary};
 use terrace_tools::bench::values::ValuePool;
 use terrace_tools::bench::workload::Plan;
+use terrace_tools::bench::zipf::Zipf;
 
 /// The file every Terrace database directory holds; its presence is what allows
 /// `--db` to destroy a directory.
@@ -77,6 +79,9 @@ fn options(flags: &Flags, path: &Path) -> Options {
         },
     };
     opts.block_cache_bytes = flags.cache_size;
+    opts.cache_mode = flags.cache_mode.mode();
+    opts.ssd_cache_bytes = flags.ssd_cache_bytes;
+    opts.cache_segment_bytes = flags.cache_segment_bytes;
     opts.target_file_bytes = flags.target_file_size_base;
     opts.pin_shards = flags.pin_shards;
     opts.max_key_bytes = opts.max_key_bytes.max(flags.key_size + 1);
@@ -188,14 +193,24 @@ fn run(flags: &Flags) -> anyhow::Result<()> {
     };
     let mut summary = JsonSummary::new(flags, &path.display().to_string());
     let mut last_stats = None;
+    let read_zipf = match flags.key_dist {
+        KeyDist::Uniform => None,
+        KeyDist::Zipf => Some(Arc::new(
+            Zipf::new(flags.num, flags.zipf_theta).map_err(anyhow::Error::msg)?,
+        )),
+    };
 
     for (position, &bench) in flags.benchmarks.0.iter().enumerate() {
+        let cpu_start = CpuTime::now();
         let (mut result, histogram) = if bench.is_pseudo() {
             (run_pseudo(&db, bench, &out)?, None)
         } else {
-            let plan = plan(flags, bench, position as u64, table, &values, &db, mode);
+            let mut plan = plan(flags, bench, position as u64, table, &values, &db, mode);
+            plan.read_zipf = read_zipf.clone();
             run_workload(&db, plan, mode, flags.histogram)?
         };
+        let cpu = CpuTime::now().since(&cpu_start);
+        result.set_cpu(&cpu);
         out.line(&result.line());
         if let Some(w) = result.writer_line() {
             out.line(&w);
@@ -204,12 +219,19 @@ fn run(flags: &Flags) -> anyhow::Result<()> {
             out.line(&h);
         }
         if !bench.is_pseudo() {
+            out.line(&result.cpu_line(&cpu));
             let stats = block_on(db.stats()).context("reading engine statistics")?;
             let line = one_line(last_stats.as_ref(), &stats);
             out.line(&format!("  engine: {line}"));
             if let Some(remote) = remote_line(last_stats.as_ref(), &stats) {
                 out.line(&format!("  remote: {remote}"));
             }
+            if let Some(cache) = cache_line(last_stats.as_ref(), &stats) {
+                out.line(&format!("  cache: {cache}"));
+                result.cache_stats = Some(cache);
+            }
+            result.cache_hit_ratios =
+                cache_ratios(last_stats.as_ref(), &stats).map(|(m, s, j, l, _)| (m, s, j, l));
             result.engine_stats = Some(line);
             last_stats = Some(stats);
         }
@@ -251,6 +273,7 @@ fn plan(
         // The salt is the position in the list: a readrandom after fillrandom draws
         // other keys than the fill did, and two runs of the same list draw the same.
         draw: KeyDraw::new(flags.seed, position * 2, flags.num),
+        read_zipf: None,
         writer_draw: KeyDraw::new(flags.seed, position * 2 + 1, flags.num),
         values: values.clone(),
         progress: Arc::new(Progress::default()),
