@@ -51,6 +51,7 @@ mod version;
 pub use checkpoint::gc::GcReport;
 pub use checkpoint::reader::CheckpointReader;
 pub use checkpoint::restore::RestoreInfo;
+pub use checkpoint::store::{collect_store_garbage, list_store_checkpoints};
 pub use checkpoint::{CheckpointInfo, CheckpointSummary};
 pub use db::Db;
 pub use error::{Error, ErrorDetail, ErrorKind, Result};

@@ -194,7 +194,7 @@ pub(crate) async fn collect(
     Ok(report)
 }
 
-fn is_not_found(e: &crate::Error) -> bool {
+pub(crate) fn is_not_found(e: &crate::Error) -> bool {
     matches!(
         e.detail(),
         ErrorDetail::ObjectStore(se) if se.kind == terrace_tiering::store::StoreErrorKind::NotFound

@@ -20,6 +20,7 @@ pub mod gc;
 mod listing;
 pub mod reader;
 pub mod restore;
+pub mod store;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
