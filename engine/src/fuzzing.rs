@@ -1,5 +1,6 @@
 //! Entry points for fuzzers and robustness tests of the metadata decoders: manifest
-//! records and files, version edits, and `TERRACE-META`, callable on arbitrary bytes.
+//! records and files, version edits, `TERRACE-META`, and the checkpoint objects
+//! (`CHECKPOINT` and a shard's `.ckpt`), callable on arbitrary bytes.
 //! Each returns the parse error or a summary; a decode that succeeds must also
 //! round-trip (re-encoding and decoding again gives the same value), and a panic
 //! anywhere is a bug. Not a stable API. The SST decoders are in
@@ -7,6 +8,7 @@
 
 use std::path::Path;
 
+use crate::checkpoint::format::{CheckpointMeta, ShardCheckpoint};
 use crate::meta::DbMeta;
 use crate::version::manifest::replay;
 use crate::version::VersionEdit;
@@ -41,4 +43,27 @@ pub fn decode_meta(data: &[u8]) -> Result<usize, String> {
         .map_err(|e| e.to_string())?;
     assert_eq!(meta, again, "decoded metadata must re-encode to itself");
     Ok(meta.tables.len())
+}
+
+/// Decodes `data` as a checkpoint's top-level `CHECKPOINT` object. Returns the
+/// number of shard objects it names.
+pub fn decode_checkpoint(data: &[u8]) -> Result<usize, String> {
+    let meta = CheckpointMeta::decode("fuzz/CHECKPOINT", data).map_err(|e| e.to_string())?;
+    let again =
+        CheckpointMeta::decode("fuzz/CHECKPOINT", &meta.encode()).map_err(|e| e.to_string())?;
+    assert_eq!(meta, again, "a decoded checkpoint must re-encode to itself");
+    Ok(meta.shard_objects.len())
+}
+
+/// Decodes `data` as a shard's checkpoint object. Returns the number of files it
+/// names.
+pub fn decode_shard_checkpoint(data: &[u8]) -> Result<usize, String> {
+    let shard = ShardCheckpoint::decode("fuzz/shard-0000.ckpt", data).map_err(|e| e.to_string())?;
+    let again = ShardCheckpoint::decode("fuzz/shard-0000.ckpt", &shard.encode())
+        .map_err(|e| e.to_string())?;
+    assert_eq!(
+        shard, again,
+        "a decoded shard checkpoint must re-encode to itself"
+    );
+    Ok(shard.files.len())
 }

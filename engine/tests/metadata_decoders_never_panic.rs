@@ -1,4 +1,5 @@
-//! The metadata decoders (manifest files, version edits, `TERRACE-META`) on damaged
+//! The metadata decoders (manifest files, version edits, `TERRACE-META`, checkpoint
+//! objects) on damaged
 //! and arbitrary bytes: every single-byte flip and every truncation of the golden
 //! files, and seeded random inputs, end in a value or an error, never a panic. The
 //! same entry points are the cargo-fuzz target `manifest_decode` (engine/fuzz).
@@ -6,7 +7,9 @@
 use std::path::PathBuf;
 
 use rand::{Rng, SeedableRng};
-use terrace::fuzzing::{decode_meta, decode_version_edit, replay_manifest};
+use terrace::fuzzing::{
+    decode_checkpoint, decode_meta, decode_shard_checkpoint, decode_version_edit, replay_manifest,
+};
 
 fn fixture(rel: &str) -> Vec<u8> {
     std::fs::read(
@@ -59,6 +62,22 @@ fn damaged_metadata_decodes_or_fails_cleanly() {
 }
 
 #[test]
+fn damaged_checkpoint_objects_decode_or_fail_cleanly() {
+    type Decode = fn(&[u8]) -> Result<usize, String>;
+    let cases: [(&str, Decode); 2] = [
+        ("checkpoint/v1-CHECKPOINT", decode_checkpoint),
+        ("checkpoint/v1-shard-0000.ckpt", decode_shard_checkpoint),
+    ];
+    for (name, decode) in cases {
+        let bytes = fixture(name);
+        assert!(decode(&bytes).is_ok(), "{name} must decode");
+        let (ok, _) = damage_all_ways(&bytes, decode);
+        // Each object is under one CRC: no damaged copy may decode.
+        assert_eq!(ok, 0, "damaged {name} decoded");
+    }
+}
+
+#[test]
 fn random_bytes_never_panic_a_decoder() {
     let mut rng = rand::rngs::SmallRng::seed_from_u64(0x7e11ace);
     let mut edits_ok = 0;
@@ -72,6 +91,8 @@ fn random_bytes_never_panic_a_decoder() {
         edits_ok += u32::from(decode_version_edit(&b).is_ok());
         let _ = replay_manifest(&b);
         let _ = decode_meta(&b);
+        let _ = decode_checkpoint(&b);
+        let _ = decode_shard_checkpoint(&b);
     }
     // The generator must reach the decoders' success paths sometimes.
     assert!(edits_ok > 0);

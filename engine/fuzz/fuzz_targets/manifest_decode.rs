@@ -1,6 +1,6 @@
 //! Feeds arbitrary bytes to the metadata decoders, chosen by the first input byte:
 //! one version edit (a manifest record's payload), a whole manifest file (replayed
-//! with the checked apply), and `TERRACE-META`. Any panic is a bug; errors are the
+//! with the checked apply), `TERRACE-META`, and the checkpoint objects. Any panic is a bug; errors are the
 //! expected outcome.
 
 #![no_main]
@@ -12,15 +12,21 @@ fuzz_target!(|data: &[u8]| {
     let Some((&which, rest)) = data.split_first() else {
         return;
     };
-    match which % 3 {
+    match which % 5 {
         0 => {
             let _ = fuzzing::decode_version_edit(rest);
         }
         1 => {
             let _ = fuzzing::replay_manifest(rest);
         }
-        _ => {
+        2 => {
             let _ = fuzzing::decode_meta(rest);
+        }
+        3 => {
+            let _ = fuzzing::decode_checkpoint(rest);
+        }
+        _ => {
+            let _ = fuzzing::decode_shard_checkpoint(rest);
         }
     }
 });
