@@ -135,7 +135,8 @@ pub struct Options {
     /// segment files in `<db>/shard-NNNN/cache/`). 0: no SSD tier. Used by `Auto` and
     /// `Hybrid` only; part of `local_disk_budget_bytes` when that is set.
     pub ssd_cache_bytes: u64,
-    /// Size of one SSD cache segment file (a multiple of 4096).
+    /// Size of one SSD cache segment file (a multiple of 4096); a shard whose SSD tier
+    /// would hold fewer than 32 such segments uses smaller ones.
     pub cache_segment_bytes: u64,
     /// Blocks leaving memory for the SSD tier are gathered in buffers of this size and
     /// written with one O_DIRECT write each (a multiple of 4096, at most a segment).

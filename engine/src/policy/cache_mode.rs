@@ -38,6 +38,21 @@ pub(crate) fn ssd_bytes_per_shard(opts: &Options) -> u64 {
     }
 }
 
+/// Fewest segments a shard's SSD tier is cut into: reclaiming needs room to move
+/// live blocks, and each segment class keeps one segment open for appends, so a tier
+/// of a handful of segments strands much of its capacity (measured: 16 MiB segments
+/// in a 64 MiB tier filled only half of it).
+pub(crate) const MIN_SSD_SEGMENTS: u64 = 32;
+
+/// Segment size for an SSD tier of `ssd_bytes`: the configured size, made smaller
+/// when the tier would have fewer than [`MIN_SSD_SEGMENTS`] of them, never below
+/// one write buffer (`write_buffer_bytes`, a multiple of 4 KiB) and always a multiple of it.
+pub(crate) fn segment_bytes(configured: u64, ssd_bytes: u64, write_buffer_bytes: u64) -> u64 {
+    let unit = write_buffer_bytes.max(4096);
+    let fit = (ssd_bytes / MIN_SSD_SEGMENTS) / unit * unit;
+    configured.min(fit.max(unit))
+}
+
 /// The shard's share of the local disk budget.
 pub(crate) fn budget_per_shard(opts: &Options) -> Option<u64> {
     opts.local_disk_budget_bytes
@@ -178,6 +193,23 @@ pub(crate) fn validate(opts: &Options) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn small_ssd_tiers_get_smaller_segments() {
+        let wb = 256 << 10;
+        // Large tier: the configured size stands.
+        assert_eq!(segment_bytes(16 << 20, 4 << 30, wb), 16 << 20);
+        // 64 MiB tier: 32 segments of 2 MiB.
+        assert_eq!(segment_bytes(16 << 20, 64 << 20, wb), 2 << 20);
+        // Never below one write buffer, always a multiple of it.
+        assert_eq!(segment_bytes(16 << 20, 1 << 20, wb), wb);
+        let s = segment_bytes(16 << 20, 100 << 20, wb);
+        assert_eq!(s % wb, 0);
+        assert!(s * MIN_SSD_SEGMENTS <= 100 << 20);
+        // A configured size below the fit is kept.
+        assert_eq!(segment_bytes(1 << 20, 4 << 30, wb), 1 << 20);
+    }
+
     use super::*;
 
     const GIB: u64 = 1 << 30;

@@ -69,7 +69,8 @@ pub(crate) fn hybrid_config(
     // open blocks of files the manifest does not name are skipped, so the shard id is
     // identity enough; a restore that rewinds file numbers must change this.
     cfg.owner_id = u64::from(shard);
-    cfg.segment_bytes = opts.cache_segment_bytes;
+    cfg.segment_bytes =
+        cache_mode::segment_bytes(opts.cache_segment_bytes, ssd, opts.cache_write_buffer_bytes);
     cfg.write_buffer_bytes = opts.cache_write_buffer_bytes;
     cfg.max_writes_in_flight = MAX_WRITES_IN_FLIGHT;
     cfg.classes = vec![
