@@ -18,6 +18,10 @@
 //! reopens the database and carries on from operation `end`, so operation indices,
 //! and therefore values, are never reused.
 //!
+//! With `--checkpoints` ([`checkpoints`]) durable means "in a committed checkpoint":
+//! the child also checkpoints, releases checkpoints and collects garbage, and after
+//! the kill the parent judges the store's checkpoints and restores the newest.
+//!
 //! Replaying: `--seed` fixes the operations, the kill delays and the injected faults.
 //! Where in the workload a kill lands still depends on timing, so a failure replays
 //! statistically, not exactly; the directory of a failed run is kept.
