@@ -79,7 +79,7 @@ pub fn audit(store: &Path, files: &[LiveFile]) -> StoreAudit {
         ..StoreAudit::default()
     };
     let mut objects = Vec::new();
-    walk(&store, &store, &mut objects);
+    walk(store, store, &mut objects);
     for (key, size) in objects
         .iter()
         .filter(|(k, _)| k.ends_with(".sst") && !k.starts_with(".tmp"))

@@ -226,11 +226,10 @@ mod tests {
     }
 
     fn heard(begun: &[(u64, u64)], done: &[(u64, &[u64])]) -> Heard {
-        Heard {
-            checkpoints_begun: begun.to_vec(),
-            checkpoints_done: done.iter().map(|(id, r)| (*id, r.to_vec())).collect(),
-            ..Heard::default()
-        }
+        let mut h = Heard::default();
+        h.checkpoints_begun = begun.to_vec();
+        h.checkpoints_done = done.iter().map(|(id, r)| (*id, r.to_vec())).collect();
+        h
     }
 
     fn facts<'a>(h: &'a Heard, model: &'a [Option<u64>], generation: u64) -> RoundFacts<'a> {
@@ -301,11 +300,9 @@ mod tests {
             vec![ListingProblem::Unknown(9), ListingProblem::Missing(1)]
         );
 
-        let h = Heard {
-            releases_begun: vec![1],
-            releases_done: vec![1],
-            ..heard(&[(1, 10), (2, 20)], &[(1, &[]), (2, &[])])
-        };
+        let mut h = heard(&[(1, 10), (2, 20)], &[(1, &[]), (2, &[])]);
+        h.releases_begun = vec![1];
+        h.releases_done = vec![1];
         let mut b = Book::new();
         let e = b.expect(&w, &facts(&h, &model, 0));
         assert_eq!(
@@ -328,11 +325,7 @@ mod tests {
         assert!(b
             .settle(e, &ids(&[1, 2, 3]), &h0.checkpoints_begun)
             .is_empty());
-        let h1 = Heard {
-            checkpoints_begun: vec![(4, 5), (5, 9)],
-            checkpoints_done: vec![(4, vec![])],
-            ..Heard::default()
-        };
+        let h1 = heard(&[(4, 5), (5, 9)], &[(4, &[])]);
         let e = b.expect(&w, &facts(&h1, &model, 1));
         assert_eq!(e.must, ids(&[1, 2, 3, 4]));
     }

@@ -70,12 +70,11 @@ fn restore_and_read(
     Ok((info, read))
 }
 
+/// A whole-table scan: (key, value) pairs.
+type Scanned = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Opens checkpoint `id` read-only and scans the default table.
-fn scan_checkpoint(
-    uri: &str,
-    id: u64,
-    base: Options,
-) -> Result<Vec<(Vec<u8>, Vec<u8>)>, terrace::Error> {
+fn scan_checkpoint(uri: &str, id: u64, base: Options) -> Result<Scanned, terrace::Error> {
     block_on(async {
         let r =
             CheckpointReader::open(ObjectStoreSpec::Uri(uri.to_string()), Some(id), base).await?;
