@@ -149,9 +149,22 @@ pub(crate) async fn shard_main(
     for t in background {
         t.await;
     }
+    release_files(shard).await;
     if let Some(reply) = close_reply {
         let _ = reply.send(r);
     } else if let Err(e) = r {
         tracing::error!(shard = id, error = %e, "closing the shard failed");
     }
+}
+
+/// Drops the shard and lets the reactor run once more, so its files' descriptors
+/// are closed before the close is acknowledged.
+///
+/// glommio closes a `DmaFile` dropped without `close()` asynchronously, on the
+/// reactor's next I/O cycle. Once `shard_main` returns the executor ends and that
+/// cycle never comes: every SST descriptor (and the inodes of deleted files) would
+/// leak with each open and close of a database in one process.
+async fn release_files(shard: Rc<Shard>) {
+    drop(shard);
+    glommio::timer::sleep(Duration::from_millis(1)).await;
 }

@@ -3,6 +3,7 @@
 //! ```text
 //! terrace-stress --ops=1000000 --seed=42         # the model run
 //! terrace-stress crash --kills=1000 --seed=42    # kill -9 a writer, verify each recovery
+//! terrace-stress crash --checkpoints --kills=200 --seed=7   # ... restoring its checkpoints
 //! terrace-stress compaction --ops=200000 --seed=42
 //! ```
 //!
@@ -50,6 +51,9 @@ struct Cli {
 enum Command {
     /// Kill -9 a writing child process again and again; after each kill, reopen the
     /// database and check every durable write survived and nothing else appeared.
+    /// With --checkpoints, the child also checkpoints to an object store, releases
+    /// checkpoints and collects garbage, and the parent restores the newest
+    /// checkpoint and requires exactly its state.
     Crash(CrashFlags),
     /// The child process of `crash` (started by it, not by hand).
     #[command(hide = true)]

@@ -7,7 +7,9 @@
 //!   with the operation index, the operation and the last operations before it;
 //! - [`crash`]: a child process writes and is SIGKILLed at random moments; the parent
 //!   reopens the database after each kill and checks that every durable write
-//!   survived, nothing unwritten appeared, and each shard is a prefix of its history;
+//!   survived, nothing unwritten appeared, and each shard is a prefix of its history
+//!   (with `--checkpoints`: that restoring the newest checkpoint gives exactly its
+//!   state, and that retained checkpoints still restore);
 //! - [`compaction`]: heavy overwrites and deletes on tiny levels, checking the LSM
 //!   layout (`Db::live_files`) and the answers as compactions run.
 //!

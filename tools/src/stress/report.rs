@@ -4,13 +4,17 @@
 
 use std::fmt;
 
-/// `terrace-stress crash: kills K reopens R keys verified V lost L corrupt C in T s`
+/// `terrace-stress crash: kills K reopens R keys verified V lost L corrupt C in T s`;
+/// with `--checkpoints`, `... reopens R restores S checkpoints verified P keys
+/// verified ...`.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct CrashReport {
     /// Children killed.
     pub kills: u64,
-    /// Opens of the database after a kill (by the checking parent).
+    /// Opens of the database directory after a kill (by the checking parent).
     pub reopens: u64,
+    /// Checkpoint mode's counts.
+    pub checkpoint: Option<CheckpointCounts>,
     /// Keys read back and judged, over all rounds.
     pub keys_verified: u64,
     /// Durable writes missing, older values or deleted keys back, shards that are no
@@ -23,6 +27,17 @@ pub struct CrashReport {
     pub seconds: f64,
 }
 
+/// What checkpoint mode adds to the crash report.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CheckpointCounts {
+    /// Restores of the newest checkpoint into a fresh directory, continued by the
+    /// next child.
+    pub restores: u64,
+    /// Checkpoints restored and compared with their state in full (the restores
+    /// above and read-only opens of retained checkpoints).
+    pub checkpoints_verified: u64,
+}
+
 const CRASH_PREFIX: &str = "terrace-stress crash:";
 const COMPACTION_PREFIX: &str = "terrace-stress compaction:";
 
@@ -30,8 +45,20 @@ impl fmt::Display for CrashReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{CRASH_PREFIX} kills {} reopens {} keys verified {} lost {} corrupt {} in {:.1} s",
-            self.kills, self.reopens, self.keys_verified, self.lost, self.corrupt, self.seconds
+            "{CRASH_PREFIX} kills {} reopens {}",
+            self.kills, self.reopens
+        )?;
+        if let Some(c) = &self.checkpoint {
+            write!(
+                f,
+                " restores {} checkpoints verified {}",
+                c.restores, c.checkpoints_verified
+            )?;
+        }
+        write!(
+            f,
+            " keys verified {} lost {} corrupt {} in {:.1} s",
+            self.keys_verified, self.lost, self.corrupt, self.seconds
         )
     }
 }
@@ -39,6 +66,33 @@ impl fmt::Display for CrashReport {
 impl CrashReport {
     /// Parses a report line.
     pub fn parse(line: &str) -> Option<CrashReport> {
+        if let Some(n) = fields(
+            line,
+            CRASH_PREFIX,
+            &[
+                "kills",
+                "reopens",
+                "restores",
+                "checkpoints verified",
+                "keys verified",
+                "lost",
+                "corrupt",
+                "in",
+            ],
+        ) {
+            return Some(CrashReport {
+                kills: n[0] as u64,
+                reopens: n[1] as u64,
+                checkpoint: Some(CheckpointCounts {
+                    restores: n[2] as u64,
+                    checkpoints_verified: n[3] as u64,
+                }),
+                keys_verified: n[4] as u64,
+                lost: n[5] as u64,
+                corrupt: n[6] as u64,
+                seconds: n[7],
+            });
+        }
         let n = fields(
             line,
             CRASH_PREFIX,
@@ -47,6 +101,7 @@ impl CrashReport {
         Some(CrashReport {
             kills: n[0] as u64,
             reopens: n[1] as u64,
+            checkpoint: None,
             keys_verified: n[2] as u64,
             lost: n[3] as u64,
             corrupt: n[4] as u64,
@@ -130,6 +185,7 @@ mod tests {
         let c = CrashReport {
             kills: 1000,
             reopens: 1000,
+            checkpoint: None,
             keys_verified: 3_000_000,
             lost: 0,
             corrupt: 2,
@@ -141,6 +197,19 @@ mod tests {
             "terrace-stress crash: kills 1000 reopens 1000 keys verified 3000000 lost 0 corrupt 2 in 812.3 s"
         );
         assert_eq!(CrashReport::parse(&line), Some(c));
+        let k = CrashReport {
+            checkpoint: Some(CheckpointCounts {
+                restores: 150,
+                checkpoints_verified: 390,
+            }),
+            ..c
+        };
+        let line = k.to_string();
+        assert_eq!(
+            line,
+            "terrace-stress crash: kills 1000 reopens 1000 restores 150 checkpoints verified 390 keys verified 3000000 lost 0 corrupt 2 in 812.3 s"
+        );
+        assert_eq!(CrashReport::parse(&line), Some(k));
         let p = CompactionReport {
             ops: 5,
             checks: 6,

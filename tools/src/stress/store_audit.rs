@@ -1,5 +1,6 @@
-//! Compares the embedded object store (`<db>/objects`, see `terrace::EMBEDDED_STORE_DIR`)
-//! with the live files of a database, after a read-back closed it.
+//! Compares a local-directory object store (the embedded `<db>/objects`, see
+//! `terrace::EMBEDDED_STORE_DIR`, or the `file://` store of checkpoint mode) with the
+//! live files of a database, after a read-back closed it.
 //!
 //! A live file the manifest records as uploaded must exist in the store with its
 //! size: otherwise the database silently lost its only durable copy once the local
@@ -70,16 +71,15 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, u64)>) {
     }
 }
 
-/// Audits the embedded store of the database in `db` against `files` (their
-/// `object_key`s name their objects).
-pub fn audit(db: &Path, files: &[LiveFile]) -> StoreAudit {
-    let store = db.join(terrace::EMBEDDED_STORE_DIR);
+/// Audits the store in directory `store` against `files` (their `object_key`s name
+/// their objects).
+pub fn audit(store: &Path, files: &[LiveFile]) -> StoreAudit {
     let mut a = StoreAudit {
         temporary: count_files(&store.join(".tmp")),
         ..StoreAudit::default()
     };
     let mut objects = Vec::new();
-    walk(&store, &store, &mut objects);
+    walk(store, store, &mut objects);
     for (key, size) in objects
         .iter()
         .filter(|(k, _)| k.ends_with(".sst") && !k.starts_with(".tmp"))

@@ -259,7 +259,7 @@ pub fn run(flags: &CompactionFlags) -> anyhow::Result<CompactionOutcome> {
         }
     }
     if let Some(files) = final_files {
-        let audit = store_audit::audit(&dir, &files);
+        let audit = store_audit::audit(&dir.join(terrace::EMBEDDED_STORE_DIR), &files);
         println!("terrace-stress compaction: {audit}");
         if !audit.problems.is_empty() && failure.is_none() {
             let found: Vec<String> = audit.problems.iter().map(|p| p.to_string()).collect();

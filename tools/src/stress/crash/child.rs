@@ -17,6 +17,7 @@ use clap::{Args, ValueEnum};
 use futures_lite::future::block_on;
 use terrace::{Db, TableId};
 
+use super::checkpoints::{self, driver::Driver};
 use super::protocol::{ChildLine, Phase};
 use super::workload::{key_name, value, CrashOp, Workload};
 use crate::stress::small_db::{derive_seed, SmallDbFlags};
@@ -35,6 +36,8 @@ const SABOTAGE_LOOKAHEAD: u64 = 200_000;
 pub(crate) const SEED_CHILD_FAULTS: u64 = 1;
 pub(crate) const SEED_PARENT_FAULTS: u64 = 2;
 pub(crate) const SEED_KILL: u64 = 3;
+pub(crate) const SEED_CHILD_CHECKPOINTS: u64 = 4;
+pub(crate) const SEED_RESTORE: u64 = 5;
 
 /// Deliberate damage, to prove the checker catches it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -45,6 +48,22 @@ pub enum Sabotage {
     /// After a durable flush, write a value no operation of the workload wrote, and
     /// flush.
     ForgeValue,
+    /// Checkpoint mode: after every checkpoint, delete its `CHECKPOINT` object (a
+    /// release behind the engine's back).
+    DropCheckpoint,
+    /// Checkpoint mode: after every checkpoint, delete its shard 0 object, so it is
+    /// committed but does not restore.
+    DropCheckpointPart,
+}
+
+impl Sabotage {
+    /// Damage done to checkpoints rather than to the database.
+    pub fn is_checkpoint_sabotage(self) -> bool {
+        matches!(
+            self,
+            Sabotage::DropCheckpoint | Sabotage::DropCheckpointPart
+        )
+    }
 }
 
 /// Flags of the hidden `crash-child` subcommand (the parent builds them).
@@ -69,6 +88,15 @@ pub struct ChildFlags {
     /// Damage the database on purpose (checker self-test).
     #[arg(long, value_enum)]
     pub sabotage: Option<Sabotage>,
+    /// Checkpoint mode: the directory of the object store (`file://`).
+    #[arg(long)]
+    pub store: Option<PathBuf>,
+    /// Checkpoint mode: the id of the first checkpoint.
+    #[arg(long, default_value_t = 1)]
+    pub first_checkpoint: u64,
+    /// Checkpoint mode: `Options::gc_min_age` in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    pub gc_min_age_ms: u64,
     /// Database and store settings.
     #[command(flatten)]
     pub small_db: SmallDbFlags,
@@ -91,10 +119,17 @@ pub fn run(flags: &ChildFlags) -> ! {
         key_space: flags.key_space,
         max_value_bytes: flags.small_db.max_value_bytes,
     };
-    let opts = flags.small_db.options(
-        &flags.db,
-        derive_seed(flags.seed, flags.round, SEED_CHILD_FAULTS),
-    );
+    let faults = derive_seed(flags.seed, flags.round, SEED_CHILD_FAULTS);
+    let opts = match &flags.store {
+        Some(store) => checkpoints::options(
+            &flags.small_db,
+            &flags.db,
+            store,
+            faults,
+            flags.gc_min_age_ms,
+        ),
+        None => flags.small_db.options(&flags.db, faults),
+    };
     let l0_trigger = opts.l0_compaction_trigger;
     let db = block_on(Db::open(opts)).unwrap_or_else(|e| fail("open", &e));
     let table = db.table("default").unwrap_or_else(|e| fail("table", &e));
@@ -106,12 +141,26 @@ pub fn run(flags: &ChildFlags) -> ! {
         std::thread::spawn(move || monitor(&db, &in_flush, l0_trigger));
     }
 
+    let mut driver = flags.store.as_ref().map(|store| {
+        Driver::new(
+            store,
+            flags.first_checkpoint,
+            flags.start,
+            derive_seed(flags.seed, flags.round, SEED_CHILD_CHECKPOINTS),
+            flags.sabotage,
+        )
+    });
     let mut reserved = flags.start;
-    let mut sabotage = flags.sabotage;
+    let mut sabotage = flags.sabotage.filter(|s| !s.is_checkpoint_sabotage());
     for i in flags.start.. {
         if i >= reserved {
             reserved = i + RESERVE_AHEAD;
             ChildLine::Reserve { end: reserved }.send();
+        }
+        if let Some(d) = &mut driver {
+            if let Err((what, e)) = d.before_op(&db, i) {
+                fail(&what, &e);
+            }
         }
         let r = match workload.op(i) {
             CrashOp::Put { key, padding_bytes } => block_on(db.put(
@@ -219,6 +268,8 @@ fn do_sabotage(
     let (key, put) = (key as u32, last_put[key].unwrap_or_default());
     let name = key_name(key);
     let (r, what) = match how {
+        // Done to checkpoints, by the checkpoint driver.
+        Sabotage::DropCheckpoint | Sabotage::DropCheckpointPart => return false,
         Sabotage::LoseDurable => (
             block_on(db.delete(table, name.as_bytes())),
             format!(

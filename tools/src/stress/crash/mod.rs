@@ -18,10 +18,15 @@
 //! reopens the database and carries on from operation `end`, so operation indices,
 //! and therefore values, are never reused.
 //!
+//! With `--checkpoints` ([`checkpoints`]) durable means "in a committed checkpoint":
+//! the child also checkpoints, releases checkpoints and collects garbage, and after
+//! the kill the parent judges the store's checkpoints and restores the newest.
+//!
 //! Replaying: `--seed` fixes the operations, the kill delays and the injected faults.
 //! Where in the workload a kill lands still depends on timing, so a failure replays
 //! statistically, not exactly; the directory of a failed run is kept.
 
+pub mod checkpoints;
 pub mod child;
 pub mod heard;
 pub mod protocol;
@@ -42,9 +47,9 @@ use self::child::{Sabotage, SEED_KILL, SEED_PARENT_FAULTS};
 use self::heard::{Heard, Observed};
 use self::read_back::ReadBack;
 use self::supervise::End;
-use self::verify::{Problem, Round, Wrong};
+use self::verify::{Problem, Round, Verdict, Wrong};
 use self::workload::Workload;
-use super::report::CrashReport;
+use super::report::{CheckpointCounts, CrashReport};
 use super::small_db::{derive_seed, SmallDbFlags};
 use super::store_audit::{self, StoreAudit};
 use super::watchdog::Watchdog;
@@ -82,6 +87,20 @@ pub struct CrashFlags {
     /// A read-back that takes longer than this is a hang: the run stops with exit 2.
     #[arg(long, default_value_t = 300)]
     pub verify_timeout_secs: u64,
+    /// Checkpoint mode: each child also writes to an object store outside its
+    /// database directory (`file://<run>/store`), takes checkpoints with increasing
+    /// ids, releases one now and then and collects garbage; after each kill the
+    /// parent checks which checkpoints the store holds, restores the newest (into a
+    /// fresh directory, or one round in four reopens the old one), requires exactly
+    /// the state of a checkpoint that may have committed, checks one older retained
+    /// checkpoint too, and the next child carries on from what was restored. `--db`
+    /// is then the run's directory (`store/`, `db-NNNN/`).
+    #[arg(long)]
+    pub checkpoints: bool,
+    /// Checkpoint mode: `Options::gc_min_age` of the children, in milliseconds
+    /// (small, so that collections really delete).
+    #[arg(long, default_value_t = 200)]
+    pub gc_min_age_ms: u64,
     /// Damage the database on purpose, to prove the checker fails (self-test).
     #[arg(long, value_enum, hide = true)]
     pub sabotage: Option<Sabotage>,
@@ -190,6 +209,8 @@ struct Parent<'a> {
     observed: Observed,
     store: StoreAudit,
     start: Instant,
+    /// Checkpoint mode's state.
+    ckpt: Option<checkpoints::CheckpointRun>,
 }
 
 impl Parent<'_> {
@@ -203,12 +224,39 @@ impl Parent<'_> {
             format!("--key_space={}", self.flags.key_space),
         ];
         args.extend(self.flags.small_db.to_args());
+        if let Some(c) = &self.ckpt {
+            args.push(format!("--store={}", c.store.display()));
+            args.push(format!("--first_checkpoint={}", c.book.next_id));
+            args.push(format!("--gc_min_age_ms={}", self.flags.gc_min_age_ms));
+        }
         if let Some(s) = self.flags.sabotage {
             if let Some(v) = clap::ValueEnum::to_possible_value(&s) {
                 args.push(format!("--sabotage={}", v.get_name()));
             }
         }
         args
+    }
+
+    /// Options of a database of this run in `dir`.
+    fn options(&self, dir: &Path, fault_seed: u64) -> terrace::Options {
+        match &self.ckpt {
+            Some(c) => checkpoints::options(
+                &self.flags.small_db,
+                dir,
+                &c.store,
+                fault_seed,
+                self.flags.gc_min_age_ms,
+            ),
+            None => self.flags.small_db.options(dir, fault_seed),
+        }
+    }
+
+    /// The directory of the object store.
+    fn store_dir(&self) -> PathBuf {
+        match &self.ckpt {
+            Some(c) => c.store.clone(),
+            None => self.db.join(terrace::EMBEDDED_STORE_DIR),
+        }
     }
 
     /// Opens, reads and closes the database under the watchdog. The parent's store
@@ -226,7 +274,7 @@ impl Parent<'_> {
         let mut attempt = 0;
         loop {
             let faults = derive_seed(self.seed, round, SEED_PARENT_FAULTS + 100 * attempt);
-            let opts = self.flags.small_db.options(&self.db, faults);
+            let opts = self.options(&self.db, faults);
             match read_back::read_back(&opts, self.flags.key_space) {
                 Err(e)
                     if e.kind() != terrace::ErrorKind::Corruption
@@ -243,6 +291,38 @@ impl Parent<'_> {
     /// Runs round `round`: a child, its kill, the read-back and the verdict.
     /// `Ok(Err(why))` is a failed round.
     fn round(&mut self, round: u64) -> anyhow::Result<Result<(), String>> {
+        let killed = match self.run_child(round)? {
+            Ok(k) => k,
+            Err(why) => return Ok(Err(why)),
+        };
+        if self.ckpt.is_some() {
+            return self.checkpoint_round(round, &killed);
+        }
+        let verdict = match self.reopen_and_check(round, &killed) {
+            Ok(v) => v,
+            Err(why) => return Ok(Err(why)),
+        };
+        self.model = verdict.recovered;
+        self.next_op = killed.ops.end;
+        let cuts: Vec<String> = verdict
+            .cuts
+            .iter()
+            .map(|c| c.map_or("-".into(), |(lo, _)| format!("#{lo}")))
+            .collect();
+        self.progress(
+            round,
+            &format!(
+                "{}, shards recovered through {}",
+                killed.what,
+                cuts.join(",")
+            ),
+        );
+        Ok(Ok(()))
+    }
+
+    /// Runs the child of round `round` and kills it. `Ok(Err(why))`: it exited by
+    /// itself.
+    fn run_child(&mut self, round: u64) -> anyhow::Result<Result<Killed, String>> {
         let seed = self.seed;
         let kill_ms = kill_delay_ms(derive_seed(seed, round, SEED_KILL), self.flags);
         let child = supervise::run_and_kill(
@@ -285,17 +365,24 @@ impl Parent<'_> {
             ops.durable
                 .map_or("none of them".to_string(), |d| format!("#{d}")),
         );
+        Ok(Ok(Killed { heard, ops, what }))
+    }
 
+    /// Reopens the database the child used and checks it against what the child
+    /// made durable by flushing. Returns the verdict, or why the round failed.
+    fn reopen_and_check(&mut self, round: u64, killed: &Killed) -> Result<Verdict, String> {
+        let seed = self.seed;
+        let what = &killed.what;
         let read = match self.read_back(round) {
             Ok(r) => r,
             Err(e) => {
                 if e.kind() == terrace::ErrorKind::Corruption {
                     self.report.corrupt += 1;
                 }
-                return Ok(Err(format!(
+                return Err(format!(
                     "seed {seed} round {round}: reopening and reading the database failed after \
                      {what}: {e}"
-                )));
+                ));
             }
         };
         self.report.reopens += 1;
@@ -303,52 +390,66 @@ impl Parent<'_> {
         let verdict = verify::check(
             &self.workload,
             &self.model,
-            &ops,
+            &killed.ops,
             &read.found,
             &read.shard_of,
             self.flags.small_db.shards,
         );
         let mut problems: Vec<Problem> = verdict.problems.clone();
         problems.extend(read.problems);
-        self.store = store_audit::audit(&self.db, &read.files);
+        self.store = store_audit::audit(&self.store_dir(), &read.files);
         problems.extend(self.store.problems.iter().cloned());
         let lost = problems.iter().filter(|p| p.wrong == Wrong::Lost).count() as u64;
         let corrupt = problems.len() as u64 - lost;
+        if !problems.is_empty() {
+            return Err(self.failure(
+                round,
+                lost,
+                corrupt,
+                killed,
+                problems.iter().map(ToString::to_string),
+            ));
+        }
+        Ok(verdict)
+    }
+
+    /// Counts `lost` and `corrupt` and words the failure of round `round`.
+    fn failure(
+        &mut self,
+        round: u64,
+        lost: u64,
+        corrupt: u64,
+        killed: &Killed,
+        problems: impl ExactSizeIterator<Item = String>,
+    ) -> String {
         self.report.lost += lost;
         self.report.corrupt += corrupt;
-        if !problems.is_empty() {
-            let mut msg =
-                format!("seed {seed} round {round}: {lost} lost, {corrupt} corrupt after {what}");
-            for s in &heard.sabotage {
-                msg.push_str(&format!("\n  sabotage: {s}"));
-            }
-            for p in problems.iter().take(PROBLEMS_SHOWN) {
-                msg.push_str(&format!("\n  {p}"));
-            }
-            if problems.len() > PROBLEMS_SHOWN {
-                msg.push_str(&format!(
-                    "\n  ... and {} more",
-                    problems.len() - PROBLEMS_SHOWN
-                ));
-            }
-            return Ok(Err(msg));
+        let mut msg = format!(
+            "seed {} round {round}: {lost} lost, {corrupt} corrupt after {}",
+            self.seed, killed.what
+        );
+        for s in &killed.heard.sabotage {
+            msg.push_str(&format!("\n  sabotage: {s}"));
         }
+        let n = problems.len();
+        for p in problems.take(PROBLEMS_SHOWN) {
+            msg.push_str(&format!("\n  {p}"));
+        }
+        if n > PROBLEMS_SHOWN {
+            msg.push_str(&format!("\n  ... and {} more", n - PROBLEMS_SHOWN));
+        }
+        msg
+    }
 
-        self.model = verdict.recovered;
-        self.next_op = ops.end;
+    /// Prints a progress line after round `round` every `--progress_every` kills.
+    fn progress(&self, round: u64, last: &str) {
         let done = round + 1;
         let every = self.flags.progress_every;
         if every > 0 && done.is_multiple_of(every) {
-            let cuts: Vec<String> = verdict
-                .cuts
-                .iter()
-                .map(|c| c.map_or("-".into(), |(lo, _)| format!("#{lo}")))
-                .collect();
             println!(
-                "  {done}/{} kills; last: {what}, shards recovered through {}; {} ops, {} \
-                 durable acks, {} live keys, {} keys verified, {:.1} s",
+                "  {done}/{} kills; last: {last}; {} ops, {} durable acks, {} live keys, {} keys \
+                 verified, {:.1} s",
                 self.flags.kills,
-                cuts.join(","),
                 self.next_op,
                 self.observed.durable_acks,
                 self.model.iter().filter(|s| s.is_some()).count(),
@@ -356,8 +457,15 @@ impl Parent<'_> {
                 self.start.elapsed().as_secs_f64()
             );
         }
-        Ok(Ok(()))
     }
+}
+
+/// A killed child: what it said, the operations it may have issued, and a
+/// description for messages.
+struct Killed {
+    heard: Heard,
+    ops: Round,
+    what: String,
 }
 
 /// Runs the crash loop. Progress goes to stdout; the caller prints the report.
@@ -371,11 +479,16 @@ pub fn run(flags: &CrashFlags) -> anyhow::Result<CrashOutcome> {
     anyhow::ensure!(flags.key_space > 0, "--key_space must be positive");
     let seed = flags.seed.unwrap_or_else(fresh_seed);
     let dir = Dir::new(flags)?;
+    let ckpt = if flags.checkpoints {
+        Some(checkpoints::CheckpointRun::new(&dir.path)?)
+    } else {
+        None
+    };
     let mut parent = Parent {
         flags,
         seed,
         exe: std::env::current_exe().context("finding this program's path")?,
-        db: dir.path.clone(),
+        db: ckpt.as_ref().map_or(dir.path.clone(), |c| c.db_dir(0)),
         stderr: dir.path.join("crash-child.stderr"),
         workload: Workload {
             seed,
@@ -385,13 +498,14 @@ pub fn run(flags: &CrashFlags) -> anyhow::Result<CrashOutcome> {
         model: vec![None; flags.key_space as usize],
         next_op: 0,
         report: CrashReport::default(),
-        observed: Observed::default(),
+        observed: Observed::new(ckpt.is_some()),
         store: StoreAudit::default(),
         start: now(),
+        ckpt,
     };
     println!(
         "terrace-stress crash: seed {seed} (replay with --seed={seed}) kills {} key space {} \
-         shards {} kill after {}..={} ms, store errors {} latency 0..={} ms, local budget {} B, in {}",
+         shards {} kill after {}..={} ms, store errors {} latency 0..={} ms, local budget {} B{}, in {}",
         flags.kills,
         flags.key_space,
         flags.small_db.shards,
@@ -400,7 +514,12 @@ pub fn run(flags: &CrashFlags) -> anyhow::Result<CrashOutcome> {
         flags.small_db.object_store_error_rate,
         flags.small_db.object_store_latency_ms,
         flags.small_db.local_disk_budget,
-        parent.db.display()
+        if flags.checkpoints {
+            format!(", checkpoints (gc min age {} ms)", flags.gc_min_age_ms)
+        } else {
+            String::new()
+        },
+        dir.path.display()
     );
 
     let mut failure = None;
@@ -411,6 +530,12 @@ pub fn run(flags: &CrashFlags) -> anyhow::Result<CrashOutcome> {
             failure = Some(why);
             break;
         }
+    }
+    if let Some(c) = &parent.ckpt {
+        parent.report.checkpoint = Some(CheckpointCounts {
+            restores: c.restores,
+            checkpoints_verified: c.verified,
+        });
     }
     println!("{}", parent.observed);
     println!("terrace-stress crash: {}", parent.store);

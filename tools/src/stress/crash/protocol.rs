@@ -8,6 +8,11 @@
 //! - `durable N` comes *after* `Db::flush` (operation `N`) returned, so every
 //!   operation `<= N` is durable. A kill between the two only makes the parent assume
 //!   less than is true.
+//! - In checkpoint mode (`--checkpoints`), `checkpoint-begin ID OP` comes *before*
+//!   `Db::checkpoint(ID)` is called with operations `< OP` issued, and `checkpoint ID
+//!   released=...` *after* it returned (naming the checkpoints it released). Likewise
+//!   `release-begin`/`released` around `Db::release_checkpoint` and `gc-begin`/`gc`
+//!   around `Db::gc`. A begin without its end is what the kill interrupted.
 
 use std::fmt;
 use std::io::Write;
@@ -33,6 +38,37 @@ pub enum ChildLine {
     /// What the database was doing (sampled every few milliseconds), to tell which
     /// phase a kill interrupted.
     Phase(Phase),
+    /// `Db::checkpoint(id)` is about to be called; it covers operations `< op`.
+    CheckpointBegin {
+        /// The checkpoint id.
+        id: u64,
+        /// Operations below this index were issued before the call.
+        op: u64,
+    },
+    /// `Db::checkpoint(id)` returned: the checkpoint is committed.
+    Checkpoint {
+        /// The checkpoint id.
+        id: u64,
+        /// Older checkpoints the call released (retention).
+        released: Vec<u64>,
+    },
+    /// `Db::release_checkpoint(id)` is about to be called.
+    ReleaseBegin {
+        /// The checkpoint id.
+        id: u64,
+    },
+    /// `Db::release_checkpoint(id)` returned.
+    Released {
+        /// The checkpoint id.
+        id: u64,
+    },
+    /// `Db::gc` is about to be called.
+    GcBegin,
+    /// `Db::gc` returned.
+    Gc {
+        /// SST objects it deleted.
+        deleted: u64,
+    },
     /// The deliberate damage of `--sabotage` was done (checker self-test).
     Sabotage {
         /// What was done, with the key and operation involved.
@@ -74,6 +110,20 @@ impl fmt::Display for ChildLine {
                 u8::from(p.upload),
                 u8::from(p.drop)
             ),
+            ChildLine::CheckpointBegin { id, op } => write!(f, "checkpoint-begin {id} {op}"),
+            ChildLine::Checkpoint { id, released } => {
+                let list: Vec<String> = released.iter().map(u64::to_string).collect();
+                let list = if list.is_empty() {
+                    "-".to_string()
+                } else {
+                    list.join(",")
+                };
+                write!(f, "checkpoint {id} released={list}")
+            }
+            ChildLine::ReleaseBegin { id } => write!(f, "release-begin {id}"),
+            ChildLine::Released { id } => write!(f, "released {id}"),
+            ChildLine::GcBegin => write!(f, "gc-begin -"),
+            ChildLine::Gc { deleted } => write!(f, "gc {deleted}"),
             ChildLine::Sabotage { what } => write!(f, "sabotage {what}"),
             ChildLine::Error { kind, message } => {
                 // One line: the message must not break the framing.
@@ -92,6 +142,30 @@ impl ChildLine {
             "opened" => ChildLine::Opened { start: number()? },
             "reserve" => ChildLine::Reserve { end: number()? },
             "durable" => ChildLine::Durable { op: number()? },
+            "checkpoint-begin" => {
+                let (id, op) = rest.split_once(' ')?;
+                ChildLine::CheckpointBegin {
+                    id: id.parse().ok()?,
+                    op: op.parse().ok()?,
+                }
+            }
+            "checkpoint" => {
+                let (id, released) = rest.split_once(" released=")?;
+                ChildLine::Checkpoint {
+                    id: id.parse().ok()?,
+                    released: match released {
+                        "-" => Vec::new(),
+                        list => list
+                            .split(',')
+                            .map(|n| n.parse().ok())
+                            .collect::<Option<Vec<u64>>>()?,
+                    },
+                }
+            }
+            "release-begin" => ChildLine::ReleaseBegin { id: number()? },
+            "released" => ChildLine::Released { id: number()? },
+            "gc-begin" => ChildLine::GcBegin,
+            "gc" => ChildLine::Gc { deleted: number()? },
             "phase" => {
                 let mut p = Phase::default();
                 for field in rest.split(' ') {
@@ -155,6 +229,19 @@ mod tests {
             ChildLine::Sabotage {
                 what: "deleted k000001 (durable put #12)".into(),
             },
+            ChildLine::CheckpointBegin { id: 3, op: 900 },
+            ChildLine::Checkpoint {
+                id: 3,
+                released: vec![],
+            },
+            ChildLine::Checkpoint {
+                id: 9,
+                released: vec![5, 6],
+            },
+            ChildLine::ReleaseBegin { id: 4 },
+            ChildLine::Released { id: 4 },
+            ChildLine::GcBegin,
+            ChildLine::Gc { deleted: 17 },
             ChildLine::Error {
                 kind: "corruption".into(),
                 message: "bad block: crc".into(),

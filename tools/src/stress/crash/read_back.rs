@@ -32,14 +32,16 @@ pub struct ReadBack {
 /// returned as is (the caller counts a Corruption error as corrupt).
 pub fn read_back(opts: &Options, key_space: u32) -> Result<ReadBack, terrace::Error> {
     let db = block_on(Db::open(opts.clone()))?;
-    let result = read(&db, key_space);
+    let result = read_open(&db, key_space);
     let closed = block_on(db.close());
     let r = result?;
     closed?;
     Ok(r)
 }
 
-fn read(db: &Db, key_space: u32) -> Result<ReadBack, terrace::Error> {
+/// Reads keys `0..key_space` of an open database (and lets its compactions
+/// settle); the caller closes it.
+pub fn read_open(db: &Db, key_space: u32) -> Result<ReadBack, terrace::Error> {
     let table = db.table("default")?;
     let names: Vec<String> = (0..key_space).map(key_name).collect();
     let shard_of: Vec<u32> = names.iter().map(|n| db.shard_of(n.as_bytes())).collect();
