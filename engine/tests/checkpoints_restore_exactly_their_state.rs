@@ -312,3 +312,122 @@ fn garbage_collection_deletes_only_what_nothing_references() {
     check(&r, &at_end);
     block_on(r.close()).unwrap();
 }
+
+/// The SST objects in the store, as keys relative to it (`sst/<lineage>/<n>.sst`).
+fn sst_keys(dir: &Path) -> BTreeSet<String> {
+    let root = dir.join("store");
+    store_listing(dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "sst"))
+        .map(|p| {
+            p.strip_prefix(&root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect()
+}
+
+/// What the collector must keep, computed independently of it: the objects the live
+/// database reads and those every retained checkpoint names.
+fn referenced(db: &Db, store: &str, ids: &[u64]) -> BTreeSet<String> {
+    let mut out: BTreeSet<String> = block_on(db.live_files())
+        .unwrap()
+        .into_iter()
+        .map(|f| f.object_key)
+        .collect();
+    for &id in ids {
+        let base = small_options(&std::env::temp_dir().join("unused"), 2);
+        let r = block_on(terrace::CheckpointReader::open(
+            ObjectStoreSpec::Uri(store.to_string()),
+            Some(id),
+            base,
+        ))
+        .unwrap();
+        out.extend(
+            block_on(r.live_files())
+                .unwrap()
+                .into_iter()
+                .map(|f| f.object_key),
+        );
+        block_on(r.close()).unwrap();
+    }
+    out
+}
+
+#[test]
+fn garbage_collection_keeps_exactly_the_referenced_objects_and_collects_orphans() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(17);
+    let mut opts = options(tmp.path(), "src", 2);
+    opts.gc_min_age = Duration::ZERO;
+    opts.retained_checkpoints = 2;
+    let store = store_uri(tmp.path());
+    let db = open(opts);
+    let mut model = Model::new();
+    let mut retained = Vec::new();
+    for id in 1..=5u64 {
+        write_some(&db, &mut model, &mut rng, 1200);
+        block_on(db.flush()).unwrap();
+        if id % 2 == 0 {
+            block_on(db.wait_for_compactions()).unwrap();
+        }
+        block_on(db.checkpoint(id)).unwrap();
+        retained.push(id);
+        retained.retain(|&r| r + 2 > id);
+    }
+    block_on(db.wait_for_uploads()).unwrap();
+
+    // Orphans: an upload the manifest never recorded (a crash between the two), and
+    // a checkpoint that never committed (its shard object without `CHECKPOINT`).
+    let keys = sst_keys(tmp.path());
+    let lineage_dir = keys
+        .iter()
+        .next()
+        .unwrap()
+        .rsplit_once('/')
+        .unwrap()
+        .0
+        .to_string();
+    let orphan = format!("{lineage_dir}/00000000fffffff0.sst");
+    std::fs::write(tmp.path().join("store").join(&orphan), b"never recorded").unwrap();
+    let ckpt_dir = store_listing(tmp.path())
+        .into_iter()
+        .find(|p| p.file_name().is_some_and(|n| n == "CHECKPOINT"))
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let db_lineage = ckpt_dir
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .rsplit_once('-')
+        .unwrap()
+        .1
+        .to_string();
+    let abandoned = tmp
+        .path()
+        .join("store/checkpoints")
+        .join(format!("{:020}-{db_lineage}", 99));
+    std::fs::create_dir_all(&abandoned).unwrap();
+    std::fs::write(abandoned.join("shard-0000.ckpt"), b"half a checkpoint").unwrap();
+
+    let want = referenced(&db, &store, &retained);
+    assert!(sst_keys(tmp.path()).contains(&orphan));
+    let report = block_on(db.gc()).unwrap();
+    assert_eq!(
+        sst_keys(tmp.path()),
+        want,
+        "the store must hold exactly what is referenced: {report:?}"
+    );
+    assert!(report.abandoned_checkpoint_objects >= 1, "{report:?}");
+    assert!(!abandoned.join("shard-0000.ckpt").exists());
+    // Idempotent, and everything still reads.
+    assert_eq!(block_on(db.gc()).unwrap().deleted, 0);
+    check(&db, &model);
+    block_on(db.close()).unwrap();
+    let (r, _) = block_on(Db::restore(options(tmp.path(), "r", 2), None)).unwrap();
+    check(&r, &model);
+    block_on(r.close()).unwrap();
+}

@@ -99,6 +99,12 @@ impl CheckpointReader {
         self.db()?.scan(t, lower, upper, limit).await
     }
 
+    /// The SSTs and memtable snapshots the checkpoint names, by level, with their
+    /// objects (`LiveFile::object_key`).
+    pub async fn live_files(&self) -> Result<Vec<crate::stats::LiveFile>> {
+        self.db()?.live_files().await
+    }
+
     /// Statistics of the reader (its remote reads among them).
     pub async fn stats(&self) -> Result<DbStats> {
         self.db()?.stats().await
