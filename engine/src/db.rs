@@ -103,7 +103,7 @@ impl Db {
     /// A writer takes the database lock first: a directory another writer has open
     /// fails with an [`Unavailable`](crate::ErrorKind::Unavailable) error naming it,
     /// and nothing is changed. With `opts.read_only` nothing is locked or changed.
-    pub async fn open(opts: Options) -> Result<Db> {
+    pub async fn open(mut opts: Options) -> Result<Db> {
         opts.validate()?;
         let path = opts.path.clone();
         let meta_path = path.join(crate::files::META_FILE);
@@ -142,6 +142,8 @@ impl Db {
         } else {
             meta.reconcile(&opts)?
         };
+        // The range is fixed at creation: `None` means "as created".
+        opts.key_group_range = Some(meta.key_group_range);
         if meta.lineage == 0 && !opts.read_only {
             // Metadata of format 1: the database gets its lineage now.
             meta.lineage = crate::shard::new_lineage();
@@ -155,6 +157,7 @@ impl Db {
         let router = Router {
             shards: opts.shards,
             max_key_groups: opts.max_key_groups,
+            key_groups: opts.key_groups(),
             key_group_prefix_bytes: opts.key_group_prefix_bytes,
             max_key_bytes: opts.max_key_bytes,
             max_value_bytes: opts.max_value_bytes,

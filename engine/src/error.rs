@@ -56,6 +56,14 @@ pub enum ErrorDetail {
         /// Configured limit.
         max: usize,
     },
+    /// A key whose key group this database does not own (`Options::key_group_range`).
+    #[error("key group {key_group} of the key is outside this database's key group range {range}")]
+    KeyGroupOutOfRange {
+        /// The key's group.
+        key_group: u16,
+        /// The groups the database owns.
+        range: crate::key::KeyGroupRange,
+    },
     /// A value longer than `Options::max_value_bytes`.
     #[error("value of {len} bytes exceeds the limit of {max} bytes")]
     ValueTooLarge {
@@ -186,6 +194,7 @@ impl ErrorDetail {
         match self {
             EmptyKey
             | KeyTooLarge { .. }
+            | KeyGroupOutOfRange { .. }
             | ValueTooLarge { .. }
             | UnknownTable { .. }
             | UnknownTableId { .. }

@@ -60,24 +60,82 @@ pub fn key_group(user_key: &[u8], max_key_groups: u16) -> u16 {
     (xxh3_64(user_key) % u64::from(max_key_groups)) as u16
 }
 
-/// The key-group range `[first, last]` (inclusive) owned by shard `shard` of `shards`,
-/// following Flink's range assignment.
-pub fn shard_key_groups(shard: u32, shards: u32, max_key_groups: u16) -> (u16, u16) {
-    // Flink's KeyGroupRangeAssignment: the inverse of `shard_for_key_group`.
-    let (max, n, i) = (
-        u64::from(max_key_groups),
-        u64::from(shards),
-        u64::from(shard),
-    );
-    let first = (i * max).div_ceil(n);
-    let last = ((i + 1) * max - 1) / n;
-    (first as u16, last as u16)
+/// A contiguous range of key groups, both ends included: what one database owns of a
+/// job's `max_key_groups` (Flink's `KeyGroupRange` of one subtask), and what each of
+/// its shards owns of that.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct KeyGroupRange {
+    /// First key group.
+    pub first: u16,
+    /// Last key group (inclusive).
+    pub last: u16,
 }
 
-/// The shard owning key group `kg` under Flink's range assignment.
+impl KeyGroupRange {
+    /// `[first, last]`; `first <= last` is checked where options are validated.
+    pub const fn new(first: u16, last: u16) -> KeyGroupRange {
+        KeyGroupRange { first, last }
+    }
+
+    /// Every key group of a job with `max_key_groups` of them.
+    pub const fn all(max_key_groups: u16) -> KeyGroupRange {
+        KeyGroupRange {
+            first: 0,
+            last: max_key_groups.saturating_sub(1),
+        }
+    }
+
+    /// Whether `kg` is in the range.
+    #[inline]
+    pub fn contains(&self, kg: u16) -> bool {
+        (self.first..=self.last).contains(&kg)
+    }
+
+    /// Number of key groups (at least 1 for a valid range).
+    pub fn len(&self) -> u32 {
+        u32::from(self.last) + 1 - u32::from(self.first)
+    }
+
+    /// Never empty: a range holds at least its first group.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Parses `LO-HI` (as the tools spell it).
+    pub fn parse(s: &str) -> Option<KeyGroupRange> {
+        let (a, b) = s.split_once('-')?;
+        let (first, last) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+        (first <= last).then_some(KeyGroupRange { first, last })
+    }
+}
+
+impl std::fmt::Display for KeyGroupRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
+    }
+}
+
+/// The key groups shard `shard` of `shards` owns of the database's `range`: Flink's
+/// range assignment applied inside the range (with the whole job's range, exactly
+/// Flink's `KeyGroupRangeAssignment`).
+pub fn shard_key_groups(shard: u32, shards: u32, range: KeyGroupRange) -> KeyGroupRange {
+    // The inverse of `shard_for_key_group`.
+    let (n, s, i) = (u64::from(range.len()), u64::from(shards), u64::from(shard));
+    let first = (i * n).div_ceil(s);
+    let last = ((i + 1) * n - 1) / s;
+    KeyGroupRange {
+        first: range.first + first as u16,
+        last: range.first + last as u16,
+    }
+}
+
+/// The shard owning key group `kg` among `shards` shards splitting the database's
+/// `range`. A group outside the range (which requests are refused for) maps to the
+/// nearest end's shard.
 #[inline]
-pub fn shard_for_key_group(kg: u16, shards: u32, max_key_groups: u16) -> u32 {
-    (u64::from(kg) * u64::from(shards) / u64::from(max_key_groups)) as u32
+pub fn shard_for_key_group(kg: u16, shards: u32, range: KeyGroupRange) -> u32 {
+    let kg = kg.clamp(range.first, range.last);
+    (u64::from(kg - range.first) * u64::from(shards) / u64::from(range.len())) as u32
 }
 
 /// Packs a seqno and kind into a trailer.
@@ -189,19 +247,50 @@ mod tests {
 
     #[test]
     fn ranges_cover_all_groups_without_overlap() {
-        for shards in 1..=7u32 {
-            let mut next = 0u32;
-            for s in 0..shards {
-                let (a, b) = shard_key_groups(s, shards, 32768);
-                assert_eq!(u32::from(a), next);
-                assert!(b >= a);
-                for kg in [a, b, a + (b - a) / 2] {
-                    assert_eq!(shard_for_key_group(kg, shards, 32768), s);
+        let ranges = [
+            KeyGroupRange::all(32768),
+            KeyGroupRange::new(100, 199),
+            KeyGroupRange::new(5, 11),
+            KeyGroupRange::new(32767, 32767),
+        ];
+        for range in ranges {
+            for shards in (1..=7u32).filter(|&s| s <= range.len()) {
+                let mut next = u32::from(range.first);
+                for s in 0..shards {
+                    let r = shard_key_groups(s, shards, range);
+                    assert_eq!(u32::from(r.first), next, "{range} / {shards}");
+                    assert!(r.last >= r.first);
+                    for kg in [r.first, r.last, r.first + (r.last - r.first) / 2] {
+                        assert_eq!(shard_for_key_group(kg, shards, range), s);
+                    }
+                    next = u32::from(r.last) + 1;
                 }
-                next = u32::from(b) + 1;
+                assert_eq!(next, u32::from(range.last) + 1, "{range} / {shards}");
             }
-            assert_eq!(next, 32768);
         }
+    }
+
+    #[test]
+    fn the_whole_range_is_flinks_assignment() {
+        // Flink: operator index = kg * parallelism / maxParallelism.
+        for kg in [0u16, 1, 8191, 8192, 16383, 32767] {
+            assert_eq!(
+                shard_for_key_group(kg, 4, KeyGroupRange::all(32768)),
+                u32::from(kg) * 4 / 32768
+            );
+        }
+    }
+
+    #[test]
+    fn ranges_parse_as_lo_dash_hi() {
+        assert_eq!(
+            KeyGroupRange::parse("0-127"),
+            Some(KeyGroupRange::new(0, 127))
+        );
+        assert_eq!(KeyGroupRange::parse("9-9"), Some(KeyGroupRange::new(9, 9)));
+        assert_eq!(KeyGroupRange::parse("9-8"), None);
+        assert_eq!(KeyGroupRange::parse("x-8"), None);
+        assert_eq!(KeyGroupRange::new(3, 7).to_string(), "3-7");
     }
 
     #[test]

@@ -55,7 +55,7 @@ pub use checkpoint::store::{collect_store_garbage, list_store_checkpoints};
 pub use checkpoint::{CheckpointInfo, CheckpointSummary};
 pub use db::Db;
 pub use error::{Error, ErrorDetail, ErrorKind, Result};
-pub use key::TableId;
+pub use key::{KeyGroupRange, TableId};
 pub use local_db::LocalDb;
 pub use options::{
     CacheMode, Compression, ObjectStoreSpec, Options, WarmOrder, EMBEDDED_STORE_DIR,

@@ -29,6 +29,7 @@ impl LocalDb {
             None => Router {
                 shards: shard.opts.shards,
                 max_key_groups: shard.opts.max_key_groups,
+                key_groups: shard.opts.key_groups(),
                 key_group_prefix_bytes: shard.opts.key_group_prefix_bytes,
                 max_key_bytes: shard.opts.max_key_bytes,
                 max_value_bytes: shard.opts.max_value_bytes,

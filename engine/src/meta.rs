@@ -8,12 +8,14 @@
 //! magic "TRCMETA\0" (8) | format version u32 | shards u32 | max_key_groups u16 |
 //! key_group_prefix_bytes u32 (0 = whole key) | table count u16 |
 //! per table: id u16, name (u32 length + bytes) |
-//! database lineage u64 (format 2) | crc32 of everything before u32
+//! database lineage u64 (format 2) | key group range first u16, last u16 (format 3) |
+//! crc32 of everything before u32
 //! ```
 //! Written to a temp file, fsynced and renamed into place. The database lineage is a
 //! random id chosen when the database is created (or restored); its checkpoints are
 //! named by it, so databases sharing a store never mix theirs. Format 1 files have
-//! none; the next writer's open gives them one.
+//! none; the next writer's open gives them one. Files before format 3 own every key
+//! group.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -21,10 +23,11 @@ use std::path::{Path, PathBuf};
 use crate::encoding::{crc32, verify_crc32, Enc, Reader};
 use crate::error::{Error, ErrorDetail, Result};
 use crate::files::{replace_file, META_FILE};
+use crate::key::KeyGroupRange;
 use crate::options::Options;
 
 const MAGIC: &[u8; 8] = b"TRCMETA\0";
-const META_FORMAT_VERSION: u32 = 2;
+const META_FORMAT_VERSION: u32 = 3;
 /// Most tables a catalog holds: ids are u16 and the count is persisted as a u16.
 pub(crate) const MAX_TABLES: usize = u16::MAX as usize;
 
@@ -38,6 +41,8 @@ pub(crate) struct DbMeta {
     pub(crate) tables: Vec<(u16, String)>,
     /// Names this database's checkpoints; 0 until assigned (format 1).
     pub(crate) lineage: u64,
+    /// The key groups the database owns (every group before format 3).
+    pub(crate) key_group_range: KeyGroupRange,
 }
 
 impl DbMeta {
@@ -56,7 +61,9 @@ impl DbMeta {
         for (id, name) in &self.tables {
             e.u16(*id).bytes(name.as_bytes());
         }
-        e.u64(self.lineage);
+        e.u64(self.lineage)
+            .u16(self.key_group_range.first)
+            .u16(self.key_group_range.last);
         let crc = crc32(&e.buf);
         e.u32(crc);
         e.buf
@@ -105,6 +112,13 @@ impl DbMeta {
         } else {
             0
         };
+        let key_group_range = if version >= 3 {
+            let first = d.u16_le("first key group").map_err(bad)?;
+            let last = d.u16_le("last key group").map_err(bad)?;
+            KeyGroupRange::new(first, last)
+        } else {
+            KeyGroupRange::all(max_key_groups)
+        };
         if !d.is_empty() {
             return Err(Error::corrupt(path, 0, "bytes after the table catalog"));
         }
@@ -115,12 +129,21 @@ impl DbMeta {
                 format!("{shards} shards over {max_key_groups} key groups"),
             ));
         }
+        let r = key_group_range;
+        if r.first > r.last || r.last >= max_key_groups || r.len() < shards {
+            return Err(Error::corrupt(
+                path,
+                0,
+                format!("key group range {r} for {shards} shards of {max_key_groups} key groups"),
+            ));
+        }
         Ok(DbMeta {
             shards,
             max_key_groups,
             key_group_prefix_bytes: (prefix != 0).then_some(prefix),
             tables,
             lineage,
+            key_group_range,
         })
     }
 
@@ -208,6 +231,15 @@ impl DbMeta {
                 format!("{:?}", opts.key_group_prefix_bytes),
             ));
         }
+        if let Some(given) = opts.key_group_range {
+            if given != self.key_group_range {
+                return Err(mismatch(
+                    "key_group_range",
+                    self.key_group_range.to_string(),
+                    given.to_string(),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -219,6 +251,7 @@ impl DbMeta {
             key_group_prefix_bytes: opts.key_group_prefix_bytes,
             tables: Vec::new(),
             lineage: crate::shard::new_lineage(),
+            key_group_range: opts.key_groups(),
         }
     }
 }
@@ -228,18 +261,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn version_2_layout_matches_the_golden_file() {
+    fn version_3_layout_matches_the_golden_file() {
         let dir = tempfile::tempdir().unwrap();
         let mut opts = Options::new(dir.path());
         opts.shards = 4;
         opts.max_key_groups = 128;
         opts.key_group_prefix_bytes = Some(8);
+        opts.key_group_range = Some(KeyGroupRange::new(32, 95));
         opts.tables = vec!["counts".into(), "windows".into()];
         let mut meta = DbMeta::new_for(&opts);
         meta.reconcile(&opts).unwrap();
         meta.lineage = 0xdb1ea9e;
         let bytes = meta.encode();
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/meta/v2-basic.meta");
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/meta/v3-basic.meta");
         if std::env::var_os("TERRACE_REGEN_FIXTURES").is_some_and(|v| v == "1") {
             fs::create_dir_all(path.parent().unwrap()).unwrap();
             fs::write(&path, &bytes).unwrap();
@@ -262,12 +296,18 @@ mod tests {
             ]
         );
         assert_eq!(back.lineage, 0xdb1ea9e);
+        assert_eq!(back.key_group_range, KeyGroupRange::new(32, 95));
 
-        // Format 1 (checked in) had no lineage.
+        // Formats 1 and 2 (checked in) own every key group; 1 had no lineage.
         let v1path = path.with_file_name("v1-basic.meta");
         let v1 = DbMeta::decode(&v1path, &fs::read(&v1path).unwrap()).unwrap();
         assert_eq!(v1.lineage, 0);
         assert_eq!(v1.tables, back.tables);
+        assert_eq!(v1.key_group_range, KeyGroupRange::all(128));
+        let v2path = path.with_file_name("v2-basic.meta");
+        let v2 = DbMeta::decode(&v2path, &fs::read(&v2path).unwrap()).unwrap();
+        assert_eq!(v2.lineage, 0xdb1ea9e);
+        assert_eq!(v2.key_group_range, KeyGroupRange::all(128));
     }
 
     #[test]

@@ -16,6 +16,7 @@ use terrace_tiering::store::ObjectStore;
 use terrace_uploader::{NewFileHook, UploaderConfig};
 
 use crate::error::{Error, Result};
+use crate::key::KeyGroupRange;
 
 /// Per-block compression of SST data blocks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -105,6 +106,11 @@ pub struct Options {
     /// one prefix touches one shard and one key group. `None`: the whole key. Fixed at
     /// creation.
     pub key_group_prefix_bytes: Option<u32>,
+    /// The key groups this database owns of the job's `max_key_groups` (Flink's
+    /// `KeyGroupRange` of one subtask); its shards split them. A key whose group is
+    /// outside is refused with an InvalidArgument error. `None`: all of them. Fixed
+    /// at creation (recorded in `TERRACE-META` and in every checkpoint).
+    pub key_group_range: Option<KeyGroupRange>,
     /// Pin shard `i` to CPU `i % cores`.
     pub pin_shards: bool,
     /// State tables, by name. `"default"` always exists. Tables may be added between
@@ -228,6 +234,7 @@ impl std::fmt::Debug for Options {
             .field("path", &self.path)
             .field("shards", &self.shards)
             .field("max_key_groups", &self.max_key_groups)
+            .field("key_group_range", &self.key_group_range)
             .field("tables", &self.tables)
             .field("memtable_bytes", &self.memtable_bytes)
             .field("block_bytes", &self.block_bytes)
@@ -263,6 +270,7 @@ impl Options {
             shards: cores,
             max_key_groups: 32768,
             key_group_prefix_bytes: None,
+            key_group_range: None,
             pin_shards: true,
             tables: vec!["default".to_string()],
             max_key_bytes: 64 << 10,
@@ -329,10 +337,17 @@ impl Options {
         opts.shards = meta.shards;
         opts.max_key_groups = meta.max_key_groups;
         opts.key_group_prefix_bytes = meta.key_group_prefix_bytes;
+        opts.key_group_range = Some(meta.key_group_range);
         let mut tables = meta.tables;
         tables.sort();
         opts.tables = tables.into_iter().map(|(_, name)| name).collect();
         Ok(opts)
+    }
+
+    /// The key groups this database owns: `key_group_range`, or every group.
+    pub fn key_groups(&self) -> KeyGroupRange {
+        self.key_group_range
+            .unwrap_or(KeyGroupRange::all(self.max_key_groups))
     }
 
     /// Checks every option; the first problem found is the error.
@@ -352,6 +367,27 @@ impl Options {
                 format!(
                     "{} is fewer than the {} shards; every shard needs a key group",
                     self.max_key_groups, self.shards
+                ),
+            ));
+        }
+        let range = self.key_groups();
+        if range.first > range.last || range.last >= self.max_key_groups {
+            return Err(bad(
+                "key_group_range",
+                format!(
+                    "{range} is not a range within the {} key groups 0-{}",
+                    self.max_key_groups,
+                    self.max_key_groups.saturating_sub(1)
+                ),
+            ));
+        }
+        if range.len() < self.shards {
+            return Err(bad(
+                "key_group_range",
+                format!(
+                    "{range} holds {} key groups, fewer than the {} shards; every shard needs one",
+                    range.len(),
+                    self.shards
                 ),
             ));
         }

@@ -8,7 +8,7 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use crate::error::{ErrorDetail, Result};
-use crate::key::{encode_state_key, key_group, shard_for_key_group, TableId};
+use crate::key::{encode_state_key, key_group, shard_for_key_group, KeyGroupRange, TableId};
 use crate::shard::ScanRange;
 
 /// What every handle needs to route and validate requests.
@@ -16,6 +16,8 @@ use crate::shard::ScanRange;
 pub(crate) struct Router {
     pub(crate) shards: u32,
     pub(crate) max_key_groups: u16,
+    /// The key groups the database owns.
+    pub(crate) key_groups: KeyGroupRange,
     pub(crate) key_group_prefix_bytes: Option<u32>,
     pub(crate) max_key_bytes: usize,
     pub(crate) max_value_bytes: usize,
@@ -36,7 +38,20 @@ impl Router {
     }
 
     pub(crate) fn shard_of_group(&self, kg: u16) -> u32 {
-        shard_for_key_group(kg, self.shards, self.max_key_groups)
+        shard_for_key_group(kg, self.shards, self.key_groups)
+    }
+
+    /// Refuses a key group the database does not own.
+    pub(crate) fn check_key_group(&self, kg: u16) -> Result<()> {
+        if self.key_groups.contains(kg) {
+            Ok(())
+        } else {
+            Err(ErrorDetail::KeyGroupOutOfRange {
+                key_group: kg,
+                range: self.key_groups,
+            }
+            .into())
+        }
     }
 
     pub(crate) fn check_key(&self, key: &[u8]) -> Result<()> {
@@ -77,6 +92,7 @@ impl Router {
         self.check_key(key)?;
         self.check_table(t)?;
         let kg = self.key_group(key);
+        self.check_key_group(kg)?;
         let mut sk = Vec::new();
         encode_state_key(&mut sk, kg, t, key);
         Ok((self.shard_of_group(kg), sk))
@@ -180,7 +196,10 @@ impl ScanPlan {
     ) -> Result<Self> {
         router.check_table(t)?;
         let targets = match router.single_group(lower, upper) {
-            Some(kg) => vec![(router.shard_of_group(kg), kg..=kg)],
+            Some(kg) => {
+                router.check_key_group(kg)?;
+                vec![(router.shard_of_group(kg), kg..=kg)]
+            }
             None => (0..router.shards).map(|s| (s, 0..=u16::MAX)).collect(),
         };
         Ok(ScanPlan {

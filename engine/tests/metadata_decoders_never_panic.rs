@@ -51,7 +51,11 @@ fn damaged_manifests_replay_or_fail_cleanly() {
 
 #[test]
 fn damaged_metadata_decodes_or_fails_cleanly() {
-    for name in ["meta/v1-basic.meta", "meta/v2-basic.meta"] {
+    for name in [
+        "meta/v1-basic.meta",
+        "meta/v2-basic.meta",
+        "meta/v3-basic.meta",
+    ] {
         let bytes = fixture(name);
         assert_eq!(decode_meta(&bytes), Ok(3), "{name}");
         let (ok, _) = damage_all_ways(&bytes, decode_meta);

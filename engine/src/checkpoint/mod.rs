@@ -161,7 +161,7 @@ impl Db {
             shards: meta.shards,
             max_key_groups: meta.max_key_groups,
             key_group_prefix_bytes: meta.key_group_prefix_bytes,
-            key_groups: (0, meta.max_key_groups.saturating_sub(1)),
+            key_groups: (meta.key_group_range.first, meta.key_group_range.last),
             last_seqno: parts
                 .iter()
                 .map(|p| p.checkpoint.last_seqno)

@@ -14,6 +14,7 @@
 //! (`Options::object_store`); the restored database writes its own files and
 //! checkpoints there under its own lineages.
 
+use crate::key::KeyGroupRange;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -117,6 +118,17 @@ pub(crate) async fn write_restored(
     opts.shards = meta.shards;
     opts.max_key_groups = meta.max_key_groups;
     opts.key_group_prefix_bytes = meta.key_group_prefix_bytes;
+    let range = KeyGroupRange::new(meta.key_groups.0, meta.key_groups.1);
+    if let Some(asked) = opts.key_group_range.filter(|r| *r != range) {
+        return Err(Error::invalid_option(
+            "key_group_range",
+            format!(
+                "checkpoint {} holds key groups {range}, not {asked}: restoring into another range is rescaling, not supported yet",
+                meta.id
+            ),
+        ));
+    }
+    opts.key_group_range = Some(range);
     write_database(&opts, &meta, &shards)?;
     let info = RestoreInfo {
         checkpoint: meta.id,
@@ -243,6 +255,7 @@ fn write_database(opts: &Options, meta: &CheckpointMeta, shards: &[ShardCheckpoi
         key_group_prefix_bytes: meta.key_group_prefix_bytes,
         tables: meta.tables.clone(),
         lineage: new_lineage(),
+        key_group_range: KeyGroupRange::new(meta.key_groups.0, meta.key_groups.1),
     };
     db_meta.reconcile(opts)?;
     db_meta.store(path)

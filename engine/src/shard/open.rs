@@ -161,7 +161,10 @@ impl Shard {
         );
         Ok(Rc::new(Shard {
             id,
-            key_groups: shard_key_groups(id, opts.shards, opts.max_key_groups),
+            key_groups: {
+                let r = shard_key_groups(id, opts.shards, opts.key_groups());
+                (r.first, r.last)
+            },
             table_opts: TableOptions::from_options(&opts),
             compaction_cfg: CompactionConfig::from_options(&opts),
             queues,

@@ -72,7 +72,12 @@ fn check_file(f: &LiveFile, layout: &Layout, out: &mut Vec<String>) {
             show(&f.largest)
         ));
     }
-    let (first, last) = shard_key_groups(f.shard, layout.shards, layout.max_key_groups);
+    let r = shard_key_groups(
+        f.shard,
+        layout.shards,
+        terrace::KeyGroupRange::all(layout.max_key_groups),
+    );
+    let (first, last) = (r.first, r.last);
     for k in [lo, hi] {
         let kg = state_key_group(k.state_key);
         if !(first..=last).contains(&kg) {
