@@ -365,6 +365,16 @@ pub struct Flags {
     #[arg(long, default_value_t = terrace::Options::new("").warm_bytes_per_sec)]
     pub warm_bytes_per_sec: u64,
 
+    /// Collect garbage in the object store every N seconds (0: only the engine's
+    /// default interval).
+    #[arg(long, default_value_t = 0.0)]
+    pub gc_interval_secs: f64,
+
+    /// Age below which the garbage collector keeps an unreferenced object (default:
+    /// the engine's). Lower it on long fills to bound the store's disk use.
+    #[arg(long)]
+    pub gc_min_age_secs: Option<f64>,
+
     /// Write an SVG chart of the run here: operations per second and write P99 per
     /// second, with checkpoints and restores marked.
     #[arg(long)]
@@ -449,6 +459,12 @@ impl Flags {
         }
         if self.use_existing_db && self.db.is_none() {
             return Err("--use_existing_db needs --db".into());
+        }
+        if !(self.gc_interval_secs >= 0.0 && self.gc_interval_secs < 1e9) {
+            return Err("--gc_interval_secs must be a non-negative number of seconds".into());
+        }
+        if self.gc_min_age_secs.is_some_and(|s| !(s >= 0.0 && s < 1e9)) {
+            return Err("--gc_min_age_secs must be a non-negative number of seconds".into());
         }
         if !(self.checkpoint_every_secs >= 0.0 && self.checkpoint_every_secs < 1e9) {
             return Err("--checkpoint_every_secs must be a non-negative number of seconds".into());

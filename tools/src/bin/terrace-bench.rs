@@ -113,6 +113,12 @@ fn options(flags: &Flags, path: &Path) -> Options {
     opts.warm_window = Duration::from_secs_f64(flags.warm_window_secs);
     opts.max_remote_requests = flags.max_remote_requests;
     opts.foreground_latency_us = flags.foreground_latency_us;
+    if flags.gc_interval_secs > 0.0 {
+        opts.gc_interval = Some(Duration::from_secs_f64(flags.gc_interval_secs));
+    }
+    if let Some(age) = flags.gc_min_age_secs {
+        opts.gc_min_age = Duration::from_secs_f64(age);
+    }
     opts.warm_order = flags.warm_order.order();
     opts.warm_bytes_per_sec = flags.warm_bytes_per_sec;
     if let Some(source) = flags.restore_sources().first() {
@@ -300,11 +306,15 @@ fn run(flags: &Flags) -> anyhow::Result<()> {
             (result, None)
         } else if bench == Benchmark::WaitForWarmer {
             let start = terrace_tiering::clock::now();
-            if let Some(done) = wait_for_warmer(&db, restore_start, None) {
-                if !warm_reported {
-                    out.line(&warm_line(&done));
-                    warm_reported = true;
-                }
+            // The download-first baseline has nothing to warm. A plain open of a
+            // database with remote-only files has a warmer too: wait, report nothing.
+            let baseline = restored.is_some() && warm_watch.is_none();
+            let done = (!baseline)
+                .then(|| wait_for_warmer(&db, restore_start, None))
+                .flatten();
+            if let (Some(done), Some(_), false) = (done, &warm_watch, warm_reported) {
+                out.line(&warm_line(&done));
+                warm_reported = true;
             }
             (
                 BenchResult::new(bench.name(), 1, start.elapsed().as_secs_f64(), 0),
@@ -372,8 +382,19 @@ fn run(flags: &Flags) -> anyhow::Result<()> {
         summary.benchmarks.push(result);
     }
 
-    if let Some(ck) = checkpointer {
+    if let (Some(c), Some(ck)) = (&checkpoints, checkpointer) {
         ck.stop().context("the background checkpointer failed")?;
+        let late: Vec<_> = c.taken()[checkpoints_reported..]
+            .iter()
+            .filter(|t| t.background)
+            .cloned()
+            .collect();
+        if !late.is_empty() {
+            out.line(&format!(
+                "{} (finished after the last benchmark)",
+                CheckpointStats::of(&late).line()
+            ));
+        }
     }
     if let (Some(w), false) = (&warm_watch, warm_reported) {
         match w.done() {
