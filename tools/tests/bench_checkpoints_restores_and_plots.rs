@@ -29,7 +29,7 @@ fn bench(args: &[&str]) -> String {
     stdout
 }
 
-fn result<'a>(stdout: &'a str, name: &str) -> ParsedLine {
+fn result(stdout: &str, name: &str) -> ParsedLine {
     stdout
         .lines()
         .filter(|l| l.contains(" micros/op "))

@@ -463,7 +463,10 @@ impl Flags {
         if !(self.gc_interval_secs >= 0.0 && self.gc_interval_secs < 1e9) {
             return Err("--gc_interval_secs must be a non-negative number of seconds".into());
         }
-        if self.gc_min_age_secs.is_some_and(|s| !(s >= 0.0 && s < 1e9)) {
+        if self
+            .gc_min_age_secs
+            .is_some_and(|s| !(0.0..1e9).contains(&s))
+        {
             return Err("--gc_min_age_secs must be a non-negative number of seconds".into());
         }
         if !(self.checkpoint_every_secs >= 0.0 && self.checkpoint_every_secs < 1e9) {

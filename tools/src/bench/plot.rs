@@ -161,6 +161,9 @@ fn latency_panel(
         .draw()
 }
 
+/// Picks the events of one marker kind.
+type IsKind = fn(&EventKind) -> bool;
+
 /// Vertical lines for the events, each kind labelled once in the legend.
 fn markers<'a, Y>(
     chart: &mut ChartContext<
@@ -176,7 +179,7 @@ where
     Y: Ranged,
     Y::ValueType: Clone + 'static,
 {
-    let kinds: [(&str, RGBColor, fn(&EventKind) -> bool); 3] = [
+    let kinds: [(&str, RGBColor, IsKind); 3] = [
         ("benchmark start", BENCHMARK, |k| {
             matches!(k, EventKind::Benchmark(_))
         }),
