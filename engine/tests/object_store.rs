@@ -171,6 +171,8 @@ fn faults_during_writes_flushes_and_compactions_lose_nothing() {
     // Every live SST is remote: with no local SST at all, everything still reads.
     let removed = remove_local_ssts(dir.path(), 2);
     opts.object_store_faults = None;
+    // No warming: the point is reading with no local copy at all.
+    opts.warm_order = terrace::WarmOrder::Off;
     let db = open(opts);
     let stats = block_on(db.stats()).unwrap();
     assert_eq!(stats.tier().local_files, 0, "{removed} removed; {stats}");

@@ -38,12 +38,16 @@ pub enum Benchmark {
     /// Pseudo: flush, wait until every SST is in the object store, then apply the
     /// local disk budget (so reads that follow start from the settled tiering).
     WaitForUploads,
+    /// Pseudo: wait until the warmer has downloaded what it will (after a restore).
+    WaitForWarmer,
+    /// Pseudo: take a checkpoint and report its duration and bytes uploaded.
+    Checkpoint,
     /// Pseudo: print the engine's statistics.
     Stats,
 }
 
 /// Every benchmark with its name, in the order `--help` lists them.
-pub const ALL: [(Benchmark, &str); 15] = [
+pub const ALL: [(Benchmark, &str); 17] = [
     (Benchmark::FillSeq, "fillseq"),
     (Benchmark::FillRandom, "fillrandom"),
     (Benchmark::Overwrite, "overwrite"),
@@ -58,6 +62,8 @@ pub const ALL: [(Benchmark, &str); 15] = [
     (Benchmark::Compact, "compact"),
     (Benchmark::WaitForCompaction, "waitforcompaction"),
     (Benchmark::WaitForUploads, "waitforuploads"),
+    (Benchmark::WaitForWarmer, "waitforwarmer"),
+    (Benchmark::Checkpoint, "checkpoint"),
     (Benchmark::Stats, "stats"),
 ];
 
@@ -83,6 +89,8 @@ impl Benchmark {
                 | Benchmark::Compact
                 | Benchmark::WaitForCompaction
                 | Benchmark::WaitForUploads
+                | Benchmark::WaitForWarmer
+                | Benchmark::Checkpoint
                 | Benchmark::Stats
         )
     }
@@ -121,6 +129,8 @@ impl Benchmark {
             | Benchmark::Compact
             | Benchmark::WaitForCompaction
             | Benchmark::WaitForUploads
+            | Benchmark::WaitForWarmer
+            | Benchmark::Checkpoint
             | Benchmark::Stats => "call",
         }
     }

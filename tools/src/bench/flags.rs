@@ -69,6 +69,53 @@ impl CacheModeFlag {
     }
 }
 
+/// How `--restore_from` restores, as `--restore_mode` spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RestoreModeFlag {
+    /// Terrace's restore: serve from the store at once, warm in the background.
+    Lazy,
+    /// Baseline: download every object of the checkpoint, then open.
+    #[value(name = "download_first")]
+    DownloadFirst,
+}
+
+impl RestoreModeFlag {
+    /// The tool's mode.
+    pub fn mode(self) -> super::restore::RestoreMode {
+        match self {
+            RestoreModeFlag::Lazy => super::restore::RestoreMode::Lazy,
+            RestoreModeFlag::DownloadFirst => super::restore::RestoreMode::DownloadFirst,
+        }
+    }
+}
+
+/// In what order files without a local copy are downloaded, as `--warm_order`
+/// spells it (`terrace::WarmOrder`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum WarmOrderFlag {
+    /// Top level first.
+    Level,
+    /// Most remotely read first.
+    Access,
+    /// Never download.
+    Off,
+}
+
+impl WarmOrderFlag {
+    /// The engine's setting.
+    pub fn order(self) -> terrace::WarmOrder {
+        match self {
+            WarmOrderFlag::Level => terrace::WarmOrder::Level,
+            WarmOrderFlag::Access => terrace::WarmOrder::Access,
+            WarmOrderFlag::Off => terrace::WarmOrder::Off,
+        }
+    }
+}
+
+/// The error for more than one `--restore_from` URI (issue 11's rescaling).
+pub const SEVERAL_RESTORE_SOURCES: &str =
+    "restoring several databases is rescaling, not supported yet";
+
 /// Which keys read benchmarks draw, as `--key_dist` spells it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum KeyDist {
@@ -107,7 +154,7 @@ fn parse_bool(s: &str) -> Result<bool, String> {
     rename_all = "snake_case",
     after_help = "Benchmarks: fillseq fillrandom overwrite readrandom readseq readmissing \
 seekrandom updaterandom multireadrandom readwhilewriting, and the pseudo-benchmarks \
-flush compact waitforcompaction stats."
+flush compact waitforcompaction waitforuploads waitforwarmer checkpoint stats."
 )]
 pub struct Flags {
     /// Comma-separated benchmarks, run in order on the same database.
@@ -286,6 +333,53 @@ pub struct Flags {
     #[arg(long, default_value_t = terrace::Options::new("").foreground_latency_us)]
     pub foreground_latency_us: u64,
 
+    /// Take a checkpoint every N seconds during the benchmarks (0: never); each
+    /// benchmark then reports the checkpoints' count, duration P50/P99 and bytes
+    /// uploaded. Needs an object store.
+    #[arg(long, default_value_t = 0.0)]
+    pub checkpoint_every_secs: f64,
+
+    /// Restore `--db` (an empty or missing directory) from a checkpoint in this
+    /// store (`file:///abs/path` or `s3://bucket/prefix`) before the benchmarks, which
+    /// then run on the restored database as with `--use_existing_db`. A
+    /// comma-separated list is the form of restoring several databases into one
+    /// (rescaling), which is not supported yet. The restored database keeps writing
+    /// to that store.
+    #[arg(long)]
+    pub restore_from: Option<String>,
+
+    /// Checkpoint id to restore (default: the newest).
+    #[arg(long)]
+    pub checkpoint_id: Option<u64>,
+
+    /// `lazy` (Terrace's restore: serve at once, warm in the background) or
+    /// `download_first` (baseline: download every object, then open).
+    #[arg(long, value_enum, default_value_t = RestoreModeFlag::Lazy)]
+    pub restore_mode: RestoreModeFlag,
+
+    /// Order in which files without a local copy are downloaded after a restore.
+    #[arg(long, value_enum, default_value_t = WarmOrderFlag::Level)]
+    pub warm_order: WarmOrderFlag,
+
+    /// Download bandwidth of that warming per shard, bytes per second (0: no limit).
+    #[arg(long, default_value_t = terrace::Options::new("").warm_bytes_per_sec)]
+    pub warm_bytes_per_sec: u64,
+
+    /// Collect garbage in the object store every N seconds (0: only the engine's
+    /// default interval).
+    #[arg(long, default_value_t = 0.0)]
+    pub gc_interval_secs: f64,
+
+    /// Age below which the garbage collector keeps an unreferenced object (default:
+    /// the engine's). Lower it on long fills to bound the store's disk use.
+    #[arg(long)]
+    pub gc_min_age_secs: Option<f64>,
+
+    /// Write an SVG chart of the run here: operations per second and write P99 per
+    /// second, with checkpoints and restores marked.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+
     /// Write a machine-readable JSON summary to this path; `-` writes it to stdout
     /// (the human-readable report then goes to stderr).
     #[arg(long)]
@@ -296,6 +390,20 @@ impl Flags {
     /// Number of reads each read benchmark performs.
     pub fn reads(&self) -> u64 {
         u64::try_from(self.reads).unwrap_or(self.num)
+    }
+
+    /// The stores of `--restore_from` (one today; several is rescaling).
+    pub fn restore_sources(&self) -> Vec<String> {
+        self.restore_from
+            .as_deref()
+            .map(|s| {
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|u| !u.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Number of shards to open with.
@@ -352,6 +460,51 @@ impl Flags {
         if self.use_existing_db && self.db.is_none() {
             return Err("--use_existing_db needs --db".into());
         }
+        if !(self.gc_interval_secs >= 0.0 && self.gc_interval_secs < 1e9) {
+            return Err("--gc_interval_secs must be a non-negative number of seconds".into());
+        }
+        if self
+            .gc_min_age_secs
+            .is_some_and(|s| !(0.0..1e9).contains(&s))
+        {
+            return Err("--gc_min_age_secs must be a non-negative number of seconds".into());
+        }
+        if !(self.checkpoint_every_secs >= 0.0 && self.checkpoint_every_secs < 1e9) {
+            return Err("--checkpoint_every_secs must be a non-negative number of seconds".into());
+        }
+        let sources = self.restore_sources();
+        if self.restore_from.is_some() && sources.is_empty() {
+            return Err("--restore_from names no store".into());
+        }
+        if sources.len() > 1 {
+            return Err(format!(
+                "--restore_from names {} stores: {SEVERAL_RESTORE_SOURCES}",
+                sources.len()
+            ));
+        }
+        if let Some(source) = sources.first() {
+            if self.use_existing_db {
+                return Err("--restore_from creates the database; drop --use_existing_db".into());
+            }
+            if self.object_store.as_ref().is_some_and(|s| s != source) {
+                return Err(format!(
+                    "--restore_from={source} is the restored database's object store; --object_store={} differs",
+                    self.object_store.as_deref().unwrap_or_default()
+                ));
+            }
+        } else {
+            if self.checkpoint_id.is_some() {
+                return Err("--checkpoint_id needs --restore_from".into());
+            }
+            if self.restore_mode != RestoreModeFlag::Lazy {
+                return Err("--restore_mode needs --restore_from".into());
+            }
+        }
+        let checkpoints =
+            self.checkpoint_every_secs > 0.0 || self.benchmarks.0.contains(&Benchmark::Checkpoint);
+        if checkpoints && self.object_store.as_deref() == Some("none") {
+            return Err("checkpoints need an object store; --object_store=none has none".into());
+        }
         Ok(())
     }
 
@@ -402,6 +555,18 @@ impl Flags {
             ("cache_segment_bytes", self.cache_segment_bytes.to_string()),
             ("key_dist", format!("{:?}", self.key_dist).to_lowercase()),
             ("zipf_theta", self.zipf_theta.to_string()),
+            (
+                "checkpoint_every_secs",
+                self.checkpoint_every_secs.to_string(),
+            ),
+            (
+                "restore_from",
+                self.restore_from.clone().unwrap_or_else(|| "none".into()),
+            ),
+            (
+                "restore_mode",
+                format!("{:?}", self.restore_mode).to_lowercase(),
+            ),
         ]
     }
 }

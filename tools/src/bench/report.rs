@@ -16,6 +16,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::checkpoints::CheckpointStats;
 use super::flags::{CompressionType, Flags};
 use super::histogram::LatencySummary;
 
@@ -53,6 +54,9 @@ pub struct BenchResult {
     /// Fractions of block lookups served by memory, by the SSD tier, joined a read in
     /// flight, and loaded from the file.
     pub cache_hit_ratios: Option<(f64, f64, f64, f64)>,
+    /// Checkpoints taken during the benchmark (`--checkpoint_every_secs`), or the
+    /// one the `checkpoint` benchmark took.
+    pub checkpoints: Option<CheckpointStats>,
 }
 
 impl BenchResult {
@@ -79,6 +83,7 @@ impl BenchResult {
             ops_per_cpu_sec: None,
             cache_stats: None,
             cache_hit_ratios: None,
+            checkpoints: None,
         }
     }
 
@@ -202,6 +207,16 @@ pub fn parse_line(line: &str) -> Option<ParsedLine> {
 
 fn mib(bytes: f64) -> f64 {
     bytes / 1_048_576.0
+}
+
+/// A byte count as db_bench-style text: `68.2 MB` (MiB, as `MB/s` is), or `1.02 GB`
+/// (GiB) from one GiB up.
+pub fn size_text(bytes: u64) -> String {
+    if bytes >= 1 << 30 {
+        format!("{:.2} GB", bytes as f64 / (1u64 << 30) as f64)
+    } else {
+        format!("{:.1} MB", mib(bytes as f64))
+    }
 }
 
 /// db_bench's header: what the run is about to do.

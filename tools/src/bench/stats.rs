@@ -7,6 +7,8 @@
 use hdrhistogram::Histogram;
 use std::time::Duration;
 
+use super::timeline::SecondRecorder;
+
 /// Operation counts, bytes and latencies of one worker or of a whole benchmark.
 #[derive(Clone, Debug)]
 pub struct OpStats {
@@ -20,6 +22,8 @@ pub struct OpStats {
     pub background_writes: u64,
     /// Latency of each timed call, in nanoseconds.
     pub latency_ns: Histogram<u64>,
+    /// Per-second counts for `--plot` (a worker's own; not merged).
+    pub per_second: Option<SecondRecorder>,
 }
 
 impl Default for OpStats {
@@ -38,6 +42,7 @@ impl OpStats {
             background_writes: 0,
             // 3 significant digits always fits in an auto-resizing histogram.
             latency_ns: Histogram::new(3).unwrap_or_else(|_| unreachable!()),
+            per_second: None,
         }
     }
 
@@ -51,6 +56,9 @@ impl OpStats {
         // `record` grows the auto-resizing histogram (`saturating_record` would clamp
         // to its current bounds); it fails only past u64 range, which ns cannot reach.
         let _ = self.latency_ns.record(ns);
+        if let Some(seconds) = &mut self.per_second {
+            seconds.record(terrace_tiering::clock::now(), elapsed, ops);
+        }
     }
 
     /// Adds another worker's counters.

@@ -26,6 +26,7 @@ use super::keys::{key_of, KeyBuf, KeyDraw};
 use super::progress::{LocalProgress, Progress};
 use super::stats::OpStats;
 use super::store::Store;
+use super::timeline::Timeline;
 use super::values::ValuePool;
 use super::zipf::Zipf;
 
@@ -69,6 +70,8 @@ pub struct Plan {
     pub values: Arc<ValuePool>,
     /// Where workers report progress.
     pub progress: Arc<Progress>,
+    /// Per-second samples for `--plot`, when asked for.
+    pub timeline: Option<Arc<Timeline>>,
 }
 
 impl Plan {
@@ -96,6 +99,8 @@ impl Plan {
             | Benchmark::Compact
             | Benchmark::WaitForCompaction
             | Benchmark::WaitForUploads
+            | Benchmark::WaitForWarmer
+            | Benchmark::Checkpoint
             | Benchmark::Stats => 0,
         }
     }
@@ -152,6 +157,10 @@ pub async fn run_worker<S: Store>(
     cursor: Arc<Cursor>,
 ) -> Result<OpStats> {
     let mut stats = OpStats::new();
+    stats.per_second = plan
+        .timeline
+        .as_ref()
+        .map(|t| t.recorder(plan.bench.writes()));
     let mut progress = LocalProgress::new(plan.progress.clone());
     let mut claim = Claim {
         cursor: &cursor,
@@ -258,6 +267,8 @@ pub async fn run_worker<S: Store>(
             | Benchmark::Compact
             | Benchmark::WaitForCompaction
             | Benchmark::WaitForUploads
+            | Benchmark::WaitForWarmer
+            | Benchmark::Checkpoint
             | Benchmark::Stats => 0,
         };
         progress.add(ops);

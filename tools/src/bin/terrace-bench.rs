@@ -9,8 +9,10 @@
 //! Benchmarks run in order on one database. Without `--db` it lives in a fresh
 //! temporary directory removed at exit; with `--db` (and no `--use_existing_db`) an
 //! existing Terrace database there is destroyed first, like db_bench does, and a
-//! directory holding anything else is refused. See `terrace_tools::bench` for the
-//! design and `bench::report` for the output conventions.
+//! directory holding anything else is refused. With `--restore_from` the database
+//! is restored into `--db` (empty or missing) from a checkpoint first. See
+//! `terrace_tools::bench` for the design and `bench::report` for the output
+//! conventions.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -25,14 +27,20 @@ use terrace::{Compression, Db, ObjectStoreSpec, Options, TableId};
 use terrace_tiering::store::fault::{FaultConfig, Latency};
 
 use terrace_tools::bench::benchmark::Benchmark;
+use terrace_tools::bench::checkpoints::{
+    checkpoint_line, CheckpointStats, Checkpointer, Checkpoints,
+};
 use terrace_tools::bench::cpu::CpuTime;
 use terrace_tools::bench::driver::{self, Mode};
 use terrace_tools::bench::engine_stats::{cache_line, cache_ratios, one_line, remote_line};
 use terrace_tools::bench::flags::{CompressionType, Flags, KeyDist};
 use terrace_tools::bench::histogram::{format_histogram, summarize};
-use terrace_tools::bench::keys::KeyDraw;
+use terrace_tools::bench::keys::{key_of, KeyDraw};
+use terrace_tools::bench::plot;
 use terrace_tools::bench::progress::{Progress, Reporter};
 use terrace_tools::bench::report::{header, BenchResult, JsonSummary};
+use terrace_tools::bench::restore::{self, wait_for_warmer, warm_line, WarmWatch};
+use terrace_tools::bench::timeline::{EventKind, Timeline};
 use terrace_tools::bench::values::ValuePool;
 use terrace_tools::bench::workload::Plan;
 use terrace_tools::bench::zipf::Zipf;
@@ -105,7 +113,31 @@ fn options(flags: &Flags, path: &Path) -> Options {
     opts.warm_window = Duration::from_secs_f64(flags.warm_window_secs);
     opts.max_remote_requests = flags.max_remote_requests;
     opts.foreground_latency_us = flags.foreground_latency_us;
+    if flags.gc_interval_secs > 0.0 {
+        opts.gc_interval = Some(Duration::from_secs_f64(flags.gc_interval_secs));
+    }
+    if let Some(age) = flags.gc_min_age_secs {
+        opts.gc_min_age = Duration::from_secs_f64(age);
+    }
+    opts.warm_order = flags.warm_order.order();
+    opts.warm_bytes_per_sec = flags.warm_bytes_per_sec;
+    if let Some(source) = flags.restore_sources().first() {
+        opts.object_store = ObjectStoreSpec::Uri(source.clone());
+    }
     opts
+}
+
+/// `--restore_from` restores into an empty or missing directory only.
+fn check_restore_target(path: &Path) -> anyhow::Result<()> {
+    match std::fs::read_dir(path).map(|mut entries| entries.next().is_none()) {
+        Ok(false) => bail!(
+            "--restore_from restores into an empty or missing directory; {} is not empty",
+            path.display()
+        ),
+        Ok(true) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
 }
 
 /// Empties `--db` unless it is to be reused; refuses directories that are not
@@ -157,7 +189,12 @@ fn run(flags: &Flags) -> anyhow::Result<()> {
     let out = Out {
         to_stderr: flags.json.as_deref() == Some("-"),
     };
+    let restoring = !flags.restore_sources().is_empty();
     let (_tempdir, path): (Option<tempfile::TempDir>, PathBuf) = match &flags.db {
+        Some(p) if restoring => {
+            check_restore_target(p)?;
+            (None, p.clone())
+        }
         Some(p) => {
             prepare_db_dir(p, flags.use_existing_db)?;
             (None, p.clone())
@@ -171,9 +208,57 @@ fn run(flags: &Flags) -> anyhow::Result<()> {
             (Some(dir), p)
         }
     };
-    let db = block_on(Db::open(options(flags, &path)))
-        .with_context(|| format!("opening the database in {}", path.display()))?;
+    let timeline = flags.plot.as_ref().map(|_| Arc::new(Timeline::new()));
+    let restore_start = terrace_tiering::clock::now();
+    let (db, restored) = if restoring {
+        // The key the first fillrandom of a run wrote first: present in a database a
+        // run starting with fillrandom filled, so the first read is a real lookup.
+        let probe = key_of(
+            KeyDraw::new(flags.seed, 0, flags.num).index(0),
+            flags.key_size,
+        );
+        let (db, report) = restore::restore(
+            options(flags, &path),
+            flags.checkpoint_id,
+            flags.restore_mode.mode(),
+            "default",
+            &probe,
+            timeline.as_ref(),
+        )
+        .with_context(|| format!("restoring into {}", path.display()))?;
+        (db, Some(report))
+    } else {
+        let db = block_on(Db::open(options(flags, &path)))
+            .with_context(|| format!("opening the database in {}", path.display()))?;
+        (db, None)
+    };
     out.line(&header(flags, &path.display().to_string(), db.shards()));
+    if let Some(r) = &restored {
+        out.line(&r.line());
+    }
+    // The baseline downloaded everything before it opened: nothing to warm.
+    let warm_watch = restored
+        .as_ref()
+        .filter(|r| r.mode == restore::RestoreMode::Lazy)
+        .map(|_| WarmWatch::start(&db, restore_start, timeline.clone()));
+    let mut warm_reported = false;
+
+    let checkpoints = if flags.checkpoint_every_secs > 0.0
+        || flags.benchmarks.0.contains(&Benchmark::Checkpoint)
+    {
+        let after = restored.as_ref().map_or(0, |r| r.checkpoint);
+        Some(Arc::new(Checkpoints::new(&db, after, timeline.clone())?))
+    } else {
+        None
+    };
+    let checkpointer = match (&checkpoints, flags.checkpoint_every_secs > 0.0) {
+        (Some(c), true) => Some(Checkpointer::start(
+            c.clone(),
+            Duration::from_secs_f64(flags.checkpoint_every_secs),
+        )?),
+        _ => None,
+    };
+    let mut checkpoints_reported = 0usize;
 
     let table = db.table("default").context("opening table \"default\"")?;
     let values = Arc::new(ValuePool::new(
@@ -201,22 +286,81 @@ fn run(flags: &Flags) -> anyhow::Result<()> {
     };
 
     for (position, &bench) in flags.benchmarks.0.iter().enumerate() {
+        if let Some(t) = &timeline {
+            t.event(EventKind::Benchmark(bench.name().to_string()));
+        }
         let cpu_start = CpuTime::now();
-        let (mut result, histogram) = if bench.is_pseudo() {
+        let (mut result, histogram) = if bench == Benchmark::Checkpoint {
+            let c = checkpoints
+                .as_ref()
+                .context("checkpoint: no checkpoint log (internal)")?;
+            let taken = c.take(false)?;
+            let mut result = BenchResult::new(
+                bench.name(),
+                1,
+                taken.info.duration.as_secs_f64(),
+                taken.info.uploaded_bytes(),
+            );
+            result.checkpoints = Some(CheckpointStats::of(std::slice::from_ref(&taken)));
+            out.line(&checkpoint_line(&taken.info));
+            (result, None)
+        } else if bench == Benchmark::WaitForWarmer {
+            let start = terrace_tiering::clock::now();
+            // The download-first baseline has nothing to warm. A plain open of a
+            // database with remote-only files has a warmer too: wait, report nothing.
+            let baseline = restored.is_some() && warm_watch.is_none();
+            let done = (!baseline)
+                .then(|| wait_for_warmer(&db, restore_start, None))
+                .flatten();
+            if let (Some(done), Some(_), false) = (done, &warm_watch, warm_reported) {
+                out.line(&warm_line(&done));
+                warm_reported = true;
+            }
+            (
+                BenchResult::new(bench.name(), 1, start.elapsed().as_secs_f64(), 0),
+                None,
+            )
+        } else if bench.is_pseudo() {
             (run_pseudo(&db, bench, &out)?, None)
         } else {
             let mut plan = plan(flags, bench, position as u64, table, &values, &db, mode);
             plan.read_zipf = read_zipf.clone();
+            plan.timeline = timeline.clone();
             run_workload(&db, plan, mode, flags.histogram)?
         };
         let cpu = CpuTime::now().since(&cpu_start);
         result.set_cpu(&cpu);
-        out.line(&result.line());
+        if bench != Benchmark::Checkpoint {
+            out.line(&result.line());
+        }
         if let Some(w) = result.writer_line() {
             out.line(&w);
         }
         if let Some(h) = histogram {
             out.line(&h);
+        }
+        if let (Some(c), Some(ck)) = (&checkpoints, &checkpointer) {
+            let taken = c.taken();
+            let background: Vec<_> = taken[checkpoints_reported..]
+                .iter()
+                .filter(|t| t.background)
+                .cloned()
+                .collect();
+            checkpoints_reported = taken.len();
+            let stats = CheckpointStats::of(&background);
+            out.line(&stats.line());
+            if bench != Benchmark::Checkpoint {
+                result.checkpoints = Some(stats);
+            }
+            if let Some(e) = ck.failure() {
+                bail!("the background checkpointer failed: {e}");
+            }
+        }
+        if let (Some(w), false) = (&warm_watch, warm_reported) {
+            if let Some(done) = w.done() {
+                out.line(&warm_line(&done));
+                warm_reported = true;
+            }
         }
         if !bench.is_pseudo() {
             out.line(&result.cpu_line(&cpu));
@@ -238,6 +382,49 @@ fn run(flags: &Flags) -> anyhow::Result<()> {
         summary.benchmarks.push(result);
     }
 
+    if let (Some(c), Some(ck)) = (&checkpoints, checkpointer) {
+        ck.stop().context("the background checkpointer failed")?;
+        let late: Vec<_> = c.taken()[checkpoints_reported..]
+            .iter()
+            .filter(|t| t.background)
+            .cloned()
+            .collect();
+        if !late.is_empty() {
+            out.line(&format!(
+                "{} (finished after the last benchmark)",
+                CheckpointStats::of(&late).line()
+            ));
+        }
+    }
+    if let (Some(w), false) = (&warm_watch, warm_reported) {
+        match w.done() {
+            Some(done) => out.line(&warm_line(&done)),
+            None => out.line(&format!(
+                "  warmer: not done {:.3} s after the restore began (add waitforwarmer to wait)",
+                w.elapsed().as_secs_f64()
+            )),
+        }
+    }
+    drop(warm_watch);
+    if let (Some(t), Some(file)) = (&timeline, &flags.plot) {
+        let title = format!(
+            "terrace-bench {}{}",
+            flags
+                .benchmarks
+                .0
+                .iter()
+                .map(|b| b.name())
+                .collect::<Vec<_>>()
+                .join(","),
+            if flags.checkpoint_every_secs > 0.0 {
+                format!(", checkpoint every {} s", flags.checkpoint_every_secs)
+            } else {
+                String::new()
+            }
+        );
+        plot::write_svg(file, t, &title).with_context(|| format!("plotting {}", file.display()))?;
+        out.line(&format!("plot: {}", file.display()));
+    }
     block_on(db.close()).context("closing the database")?;
     if let Some(target) = &flags.json {
         let text = serde_json::to_string_pretty(&summary)?;
@@ -277,6 +464,7 @@ fn plan(
         writer_draw: KeyDraw::new(flags.seed, position * 2 + 1, flags.num),
         values: values.clone(),
         progress: Arc::new(Progress::default()),
+        timeline: None,
     }
 }
 
