@@ -186,3 +186,37 @@ fn refuses_to_wipe_a_directory_that_is_not_a_database() {
     assert!(!out.status.success());
     assert!(dir.path().join("precious.txt").exists());
 }
+
+/// With `--key_group_range` the database owns part of the key groups and the
+/// workload draws only keys in them: every benchmark finds every filled key, and
+/// nothing is refused (a key outside the range would fail the run).
+#[test]
+fn a_key_group_range_draws_only_owned_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let args = [
+        ALL_WORKLOADS,
+        "--num=2000",
+        "--shards=2",
+        "--pin_shards=false",
+        "--max_key_groups=128",
+        "--key_group_range=32-79",
+        &db_arg(dir.path()),
+    ];
+    let out = bench(&args);
+    check_after_fillseq(&results(&out));
+    // The database recorded its range: reopening it with another is refused.
+    let refused = Command::new(env!("CARGO_BIN_EXE_terrace-bench"))
+        .args([
+            "--benchmarks=readrandom",
+            "--num=2000",
+            "--use_existing_db=1",
+            "--max_key_groups=128",
+            "--key_group_range=0-63",
+            &db_arg(dir.path()),
+        ])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("key_group_range"), "{err}");
+}

@@ -283,6 +283,12 @@ pub struct Flags {
     #[arg(long)]
     pub key_group_prefix_bytes: Option<u32>,
 
+    /// The key groups the database owns, `LO-HI` inclusive (Flink's KeyGroupRange of
+    /// one subtask; default all). The workload draws only keys whose group is in the
+    /// range, so "(N of N found)" counts them.
+    #[arg(long, value_parser = parse_key_group_range)]
+    pub key_group_range: Option<terrace::KeyGroupRange>,
+
     /// Pin shard i to CPU i % cores.
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value = "true",
           default_missing_value = "true", value_parser = parse_bool)]
@@ -415,12 +421,32 @@ impl Flags {
         })
     }
 
+    /// How key indexes become keys.
+    pub fn key_space(&self) -> super::keys::KeySpace {
+        super::keys::KeySpace {
+            width: self.key_size,
+            filter: self.key_group_range.map(|range| super::keys::GroupFilter {
+                range,
+                max_key_groups: self.max_key_groups,
+                prefix_bytes: self.key_group_prefix_bytes.map(|n| n as usize),
+            }),
+        }
+    }
+
     /// Checks combinations clap cannot express; the message names the flag.
     pub fn validate(&self) -> Result<(), String> {
         if self.num == 0 {
             return Err("--num must be at least 1".into());
         }
-        let digits = super::keys::decimal_digits(self.num - 1);
+        if let Some(r) = self.key_group_range {
+            if r.last >= self.max_key_groups {
+                return Err(format!(
+                    "--key_group_range={r} goes past --max_key_groups={}",
+                    self.max_key_groups
+                ));
+            }
+        }
+        let digits = super::keys::decimal_digits(self.key_space().max_number(self.num));
         if self.key_size < digits {
             return Err(format!(
                 "--key_size={} is too small for --num={}: keys need {digits} digits",
@@ -514,6 +540,11 @@ impl Flags {
             ("num", self.num.to_string()),
             ("reads", self.reads().to_string()),
             ("key_size", self.key_size.to_string()),
+            (
+                "key_group_range",
+                self.key_group_range
+                    .map_or_else(|| "all".to_string(), |r| r.to_string()),
+            ),
             ("value_size", self.value_size.to_string()),
             ("threads", self.threads.to_string()),
             ("concurrency", self.concurrency.to_string()),
@@ -569,4 +600,9 @@ impl Flags {
             ),
         ]
     }
+}
+
+fn parse_key_group_range(s: &str) -> Result<terrace::KeyGroupRange, String> {
+    terrace::KeyGroupRange::parse(s)
+        .ok_or_else(|| format!("{s:?} is not a key group range LO-HI with LO <= HI"))
 }

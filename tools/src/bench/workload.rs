@@ -22,7 +22,7 @@ use std::sync::Arc;
 use terrace::{Result, TableId};
 
 use super::benchmark::Benchmark;
-use super::keys::{key_of, KeyBuf, KeyDraw};
+use super::keys::{KeyBuf, KeyDraw};
 use super::progress::{LocalProgress, Progress};
 use super::stats::OpStats;
 use super::store::Store;
@@ -45,8 +45,8 @@ pub struct Plan {
     pub num: u64,
     /// Operations of read benchmarks.
     pub reads: u64,
-    /// Key width.
-    pub key_size: usize,
+    /// Key width and, with `--key_group_range`, the groups keys fall in.
+    pub keys: super::keys::KeySpace,
     /// Entries read after each seek.
     pub seek_nexts: usize,
     /// When set (`--key_group_prefix_bytes` shorter than the key), seekrandom stays
@@ -166,7 +166,7 @@ pub async fn run_worker<S: Store>(
         cursor: &cursor,
         run: 0..0,
     };
-    let mut key = KeyBuf::new(plan.key_size);
+    let mut key = KeyBuf::for_space(plan.keys);
     let mut batch: Vec<Vec<u8>> = Vec::with_capacity(plan.batch_size);
     let t = plan.table;
     let mut since_yield = 0u64;
@@ -323,8 +323,8 @@ async fn read_partition<S: Store>(
     if lo == hi && !first && !last {
         return Ok(0);
     }
-    let upper_key = key_of(hi, plan.key_size);
-    let mut lower_key = key_of(lo, plan.key_size);
+    let upper_key = plan.keys.key_of(hi);
+    let mut lower_key = plan.keys.key_of(lo);
     let mut started = false;
     let mut total = 0u64;
     loop {
@@ -363,7 +363,7 @@ pub async fn run_writer<S: Store>(
     first: u64,
     step: u64,
 ) -> Result<u64> {
-    let mut key = KeyBuf::new(plan.key_size);
+    let mut key = KeyBuf::for_space(plan.keys);
     let mut writes = 0u64;
     let mut i = first;
     let mut until_yield = YIELD_EVERY_OPS / 4;

@@ -35,7 +35,7 @@ use terrace_tools::bench::driver::{self, Mode};
 use terrace_tools::bench::engine_stats::{cache_line, cache_ratios, one_line, remote_line};
 use terrace_tools::bench::flags::{CompressionType, Flags, KeyDist};
 use terrace_tools::bench::histogram::{format_histogram, summarize};
-use terrace_tools::bench::keys::{key_of, KeyDraw};
+use terrace_tools::bench::keys::KeyDraw;
 use terrace_tools::bench::plot;
 use terrace_tools::bench::progress::{Progress, Reporter};
 use terrace_tools::bench::report::{header, BenchResult, JsonSummary};
@@ -77,6 +77,7 @@ fn options(flags: &Flags, path: &Path) -> Options {
     opts.shards = flags.shard_count();
     opts.max_key_groups = flags.max_key_groups;
     opts.key_group_prefix_bytes = flags.key_group_prefix_bytes;
+    opts.key_group_range = flags.key_group_range;
     opts.memtable_bytes = flags.write_buffer_size;
     opts.block_bytes = flags.block_size;
     opts.bloom_bits_per_key = flags.bloom_bits;
@@ -213,10 +214,9 @@ fn run(flags: &Flags) -> anyhow::Result<()> {
     let (db, restored) = if restoring {
         // The key the first fillrandom of a run wrote first: present in a database a
         // run starting with fillrandom filled, so the first read is a real lookup.
-        let probe = key_of(
-            KeyDraw::new(flags.seed, 0, flags.num).index(0),
-            flags.key_size,
-        );
+        let probe = flags
+            .key_space()
+            .key_of(KeyDraw::new(flags.seed, 0, flags.num).index(0));
         let (db, report) = restore::restore(
             options(flags, &path),
             flags.checkpoint_id,
@@ -451,7 +451,7 @@ fn plan(
         table,
         num: flags.num,
         reads: flags.reads(),
-        key_size: flags.key_size,
+        keys: flags.key_space(),
         seek_nexts: flags.seek_nexts,
         seek_prefix_bytes: flags.key_group_prefix_bytes.map(|n| n as usize),
         batch_size: flags.batch_size,
