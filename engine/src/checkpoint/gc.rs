@@ -23,6 +23,13 @@
 //! listings taken before any deletion, deletions only remove what was garbage then,
 //! and a kill at any point leaves a state a rerun finishes: the collector is
 //! crash-safe and idempotent.
+//!
+//! A database decides ([`decide`]) while no checkpoint of its own starts, then
+//! deletes ([`execute`], up to [`DELETES_IN_FLIGHT`] requests at once) while
+//! checkpoints go on: a checkpoint started after the decision names files that were
+//! live when the collector looked at the live version (protected), files created
+//! since (listed, if at all, younger than `min_age`), and its own new snapshots (not
+//! listed); none of them is in the decision.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -37,6 +44,18 @@ use crate::version::ObjectId;
 
 /// Clock skew allowed between the writers of checkpoints and of objects.
 const CLOCK_MARGIN: Duration = Duration::from_secs(60);
+
+/// Most deletions (and multipart aborts) the collector has in flight.
+pub(crate) const DELETES_IN_FLIGHT: usize = 32;
+
+/// What a collection decided, before anything is deleted.
+pub(crate) struct GcPlan {
+    report: GcReport,
+    /// Unreferenced SST objects old enough to go, with their sizes.
+    doomed: BTreeMap<String, u64>,
+    /// Objects of abandoned checkpoint directories.
+    abandoned: Vec<String>,
+}
 
 /// What a collection found and did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -80,10 +99,20 @@ pub(crate) async fn collect(
     now: SystemTime,
     dry_run: bool,
 ) -> Result<GcReport> {
+    let plan = decide(remote, live, min_age, now).await?;
+    execute(remote, plan, min_age, now, dry_run).await
+}
+
+/// Lists the store and decides what is garbage (see the module documentation);
+/// deletes nothing.
+pub(crate) async fn decide(
+    remote: &Remote,
+    live: Option<&Live>,
+    min_age: Duration,
+    now: SystemTime,
+) -> Result<GcPlan> {
     let mut report = GcReport::default();
-    let old = |t: Option<SystemTime>| {
-        t.is_some_and(|t| now.duration_since(t).is_ok_and(|age| age >= min_age))
-    };
+    let old = |t: Option<SystemTime>| is_old(t, now, min_age);
 
     // What checkpoints name, and when each database last checkpointed.
     let mut referenced: HashSet<ObjectId> = HashSet::new();
@@ -162,23 +191,38 @@ pub(crate) async fn collect(
         }
     }
 
-    for (key, size) in doomed {
-        if !dry_run {
-            remote.delete(key).await?;
-        }
-        report.deleted += 1;
-        report.deleted_bytes += size;
-    }
-    for key in abandoned {
-        if !dry_run {
-            remote.delete(key).await?;
-        }
-        report.abandoned_checkpoint_objects += 1;
+    Ok(GcPlan {
+        report,
+        doomed,
+        abandoned,
+    })
+}
+
+/// Carries out `plan`: deletes what it decided (unless `dry_run`), and aborts
+/// multipart uploads older than `min_age`.
+pub(crate) async fn execute(
+    remote: &Remote,
+    plan: GcPlan,
+    min_age: Duration,
+    now: SystemTime,
+    dry_run: bool,
+) -> Result<GcReport> {
+    let GcPlan {
+        mut report,
+        doomed,
+        abandoned,
+    } = plan;
+    report.deleted += doomed.len() as u64;
+    report.deleted_bytes += doomed.values().sum::<u64>();
+    report.abandoned_checkpoint_objects += abandoned.len() as u64;
+    if !dry_run {
+        delete_all(remote, doomed.into_keys()).await?;
+        delete_all(remote, abandoned).await?;
     }
     match remote.list_multipart(String::new()).await {
         Ok(open) => {
             for m in open {
-                if old(m.initiated) {
+                if is_old(m.initiated, now, min_age) {
                     if !dry_run {
                         remote.abort_multipart(m.key, m.upload).await?;
                     }
@@ -192,6 +236,21 @@ pub(crate) async fn collect(
         }
     }
     Ok(report)
+}
+
+fn is_old(t: Option<SystemTime>, now: SystemTime, min_age: Duration) -> bool {
+    t.is_some_and(|t| now.duration_since(t).is_ok_and(|age| age >= min_age))
+}
+
+/// Deletes `keys`, [`DELETES_IN_FLIGHT`] at a time; the first error ends it (what
+/// was deleted stays deleted, a rerun finishes the rest).
+async fn delete_all(remote: &Remote, keys: impl IntoIterator<Item = String>) -> Result<()> {
+    use futures_util::stream::{self, StreamExt, TryStreamExt};
+    stream::iter(keys)
+        .map(|key| remote.delete(key))
+        .buffer_unordered(DELETES_IN_FLIGHT)
+        .try_for_each(|()| std::future::ready(Ok(())))
+        .await
 }
 
 pub(crate) fn is_not_found(e: &crate::Error) -> bool {
@@ -220,26 +279,24 @@ impl Db {
         if self.inner.read_only && !dry_run {
             return Err(ErrorDetail::ReadOnly.into());
         }
-        // No checkpoint starts while the collector decides.
-        let _book = self.inner.checkpoints.lock().await;
-        let parts = self.on_all(|s| async move { Ok(s.gc_view()) }).await?;
-        let mut live = Live {
-            objects: HashSet::new(),
-            lineages: HashSet::new(),
+        let min_age = self.inner.opts.gc_min_age;
+        let (plan, now) = {
+            // No checkpoint of this database starts while the collector decides;
+            // deleting needs no such pause (see the module documentation).
+            let _book = self.inner.checkpoints.lock().await;
+            let parts = self.on_all(|s| async move { Ok(s.gc_view()) }).await?;
+            let mut live = Live {
+                objects: HashSet::new(),
+                lineages: HashSet::new(),
+            };
+            for (objects, lineage) in parts {
+                live.objects.extend(objects);
+                live.lineages.insert(lineage);
+            }
+            let now = self.inner.opts.clock.system_time();
+            (decide(&remote, Some(&live), min_age, now).await?, now)
         };
-        for (objects, lineage) in parts {
-            live.objects.extend(objects);
-            live.lineages.insert(lineage);
-        }
-        let now = self.inner.opts.clock.system_time();
-        collect(
-            &remote,
-            Some(&live),
-            self.inner.opts.gc_min_age,
-            now,
-            dry_run,
-        )
-        .await
+        execute(&remote, plan, min_age, now, dry_run).await
     }
 }
 
