@@ -38,6 +38,7 @@ pub(crate) async fn shard_main(
     rx: flume::Receiver<Msg>,
     ready: flume::Sender<Result<()>>,
 ) {
+    super::request::mark_shard_thread();
     let ex = glommio::executor();
     let queues = Queues {
         foreground: ex.create_task_queue(
