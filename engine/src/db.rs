@@ -26,6 +26,7 @@ use crate::options::Options;
 use crate::remote::Remote;
 use crate::router::{KeyBatches, Router, ScanPlan};
 use crate::shard::pulse::{Pulse, PulseThread, Watched};
+use crate::shard::request::CallerSide;
 use crate::shard::runner::{shard_main, Job, Msg};
 use crate::shard::Shard;
 use crate::stats::{DbStats, LiveFile};
@@ -34,6 +35,8 @@ use terrace_tiering::store::IoRuntime;
 pub(crate) struct DbInner {
     pub(crate) router: Router,
     senders: Vec<flume::Sender<Msg>>,
+    /// Per shard: requests in flight and how spinning on answers fares.
+    callers: Vec<Arc<CallerSide>>,
     threads: Mutex<Vec<ExecutorJoinHandle<()>>>,
     closed: AtomicBool,
     pub(crate) remote: Option<Arc<Remote>>,
@@ -210,6 +213,7 @@ impl Db {
         let db = Db {
             inner: Arc::new(DbInner {
                 router,
+                callers: senders.iter().map(|_| Arc::default()).collect(),
                 senders,
                 threads: Mutex::new(threads),
                 closed: AtomicBool::new(false),
@@ -298,18 +302,24 @@ impl Db {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(ErrorDetail::Closed.into());
         }
-        let sender = self
-            .inner
-            .senders
-            .get(id as usize)
-            .ok_or_else(|| ErrorDetail::BadArgument(format!("no shard {id}")))?;
+        let (Some(sender), Some(callers)) = (
+            self.inner.senders.get(id as usize),
+            self.inner.callers.get(id as usize),
+        ) else {
+            return Err(ErrorDetail::BadArgument(format!("no shard {id}")).into());
+        };
         let (tx, rx) = flume::bounded::<Result<T>>(1);
+        let (guard, may_spin) = callers.enter();
         let job: Job = Box::new(move |shard: &Rc<Shard>, permit| {
             let shard = shard.clone();
             let queue = shard.queues.foreground;
             let task = glommio::spawn_local_into(
                 async move {
-                    let _ = tx.send(f(shard).await);
+                    let r = f(shard).await;
+                    // Out of the count before the answer: a caller woken by it may
+                    // send its next request at once and should find the shard alone.
+                    drop(guard);
+                    let _ = tx.send(r);
                     drop(permit);
                 },
                 queue,
@@ -322,7 +332,16 @@ impl Db {
             .send_async(Msg::Run(job))
             .await
             .map_err(|_| Error::from(ErrorDetail::Closed))?;
-        rx.recv_async().await.unwrap_or_else(|_| {
+        let spin = if may_spin {
+            Duration::from_micros(self.inner.opts.caller_spin_us)
+        } else {
+            Duration::ZERO
+        };
+        let answer = match callers.spin_for_reply(&rx, spin) {
+            Some(r) => r,
+            None => rx.recv_async().await,
+        };
+        answer.unwrap_or_else(|_| {
             Err(ErrorDetail::ShardGone {
                 shard: id,
                 what: "it stopped before answering".into(),
@@ -459,6 +478,8 @@ impl Db {
                 .and_then(|r| r.stack.faulty.as_ref())
                 .map_or(0, |f| f.counts().failures()),
             pulse_nudges: self.inner.pulses.iter().map(|p| p.nudges()).sum(),
+            caller_spins_answered: self.inner.callers.iter().map(|c| c.spin_counts().0).sum(),
+            caller_spins_missed: self.inner.callers.iter().map(|c| c.spin_counts().1).sum(),
         })
     }
 

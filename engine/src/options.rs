@@ -164,8 +164,16 @@ pub struct Options {
     /// Requests a shard accepts from other threads before senders wait.
     pub max_pending_requests_per_shard: usize,
     /// How long an idle shard spins before parking, in microseconds (cuts cross-thread
-    /// request latency at the price of CPU).
+    /// request latency at the price of CPU). Only pinned shards spin (`pin_shards`):
+    /// glommio ignores it for unbound executors.
     pub spin_before_park_us: u64,
+    /// How long a caller of a [`Db`](crate::Db) method spins on the answer before
+    /// parking its thread, in microseconds (at most 1000; 0 never spins). Parking and
+    /// being woken costs tens of µs in a VM, more than a cached read takes. The spin
+    /// happens inside the future's poll, so it holds the caller's thread (a worker of
+    /// an async runtime too); it is skipped when another request is in flight on the
+    /// shard and on shard threads. See ARCHITECTURE, "the request path".
+    pub caller_spin_us: u64,
     /// Longest a busy foreground queue runs before the shard polls for finished I/O,
     /// in microseconds. Disk completions are only reaped between task-queue runs, so a
     /// task that keeps the queue busy without waiting (a writer loop) delays every
@@ -295,6 +303,7 @@ impl Options {
             num_levels: 7,
             max_pending_requests_per_shard: 4096,
             spin_before_park_us: 100,
+            caller_spin_us: 50,
             foreground_latency_us: 1000,
             foreground_shares: 1000,
             flush_shares: 500,
@@ -416,6 +425,9 @@ impl Options {
                 "max_value_bytes",
                 format!("{} exceeds {VALUE_BYTES_LIMIT}", self.max_value_bytes),
             ));
+        }
+        if self.caller_spin_us > 1000 {
+            return Err(bad("caller_spin_us", "must be at most 1000"));
         }
         if !(10..=100_000).contains(&self.foreground_latency_us) {
             return Err(bad("foreground_latency_us", "must be in 10..=100000"));

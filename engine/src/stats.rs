@@ -292,6 +292,11 @@ pub struct DbStats {
     /// Times a shard executor was woken from outside because it slept with work
     /// waiting or for too long (see the engine's `shard/pulse.rs`).
     pub pulse_nudges: u64,
+    /// Calls from foreign threads whose caller spun and saw the answer
+    /// (`Options::caller_spin_us`).
+    pub caller_spins_answered: u64,
+    /// Spins that gave up (time out or lost the core) and parked the caller.
+    pub caller_spins_missed: u64,
 }
 
 impl DbStats {

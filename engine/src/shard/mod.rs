@@ -39,6 +39,7 @@ mod local_copies;
 mod open;
 pub(crate) mod pulse;
 mod read;
+pub(crate) mod request;
 pub(crate) mod runner;
 mod stats;
 mod uploads;

@@ -9,8 +9,11 @@
 //! foreign wake-up of a task in a latency-sensitive queue always writes the
 //! executor's eventfd, and that path proved reliable.
 //!
-//! So each shard's request loop publishes its task's waker and counts its wake-ups
-//! (its [`Pulse`]). The pulse thread looks every [`PULSE_PERIOD`]: a shard with
+//! So each shard's request loop counts its wake-ups (its [`Pulse`]), and a doorbell
+//! task of the shard, in its latency-sensitive foreground queue, publishes its
+//! waker; when rung it wakes the request loop. (The loop itself lives in a queue
+//! whose foreign wake-ups write the eventfd only when the executor is going to
+//! sleep, which keeps messages to an awake shard free of syscalls.) The pulse thread looks every [`PULSE_PERIOD`]: a shard with
 //! requests queued and no wake-up since the last look is nudged (its waker woken
 //! from this thread); any shard is nudged after [`IDLE_NUDGE`] without a wake-up,
 //! so expired timers of its background tasks run. A lost wake-up therefore costs at
@@ -33,7 +36,7 @@ pub(crate) const IDLE_NUDGE: Duration = Duration::from_millis(50);
 pub(crate) struct Pulse {
     /// Times the request loop was polled.
     beats: AtomicU64,
-    /// The request loop's waker, as of its last poll.
+    /// The doorbell's waker, as of its last poll.
     waker: Mutex<Option<Waker>>,
     /// Nudges sent (for stats and tests).
     nudges: AtomicU64,
@@ -41,8 +44,12 @@ pub(crate) struct Pulse {
 
 impl Pulse {
     /// Called by the request loop each time it is polled.
-    pub(crate) fn beat(&self, waker: &Waker) {
+    pub(crate) fn beat(&self) {
         self.beats.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Called by the doorbell each time it is polled.
+    pub(crate) fn set_waker(&self, waker: &Waker) {
         if let Ok(mut w) = self.waker.lock() {
             if !w.as_ref().is_some_and(|old| old.will_wake(waker)) {
                 *w = Some(waker.clone());
@@ -56,6 +63,11 @@ impl Pulse {
 
     fn nudge(&self) {
         self.nudges.fetch_add(1, Ordering::Relaxed);
+        self.nudge_here();
+    }
+
+    /// Rings the doorbell without counting a nudge (the shard, to stop it).
+    pub(crate) fn nudge_here(&self) {
         if let Ok(w) = self.waker.lock() {
             if let Some(w) = w.as_ref() {
                 w.wake_by_ref();
