@@ -94,6 +94,36 @@ fn a_new_database_refuses_a_shard_directory_that_holds_files_but_no_current() {
     );
 }
 
+/// Found by `terrace-stress crash`: a kill during the very first open, after a shard
+/// wrote its first manifest and before CURRENT, left a directory no later open
+/// accepted. Without `TERRACE-META` the database was never created and accepted no
+/// write, so that manifest is a leftover: the next open creates the database.
+#[test]
+fn a_creation_killed_before_current_is_created_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    // What the interrupted creation left: a complete database's manifest, no
+    // CURRENT, no TERRACE-META.
+    let db = open(small_options(&dir, 1));
+    block_on(db.close()).unwrap();
+    let shard = dir.join("shard-0000");
+    std::fs::remove_file(shard.join("CURRENT")).unwrap();
+    std::fs::remove_file(dir.join("TERRACE-META")).unwrap();
+    let manifests: Vec<_> = std::fs::read_dir(&shard)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("MANIFEST-"))
+        .collect();
+    assert!(!manifests.is_empty());
+
+    let db = open(small_options(&dir, 1));
+    fill(&db, 500, "w");
+    block_on(db.close()).unwrap();
+    let db = open(small_options(&dir, 1));
+    check(&db, 500, "w");
+    block_on(db.close()).unwrap();
+}
+
 #[test]
 fn a_trivially_moved_file_stays_uploaded_and_reopens_from_the_store() {
     let tmp = tempfile::tempdir().unwrap();

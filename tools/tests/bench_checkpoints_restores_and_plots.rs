@@ -59,7 +59,9 @@ fn checkpoints_during_benchmarks_are_reported_and_plotted() {
     let stdout = bench(&[
         "--benchmarks=fillrandom,checkpoint,readrandom",
         "--num=20000",
-        "--reads=20000",
+        // Long enough (about a second of reads) for the background checkpoints
+        // every 0.1 s to finish some: a short run may take none.
+        "--reads=1500000",
         "--shards=2",
         "--concurrency=4",
         "--pin_shards=false",

@@ -224,7 +224,10 @@ async fn probe_read_only(dir: &Path) -> Result<()> {
 }
 
 /// A shard directory without CURRENT: new only if this open creates the database and
-/// the directory holds no SST or manifest.
+/// the directory holds no SST. A manifest there is what an earlier creation left when
+/// it was killed before writing CURRENT: a database exists only once `TERRACE-META`
+/// is written, after every shard has its manifest and before any write is accepted,
+/// so that manifest names nothing and is removed.
 fn check_new_shard_dir(dir: &Path, creating: bool) -> Result<()> {
     let current = dir.join(CURRENT_FILE);
     if !creating {
@@ -236,11 +239,12 @@ fn check_new_shard_dir(dir: &Path, creating: bool) -> Result<()> {
         return Err(Error::corrupt(&current, 0, what));
     }
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))?;
+    let mut leftovers = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| Error::io("list", dir, e))?;
         let name = entry.file_name();
         let name = name.to_str().unwrap_or_default();
-        if parse_sst_name(name).is_some() || parse_manifest_name(name).is_some() {
+        if parse_sst_name(name).is_some() {
             return Err(Error::corrupt(
                 &current,
                 0,
@@ -249,6 +253,13 @@ fn check_new_shard_dir(dir: &Path, creating: bool) -> Result<()> {
                 ),
             ));
         }
+        if parse_manifest_name(name).is_some() {
+            leftovers.push(entry.path());
+        }
+    }
+    for path in leftovers {
+        tracing::warn!(path = %path.display(), "removing the manifest of a database creation that was interrupted");
+        std::fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
     }
     Ok(())
 }
