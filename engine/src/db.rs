@@ -106,7 +106,20 @@ impl Db {
     /// A writer takes the database lock first: a directory another writer has open
     /// fails with an [`Unavailable`](crate::ErrorKind::Unavailable) error naming it,
     /// and nothing is changed. With `opts.read_only` nothing is locked or changed.
-    pub async fn open(mut opts: Options) -> Result<Db> {
+    /// A creation that fails before any shard starts (a bad store, say) leaves no
+    /// `LOCK` file, nor the directory if it made it.
+    pub async fn open(opts: Options) -> Result<Db> {
+        let path = opts.path.clone();
+        let creating = !opts.read_only && !path.join(crate::files::META_FILE).exists();
+        let dir_existed = path.exists();
+        let opened = Db::open_or_create(opts).await;
+        if opened.is_err() && creating {
+            undo_failed_creation(&path, dir_existed);
+        }
+        opened
+    }
+
+    async fn open_or_create(mut opts: Options) -> Result<Db> {
         opts.validate()?;
         let path = opts.path.clone();
         let meta_path = path.join(crate::files::META_FILE);
@@ -557,4 +570,28 @@ impl Db {
             Some(e) => Err(e),
         }
     }
+}
+
+/// After a creation failed: if the directory holds nothing but the `LOCK` this open
+/// made (no metadata, no shard), removes it, and the directory if the open made it.
+/// Done while holding the lock again, so no other writer's lock file is removed.
+fn undo_failed_creation(path: &std::path::Path, dir_existed: bool) {
+    if path.join(crate::files::META_FILE).exists() {
+        return;
+    }
+    let Ok(lock) = DbLock::acquire(path) else {
+        return;
+    };
+    let only_lock = std::fs::read_dir(path).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .all(|e| e.file_name() == std::ffi::OsStr::new(crate::files::LOCK_FILE))
+    });
+    if only_lock {
+        let _ = std::fs::remove_file(path.join(crate::files::LOCK_FILE));
+        if !dir_existed {
+            let _ = std::fs::remove_dir(path);
+        }
+    }
+    drop(lock);
 }

@@ -99,3 +99,36 @@ fn reopening_with_a_different_layout_is_refused() {
     let e = block_on(Db::open(o)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);
 }
+
+/// A creation that fails at open (here: the store's root does not exist) leaves
+/// nothing behind: no `LOCK`, and no directory if the open made it, so the next
+/// attempt (or a tool that wants an empty directory) finds what it had.
+#[test]
+fn a_failed_creation_leaves_no_lock_and_no_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing_store = format!("file://{}", tmp.path().join("no-such-store").display());
+    for dir_existed in [false, true] {
+        let dir = tmp.path().join(format!("db-{dir_existed}"));
+        if dir_existed {
+            std::fs::create_dir_all(&dir).unwrap();
+        }
+        let mut o = small_options(&dir, 2);
+        o.object_store = terrace::ObjectStoreSpec::Uri(missing_store.clone());
+        let err = block_on(Db::open(o)).unwrap_err();
+        assert!(err.to_string().contains("no-such-store"), "{err}");
+        if dir_existed {
+            let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
+            assert!(left.is_empty(), "left behind: {left:?}");
+        } else {
+            assert!(!dir.exists(), "the failed open left {}", dir.display());
+        }
+    }
+    // A database that exists keeps its LOCK file (it is part of the database).
+    let dir = tmp.path().join("db");
+    let db = open(small_options(&dir, 1));
+    block_on(db.close()).unwrap();
+    let mut o = small_options(&dir, 1);
+    o.object_store = terrace::ObjectStoreSpec::Uri(missing_store);
+    assert!(block_on(Db::open(o)).is_err());
+    assert!(dir.join("TERRACE-META").exists());
+}
