@@ -174,3 +174,53 @@ fn checkpoints_are_listed_read_and_collected_from_the_store() {
     let again = ok(&ctl(&store, &["gc", "--min-age-secs=0"]));
     assert!(again.contains(" 0 deleted"), "idempotent: {again}");
 }
+
+#[test]
+fn gc_with_only_a_database_collects_its_embedded_store() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("db");
+    let mut opts = Options::new(&dir);
+    opts.shards = 1;
+    opts.pin_shards = false;
+    opts.memtable_bytes = 64 << 10;
+    opts.gc_interval = None;
+    let db = block_on(Db::open(opts)).expect("open");
+    let t = db.table("default").unwrap();
+    block_on(async {
+        for round in 0..3 {
+            for i in 0..1500u32 {
+                db.put(
+                    t,
+                    format!("k{i:05}").as_bytes(),
+                    format!("{round}").as_bytes(),
+                )
+                .await
+                .unwrap();
+            }
+            db.flush().await.unwrap();
+        }
+        db.compact_range(std::ops::Bound::Unbounded, std::ops::Bound::Unbounded)
+            .await
+            .unwrap();
+        db.wait_for_uploads().await.unwrap();
+    });
+    block_on(db.close()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_terrace-ctl"))
+        .args(["gc", "--min-age-secs=0", "--db", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = ok(&out);
+    assert!(text.starts_with("gc: "), "{text}");
+    assert!(
+        !text.contains(" 0 deleted"),
+        "compaction left garbage: {text}"
+    );
+    // Everything still reads.
+    let db = block_on(Db::open(Options::for_existing(&dir).unwrap())).unwrap();
+    let t = db.table("default").unwrap();
+    for i in (0..1500u32).step_by(37) {
+        let v = block_on(db.get(t, format!("k{i:05}").as_bytes())).unwrap();
+        assert_eq!(v.as_deref(), Some(&b"2"[..]));
+    }
+    block_on(db.close()).unwrap();
+}

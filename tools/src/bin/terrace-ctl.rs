@@ -117,6 +117,7 @@ enum Cmd {
         min_age_secs: Option<u64>,
         /// A database using this store, opened read-only: the objects its current
         /// version reads are kept, and its own unread objects go once old enough.
+        /// Without `--object-store`, its embedded store (`<db>/objects`) is collected.
         #[arg(long)]
         db: Option<PathBuf>,
     },
@@ -312,8 +313,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             min_age_secs,
             db,
         } => {
-            let spec = store_spec(store)?;
             let mut base = base_options();
+            let spec = match (store, db.as_deref()) {
+                // A database's own embedded store, `<db>/objects`.
+                (None, Some(dir)) => {
+                    base.path = dir.to_path_buf();
+                    ObjectStoreSpec::Embedded
+                }
+                _ => store_spec(store)?,
+            };
             if let Some(secs) = min_age_secs {
                 base.gc_min_age = std::time::Duration::from_secs(secs);
             }
