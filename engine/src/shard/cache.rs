@@ -28,7 +28,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use glommio::TaskQueueHandle;
-use terrace_tiering::hybrid::{HybridConfig, ModePolicy, SegmentClass};
+use terrace_tiering::hybrid::HybridConfig;
 use terrace_tiering::{
     AdmissionHint, BlockCache, BlockKey, BlockKind, Bytes, CacheMode as DiskMode, CacheStats,
     HybridCache, HybridStats, LocalBoxFuture,
@@ -73,22 +73,9 @@ pub(crate) fn hybrid_config(
         cache_mode::segment_bytes(opts.cache_segment_bytes, ssd, opts.cache_write_buffer_bytes);
     cfg.write_buffer_bytes = opts.cache_write_buffer_bytes;
     cfg.max_writes_in_flight = MAX_WRITES_IN_FLIGHT;
-    cfg.classes = vec![
-        SegmentClass {
-            max_level: 0,
-            reclaim_below_live_ratio: 0.15,
-        },
-        SegmentClass {
-            max_level: 2,
-            reclaim_below_live_ratio: 0.3,
-        },
-        SegmentClass {
-            max_level: u8::MAX,
-            reclaim_below_live_ratio: 0.5,
-        },
-    ];
+    // Segment classes and the mode policy are the tiering defaults: L0, L1–2 and
+    // L3+ with reclaim thresholds 0.15, 0.3 and 0.5.
     cfg.compress_memory = opts.cache_compress_memory;
-    cfg.mode_policy = ModePolicy::default();
     cfg.initial_mode = cache_mode::initial_mode(
         opts.cache_mode,
         ssd,

@@ -129,7 +129,8 @@ impl KeySpace {
 pub struct KeyBuf {
     buf: Vec<u8>,
     width: usize,
-    filter: Option<GroupFilter>,
+    /// The range filter and its stride (computed once, not per key).
+    filter: Option<(GroupFilter, u64)>,
 }
 
 impl KeyBuf {
@@ -143,7 +144,7 @@ impl KeyBuf {
         KeyBuf {
             buf: vec![b'0'; space.width + 1],
             width: space.width,
-            filter: space.filter,
+            filter: space.filter.map(|f| (f, f.stride())),
         }
     }
 
@@ -166,11 +167,10 @@ impl KeyBuf {
             self.buf[self.width] = b'.';
         }
         let end = if missing { self.width + 1 } else { self.width };
-        let Some(f) = self.filter else {
+        let Some((f, stride)) = self.filter else {
             write_padded(&mut self.buf[..self.width], index);
             return;
         };
-        let stride = f.stride();
         let base = index.saturating_mul(stride);
         for t in 0..stride {
             write_padded(&mut self.buf[..self.width], base + t);
