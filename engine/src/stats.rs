@@ -46,6 +46,9 @@ pub struct Counters {
     pub local_drops: u64,
     /// Flushes or compactions that waited for uploads to catch up.
     pub upload_waits: u64,
+    /// Merges whose outputs a checkpoint did not wait for: it named their inputs
+    /// (already in the store) instead.
+    pub checkpoint_merges_bypassed: u64,
 }
 
 /// Where a shard's live files are and what its uploads and remote reads are doing.
@@ -322,6 +325,7 @@ impl DbStats {
             t.upload_failures += c.upload_failures;
             t.local_drops += c.local_drops;
             t.upload_waits += c.upload_waits;
+            t.checkpoint_merges_bypassed += c.checkpoint_merges_bypassed;
         }
         t
     }

@@ -431,3 +431,61 @@ fn garbage_collection_keeps_exactly_the_referenced_objects_and_collects_orphans(
     check(&r, &model);
     block_on(r.close()).unwrap();
 }
+
+#[test]
+fn a_checkpoint_names_merge_inputs_instead_of_waiting_for_outputs_to_upload() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(29);
+    let mut opts = options(tmp.path(), "src", 2);
+    // Every request waits 300 ms: an upload (put, head, ranged get) takes ~1 s.
+    opts.object_store_faults = Some(terrace_tiering::store::fault::FaultConfig {
+        latency: terrace_tiering::store::fault::Latency::Fixed(Duration::from_millis(300)),
+        ..Default::default()
+    });
+    // One background upload at a time: the merge outputs take many seconds.
+    opts.uploader.max_parallel_uploads = 1;
+    opts.gc_min_age = Duration::ZERO;
+    let db = open(opts);
+    let mut model = Model::new();
+    for _ in 0..3 {
+        write_some(&db, &mut model, &mut rng, 1500);
+        block_on(db.flush()).unwrap();
+    }
+    block_on(db.wait_for_uploads()).unwrap();
+    // Merge everything: the outputs are queued for upload when this returns.
+    block_on(db.compact_range(Bound::Unbounded, Bound::Unbounded)).unwrap();
+    let stats = block_on(db.stats()).unwrap();
+    assert!(stats.total().compactions > 0, "{stats}");
+    assert!(stats.tier().pending_uploads > 0, "{stats}");
+    write_some(&db, &mut model, &mut rng, 200);
+    let at_1 = model.clone();
+    // A collection now must keep the merge's inputs, though no version reads them:
+    // the next checkpoint names them.
+    block_on(db.gc()).unwrap();
+
+    let info = block_on(db.checkpoint(1)).unwrap();
+    assert!(info.merges_bypassed > 0, "{info:?}");
+    assert_eq!(info.sst_uploaded_bytes, 0, "waited for no SST: {info:?}");
+    // The collector keeps what the checkpoint names although the live version no
+    // longer reads it.
+    block_on(db.gc()).unwrap();
+    // Writes go on; the outputs upload; a later checkpoint names them.
+    write_some(&db, &mut model, &mut rng, 500);
+    block_on(db.wait_for_uploads()).unwrap();
+    let second = block_on(db.checkpoint(2)).unwrap();
+    assert_eq!(second.merges_bypassed, 0, "{second:?}");
+    block_on(db.gc()).unwrap();
+    let at_2 = model.clone();
+    block_on(db.close()).unwrap();
+    std::fs::remove_dir_all(tmp.path().join("src")).unwrap();
+
+    for (id, want, name) in [(1, &at_1, "r1"), (2, &at_2, "r2")] {
+        let (r, info) = block_on(Db::restore(options(tmp.path(), name, 2), Some(id))).unwrap();
+        assert_eq!(info.checkpoint, id);
+        check(&r, want);
+        // The restored levels are valid LSM levels: compaction runs over them.
+        block_on(r.compact_range(Bound::Unbounded, Bound::Unbounded)).unwrap();
+        check(&r, want);
+        block_on(r.close()).unwrap();
+    }
+}

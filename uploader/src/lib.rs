@@ -11,8 +11,8 @@
 mod upload;
 
 pub use upload::{
-    plan_parts, PartPlan, UploadError, UploadJob, UploadReceipt, UploadStats, Uploader,
-    UploaderConfig, MAX_PARTS, MAX_PART_BYTES, MIN_PART_BYTES, VERIFY_TAIL_BYTES,
+    plan_parts, PartPlan, UploadError, UploadJob, UploadPriority, UploadReceipt, UploadStats,
+    Uploader, UploaderConfig, MAX_PARTS, MAX_PART_BYTES, MIN_PART_BYTES, VERIFY_TAIL_BYTES,
 };
 
 use std::path::PathBuf;

@@ -2,7 +2,8 @@
 //!
 //! Flow of one file: [`Uploader::upload`] counts the job as queued and spawns it on the
 //! I/O runtime at once. The job waits for one of `max_parallel_uploads` slots (the
-//! uploader's own FIFO semaphore; the runtime's permits are for single requests),
+//! uploader's own FIFO semaphore; the runtime's permits are for single requests), or
+//! of `max_parallel_urgent_uploads` for an [`UploadPriority::Urgent`] job,
 //! opens the file and checks its size, then sends it in one `put` (small files) or as
 //! a multipart upload (`upload/multipart.rs`), computing the CRC32 of the whole file
 //! as it reads. It then checks the file did not change meanwhile and, if configured,
@@ -48,6 +49,20 @@ pub struct UploadJob {
     pub path: PathBuf,
     /// Its size in bytes; the upload fails if the file is not exactly this big.
     pub size: u64,
+    /// Which slots it waits for.
+    pub priority: UploadPriority,
+}
+
+/// Which upload slots a job takes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UploadPriority {
+    /// One of `max_parallel_uploads` slots, in arrival order (compaction outputs).
+    #[default]
+    Background,
+    /// One of `max_parallel_urgent_uploads` slots of its own, so it does not queue
+    /// behind background uploads: files a checkpoint waits for (memtable snapshots,
+    /// flush outputs).
+    Urgent,
 }
 
 /// What a successful upload reports.
@@ -78,6 +93,8 @@ struct Shared {
     cfg: UploaderConfig,
     /// One permit per upload slot; closed by [`Uploader::close`].
     slots: Semaphore,
+    /// The slots of urgent jobs; closed with `slots`.
+    urgent_slots: Semaphore,
     counters: Arc<Counters>,
 }
 
@@ -98,6 +115,7 @@ impl Uploader {
     pub fn new(io: IoHandle, store: Arc<dyn ObjectStore>, cfg: UploaderConfig) -> Uploader {
         let cfg = UploaderConfig {
             max_parallel_uploads: cfg.max_parallel_uploads.max(1),
+            max_parallel_urgent_uploads: cfg.max_parallel_urgent_uploads.max(1),
             max_parallel_parts: cfg.max_parallel_parts.max(1),
             part_bytes: cfg.part_bytes.max(1),
             ..cfg
@@ -107,6 +125,7 @@ impl Uploader {
                 io,
                 store,
                 slots: Semaphore::new(cfg.max_parallel_uploads),
+                urgent_slots: Semaphore::new(cfg.max_parallel_urgent_uploads),
                 cfg,
                 counters: Arc::new(Counters::new()),
             }),
@@ -148,6 +167,7 @@ impl Uploader {
     /// [`UploadError::Cancelled`]; uploads already running finish.
     pub fn close(&self) {
         self.shared.slots.close();
+        self.shared.urgent_slots.close();
     }
 
     /// A consistent snapshot of the counters.
@@ -169,11 +189,11 @@ struct Sent {
 
 impl Shared {
     async fn run(&self, job: &UploadJob, ticket: &mut JobTicket) -> Result<Sent, UploadError> {
-        let _slot = self
-            .slots
-            .acquire()
-            .await
-            .map_err(|_| UploadError::Cancelled)?;
+        let slots = match job.priority {
+            UploadPriority::Background => &self.slots,
+            UploadPriority::Urgent => &self.urgent_slots,
+        };
+        let _slot = slots.acquire().await.map_err(|_| UploadError::Cancelled)?;
         ticket.start();
         let file = SourceFile::open(&job.path, job.size).await?;
         if self.store.put_file(&job.key, &job.path, job.size).await? {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use support::{block_on, pattern, wait_until, write_file, Knobs, MemStore};
 use terrace_tiering::store::{IoRuntime, IoRuntimeConfig, StoreErrorKind, TaskCancelled};
-use terrace_uploader::{UploadError, UploadJob, Uploader, UploaderConfig};
+use terrace_uploader::{UploadError, UploadJob, UploadPriority, Uploader, UploaderConfig};
 
 const KIB: u64 = 1024;
 
@@ -36,6 +36,7 @@ fn job(key: &str, path: std::path::PathBuf, size: usize) -> UploadJob {
         key: key.into(),
         path,
         size: size as u64,
+        priority: UploadPriority::Background,
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use support::{block_on, pattern, write_file, Knobs, MemStore};
 use terrace_tiering::store::{IoRuntime, IoRuntimeConfig};
-use terrace_uploader::{UploadJob, Uploader, UploaderConfig};
+use terrace_uploader::{UploadJob, UploadPriority, Uploader, UploaderConfig};
 
 const KIB: u64 = 1024;
 
@@ -37,6 +37,7 @@ fn job(key: &str, path: std::path::PathBuf, size: usize) -> UploadJob {
         key: key.into(),
         path,
         size: size as u64,
+        priority: UploadPriority::Background,
     }
 }
 
@@ -201,6 +202,62 @@ fn at_most_max_parallel_uploads_run_and_stats_add_up() {
         s.summary_line()
     );
     assert!(s.summary_line().contains("10 done"), "{}", s.summary_line());
+}
+
+#[test]
+fn an_urgent_upload_does_not_queue_behind_background_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let store = Arc::new(MemStore::with(Knobs {
+        put_delay: Duration::from_millis(100),
+        ..Knobs::default()
+    }));
+    let cfg = UploaderConfig {
+        max_parallel_uploads: 1,
+        max_parallel_urgent_uploads: 1,
+        ..UploaderConfig::default()
+    };
+    let up = Uploader::new(rt.handle(), store.clone(), cfg);
+    // Eight background uploads of 100 ms each, one at a time: the last ends after
+    // ~800 ms (each also reads back for verification).
+    let background: Vec<_> = (0..8)
+        .map(|i| {
+            let data = pattern(1000, i);
+            let path = write_file(dir.path(), &format!("b{i}.sst"), &data);
+            up.upload(job(&format!("db/b{i}.sst"), path, data.len()))
+        })
+        .collect();
+    let data = pattern(1000, 99);
+    let path = write_file(dir.path(), "u.sst", &data);
+    let mut urgent = job("db/u.sst", path, data.len());
+    urgent.priority = UploadPriority::Urgent;
+    let receipt = block_on(up.upload(urgent))
+        .expect("not cancelled")
+        .expect("uploaded");
+    // It ran in its own slot, beside the first background upload, not after all eight.
+    assert!(
+        receipt.elapsed < Duration::from_millis(400),
+        "urgent upload took {:?}",
+        receipt.elapsed
+    );
+    assert!(
+        up.stats().completed_files < 8,
+        "{}",
+        up.stats().summary_line()
+    );
+    assert_eq!(store.object("db/u.sst").as_deref(), Some(&data[..]));
+    let mut last = Duration::ZERO;
+    for t in background {
+        last = block_on(t)
+            .expect("not cancelled")
+            .expect("uploaded")
+            .elapsed;
+    }
+    assert!(
+        last >= Duration::from_millis(800),
+        "background took {last:?}"
+    );
+    assert!(store.peak_puts() <= 2, "peak {} puts", store.peak_puts());
 }
 
 #[test]

@@ -47,6 +47,9 @@ pub struct CheckpointInfo {
     pub state_bytes: u64,
     /// SSTs named (snapshots included).
     pub files: usize,
+    /// Merges whose outputs were still uploading: the checkpoint named their inputs,
+    /// already in the store, instead of waiting.
+    pub merges_bypassed: usize,
     /// Older checkpoints released to keep `retained_checkpoints`.
     pub released: Vec<u64>,
 }
@@ -198,6 +201,7 @@ impl Db {
                 .iter()
                 .map(|p| p.checkpoint.files.len() + p.checkpoint.snapshots.len())
                 .sum(),
+            merges_bypassed: parts.iter().map(|p| p.merges_bypassed).sum(),
             released,
         })
     }

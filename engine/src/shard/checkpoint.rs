@@ -15,7 +15,7 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use terrace_uploader::{UploadError, UploadJob};
+use terrace_uploader::{UploadError, UploadJob, UploadPriority};
 
 use super::Shard;
 use crate::checkpoint::format::{ShardCheckpoint, ShardObject};
@@ -25,6 +25,7 @@ use crate::key::{InternalKey, ValueKind};
 use crate::memtable::Memtable;
 use crate::remote::{store_err, Remote};
 use crate::sst::TableWriter;
+use crate::version::replaced::{plan_checkpoint, PlannedFile};
 use crate::version::{FileDesc, FileMeta};
 
 /// Attempts to upload a memtable snapshot before the checkpoint fails.
@@ -40,6 +41,8 @@ pub(crate) struct ShardCheckpointDone {
     pub(crate) sst_uploaded_bytes: u64,
     /// Bytes of every SST and snapshot the checkpoint names.
     pub(crate) state_bytes: u64,
+    /// Merges whose not-yet-uploaded outputs were named by their inputs.
+    pub(crate) merges_bypassed: usize,
 }
 
 /// Pins files for the lifetime of a checkpoint (see [`FileMeta::pins`]).
@@ -91,18 +94,32 @@ impl Shard {
             let p = self.versions.persisted();
             (p.lineage, p.compact_pointers.clone())
         };
-        let files: Vec<(u32, Rc<FileMeta>)> = version
+        // Merge outputs still in the upload queue are named by their inputs where
+        // that keeps the levels valid (`version::replaced`): the checkpoint waits
+        // only for what cannot be swapped (flush outputs, mostly).
+        let plan = plan_checkpoint(
+            version
+                .levels
+                .iter()
+                .enumerate()
+                .flat_map(|(l, fs)| fs.iter().map(move |f| PlannedFile::of_version(l as u32, f)))
+                .collect(),
+        );
+        let waited: Vec<Rc<FileMeta>> = version
             .levels
             .iter()
-            .enumerate()
-            .flat_map(|(l, fs)| fs.iter().map(move |f| (l as u32, f.clone())))
+            .flatten()
+            .filter(|f| {
+                !f.is_uploaded()
+                    && plan
+                        .files
+                        .iter()
+                        .any(|p| p.in_version && p.desc.id == f.desc.id)
+            })
+            .cloned()
             .collect();
-        let pins = Pins::new(files.iter().map(|(_, f)| f.clone()).collect());
-        let sst_uploaded_bytes = files
-            .iter()
-            .filter(|(_, f)| !f.is_uploaded())
-            .map(|(_, f)| f.desc.size_bytes)
-            .sum();
+        let pins = Pins::new(waited.clone());
+        let sst_uploaded_bytes = waited.iter().map(|f| f.desc.size_bytes).sum();
 
         // The snapshot is written in the flush queue: it is background work.
         let shard = self.clone();
@@ -114,30 +131,29 @@ impl Shard {
         .await?;
 
         self.wait_until(
-            || {
-                self.uploads.refusal.borrow().is_some()
-                    || files.iter().all(|(_, f)| f.is_uploaded())
-            },
+            || self.uploads.refusal.borrow().is_some() || waited.iter().all(|f| f.is_uploaded()),
             &self.uploads.wake,
         )
         .await?;
-        if !files.iter().all(|(_, f)| f.is_uploaded()) {
+        if !waited.iter().all(|f| f.is_uploaded()) {
             if let Some(e) = self.uploads.refusal.borrow().clone() {
                 return Err(store_err(e));
             }
         }
         drop(pins);
+        let merges_bypassed = plan.swaps;
+        self.counters.borrow_mut().checkpoint_merges_bypassed += merges_bypassed as u64;
 
         let memtable_bytes = snapshot.as_ref().map_or(0, |d| d.size_bytes);
         let state_bytes =
-            files.iter().map(|(_, f)| f.desc.size_bytes).sum::<u64>() + memtable_bytes;
+            plan.files.iter().map(|f| f.desc.size_bytes).sum::<u64>() + memtable_bytes;
         let checkpoint = ShardCheckpoint {
             checkpoint: id,
             shard: self.id,
             lineage,
             key_groups: self.key_groups,
             last_seqno: seqno,
-            files: files.iter().map(|(l, f)| (*l, f.desc.clone())).collect(),
+            files: plan.files.into_iter().map(|f| (f.level, f.desc)).collect(),
             snapshots: snapshot.into_iter().collect(),
             compact_pointers: pointers.into_iter().collect(),
         };
@@ -157,6 +173,7 @@ impl Shard {
             memtable_bytes,
             sst_uploaded_bytes,
             state_bytes,
+            merges_bypassed,
         })
     }
 
@@ -220,6 +237,7 @@ impl Shard {
             key: crate::files::object_key(object),
             path: path.clone(),
             size: desc.size_bytes,
+            priority: UploadPriority::Urgent,
         };
         let uploaded = upload_with_retries(remote, job).await;
         if let Err(e) = super::remove_file(&path).await {
@@ -267,18 +285,20 @@ async fn upload_with_retries(remote: &Remote, job: UploadJob) -> Result<()> {
 
 impl Shard {
     /// What the garbage collector must keep for this shard: every object a version
-    /// reads (current, obsolete-but-read), and the lineages it owns (its own, and
+    /// reads (current, obsolete-but-read) or a checkpoint may name in place of a merge
+    /// output not yet uploaded, and the lineages it owns (its own, and
     /// the pre-lineage naming when it still reads such files).
     pub(crate) fn gc_view(&self) -> (Vec<crate::version::ObjectId>, u64) {
         let current = self.versions.current();
         let obsolete = self.versions.obsolete_files();
-        let objects = current
-            .levels
-            .iter()
-            .flatten()
-            .chain(obsolete.iter())
-            .map(|f| f.desc.object)
-            .collect();
+        let mut objects = Vec::new();
+        for f in current.levels.iter().flatten().chain(obsolete.iter()) {
+            objects.push(f.desc.object);
+            // Inputs a checkpoint may name in place of this merge output.
+            if let Some(r) = &*f.replaced.borrow() {
+                r.objects(&mut objects);
+            }
+        }
         (objects, self.versions.lineage())
     }
 }

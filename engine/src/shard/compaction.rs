@@ -9,6 +9,7 @@ use super::Shard;
 use crate::compaction::{CompactionJob, OutputKind};
 use crate::error::Result;
 use crate::policy::compaction::{choose, is_bottommost, key_range, Choice};
+use crate::version::replaced::Replaced;
 use crate::version::FileMeta;
 
 impl Shard {
@@ -72,12 +73,23 @@ impl Shard {
         let Some(job) = CompactionJob::new(&self.versions.current(), choice)? else {
             return Ok(());
         };
+        let inputs = match &job {
+            CompactionJob::Merge { inputs, .. } => inputs.clone(),
+            CompactionJob::Move { .. } => Vec::new(),
+        };
         let out = job.run(self).await?;
         let level = out.added.first().map(|(l, _)| *l);
         let new_files: Vec<Rc<FileMeta>> = match out.kind {
             OutputKind::Move => Vec::new(),
             OutputKind::Merge { .. } => out.added.iter().map(|(_, f)| f.clone()).collect(),
         };
+        if matches!(out.kind, OutputKind::Merge { .. }) && self.remote.is_some() {
+            // Until the outputs are uploaded, a checkpoint may name the inputs instead.
+            let record = Replaced::of_merge(&inputs, &out.added);
+            for f in &new_files {
+                *f.replaced.borrow_mut() = record.clone();
+            }
+        }
         self.log_and_install(out.edit, out.added).await?;
         {
             let mut c = self.counters.borrow_mut();

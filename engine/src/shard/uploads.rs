@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use terrace_tiering::{LocalFile, RemoteLocation, RemoteStatsCell, TieredFile};
-use terrace_uploader::{UploadError, UploadJob};
+use terrace_uploader::{UploadError, UploadJob, UploadPriority};
 
 use super::{Shard, BACKGROUND_RECHECK, FOREGROUND_RECHECK};
 use crate::error::{Error, Result};
@@ -85,6 +85,7 @@ pub(crate) async fn open_table(
         reader: Rc::new(reader),
         file,
         upload: std::cell::Cell::new(upload),
+        replaced: std::cell::RefCell::new(None),
     }))
 }
 
@@ -148,10 +149,18 @@ impl Shard {
         let id = meta.desc.id;
         let mut backoff = Duration::from_millis(100);
         let outcome = loop {
+            // A merge output with a record of its inputs is not waited for by
+            // checkpoints (they name the inputs); anything else may be.
+            let priority = if meta.replaced.borrow().is_some() {
+                UploadPriority::Background
+            } else {
+                UploadPriority::Urgent
+            };
             let job = UploadJob {
                 key: crate::files::object_key(meta.desc.object),
                 path: self.sst_path(id),
                 size: meta.desc.size_bytes,
+                priority,
             };
             match remote.uploader.upload(job).await {
                 Ok(Ok(_receipt)) => break true,
@@ -207,6 +216,8 @@ impl Shard {
             if self.log_and_install(edit, Vec::new()).await.is_ok() {
                 meta.upload
                     .set(UploadState::Uploaded(self.opts.clock.now()));
+                // Checkpoints name the file itself now, not the merge's inputs.
+                meta.replaced.borrow_mut().take();
                 let mut c = self.counters.borrow_mut();
                 c.uploads += 1;
                 c.upload_bytes += meta.desc.size_bytes;

@@ -27,6 +27,7 @@
 
 mod edit;
 pub(crate) mod manifest;
+pub(crate) mod replaced;
 mod set;
 mod state;
 
@@ -61,6 +62,9 @@ pub(crate) struct FileMeta {
     /// Checkpoints in progress that name the file: its upload must finish even if
     /// it leaves the version meanwhile.
     pub(crate) pins: std::cell::Cell<u32>,
+    /// For a merge output not yet uploaded: the merge's inputs, which a checkpoint
+    /// may name instead (see [`replaced`]). Cleared once the file is uploaded.
+    pub(crate) replaced: std::cell::RefCell<Option<Rc<replaced::Replaced>>>,
 }
 
 impl FileMeta {

@@ -12,7 +12,7 @@
 //! Lines, in db_bench's style:
 //!
 //! ```text
-//! checkpoint   :     412.345 ms/op; 1 checkpoints; 68.2 MB uploaded (64.1 MB memtables, 4.1 MB SSTs); state 1.02 GB
+//! checkpoint   :     412.345 ms/op; 1 checkpoints; 68.2 MB uploaded (64.1 MB memtables, 4.1 MB SSTs); state 1.02 GB in 30 files; 2 merges bypassed
 //! checkpoints  : 6 taken, P50 310.2 ms P99 402.1 ms, 65.3 MB uploaded per checkpoint
 //! ```
 
@@ -221,14 +221,15 @@ impl CheckpointStats {
 /// The result line of the `checkpoint` benchmark.
 pub fn checkpoint_line(info: &CheckpointInfo) -> String {
     format!(
-        "{:<12} : {:11.3} ms/op; 1 checkpoints; {} uploaded ({} memtables, {} SSTs); state {} in {} files",
+        "{:<12} : {:11.3} ms/op; 1 checkpoints; {} uploaded ({} memtables, {} SSTs); state {} in {} files; {} merges bypassed",
         "checkpoint",
         info.duration.as_secs_f64() * 1e3,
         size_text(info.uploaded_bytes()),
         size_text(info.memtable_bytes),
         size_text(info.sst_uploaded_bytes),
         size_text(info.state_bytes),
-        info.files
+        info.files,
+        info.merges_bypassed
     )
 }
 
@@ -247,6 +248,7 @@ mod tests {
                 sst_uploaded_bytes: ssts,
                 state_bytes: 1 << 30,
                 files: 3,
+                merges_bypassed: 0,
                 released: Vec::new(),
             },
         }
@@ -267,7 +269,7 @@ mod tests {
         let one = checkpoint_line(&taken(412, 64 << 20, 4 << 20).info);
         assert_eq!(
             one,
-            "checkpoint   :     412.000 ms/op; 1 checkpoints; 68.0 MB uploaded (64.0 MB memtables, 4.0 MB SSTs); state 1.00 GB in 3 files"
+            "checkpoint   :     412.000 ms/op; 1 checkpoints; 68.0 MB uploaded (64.0 MB memtables, 4.0 MB SSTs); state 1.00 GB in 3 files; 0 merges bypassed"
         );
     }
 }

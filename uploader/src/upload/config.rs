@@ -15,6 +15,9 @@ pub const MAX_PARTS: u64 = 10_000;
 pub struct UploaderConfig {
     /// Files uploading at once; the rest wait in arrival order.
     pub max_parallel_uploads: usize,
+    /// Urgent files (see `UploadPriority`) uploading at once, in slots of their own
+    /// on top of `max_parallel_uploads`.
+    pub max_parallel_urgent_uploads: usize,
     /// Files at least this big go multipart; smaller ones go in one `put`.
     pub multipart_threshold_bytes: u64,
     /// Size of each part but the last.
@@ -33,6 +36,7 @@ impl Default for UploaderConfig {
     fn default() -> Self {
         UploaderConfig {
             max_parallel_uploads: 4,
+            max_parallel_urgent_uploads: 2,
             multipart_threshold_bytes: 32 * 1024 * 1024,
             part_bytes: 8 * 1024 * 1024,
             max_parallel_parts: 4,
@@ -47,6 +51,9 @@ impl UploaderConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.max_parallel_uploads == 0 {
             return Err("uploader: max_parallel_uploads must be at least 1".into());
+        }
+        if self.max_parallel_urgent_uploads == 0 {
+            return Err("uploader: max_parallel_urgent_uploads must be at least 1".into());
         }
         if self.max_parallel_parts == 0 {
             return Err("uploader: max_parallel_parts must be at least 1".into());
