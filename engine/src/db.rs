@@ -305,6 +305,57 @@ impl Db {
         r.shard_of_group(r.key_group(key))
     }
 
+    /// The shard owning `key`, refusing keys the database cannot hold (empty, too
+    /// long, or of a key group outside its range).
+    pub(crate) fn shard_of_checked(&self, key: &[u8]) -> Result<u32> {
+        let r = &self.inner.router;
+        r.check_key(key)?;
+        let kg = r.key_group(key);
+        r.check_key_group(kg)?;
+        Ok(r.shard_of_group(kg))
+    }
+
+    /// Starts `f` as a long-lived task on shard `id`'s foreground queue, with a
+    /// [`LocalDb`], and returns at once; its result arrives on the receiver. Unlike
+    /// [`Db::call`] it holds no request slot while it runs.
+    pub(crate) async fn start_on<F, Fut, T>(
+        &self,
+        id: u32,
+        f: F,
+    ) -> Result<flume::Receiver<Result<T>>>
+    where
+        F: FnOnce(LocalDb) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T>> + 'static,
+        T: Send + 'static,
+    {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(ErrorDetail::Closed.into());
+        }
+        let Some(sender) = self.inner.senders.get(id as usize) else {
+            return Err(ErrorDetail::BadArgument(format!("no shard {id}")).into());
+        };
+        let (tx, rx) = flume::bounded::<Result<T>>(1);
+        let weak = Arc::downgrade(&self.inner);
+        let job: Job = Box::new(move |shard: &Rc<Shard>, permit| {
+            drop(permit);
+            let local = LocalDb::new(shard.clone(), weak);
+            let task = glommio::spawn_local_into(
+                async move {
+                    let _ = tx.send(f(local).await);
+                },
+                shard.queues.foreground,
+            );
+            if let Ok(t) = task {
+                t.detach();
+            }
+        });
+        sender
+            .send_async(Msg::Run(job))
+            .await
+            .map_err(|_| Error::from(ErrorDetail::Closed))?;
+        Ok(rx)
+    }
+
     /// Runs `f(shard)` on shard `id`'s executor in its foreground queue.
     pub(crate) async fn call<F, Fut, T>(&self, id: u32, f: F) -> Result<T>
     where

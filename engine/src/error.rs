@@ -64,6 +64,17 @@ pub enum ErrorDetail {
         /// The groups the database owns.
         range: crate::key::KeyGroupRange,
     },
+    /// A state call from keyed execution for a key another shard owns (the
+    /// operator sees its own shard's keys only).
+    #[error("key group {key_group} belongs to shard {owner}, not to shard {shard} where this keyed operator runs")]
+    NotThisShard {
+        /// The key's group.
+        key_group: u16,
+        /// The shard owning it.
+        owner: u32,
+        /// The shard the operator runs on.
+        shard: u32,
+    },
     /// A value longer than `Options::max_value_bytes`.
     #[error("value of {len} bytes exceeds the limit of {max} bytes")]
     ValueTooLarge {
@@ -195,6 +206,7 @@ impl ErrorDetail {
             EmptyKey
             | KeyTooLarge { .. }
             | KeyGroupOutOfRange { .. }
+            | NotThisShard { .. }
             | ValueTooLarge { .. }
             | UnknownTable { .. }
             | UnknownTableId { .. }

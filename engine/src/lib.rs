@@ -33,6 +33,7 @@ mod files;
 pub mod fuzzing;
 mod iter;
 pub mod key;
+mod keyed;
 mod lanes;
 mod local_db;
 mod lock;
@@ -56,6 +57,10 @@ pub use checkpoint::{CheckpointInfo, CheckpointSummary};
 pub use db::Db;
 pub use error::{Error, ErrorDetail, ErrorKind, Result};
 pub use key::{KeyGroupRange, TableId};
+pub use keyed::{
+    Keyed, KeyedOptions, KeyedReport, Operator, MAX_KEYED_BATCHES_IN_FLIGHT,
+    MAX_KEYED_BATCH_RECORDS,
+};
 pub use local_db::LocalDb;
 pub use options::{
     CacheMode, Compression, ObjectStoreSpec, Options, WarmOrder, EMBEDDED_STORE_DIR,

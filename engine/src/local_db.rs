@@ -2,7 +2,8 @@
 //!
 //! Operations on keys the shard owns run directly on it: no channel, no thread hop,
 //! no locks. Keys of other shards are forwarded through the cross-thread [`Db`]
-//! routing, so a `LocalDb` behaves like the `Db` for any key.
+//! routing, so a `LocalDb` behaves like the `Db` for any key — except the strict
+//! handle keyed operators get ([`crate::Operator`]), which refuses them.
 
 use std::ops::Bound;
 use std::rc::Rc;
@@ -10,7 +11,7 @@ use std::sync::{Arc, Weak};
 
 use crate::db::{Db, DbInner};
 use crate::error::{ErrorDetail, Result};
-use crate::key::TableId;
+use crate::key::{state_key_group, TableId};
 use crate::router::{KeyBatches, Router, ScanPlan};
 use crate::shard::Shard;
 
@@ -20,6 +21,8 @@ pub struct LocalDb {
     shard: Rc<Shard>,
     db: Weak<DbInner>,
     router: Router,
+    /// Keyed execution: a key of another shard is an error, not a forwarded call.
+    strict: bool,
 }
 
 impl LocalDb {
@@ -36,7 +39,42 @@ impl LocalDb {
                 tables: Arc::default(),
             },
         };
-        LocalDb { shard, db, router }
+        LocalDb {
+            shard,
+            db,
+            router,
+            strict: false,
+        }
+    }
+
+    /// This handle, refusing keys of other shards ([`ErrorDetail::NotThisShard`])
+    /// instead of forwarding them: what keyed operators get.
+    pub(crate) fn strict(mut self) -> LocalDb {
+        self.strict = true;
+        self
+    }
+
+    /// Resolves once the shard starts closing (long-lived tasks end then).
+    pub(crate) async fn closing(&self) {
+        self.shard.closing().await
+    }
+
+    /// Whether this handle refuses keys of other shards (keyed execution).
+    pub fn is_strict(&self) -> bool {
+        self.strict
+    }
+
+    /// The database handle for a call on `shard`, or the keyed-execution refusal.
+    fn forward(&self, shard: u32, key_group: u16) -> Result<Db> {
+        if self.strict {
+            return Err(ErrorDetail::NotThisShard {
+                key_group,
+                owner: shard,
+                shard: self.shard.id,
+            }
+            .into());
+        }
+        self.db()
     }
 
     /// The shard this handle runs on.
@@ -69,7 +107,9 @@ impl LocalDb {
         if shard == self.shard.id {
             self.shard.write(&sk, Some(value)).await
         } else {
-            self.db()?.put(t, key, value).await
+            self.forward(shard, state_key_group(&sk))?
+                .put(t, key, value)
+                .await
         }
     }
 
@@ -79,7 +119,9 @@ impl LocalDb {
         if shard == self.shard.id {
             self.shard.write(&sk, None).await
         } else {
-            self.db()?.delete(t, key).await
+            self.forward(shard, state_key_group(&sk))?
+                .delete(t, key)
+                .await
         }
     }
 
@@ -89,7 +131,7 @@ impl LocalDb {
         if shard == self.shard.id {
             self.shard.get(&sk).await
         } else {
-            self.db()?.get(t, key).await
+            self.forward(shard, state_key_group(&sk))?.get(t, key).await
         }
     }
 
@@ -109,7 +151,8 @@ impl LocalDb {
                 let vals = if shard == self.shard.id {
                     self.shard.multi_get(&sks).await?
                 } else {
-                    self.db()?
+                    let kg = sks.first().map_or(0, |sk| state_key_group(sk));
+                    self.forward(shard, kg)?
                         .call(shard, move |s| async move { s.multi_get(&sks).await })
                         .await?
                 };
@@ -134,7 +177,8 @@ impl LocalDb {
                 if *shard == self.shard.id {
                     self.shard.scan(kgs, &range).await
                 } else {
-                    self.db()?
+                    let kg = *kgs.start();
+                    self.forward(*shard, kg)?
                         .call(*shard, move |s| async move { s.scan(kgs, &range).await })
                         .await
                 }

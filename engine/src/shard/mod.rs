@@ -231,9 +231,25 @@ impl Shard {
         }
     }
 
+    /// Resolves once the shard's close has begun.
+    pub(crate) async fn closing(&self) {
+        loop {
+            let seen = self.signals.changed.generation();
+            if self.health.close_requested.get() {
+                return;
+            }
+            self.signals
+                .changed
+                .changed_or_after(seen, BACKGROUND_RECHECK)
+                .await;
+        }
+    }
+
     /// Flushes, stops background work and releases files. Idempotent.
     pub(crate) async fn close(self: &Rc<Self>) -> Result<()> {
         self.health.close_requested.set(true);
+        // Long-lived tasks (keyed pipelines) wait on this to end.
+        self.signals.changed.notify_all();
         let flushed = if self.health.closing.get() || self.read_only {
             Ok(())
         } else if self.health.poisoned.borrow().is_some() {
