@@ -171,6 +171,20 @@ pub(crate) struct Memtable {
     arena: RefCell<Arena>,
     approximate_bytes: Cell<usize>,
     max_seqno: Cell<u64>,
+    /// Where its flush stands (set by the flush task, read by checkpoints).
+    flush: RefCell<FlushState>,
+}
+
+/// Where a frozen memtable's flush stands.
+#[derive(Clone, Default)]
+pub(crate) enum FlushState {
+    /// Not started (or waiting for upload room).
+    #[default]
+    Queued,
+    /// Writing its L0 file.
+    Writing,
+    /// Installed in the version as this L0 file (`None`: it held nothing).
+    Installed(Option<std::rc::Rc<crate::version::FileMeta>>),
 }
 
 /// Byte-wise order of two keys, eight bytes at a time.
@@ -196,7 +210,17 @@ impl Memtable {
             arena: RefCell::new(Arena::new()),
             approximate_bytes: Cell::new(0),
             max_seqno: Cell::new(0),
+            flush: RefCell::new(FlushState::Queued),
         }
+    }
+
+    /// Where its flush stands.
+    pub(crate) fn flush_state(&self) -> FlushState {
+        self.flush.borrow().clone()
+    }
+
+    pub(crate) fn set_flush_state(&self, state: FlushState) {
+        *self.flush.borrow_mut() = state;
     }
 
     /// Adds a version. Seqnos must be unique within the shard.

@@ -49,6 +49,9 @@ pub struct Counters {
     /// Merges whose outputs a checkpoint did not wait for: it named their inputs
     /// (already in the store) instead.
     pub checkpoint_merges_bypassed: u64,
+    /// Frozen memtables a checkpoint did not write into its snapshot because their
+    /// flush was already writing: it named their L0 files instead.
+    pub checkpoint_flushes_awaited: u64,
 }
 
 /// Where a shard's live files are and what its uploads and remote reads are doing.
@@ -326,6 +329,7 @@ impl DbStats {
             t.local_drops += c.local_drops;
             t.upload_waits += c.upload_waits;
             t.checkpoint_merges_bypassed += c.checkpoint_merges_bypassed;
+            t.checkpoint_flushes_awaited += c.checkpoint_flushes_awaited;
         }
         t
     }

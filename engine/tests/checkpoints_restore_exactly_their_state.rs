@@ -489,3 +489,53 @@ fn a_checkpoint_names_merge_inputs_instead_of_waiting_for_outputs_to_upload() {
         block_on(r.close()).unwrap();
     }
 }
+
+#[test]
+fn a_checkpoint_names_the_l0_file_of_a_flush_already_writing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(31);
+    let mut opts = options(tmp.path(), "src", 1);
+    // 2 MiB memtables: a flush takes a few ms, so a checkpoint right after a freeze
+    // usually finds it writing.
+    opts.memtable_bytes = 1 << 20;
+    opts.target_file_bytes = 2 << 20;
+    let db = open(opts);
+    let t = db.table("default").unwrap();
+    let mut model = Model::new();
+    let mut models = Vec::new();
+    let mut next = 0u64;
+    for id in 1..=6u64 {
+        // Write until the active memtable freezes, then checkpoint at once: its
+        // flush has usually begun writing.
+        block_on(async {
+            loop {
+                for _ in 0..64 {
+                    let k = format!("key{:07}", rng.gen_range(0..200_000)).into_bytes();
+                    let v = vec![(next % 251) as u8; 200];
+                    next += 1;
+                    db.put(t, &k, &v).await.unwrap();
+                    model.insert(k, v);
+                }
+                if db.stats().await.unwrap().shards[0].immutable_memtables > 0 {
+                    break;
+                }
+            }
+        });
+        block_on(db.checkpoint(id)).unwrap();
+        models.push(model.clone());
+    }
+    let awaited = block_on(db.stats())
+        .unwrap()
+        .total()
+        .checkpoint_flushes_awaited;
+    block_on(db.close()).unwrap();
+    std::fs::remove_dir_all(tmp.path().join("src")).unwrap();
+    // Each of the newest (retained) restores exactly its state.
+    for id in 5..=6u64 {
+        let name = format!("r{id}");
+        let (r, _) = block_on(Db::restore(options(tmp.path(), &name, 1), Some(id))).unwrap();
+        check(&r, &models[id as usize - 1]);
+        block_on(r.close()).unwrap();
+    }
+    assert!(awaited > 0, "no checkpoint found a flush writing");
+}

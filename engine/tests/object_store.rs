@@ -355,7 +355,9 @@ fn a_live_file_lost_before_its_upload_stops_writes_with_a_clear_error() {
         latency: Latency::Fixed(Duration::from_millis(500)),
         ..Default::default()
     });
+    // One upload at a time (flush outputs take the urgent slots).
     opts.uploader.max_parallel_uploads = 1;
+    opts.uploader.max_parallel_urgent_uploads = 1;
     opts.upload_close_timeout = Duration::ZERO;
     let db = open(opts);
     let t = db.table("default").unwrap();

@@ -7,10 +7,13 @@
 //! memtables' contents up to that seqno (newest version of each key, tombstones
 //! kept) are written as one SST, the *memtable snapshot*, uploaded as an ordinary
 //! object of the shard's lineage and never installed in the version (the memtables
-//! flush later as usual). The shard then waits until every SST of the fixed version
-//! is uploaded (they are pinned: their uploads finish even if compaction retires
-//! them meanwhile) and writes its checkpoint object. Bytes uploaded by a checkpoint
-//! are the snapshot plus the SSTs that were not uploaded yet.
+//! flush later as usual). A frozen memtable whose flush is already writing is left
+//! out of the snapshot: the checkpoint names the L0 file that flush installs. The
+//! shard then waits until every SST it names is uploaded (they are pinned: their
+//! uploads finish even if compaction retires them meanwhile; merge outputs still
+//! uploading are named by their inputs, `version::replaced`) and writes its
+//! checkpoint object. Bytes uploaded by a checkpoint are the snapshot plus the SSTs
+//! that were not uploaded yet.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -22,7 +25,7 @@ use crate::checkpoint::format::{ShardCheckpoint, ShardObject};
 use crate::error::{Error, ErrorDetail, Result};
 use crate::iter::{MemIter, MergeIter, Source};
 use crate::key::{InternalKey, ValueKind};
-use crate::memtable::Memtable;
+use crate::memtable::{FlushState, Memtable};
 use crate::remote::{store_err, Remote};
 use crate::sst::TableWriter;
 use crate::version::replaced::{plan_checkpoint, PlannedFile};
@@ -55,6 +58,11 @@ impl Pins {
         }
         Pins(files)
     }
+
+    fn add(&mut self, f: Rc<FileMeta>) {
+        f.pins.set(f.pins.get() + 1);
+        self.0.push(f);
+    }
 }
 
 impl Drop for Pins {
@@ -81,13 +89,19 @@ impl Shard {
             .into());
         };
         // The barrier: everything the checkpoint holds is fixed here, before any await.
-        let (seqno, mems) = {
+        // A frozen memtable whose flush is already writing is not written a second
+        // time: the checkpoint names the L0 file that flush installs. The others go
+        // into the snapshot (their flush may wait for upload room, which would tie
+        // the checkpoint to the upload backlog).
+        let (seqno, mems, flushing) = {
             let m = self.mem.borrow();
-            let mems: Vec<Rc<Memtable>> = std::iter::once(&m.active)
-                .chain(m.frozen.iter())
+            let (flushing, queued): (Vec<Rc<Memtable>>, Vec<Rc<Memtable>>) = m
+                .frozen
+                .iter()
                 .cloned()
-                .collect();
-            (m.last_seqno, mems)
+                .partition(|f| !matches!(f.flush_state(), FlushState::Queued));
+            let mems: Vec<Rc<Memtable>> = std::iter::once(m.active.clone()).chain(queued).collect();
+            (m.last_seqno, mems, flushing)
         };
         let version = self.versions.current();
         let (lineage, pointers) = {
@@ -118,8 +132,7 @@ impl Shard {
             })
             .cloned()
             .collect();
-        let pins = Pins::new(waited.clone());
-        let sst_uploaded_bytes = waited.iter().map(|f| f.desc.size_bytes).sum();
+        let mut pins = Pins::new(waited.clone());
 
         // The snapshot is written in the flush queue: it is background work.
         let shard = self.clone();
@@ -129,6 +142,44 @@ impl Shard {
         )
         .map_err(|e| Error::internal(format!("cannot start a memtable snapshot: {e}")))?
         .await?;
+
+        // The L0 files of the flushes that were writing at the barrier (a failed
+        // flush poisons the shard, which ends the wait with its error).
+        self.wait_until(
+            || {
+                flushing
+                    .iter()
+                    .all(|m| matches!(m.flush_state(), FlushState::Installed(_)))
+            },
+            &self.signals.flush_wake,
+        )
+        .await?;
+        let mut plan = plan;
+        let mut waited = waited;
+        for m in &flushing {
+            let FlushState::Installed(Some(f)) = m.flush_state() else {
+                continue;
+            };
+            // The barrier's version may already hold it (installed, not yet noted).
+            if plan.files.iter().any(|p| p.desc.id == f.desc.id) {
+                continue;
+            }
+            plan.files.push(PlannedFile::of_version(0, &f));
+            if !f.is_uploaded() {
+                pins.add(f.clone());
+                waited.push(f);
+            }
+        }
+        plan.files.sort_by(|a, b| {
+            a.level.cmp(&b.level).then_with(|| {
+                if a.level == 0 {
+                    b.desc.max_seqno.cmp(&a.desc.max_seqno)
+                } else {
+                    std::cmp::Ordering::Equal
+                }
+            })
+        });
+        let sst_uploaded_bytes = waited.iter().map(|f| f.desc.size_bytes).sum();
 
         self.wait_until(
             || self.uploads.refusal.borrow().is_some() || waited.iter().all(|f| f.is_uploaded()),
@@ -142,7 +193,11 @@ impl Shard {
         }
         drop(pins);
         let merges_bypassed = plan.swaps;
-        self.counters.borrow_mut().checkpoint_merges_bypassed += merges_bypassed as u64;
+        {
+            let mut c = self.counters.borrow_mut();
+            c.checkpoint_merges_bypassed += merges_bypassed as u64;
+            c.checkpoint_flushes_awaited += flushing.len() as u64;
+        }
 
         let memtable_bytes = snapshot.as_ref().map_or(0, |d| d.size_bytes);
         let state_bytes =

@@ -13,7 +13,7 @@ use super::cache::output_hook;
 use super::{Shard, BACKGROUND_RECHECK};
 use crate::error::{Error, Result};
 use crate::key::set_internal_key;
-use crate::memtable::Memtable;
+use crate::memtable::{FlushState, Memtable};
 use crate::policy::cache_mode;
 use crate::sst::TableWriter;
 use crate::version::{FileDesc, FileMeta, VersionEdit};
@@ -50,12 +50,16 @@ impl Shard {
     /// Writes `imm` as an L0 SST and installs it.
     async fn flush_memtable(&self, imm: &Rc<Memtable>) -> Result<()> {
         if imm.is_empty() {
+            imm.set_flush_state(FlushState::Installed(None));
             self.mem.borrow_mut().frozen.pop_back();
             self.signals.changed.notify_all();
             return Ok(());
         }
         self.signals.flush_stage.set("wait for upload room");
         self.wait_for_upload_room().await;
+        // From here a checkpoint may wait for this flush instead of writing the
+        // memtable's contents again as its snapshot.
+        imm.set_flush_state(FlushState::Writing);
         let (id, object, path) = self.allocate_file();
         self.signals.flush_stage.set("create");
         let mut writer = TableWriter::create(&path, id, self.table_opts.clone()).await?;
@@ -83,7 +87,8 @@ impl Shard {
             added: vec![(0, meta.desc.clone())],
             ..Default::default()
         };
-        self.log_and_install(edit, vec![(0, meta)]).await?;
+        self.log_and_install(edit, vec![(0, meta.clone())]).await?;
+        imm.set_flush_state(FlushState::Installed(Some(meta)));
         self.mem.borrow_mut().frozen.pop_back();
         {
             let mut c = self.counters.borrow_mut();
