@@ -153,6 +153,10 @@ pub struct ShardStats {
     pub tier: TierStats,
     /// The manifest log.
     pub manifest: ManifestStats,
+    /// File references with a key-group clip range: files of a rescaled shard that
+    /// still hold other shards' keys. Compaction trims them in the background; 0
+    /// once every trim is done.
+    pub clipped_files: usize,
 }
 
 /// The hybrid block caches of every shard, added up.
@@ -300,6 +304,12 @@ pub struct DbStats {
 }
 
 impl DbStats {
+    /// Clipped file references over all shards: trims still pending after a
+    /// rescale ([`ShardStats::clipped_files`]).
+    pub fn clipped_files(&self) -> usize {
+        self.shards.iter().map(|s| s.clipped_files).sum()
+    }
+
     /// Counters summed over shards.
     pub fn total(&self) -> Counters {
         let mut t = Counters::default();
