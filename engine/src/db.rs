@@ -485,6 +485,7 @@ impl Db {
         Ok(DbStats {
             shards,
             object_store: remote.map(|r| r.stack.instrumented.stats()),
+            job_prefixes: remote.map(|r| r.home_stats()).unwrap_or_default(),
             uploads: remote.map(|r| r.uploader.stats()),
             store_retries: remote.map_or(0, |r| r.stack.retrying.retries()),
             faults_injected: remote

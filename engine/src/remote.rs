@@ -59,6 +59,21 @@ impl Remote {
             .ok_or_else(|| Error::internal(format!("store prefix {home:?} was not opened")))
     }
 
+    /// Request counters of every other prefix opened, by name.
+    pub(crate) fn home_stats(
+        &self,
+    ) -> Vec<(String, terrace_tiering::store::instrument::StoreStats)> {
+        let Ok(homes) = self.homes.lock() else {
+            return Vec::new();
+        };
+        let mut out: Vec<_> = homes
+            .iter()
+            .map(|(h, r)| (h.clone(), r.stack.instrumented.stats()))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
     /// A view of the job's prefix `home` (empty: this one), opened on first use:
     /// same I/O runtime, same decorators. A store not named by a URI has no job
     /// root: other homes are an InvalidArgument error.

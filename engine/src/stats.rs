@@ -287,6 +287,9 @@ pub struct DbStats {
     pub shards: Vec<ShardStats>,
     /// Object-store requests, bytes and latencies (none without a store).
     pub object_store: Option<StoreStats>,
+    /// Requests to other prefixes of the job (a rescaled database reads its
+    /// sources' objects where they are), by prefix name relative to the job root.
+    pub job_prefixes: Vec<(String, StoreStats)>,
     /// The uploader's queue and latencies (none without a store).
     pub uploads: Option<UploadStats>,
     /// Object-store requests retried after a retryable failure.
