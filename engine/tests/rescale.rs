@@ -263,6 +263,16 @@ fn round_trip(seed: u64, n_src: usize, src_shards: u32, n_dst: usize, dst_shards
         "compactions left garbage that the databases' collectors must find"
     );
     check(&last, &model);
+    // Reopened, it finds its files under the other prefixes again.
+    let last: Vec<Member> = last
+        .into_iter()
+        .map(|m| {
+            block_on(m.db.close()).unwrap();
+            let o = options(tmp, &m.name, 2, m.range);
+            Member { db: open(o), ..m }
+        })
+        .collect();
+    check(&last, &model);
     write_some(&last, &mut model, &mut rng, 500);
     checkpoint_all(&last, 7);
 

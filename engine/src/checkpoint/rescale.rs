@@ -497,3 +497,126 @@ fn merge_tables(sources: &[Source]) -> Result<Vec<(u16, String)>> {
         .map(|(id, n)| (id, n.to_owned()))
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::version::ObjectId;
+
+    /// A file whose keys span key groups `lo..=hi`.
+    fn file(number: u64, lo: u16, hi: u16) -> FileDesc {
+        let key = |g: u16| {
+            let mut k = g.to_be_bytes().to_vec();
+            k.extend_from_slice(&[0, 0, b'k']);
+            k.extend_from_slice(&[0; 8]);
+            k
+        };
+        FileDesc {
+            smallest: key(lo),
+            largest: key(hi),
+            ..FileDesc::empty(
+                number,
+                ObjectId {
+                    lineage: 0xa,
+                    number,
+                },
+            )
+        }
+    }
+
+    fn source(home: &str, range: (u16, u16), files: Vec<(u32, FileDesc)>, seqno: u64) -> Source {
+        Source {
+            home: home.into(),
+            meta: CheckpointMeta {
+                id: 1,
+                db_lineage: 0xdb,
+                created_unix_ms: 0,
+                shards: 1,
+                max_key_groups: 64,
+                key_group_prefix_bytes: None,
+                key_groups: range,
+                last_seqno: seqno,
+                tables: vec![(0, "default".into())],
+                shard_objects: Vec::new(),
+                state_bytes: 0,
+                memtable_bytes: 0,
+                uploaded_bytes: 0,
+            },
+            shards: vec![ShardCheckpoint {
+                checkpoint: 1,
+                shard: 0,
+                lineage: 0xa,
+                key_groups: range,
+                last_seqno: seqno,
+                files,
+                snapshots: vec![file(99, range.0, range.1)],
+                compact_pointers: Vec::new(),
+            }],
+        }
+    }
+
+    #[test]
+    fn references_are_clipped_to_the_new_shard_and_name_their_home() {
+        let f = file(1, 1, 9);
+        let c = adopt(&f, KeyGroupRange::new(3, 5), "db-a", "db-c").unwrap();
+        assert_eq!(c.clip, Some(KeyGroupRange::new(3, 5)));
+        assert_eq!(c.home, "db-a");
+        // Wholly inside: no clip. Wholly outside: not referenced.
+        assert_eq!(
+            adopt(&f, KeyGroupRange::new(0, 20), "", "db-c")
+                .unwrap()
+                .clip,
+            None
+        );
+        assert!(adopt(&f, KeyGroupRange::new(10, 20), "", "db-c").is_none());
+        // An old clip narrows what a reference may take.
+        let mut clipped = f.clone();
+        clipped.clip = Some(KeyGroupRange::new(1, 4));
+        clipped.home = "db-c".into();
+        let c = adopt(&clipped, KeyGroupRange::new(0, 63), "db-b", "db-c").unwrap();
+        assert_eq!(c.clip, Some(KeyGroupRange::new(1, 4)));
+        assert_eq!(c.home, "", "its own prefix is the empty home");
+        assert!(adopt(&clipped, KeyGroupRange::new(5, 9), "db-b", "db-c").is_none());
+    }
+
+    #[test]
+    fn a_plan_splits_files_by_shard_and_starts_above_every_seqno() {
+        let a = source(
+            "db-a",
+            (0, 31),
+            vec![(1, file(1, 0, 20)), (1, file(2, 21, 31))],
+            500,
+        );
+        let b = source("db-b", (32, 63), vec![(2, file(3, 32, 63))], 900);
+        let p = plan(None, 3, "db-c", &[a, b]).unwrap();
+        assert_eq!(p.range, KeyGroupRange::new(0, 63));
+        assert_eq!(p.shards.len(), 3);
+        for (j, s) in p.shards.iter().enumerate() {
+            let mine = shard_key_groups(j as u32, 3, p.range);
+            assert_eq!(s.last_seqno, 900);
+            for (_, f) in s.files.values() {
+                let held = f.key_groups().unwrap();
+                assert!(mine.first <= held.first && held.last <= mine.last, "{f:?}");
+                assert!(s.uploaded.contains(&f.id));
+            }
+        }
+        assert!(p.clipped_files > 0);
+    }
+
+    #[test]
+    fn bad_plans_are_refused() {
+        let a = || source("db-a", (0, 31), vec![(1, file(1, 0, 31))], 1);
+        let err = plan(None, 2, "c", &[a(), source("db-b", (20, 63), vec![], 1)]).unwrap_err();
+        assert!(err.to_string().contains("overlap"), "{err}");
+        let err = plan(Some(KeyGroupRange::new(0, 63)), 2, "c", &[a()]).unwrap_err();
+        assert!(err.to_string().contains("key group 32"), "{err}");
+        let mut b = source("db-b", (32, 63), vec![], 1);
+        b.meta.tables = vec![(0, "other".into())];
+        let err = plan(None, 2, "c", &[a(), b]).unwrap_err();
+        assert!(err.to_string().contains("table id 0"), "{err}");
+        // A source file outside its shard's range would overlap another's in a level.
+        let bad = source("db-b", (32, 63), vec![(1, file(2, 20, 40))], 1);
+        let err = plan(None, 1, "c", &[a(), bad]).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Corruption, "{err}");
+    }
+}
