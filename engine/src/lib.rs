@@ -42,6 +42,7 @@ mod notify;
 pub mod options;
 mod policy;
 mod remote;
+mod resplit;
 mod router;
 mod shard;
 pub mod sst;

@@ -467,3 +467,75 @@ fn bad_sources_fail_with_typed_errors_and_write_nothing() {
     assert_eq!(info.sources.len(), 2);
     block_on(db.close()).unwrap();
 }
+
+/// Reopening a database with another shard count re-splits it locally: the same
+/// keys, trims to zero, and again back to the first count.
+#[test]
+fn reopening_with_another_shard_count_resplits_locally() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tmp = tmp.path();
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+    let mut model = Model::new();
+    let all = KeyGroupRange::all(MAX_KEY_GROUPS);
+    // Without an object store: every file is local and only local.
+    let local = |shards: u32| {
+        let mut o = options(tmp, "r", shards, all);
+        o.object_store = ObjectStoreSpec::Disabled;
+        o
+    };
+    let mut m = vec![Member {
+        db: open(local(2)),
+        name: "r".into(),
+        range: all,
+    }];
+    for shards in [3, 1, 4, 2] {
+        write_some(&m, &mut model, &mut rng, 2000);
+        let Member { db, name, range } = m.pop().unwrap();
+        block_on(db.close()).unwrap();
+        let db = open(local(shards));
+        assert_eq!(block_on(db.stats()).unwrap().shards.len(), shards as usize);
+        m.push(Member { db, name, range });
+        check(&m, &model);
+        wait_for_trims(&m);
+        check(&m, &model);
+        assert!(!tmp.join("local/r/resplit").exists());
+        assert!(!tmp.join("local/r/resplit-old").exists());
+    }
+    // With an object store: uploads are kept, a checkpoint after the re-split
+    // restores everything, and the restored database serves it.
+    let Member { db, .. } = m.pop().unwrap();
+    block_on(db.close()).unwrap();
+    let with_store = |name: &str, shards: u32| options(tmp, name, shards, all);
+    let m = vec![Member {
+        db: open(with_store("s", 2)),
+        name: "s".into(),
+        range: all,
+    }];
+    let mut model = Model::new();
+    write_some(&m, &mut model, &mut rng, 3000);
+    for m in m {
+        block_on(m.db.close()).unwrap();
+    }
+    let m = vec![Member {
+        db: open(with_store("s", 3)),
+        name: "s".into(),
+        range: all,
+    }];
+    check(&m, &model);
+    checkpoint_all(&m, 1);
+    for m in m {
+        block_on(m.db.close()).unwrap();
+    }
+    let mut o = with_store("s2", 1);
+    o.object_store = ObjectStoreSpec::Uri(prefix_uri(tmp, "s"));
+    let (db, _) = block_on(Db::restore(o, Some(1))).unwrap();
+    let m = vec![Member {
+        db,
+        name: "s2".into(),
+        range: all,
+    }];
+    check(&m, &model);
+    for m in m {
+        block_on(m.db.close()).unwrap();
+    }
+}

@@ -71,6 +71,9 @@ pub(crate) struct Plan {
     pub(crate) range: KeyGroupRange,
     pub(crate) tables: Vec<(u16, String)>,
     pub(crate) shards: Vec<ManifestState>,
+    /// Per new shard: where each new local file id came from (source index, the
+    /// source's shard index, the file's id there).
+    pub(crate) origins: Vec<BTreeMap<u64, (usize, usize, u64)>>,
     pub(crate) clipped_files: usize,
 }
 
@@ -385,6 +388,7 @@ pub(crate) fn plan(
 
     let last_seqno = sources.iter().map(|s| s.meta.last_seqno).max().unwrap_or(0);
     let mut states = Vec::with_capacity(shards as usize);
+    let mut origins = Vec::with_capacity(shards as usize);
     let mut clipped_files = 0;
     for j in 0..shards {
         let mine = shard_key_groups(j, shards, range);
@@ -394,8 +398,9 @@ pub(crate) fn plan(
             ..Default::default()
         };
         let mut number = 0u64;
-        for s in sources {
-            for sc in &s.shards {
+        let mut origin = BTreeMap::new();
+        for (si, s) in sources.iter().enumerate() {
+            for (ci, sc) in s.shards.iter().enumerate() {
                 let (lo, hi) = sc.key_groups;
                 if hi < mine.first || lo > mine.last {
                     continue;
@@ -412,6 +417,7 @@ pub(crate) fn plan(
                     number += 1;
                     let id = (u64::from(j) << 48) | number;
                     clipped_files += usize::from(desc.clip.is_some());
+                    origin.insert(id, (si, ci, f.id));
                     state.files.insert(id, (level, FileDesc { id, ..desc }));
                     state.uploaded.insert(id);
                 }
@@ -426,11 +432,13 @@ pub(crate) fn plan(
             ));
         }
         states.push(state);
+        origins.push(origin);
     }
     Ok(Plan {
         range,
         tables,
         shards: states,
+        origins,
         clipped_files,
     })
 }
