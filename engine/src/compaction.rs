@@ -144,7 +144,15 @@ async fn merge(
     let probe: Rc<dyn TableCache> = shard.reads.cache.clone();
     let sources = inputs
         .iter()
-        .map(|(_, f)| Source::Table(f.reader.iter_compaction(readahead, probe.clone())))
+        .map(|(_, f)| {
+            // A clipped input yields only its clip's keys: the others belong to
+            // other shards, and the outputs drop them (the trim).
+            Source::Table(
+                f.reader
+                    .iter_compaction(readahead, probe.clone())
+                    .clipped(f.desc.clip),
+            )
+        })
         .collect();
     // Set while the output block being filled holds an entry of a cached input block;
     // read and cleared as each output block is written.

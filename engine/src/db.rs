@@ -141,6 +141,11 @@ impl Db {
             std::fs::create_dir_all(&path).map_err(|e| Error::io("create directory", &path, e))?;
             Some(DbLock::acquire(&path)?)
         };
+        if !opts.read_only {
+            // Another shard count re-splits the shards locally (or finishes a
+            // re-split a crash interrupted).
+            crate::resplit::resplit_if_needed(&path, &opts)?;
+        }
         // Loaded after the lock: a writer that held it may have changed the catalog.
         let (mut meta, new_db) = match DbMeta::load(&path)? {
             Some(m) => (m, false),
@@ -536,6 +541,7 @@ impl Db {
         Ok(DbStats {
             shards,
             object_store: remote.map(|r| r.stack.instrumented.stats()),
+            job_prefixes: remote.map(|r| r.home_stats()).unwrap_or_default(),
             uploads: remote.map(|r| r.uploader.stats()),
             store_retries: remote.map_or(0, |r| r.stack.retrying.retries()),
             faults_injected: remote

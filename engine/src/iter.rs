@@ -116,11 +116,15 @@ impl LevelIter {
     async fn open(&mut self, index: usize) -> Result<()> {
         self.index = index;
         self.current = match self.files.get(index) {
-            Some(f) => Some(f.reader.iter_at(
-                self.cache.clone(),
-                self.level,
-                Some(self.scan_blocks.clone()),
-            )),
+            Some(f) => Some(
+                f.reader
+                    .iter_at(
+                        self.cache.clone(),
+                        self.level,
+                        Some(self.scan_blocks.clone()),
+                    )
+                    .clipped(f.desc.clip),
+            ),
             None => None,
         };
         Ok(())
@@ -139,7 +143,7 @@ impl LevelIter {
     pub(crate) async fn seek(&mut self, ikey: &[u8]) -> Result<()> {
         let i = self
             .files
-            .partition_point(|f| compare_internal(&f.desc.largest, ikey) == Ordering::Less);
+            .partition_point(|f| f.desc.below(crate::key::state_key_of(ikey)));
         self.open(i).await?;
         if let Some(c) = self.current.as_mut() {
             c.seek(ikey).await?;

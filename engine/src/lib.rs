@@ -43,6 +43,7 @@ mod notify;
 pub mod options;
 mod policy;
 mod remote;
+mod resplit;
 mod router;
 mod shard;
 pub mod sst;
@@ -51,8 +52,11 @@ mod version;
 
 pub use checkpoint::gc::GcReport;
 pub use checkpoint::reader::CheckpointReader;
+pub use checkpoint::rescale::RestoreSource;
 pub use checkpoint::restore::RestoreInfo;
-pub use checkpoint::store::{collect_store_garbage, list_store_checkpoints};
+pub use checkpoint::store::{
+    collect_job_garbage, collect_store_garbage, list_store_checkpoints, JobGcReport,
+};
 pub use checkpoint::{CheckpointInfo, CheckpointSummary};
 pub use db::Db;
 pub use error::{Error, ErrorDetail, ErrorKind, Result};

@@ -159,6 +159,10 @@ pub struct ShardStats {
     pub tier: TierStats,
     /// The manifest log.
     pub manifest: ManifestStats,
+    /// File references with a key-group clip range: files of a rescaled shard that
+    /// still hold other shards' keys. Compaction trims them in the background; 0
+    /// once every trim is done.
+    pub clipped_files: usize,
 }
 
 /// The hybrid block caches of every shard, added up.
@@ -289,6 +293,9 @@ pub struct DbStats {
     pub shards: Vec<ShardStats>,
     /// Object-store requests, bytes and latencies (none without a store).
     pub object_store: Option<StoreStats>,
+    /// Requests to other prefixes of the job (a rescaled database reads its
+    /// sources' objects where they are), by prefix name relative to the job root.
+    pub job_prefixes: Vec<(String, StoreStats)>,
     /// The uploader's queue and latencies (none without a store).
     pub uploads: Option<UploadStats>,
     /// Object-store requests retried after a retryable failure.
@@ -306,6 +313,12 @@ pub struct DbStats {
 }
 
 impl DbStats {
+    /// Clipped file references over all shards: trims still pending after a
+    /// rescale ([`ShardStats::clipped_files`]).
+    pub fn clipped_files(&self) -> usize {
+        self.shards.iter().map(|s| s.clipped_files).sum()
+    }
+
     /// Counters summed over shards.
     pub fn total(&self) -> Counters {
         let mut t = Counters::default();

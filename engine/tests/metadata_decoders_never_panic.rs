@@ -41,7 +41,12 @@ fn damage_all_ways(bytes: &[u8], decode: impl Fn(&[u8]) -> Result<usize, String>
 
 #[test]
 fn damaged_manifests_replay_or_fail_cleanly() {
-    for name in ["manifest/v1-basic.manifest", "manifest/v2-basic.manifest"] {
+    for name in [
+        "manifest/v1-basic.manifest",
+        "manifest/v2-basic.manifest",
+        "manifest/v3-basic.manifest",
+        "manifest/v4-clip.manifest",
+    ] {
         let bytes = fixture(name);
         assert!(replay_manifest(&bytes).is_ok(), "{name} must replay");
         let (_, err) = damage_all_ways(&bytes, replay_manifest);
@@ -68,9 +73,10 @@ fn damaged_metadata_decodes_or_fails_cleanly() {
 #[test]
 fn damaged_checkpoint_objects_decode_or_fail_cleanly() {
     type Decode = fn(&[u8]) -> Result<usize, String>;
-    let cases: [(&str, Decode); 2] = [
+    let cases: [(&str, Decode); 3] = [
         ("checkpoint/v1-CHECKPOINT", decode_checkpoint),
         ("checkpoint/v1-shard-0000.ckpt", decode_shard_checkpoint),
+        ("checkpoint/v2-shard-0000.ckpt", decode_shard_checkpoint),
     ];
     for (name, decode) in cases {
         let bytes = fixture(name);
@@ -90,7 +96,7 @@ fn random_bytes_never_panic_a_decoder() {
         let mut b: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
         // Bias toward valid tags so decoding gets past the first byte.
         if let Some(first) = b.first_mut() {
-            *first = rng.gen_range(1..=6);
+            *first = rng.gen_range(1..=9);
         }
         edits_ok += u32::from(decode_version_edit(&b).is_ok());
         let _ = replay_manifest(&b);

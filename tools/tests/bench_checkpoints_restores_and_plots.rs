@@ -157,7 +157,7 @@ fn restore_flags_refuse_what_they_cannot_do() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("restoring several databases is rescaling, not supported yet"),
+        err.contains("restoring several databases is a rescale: give --object_store"),
         "{err}"
     );
 

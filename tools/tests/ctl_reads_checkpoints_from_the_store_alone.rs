@@ -224,3 +224,86 @@ fn gc_with_only_a_database_collects_its_embedded_store() {
     }
     block_on(db.close()).unwrap();
 }
+
+/// `terrace-ctl gc --job URI` collects every database prefix of a job; what a
+/// rescaled database's checkpoint names under its sources' prefixes stays.
+#[test]
+fn gc_of_a_job_keeps_what_a_rescaled_database_references() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let job = tmp.path().join("job");
+    let uri = |name: &str| {
+        std::fs::create_dir_all(job.join(name)).unwrap();
+        format!("file://{}", job.join(name).display())
+    };
+    let options = |name: &str, range: terrace::KeyGroupRange| {
+        let mut o = Options::new(tmp.path().join("local").join(name));
+        o.shards = 2;
+        o.pin_shards = false;
+        o.memtable_bytes = 64 << 10;
+        o.target_file_bytes = 64 << 10;
+        o.max_key_groups = 64;
+        o.key_group_range = Some(range);
+        o.object_store = ObjectStoreSpec::Uri(uri(name));
+        o.gc_interval = None;
+        o
+    };
+    let halves = [
+        ("db-a", terrace::KeyGroupRange::new(0, 31)),
+        ("db-b", terrace::KeyGroupRange::new(32, 63)),
+    ];
+    let mut model = std::collections::BTreeMap::new();
+    for (name, range) in halves {
+        let db = block_on(Db::open(options(name, range))).unwrap();
+        let t = db.table("default").unwrap();
+        block_on(async {
+            for i in 0..3000u32 {
+                let k = format!("key{i:05}").into_bytes();
+                if range.contains(db.key_group(&k)) {
+                    let v = format!("{name}-{i}").into_bytes();
+                    db.put(t, &k, &v).await.unwrap();
+                    model.insert(k, v);
+                }
+            }
+            db.checkpoint(1).await.unwrap();
+            db.close().await.unwrap();
+        });
+    }
+    let sources: Vec<terrace::RestoreSource> = ["db-a", "db-b"]
+        .iter()
+        .map(|n| terrace::RestoreSource {
+            uri: uri(n),
+            checkpoint: None,
+        })
+        .collect();
+    let all = terrace::KeyGroupRange::new(0, 63);
+    let (db, _) = block_on(Db::restore_from(options("db-c", all), &sources)).unwrap();
+    block_on(db.checkpoint(1)).unwrap();
+    block_on(db.close()).unwrap();
+
+    let job_uri = format!("file://{}", job.display());
+    let out = Command::new(env!("CARGO_BIN_EXE_terrace-ctl"))
+        .args(["gc", "--job", &job_uri, "--min-age-secs=0"])
+        .output()
+        .expect("run terrace-ctl");
+    let text = ok(&out);
+    for name in ["db-a", "db-b", "db-c"] {
+        assert!(text.contains(&format!("{name}: gc: ")), "{text}");
+    }
+    assert!(text.contains("gc: 3 prefixes, "), "{text}");
+    // Not with a single store.
+    let err = failed(&ctl(&uri("db-a"), &["gc", "--job", &job_uri]));
+    assert!(err.contains("--job"), "{err}");
+
+    // Every local file gone: db-c's checkpoint still restores every key.
+    std::fs::remove_dir_all(tmp.path().join("local")).unwrap();
+    let mut o = options("db-d", all);
+    o.object_store = ObjectStoreSpec::Uri(uri("db-c"));
+    let (db, _) = block_on(Db::restore(o, None)).unwrap();
+    let t = db.table("default").unwrap();
+    block_on(async {
+        for (k, v) in &model {
+            assert_eq!(db.get(t, k).await.unwrap().as_ref(), Some(v));
+        }
+        db.close().await.unwrap();
+    });
+}

@@ -23,21 +23,25 @@
 //! uploaded bytes u64.
 //!
 //! Shard object body: checkpoint id u64, shard u32, shard lineage u64, key-group range
-//! first u16 last u16, last seqno u64, files (count u32; level u32, FileDesc v3),
-//! memtable snapshots (count u32; FileDesc v3), compaction pointers (count u32;
+//! first u16 last u16, last seqno u64, files (count u32; level u32, FileDesc),
+//! memtable snapshots (count u32; FileDesc), compaction pointers (count u32;
 //! level u32, key u32-prefixed).
 //!
-//! FileDesc v3 is the manifest's (`version/edit.rs`). Every field has a fixed width;
+//! Versions: `CHECKPOINT` is at format 1. Shard objects of format 1 hold FileDesc
+//! v3; format 2 holds FileDesc v4 (each file reference's clip range and home
+//! prefix). Both are the manifest's layouts (`version/edit.rs`). Every field has a fixed width;
 //! decoding checks bounds, trailing bytes and the CRC first.
 
 use crate::encoding::{crc32, verify_crc32, DecodeResult, Enc, Malformed, Reader};
 use crate::error::{ErrorDetail, Result};
-use crate::version::FileDesc;
+use crate::version::{DescLayout, FileDesc};
 
 const CHECKPOINT_MAGIC: &[u8; 8] = b"TRCCKPT\0";
 const SHARD_MAGIC: &[u8; 8] = b"TRCSHCK\0";
-/// Format version of both objects written by this build.
+/// Format version of the `CHECKPOINT` object written by this build.
 pub(crate) const CHECKPOINT_FORMAT_VERSION: u32 = 1;
+/// Format version of shard objects written by this build.
+pub(crate) const SHARD_FORMAT_VERSION: u32 = 2;
 
 /// One shard's object as the top-level object records it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,18 +88,24 @@ pub(crate) struct ShardCheckpoint {
     pub(crate) compact_pointers: Vec<(u32, Vec<u8>)>,
 }
 
-fn seal(magic: &[u8; 8], body: impl FnOnce(&mut Enc)) -> Vec<u8> {
+fn seal(magic: &[u8; 8], version: u32, body: impl FnOnce(&mut Enc)) -> Vec<u8> {
     let mut e = Enc::default();
     e.buf.extend_from_slice(magic);
-    e.u32(CHECKPOINT_FORMAT_VERSION);
+    e.u32(version);
     body(&mut e);
     let crc = crc32(&e.buf);
     e.u32(crc);
     e.buf
 }
 
-/// Checks magic, CRC and version; returns a reader over the body.
-fn unseal<'a>(name: &str, magic: &[u8; 8], bytes: &'a [u8]) -> Result<Reader<'a>> {
+/// Checks magic, CRC and version (at most `supported`); returns the version and a
+/// reader over the body.
+fn unseal<'a>(
+    name: &str,
+    magic: &[u8; 8],
+    supported: u32,
+    bytes: &'a [u8],
+) -> Result<(u32, Reader<'a>)> {
     let path = std::path::Path::new(name);
     if bytes.len() < magic.len() + 8 || &bytes[..magic.len()] != magic {
         return Err(crate::Error::corrupt(path, 0, "missing checkpoint magic"));
@@ -105,15 +115,15 @@ fn unseal<'a>(name: &str, magic: &[u8; 8], bytes: &'a [u8]) -> Result<Reader<'a>
     verify_crc32(path, 0, stored, body)?;
     let mut d = Reader::at(body, magic.len());
     let version = d.u32_le("format version").map_err(|m| m.at(path, 0))?;
-    if version > CHECKPOINT_FORMAT_VERSION {
+    if version == 0 || version > supported {
         return Err(ErrorDetail::UnsupportedVersion {
             file: path.to_path_buf(),
             found: version,
-            supported: CHECKPOINT_FORMAT_VERSION,
+            supported,
         }
         .into());
     }
-    Ok(d)
+    Ok((version, d))
 }
 
 fn finish<T>(name: &str, d: &Reader<'_>, r: DecodeResult<T>) -> Result<T> {
@@ -144,7 +154,7 @@ fn text(d: &mut Reader<'_>, what: &str) -> DecodeResult<String> {
 
 impl CheckpointMeta {
     pub(crate) fn encode(&self) -> Vec<u8> {
-        seal(CHECKPOINT_MAGIC, |e| {
+        seal(CHECKPOINT_MAGIC, CHECKPOINT_FORMAT_VERSION, |e| {
             e.u64(self.id)
                 .u64(self.db_lineage)
                 .u64(self.created_unix_ms)
@@ -173,7 +183,7 @@ impl CheckpointMeta {
 
     /// Decodes the object named `name` (for error messages).
     pub(crate) fn decode(name: &str, bytes: &[u8]) -> Result<CheckpointMeta> {
-        let mut d = unseal(name, CHECKPOINT_MAGIC, bytes)?;
+        let (_, mut d) = unseal(name, CHECKPOINT_MAGIC, CHECKPOINT_FORMAT_VERSION, bytes)?;
         let r = (|| {
             let id = d.u64_le("checkpoint id")?;
             let db_lineage = d.u64_le("database lineage")?;
@@ -238,7 +248,7 @@ impl CheckpointMeta {
 
 impl ShardCheckpoint {
     pub(crate) fn encode(&self) -> Vec<u8> {
-        seal(SHARD_MAGIC, |e| {
+        seal(SHARD_MAGIC, SHARD_FORMAT_VERSION, |e| {
             e.u64(self.checkpoint)
                 .u32(self.shard)
                 .u64(self.lineage)
@@ -263,7 +273,12 @@ impl ShardCheckpoint {
 
     /// Decodes the object named `name` (for error messages).
     pub(crate) fn decode(name: &str, bytes: &[u8]) -> Result<ShardCheckpoint> {
-        let mut d = unseal(name, SHARD_MAGIC, bytes)?;
+        let (version, mut d) = unseal(name, SHARD_MAGIC, SHARD_FORMAT_VERSION, bytes)?;
+        let layout = if version >= 2 {
+            DescLayout::V4
+        } else {
+            DescLayout::V3
+        };
         let r = (|| {
             let checkpoint = d.u64_le("checkpoint id")?;
             let shard = d.u32_le("shard")?;
@@ -274,12 +289,12 @@ impl ShardCheckpoint {
             let mut files = Vec::with_capacity(n.min(4096));
             for _ in 0..n {
                 let level = d.u32_le("level")?;
-                files.push((level, FileDesc::decode(&mut d, true)?));
+                files.push((level, FileDesc::decode(&mut d, layout)?));
             }
             let n = count(&mut d, "snapshot count", 1 << 10)?;
             let mut snapshots = Vec::with_capacity(n);
             for _ in 0..n {
-                snapshots.push(FileDesc::decode(&mut d, true)?);
+                snapshots.push(FileDesc::decode(&mut d, layout)?);
             }
             let n = count(&mut d, "compaction pointer count", 1 << 10)?;
             let mut compact_pointers = Vec::with_capacity(n);
@@ -326,6 +341,8 @@ mod tests {
             deletions: 1,
             min_seqno: 1,
             max_seqno: 9,
+            clip: None,
+            home: String::new(),
         }
     }
 
@@ -388,14 +405,39 @@ mod tests {
         let m = sample_meta();
         let bytes = golden("v1-CHECKPOINT", &m.encode());
         assert_eq!(CheckpointMeta::decode("CHECKPOINT", &bytes).unwrap(), m);
-        let s = sample_shard();
-        let bytes = golden("v1-shard-0000.ckpt", &s.encode());
+        let s = sample_shard_v2();
+        let bytes = golden("v2-shard-0000.ckpt", &s.encode());
         assert_eq!(ShardCheckpoint::decode("shard", &bytes).unwrap(), s);
+    }
+
+    /// Format 2's sample: format 1's, with a clipped file from another prefix.
+    pub(crate) fn sample_shard_v2() -> ShardCheckpoint {
+        let mut s = sample_shard();
+        let mut f = desc(11, 0xc0ffee, 30);
+        f.smallest[..2].copy_from_slice(&[0, 0]);
+        f.largest[..2].copy_from_slice(&[0, 9]);
+        f.clip = Some(crate::key::KeyGroupRange::new(1, 4));
+        f.home = "db-a".into();
+        s.files.push((2, f));
+        s
+    }
+
+    #[test]
+    fn format_1_shard_objects_still_decode() {
+        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../fixtures/checkpoint/v1-shard-0000.ckpt");
+        let bytes = std::fs::read(path).unwrap();
+        let s = ShardCheckpoint::decode("shard", &bytes).unwrap();
+        assert_eq!(s, sample_shard());
+        assert!(s
+            .files
+            .iter()
+            .all(|(_, f)| f.clip.is_none() && f.home.is_empty()));
     }
 
     #[test]
     fn damage_is_detected_and_newer_versions_refused() {
-        for bytes in [sample_meta().encode(), sample_shard().encode()] {
+        for bytes in [sample_meta().encode(), sample_shard_v2().encode()] {
             for i in 0..bytes.len() {
                 let mut b = bytes.clone();
                 b[i] ^= 0x10;
@@ -414,5 +456,12 @@ mod tests {
         b[n..].copy_from_slice(&crc.to_le_bytes());
         let err = CheckpointMeta::decode("c", &b).unwrap_err();
         assert!(err.to_string().contains("format version 2"), "{err}");
+        let mut b = sample_shard_v2().encode();
+        b[8..12].copy_from_slice(&3u32.to_le_bytes());
+        let n = b.len() - 4;
+        let crc = crc32(&b[..n]);
+        b[n..].copy_from_slice(&crc.to_le_bytes());
+        let err = ShardCheckpoint::decode("s", &b).unwrap_err();
+        assert!(err.to_string().contains("format version 3"), "{err}");
     }
 }

@@ -15,6 +15,14 @@
 //!   checkpoint of the database L belongs to (less a margin for clock skew) is
 //!   garbage. An object of a lineage no checkpoint mentions is kept.
 //!
+//! **Jobs.** Databases of one job keep their prefixes side by side under a job
+//! root, and a rescaled database references objects under its sources' prefixes.
+//! So every collection also reads the checkpoints of the other prefixes under the
+//! root (`Remote::job_prefixes`): an object is kept while any database's
+//! checkpoint names it. Object ids (lineage, number) are unique across the job,
+//! whichever prefix holds them. A collector deletes only in its own prefix;
+//! [`crate::collect_job_garbage`] collects every prefix of a job.
+//!
 //! Checkpoint directories without a commit object whose objects are all older than
 //! `min_age` are abandoned (a checkpoint that failed, or a release cut short) and
 //! deleted; younger ones are in progress and protect the files they name. Multipart
@@ -32,6 +40,7 @@
 //! listed); none of them is in the decision.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::format::ShardCheckpoint;
@@ -76,6 +85,9 @@ pub struct GcReport {
     pub abandoned_checkpoint_objects: u64,
     /// Multipart uploads aborted.
     pub multipart_aborted: u64,
+    /// Other prefixes of the job (databases beside this one under the job root)
+    /// whose checkpoints were read too.
+    pub job_prefixes: u64,
     /// Why open multipart uploads could not be listed, if they could not (some
     /// S3-compatible servers do not implement the listing); everything else was
     /// still collected.
@@ -93,7 +105,7 @@ pub(crate) struct Live {
 /// Collects garbage in `remote`'s store. `live` is the running database's view, if
 /// a database collects; `now` the wall clock.
 pub(crate) async fn collect(
-    remote: &Remote,
+    remote: &Arc<Remote>,
     live: Option<&Live>,
     min_age: Duration,
     now: SystemTime,
@@ -103,22 +115,24 @@ pub(crate) async fn collect(
     execute(remote, plan, min_age, now, dry_run).await
 }
 
-/// Lists the store and decides what is garbage (see the module documentation);
-/// deletes nothing.
-pub(crate) async fn decide(
-    remote: &Remote,
-    live: Option<&Live>,
-    min_age: Duration,
-    now: SystemTime,
-) -> Result<GcPlan> {
-    let mut report = GcReport::default();
-    let old = |t: Option<SystemTime>| is_old(t, now, min_age);
+/// What the checkpoints of a job name, and when each database last checkpointed.
+#[derive(Default)]
+struct Refs {
+    referenced: HashSet<ObjectId>,
+    newest_of_db: HashMap<u64, u64>,
+    db_of_lineage: HashMap<u64, u64>,
+}
 
-    // What checkpoints name, and when each database last checkpointed.
-    let mut referenced: HashSet<ObjectId> = HashSet::new();
-    let mut newest_of_db: HashMap<u64, u64> = HashMap::new();
-    let mut db_of_lineage: HashMap<u64, u64> = HashMap::new();
-    let mut abandoned: Vec<String> = Vec::new();
+/// Reads every checkpoint directory of `remote`'s store into `refs`; with
+/// `abandoned`, collects the objects of abandoned directories (only the store
+/// being collected deletes them).
+async fn gather(
+    remote: &Remote,
+    refs: &mut Refs,
+    report: &mut GcReport,
+    mut abandoned: Option<&mut Vec<String>>,
+    old: impl Fn(Option<SystemTime>) -> bool,
+) -> Result<()> {
     let name = |s: &ShardCheckpoint, referenced: &mut HashSet<ObjectId>| {
         for f in s.files.iter().map(|(_, f)| f).chain(s.snapshots.iter()) {
             referenced.insert(f.object);
@@ -138,25 +152,58 @@ pub(crate) async fn decide(
                 Err(e) => return Err(e),
             };
             report.checkpoints += 1;
-            let newest = newest_of_db.entry(db).or_insert(0);
+            let newest = refs.newest_of_db.entry(db).or_insert(0);
             *newest = (*newest).max(meta.created_unix_ms);
             for s in &shards {
-                db_of_lineage.insert(s.lineage, db);
-                name(s, &mut referenced);
+                refs.db_of_lineage.insert(s.lineage, db);
+                name(s, &mut refs.referenced);
             }
-        } else if dir.objects.iter().all(|o| old(o.last_modified)) {
-            abandoned.extend(dir.objects.iter().map(|o| o.key.clone()));
+        } else if let Some(out) = abandoned
+            .as_deref_mut()
+            .filter(|_| dir.objects.iter().all(|o| old(o.last_modified)))
+        {
+            out.extend(dir.objects.iter().map(|o| o.key.clone()));
         } else {
-            // In progress: what its shards have written so far stays.
+            // In progress (or another prefix's): what its shards have written so
+            // far stays.
             for o in &dir.objects {
                 if let Ok(bytes) = remote.get(o.key.clone()).await {
                     if let Ok(s) = ShardCheckpoint::decode(&o.key, &bytes) {
-                        name(&s, &mut referenced);
+                        name(&s, &mut refs.referenced);
                     }
                 }
             }
         }
     }
+    Ok(())
+}
+
+/// Lists the store and decides what is garbage (see the module documentation);
+/// deletes nothing. The checkpoints of every database of the job (the prefixes
+/// beside this one under the job root) count too: a rescaled database's
+/// checkpoints name objects in its sources' prefixes.
+pub(crate) async fn decide(
+    remote: &Arc<Remote>,
+    live: Option<&Live>,
+    min_age: Duration,
+    now: SystemTime,
+) -> Result<GcPlan> {
+    let mut report = GcReport::default();
+    let old = |t: Option<SystemTime>| is_old(t, now, min_age);
+
+    let mut refs = Refs::default();
+    let mut abandoned: Vec<String> = Vec::new();
+    gather(remote, &mut refs, &mut report, Some(&mut abandoned), old).await?;
+    for home in remote.job_prefixes().await? {
+        let sibling = remote.home(&home).await?;
+        gather(&sibling, &mut refs, &mut report, None, old).await?;
+        report.job_prefixes += 1;
+    }
+    let Refs {
+        referenced,
+        newest_of_db,
+        db_of_lineage,
+    } = refs;
 
     let mut listed = remote.list(SST_PREFIX.to_string()).await?;
     listed.extend(remote.list("shard-".to_string()).await?);

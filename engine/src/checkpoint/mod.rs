@@ -19,6 +19,7 @@ pub(crate) mod format;
 pub mod gc;
 mod listing;
 pub mod reader;
+pub mod rescale;
 pub mod restore;
 pub mod store;
 

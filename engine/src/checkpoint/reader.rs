@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use super::restore::{write_restored, ShardCount};
 use super::CheckpointSummary;
 use crate::db::Db;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::key::TableId;
 use crate::options::{ObjectStoreSpec, Options};
 use crate::stats::DbStats;
@@ -39,7 +39,13 @@ impl CheckpointReader {
         opts.create_if_missing = true;
         opts.read_only = false;
         let restored = match write_restored(opts.clone(), id, ShardCount::FromCheckpoint).await {
-            Ok(r) => r,
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(Error::internal(
+                    "a checkpoint reader restore asked to rescale",
+                ));
+            }
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&dir);
                 return Err(e);

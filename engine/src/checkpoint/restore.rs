@@ -16,6 +16,7 @@
 
 use crate::key::KeyGroupRange;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::format::{CheckpointMeta, ShardCheckpoint};
@@ -29,7 +30,7 @@ use crate::options::Options;
 use crate::remote::Remote;
 use crate::shard::new_lineage;
 use crate::version::manifest::ManifestLog;
-use crate::version::{FileDesc, ManifestState, ObjectId};
+use crate::version::{FileDesc, ManifestState};
 
 /// What a restore found and did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,6 +39,13 @@ pub struct RestoreInfo {
     pub checkpoint: u64,
     /// Lineage of the database that took it.
     pub source_db_lineage: u64,
+    /// Every checkpoint restored, with the lineage of the database that took it
+    /// (one for a plain restore; one per source database for a rescale; the first
+    /// is `checkpoint` and `source_db_lineage`).
+    pub sources: Vec<(u64, u64)>,
+    /// File references that carry a key-group clip range (hold other shards' keys
+    /// until compaction trims them): 0 for a plain restore.
+    pub clipped_files: usize,
     /// SSTs and memtable snapshots the restored database reads from the store.
     pub files: usize,
     /// Their bytes (none downloaded before serving).
@@ -60,7 +68,19 @@ impl Db {
     pub async fn restore(opts: Options, id: Option<u64>) -> Result<(Db, RestoreInfo)> {
         let start = opts.clock.now();
         let clock = opts.clock.clone();
-        let restored = write_restored(opts, id, ShardCount::Match).await?;
+        let Some(restored) = write_restored(opts.clone(), id, ShardCount::MatchOrRescale).await?
+        else {
+            // Another shard count or key-group range: a rescale of this one source.
+            let uri = match &opts.object_store {
+                crate::ObjectStoreSpec::Uri(u) => u.clone(),
+                _ => return Err(Error::internal("a restore without a store URI")),
+            };
+            let source = super::rescale::RestoreSource {
+                uri,
+                checkpoint: id,
+            };
+            return Db::restore_from(opts, &[source]).await;
+        };
         let db = Db::open(restored.opts).await?;
         let mut info = restored.info;
         info.duration = clock.now().saturating_duration_since(start);
@@ -71,7 +91,9 @@ impl Db {
 /// Whether the restored database takes the checkpoint's shard count or must match
 /// the options'.
 pub(crate) enum ShardCount {
-    Match,
+    /// Must match; another shard count or key-group range makes the restore a
+    /// rescale (`write_restored` returns `None`, having written nothing).
+    MatchOrRescale,
     FromCheckpoint,
 }
 
@@ -89,7 +111,7 @@ pub(crate) async fn write_restored(
     mut opts: Options,
     id: Option<u64>,
     count: ShardCount,
-) -> Result<Restored> {
+) -> Result<Option<Restored>> {
     opts.validate()?;
     if opts.read_only {
         return Err(Error::invalid_option(
@@ -109,30 +131,28 @@ pub(crate) async fn write_restored(
     let (runtime, remote) = crate::remote::open(&opts)
         .await?
         .ok_or_else(|| Error::invalid_option("object_store", "a restore needs an object store"))?;
-    let prepared = prepare(&opts, &remote, id, count).await;
+    let prepared = prepare(&remote, id).await;
     // The database opens its own runtime; this one only read metadata.
     drop(remote);
     runtime.shutdown_now();
     let (meta, shards, metadata_bytes) = prepared?;
 
+    let range = KeyGroupRange::new(meta.key_groups.0, meta.key_groups.1);
+    if matches!(count, ShardCount::MatchOrRescale)
+        && (meta.shards != opts.shards || opts.key_group_range.is_some_and(|r| r != range))
+    {
+        return Ok(None);
+    }
     opts.shards = meta.shards;
     opts.max_key_groups = meta.max_key_groups;
     opts.key_group_prefix_bytes = meta.key_group_prefix_bytes;
-    let range = KeyGroupRange::new(meta.key_groups.0, meta.key_groups.1);
-    if let Some(asked) = opts.key_group_range.filter(|r| *r != range) {
-        return Err(Error::invalid_option(
-            "key_group_range",
-            format!(
-                "checkpoint {} holds key groups {range}, not {asked}: restoring into another range is rescaling, not supported yet",
-                meta.id
-            ),
-        ));
-    }
     opts.key_group_range = Some(range);
     write_database(&opts, &meta, &shards)?;
     let info = RestoreInfo {
         checkpoint: meta.id,
         source_db_lineage: meta.db_lineage,
+        sources: vec![(meta.id, meta.db_lineage)],
+        clipped_files: 0,
         files: shards
             .iter()
             .map(|s| s.files.len() + s.snapshots.len())
@@ -141,11 +161,11 @@ pub(crate) async fn write_restored(
         metadata_bytes,
         duration: clock.now().saturating_duration_since(start),
     };
-    Ok(Restored { opts, meta, info })
+    Ok(Some(Restored { opts, meta, info }))
 }
 
 /// A restore target must hold no database and nothing else.
-fn check_empty(path: &std::path::Path) -> Result<()> {
+pub(crate) fn check_empty(path: &std::path::Path) -> Result<()> {
     match std::fs::read_dir(path) {
         Ok(mut entries) => {
             if path.join(META_FILE).exists() || entries.next().is_some() {
@@ -167,39 +187,37 @@ fn check_empty(path: &std::path::Path) -> Result<()> {
 /// Reads and checks the checkpoint: its metadata, and that every object it names
 /// exists.
 async fn prepare(
-    opts: &Options,
-    remote: &Remote,
+    remote: &Arc<Remote>,
     id: Option<u64>,
-    count: ShardCount,
 ) -> Result<(CheckpointMeta, Vec<ShardCheckpoint>, u64)> {
     let meta = pick_checkpoint(remote, id).await?;
-    if matches!(count, ShardCount::Match) && meta.shards != opts.shards {
-        return Err(Error::invalid_option(
-            "shards",
-            format!(
-                "checkpoint {} has {} shards, the options ask for {}; restoring into another shard count is not supported yet",
-                meta.id, meta.shards, opts.shards
-            ),
-        ));
-    }
     let shards = read_shards(remote, &meta).await?;
     let metadata_bytes =
         meta.encode().len() as u64 + meta.shard_objects.iter().map(|o| o.size_bytes).sum::<u64>();
+    check_objects(remote, &meta, &shards).await?;
+    Ok((meta, shards, metadata_bytes))
+}
 
-    // Every object must be there: one listing per lineage, a HEAD per legacy file.
-    let objects: BTreeSet<ObjectId> = shards
+/// Every object the checkpoint names must be there: one listing per home and
+/// lineage, a HEAD per legacy file. Objects with a home live under another prefix
+/// of the job (the checkpoint's database was itself rescaled).
+pub(crate) async fn check_objects(
+    remote: &Arc<Remote>,
+    meta: &CheckpointMeta,
+    shards: &[ShardCheckpoint],
+) -> Result<()> {
+    let mut by_lineage: BTreeMap<(&str, u64), BTreeSet<String>> = BTreeMap::new();
+    for f in shards
         .iter()
         .flat_map(|s| s.files.iter().map(|(_, f)| f).chain(s.snapshots.iter()))
-        .map(|f| f.object)
-        .collect();
-    let mut by_lineage: BTreeMap<u64, BTreeSet<String>> = BTreeMap::new();
-    for o in &objects {
+    {
         by_lineage
-            .entry(o.lineage)
+            .entry((f.home.as_str(), f.object.lineage))
             .or_default()
-            .insert(object_key(*o));
+            .insert(object_key(f.object));
     }
-    for (lineage, wanted) in by_lineage {
+    for ((home, lineage), wanted) in by_lineage {
+        let remote = remote.home(home).await?;
         let found: BTreeSet<String> = if lineage == 0 {
             let mut found = BTreeSet::new();
             for key in &wanted {
@@ -235,7 +253,7 @@ async fn prepare(
             ));
         }
     }
-    Ok((meta, shards, metadata_bytes))
+    Ok(())
 }
 
 /// Writes the new database's metadata: a manifest per shard, then `TERRACE-META`.

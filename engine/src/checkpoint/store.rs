@@ -81,6 +81,45 @@ pub async fn collect_store_garbage(
     .await
 }
 
+/// What collecting a whole job found, per database prefix.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobGcReport {
+    /// Each prefix under the job root that holds checkpoints, with its report.
+    pub prefixes: Vec<(String, GcReport)>,
+}
+
+impl JobGcReport {
+    /// Objects deleted over all prefixes.
+    pub fn deleted(&self) -> u64 {
+        self.prefixes.iter().map(|(_, r)| r.deleted).sum()
+    }
+}
+
+/// Collects garbage in every database prefix of the job rooted at `job` (a store
+/// URI, e.g. `file:///x/job-17` holding `db-a`, `db-b`, ...): each prefix as
+/// [`collect_store_garbage`] would, with every prefix's checkpoints protecting
+/// what they name, wherever it lives. `base` supplies fault injection, retries,
+/// I/O threads and `gc_min_age`.
+pub async fn collect_job_garbage(job: &str, base: Options, dry_run: bool) -> Result<JobGcReport> {
+    let root =
+        terrace_tiering::store::uri::StoreUri::parse(job).map_err(crate::remote::store_err)?;
+    let rt = terrace_tiering::store::IoRuntime::start(&terrace_tiering::store::IoRuntimeConfig {
+        threads: base.io_threads,
+        max_in_flight: base.max_remote_requests,
+    })
+    .map_err(|e| Error::io("start the I/O runtime for", &base.path, e))?;
+    let names = crate::remote::list_job_prefixes(&rt.handle(), &root).await;
+    rt.shutdown_now();
+    let mut report = JobGcReport::default();
+    for name in names? {
+        let uri = crate::remote::join_home(&root, &name).to_string();
+        let r =
+            collect_store_garbage(ObjectStoreSpec::Uri(uri), base.clone(), None, dry_run).await?;
+        report.prefixes.push((name, r));
+    }
+    Ok(report)
+}
+
 /// Runs `f` with the store `store` names on a private I/O runtime.
 async fn with_remote<T, F, Fut>(store: ObjectStoreSpec, mut base: Options, f: F) -> Result<T>
 where

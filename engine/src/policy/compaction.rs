@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 
-use crate::key::state_key_of;
 use crate::version::FileDesc;
 
 /// Anything that carries a file description.
@@ -82,14 +81,10 @@ pub(crate) enum Choice {
 
 /// The state-key range `[lo, hi]` covered by `files`.
 pub(crate) fn key_range<F: HasDesc>(files: &[&F]) -> Option<(Vec<u8>, Vec<u8>)> {
-    let lo = files
-        .iter()
-        .map(|f| state_key_of(&f.desc().smallest))
-        .min()?;
-    let hi = files
-        .iter()
-        .map(|f| state_key_of(&f.desc().largest))
-        .max()?;
+    // Effective bounds (a clipped reference's upper bound may be generous: the
+    // range then takes in at most a neighbour more, which is safe).
+    let lo = files.iter().map(|f| f.desc().lower()).min()?;
+    let hi = files.iter().map(|f| f.desc().upper()).max()?;
     Some((lo.to_vec(), hi.to_vec()))
 }
 
@@ -133,7 +128,7 @@ pub(crate) fn choose<F: HasDesc>(
         }
     }
     let Some((_, level)) = best else {
-        return Choice::Nothing;
+        return choose_trim(levels);
     };
     let files = &levels[level];
     let picked: Vec<&F> = if level == 0 {
@@ -143,7 +138,7 @@ pub(crate) fn choose<F: HasDesc>(
         let after = pointers.get(&(level as u32));
         let f = files
             .iter()
-            .find(|f| after.is_none_or(|p| state_key_of(&f.desc().smallest) > p.as_slice()))
+            .find(|f| after.is_none_or(|p| f.desc().above(p)))
             .or_else(|| files.first());
         f.into_iter().collect()
     };
@@ -175,6 +170,51 @@ pub(crate) fn choose<F: HasDesc>(
     }
 }
 
+/// With no level over its target: the first clipped file reference (one that still
+/// holds other shards' keys, after a rescale), so trims finish in the background.
+/// An L0 one compacts L0 into L1 as usual; one in a sorted level is rewritten in
+/// place (output range within its own, so the level stays non-overlapping), and
+/// its outputs hold only its clip's keys.
+fn choose_trim<F: HasDesc>(levels: &[Vec<F>]) -> Choice {
+    let Some((level, f)) = levels.iter().enumerate().find_map(|(l, files)| {
+        files
+            .iter()
+            .find(|f| f.desc().clip.is_some())
+            .map(|f| (l, f))
+    }) else {
+        return Choice::Nothing;
+    };
+    if level == 0 {
+        let picked: Vec<&F> = levels[0].iter().collect();
+        let Some((lo, hi)) = key_range(&picked) else {
+            return Choice::Nothing;
+        };
+        let next = levels
+            .get(1)
+            .map(|l| overlapping(l, &lo, &hi))
+            .unwrap_or_default();
+        let all: Vec<&F> = picked.iter().copied().chain(next.iter().copied()).collect();
+        let (wlo, whi) = key_range(&all).unwrap_or((lo, hi));
+        return Choice::Merge {
+            level: 0,
+            inputs: picked.iter().map(|f| f.desc().id).collect(),
+            output_level: 1,
+            next_inputs: next.iter().map(|f| f.desc().id).collect(),
+            bottommost: is_bottommost(levels, 1, &wlo, &whi),
+            pointer: None,
+        };
+    }
+    let (lo, hi) = (f.desc().lower().to_vec(), f.desc().upper().to_vec());
+    Choice::Merge {
+        level: level as u32,
+        inputs: vec![f.desc().id],
+        output_level: level as u32,
+        next_inputs: Vec::new(),
+        bottommost: is_bottommost(levels, level, &lo, &hi),
+        pointer: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,6 +236,43 @@ mod tests {
             deletions: 0,
             min_seqno: id,
             max_seqno: id,
+            clip: None,
+            home: String::new(),
+        }
+    }
+
+    #[test]
+    fn clipped_files_are_trimmed_when_nothing_else_is_due() {
+        let mut clipped = file(7, "a", "b", 1);
+        clipped.clip = Some(crate::key::KeyGroupRange::new(0, 0));
+        let levels = vec![vec![], vec![], vec![clipped.clone()], vec![]];
+        match choose(&levels, &cfg(), &BTreeMap::new()) {
+            Choice::Merge {
+                level,
+                inputs,
+                output_level,
+                next_inputs,
+                ..
+            } => {
+                assert_eq!((level, output_level), (2, 2), "rewritten in place");
+                assert_eq!(inputs, vec![7]);
+                assert!(next_inputs.is_empty());
+            }
+            c => panic!("{c:?}"),
+        }
+        // A clipped L0 file compacts L0 into L1.
+        let levels = vec![vec![clipped], vec![file(1, "a", "c", 1)], vec![]];
+        match choose(&levels, &cfg(), &BTreeMap::new()) {
+            Choice::Merge {
+                level,
+                output_level,
+                next_inputs,
+                ..
+            } => {
+                assert_eq!((level, output_level), (0, 1));
+                assert_eq!(next_inputs, vec![1]);
+            }
+            c => panic!("{c:?}"),
         }
     }
 

@@ -87,6 +87,7 @@ impl Shard {
             if !read_only {
                 remove_orphans(&dir, &state)?;
             }
+            open_homes(&dir, remote.as_ref(), &state).await?;
             let opened =
                 futures_util::future::try_join_all(state.files.values().map(|(level, desc)| {
                     ctx.open_file(*level, desc.clone(), state.uploaded.contains(&desc.id))
@@ -260,6 +261,34 @@ fn check_new_shard_dir(dir: &Path, creating: bool) -> Result<()> {
     for path in leftovers {
         tracing::warn!(path = %path.display(), "removing the manifest of a database creation that was interrupted");
         std::fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+    }
+    Ok(())
+}
+
+/// Opens the views of the job's other prefixes that the shard's files live under
+/// (a rescaled shard references its sources' objects).
+async fn open_homes(dir: &Path, remote: Option<&Arc<Remote>>, state: &ManifestState) -> Result<()> {
+    let homes: std::collections::BTreeSet<&str> = state
+        .files
+        .values()
+        .map(|(_, f)| f.home.as_str())
+        .filter(|h| !h.is_empty())
+        .collect();
+    for home in homes {
+        match remote {
+            Some(r) => {
+                r.home(home).await?;
+            }
+            None => {
+                return Err(Error::corrupt(
+                    dir.join(CURRENT_FILE),
+                    0,
+                    format!(
+                    "names files under the job prefix {home:?}, and no object store is configured"
+                ),
+                ))
+            }
+        }
     }
     Ok(())
 }

@@ -193,11 +193,11 @@ impl Shard {
         let scan_blocks = Rc::new(Cell::new(0));
         let cache: Rc<dyn crate::sst::TableCache> = self.reads.cache.clone();
         for f in &snap.version.levels[0] {
-            sources.push(Source::Table(f.reader.iter_at(
-                cache.clone(),
-                0,
-                Some(scan_blocks.clone()),
-            )));
+            sources.push(Source::Table(
+                f.reader
+                    .iter_at(cache.clone(), 0, Some(scan_blocks.clone()))
+                    .clipped(f.desc.clip),
+            ));
         }
         for (level, files) in snap.version.levels.iter().enumerate().skip(1) {
             if !files.is_empty() {

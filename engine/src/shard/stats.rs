@@ -54,6 +54,7 @@ impl Shard {
             poisoned: self.health.poisoned.borrow().clone(),
             tier: self.tier_stats(),
             manifest: self.versions.stats(),
+            clipped_files: version.clipped_files(),
         }
     }
 }

@@ -66,11 +66,15 @@ pub(crate) async fn open_table(
     stats: &RemoteStatsCell,
     upload: UploadState,
 ) -> Result<Rc<FileMeta>> {
-    let location = remote.map(|r| RemoteLocation {
-        io: r.io.clone(),
-        store: r.store(),
-        key: crate::files::object_key(desc.object).into(),
-    });
+    let location = match remote {
+        Some(r) => Some(RemoteLocation {
+            io: r.io.clone(),
+            // The object may live under another database's prefix of the job.
+            store: r.home_store(&desc.home)?,
+            key: crate::files::object_key(desc.object).into(),
+        }),
+        None => None,
+    };
     let file = Rc::new(TieredFile::new(
         desc.size_bytes,
         local,

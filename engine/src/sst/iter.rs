@@ -13,6 +13,10 @@
 //!   current block ([`TableIter::block_hot`]), so compaction can preload the output
 //!   blocks that replace hot ones.
 //!
+//! A clipped iterator ([`TableIter::clipped`]) yields only the entries whose key
+//! group lies in its clip range: the file reference of a rescaled shard holds only
+//! those (the file also holds other shards' keys until a compaction trims them).
+//!
 //! After an error the iterator is invalid; seeking again is allowed.
 
 use std::cell::Cell;
@@ -21,6 +25,7 @@ use std::rc::Rc;
 use terrace_tiering::Bytes;
 
 use crate::error::{Error, Result};
+use crate::key::{make_internal_key, KeyGroupRange, ValueKind, MAX_SEQNO};
 
 use super::block::BlockIter;
 use super::cache::{BlockRead, TableCache};
@@ -52,6 +57,8 @@ pub struct TableIter {
     block: Option<(usize, BlockIter)>,
     /// Whether the probe cache held the current block when it was read.
     block_hot: bool,
+    /// Only entries of these key groups are yielded.
+    clip: Option<KeyGroupRange>,
 }
 
 impl TableIter {
@@ -70,6 +77,7 @@ impl TableIter {
             },
             block: None,
             block_hot: false,
+            clip: None,
         }
     }
 
@@ -88,7 +96,43 @@ impl TableIter {
             },
             block: None,
             block_hot: false,
+            clip: None,
         }
+    }
+
+    /// This iterator, yielding only entries whose key group is in `clip` (when set).
+    pub(crate) fn clipped(mut self, clip: Option<KeyGroupRange>) -> TableIter {
+        self.clip = clip;
+        self
+    }
+
+    /// After a move: skips to the clip's first group, or ends past its last.
+    async fn enter_clip(&mut self) -> Result<()> {
+        let Some(clip) = self.clip else {
+            return Ok(());
+        };
+        // At most two rounds: a seek to the first group lands in or past it.
+        for _ in 0..2 {
+            if !self.valid() {
+                return Ok(());
+            }
+            let key = self.key();
+            let kg = match key {
+                [a, b, ..] => u16::from_be_bytes([*a, *b]),
+                _ => return Err(Error::internal("internal key too short for a key group")),
+            };
+            if kg > clip.last {
+                self.block = None;
+                return Ok(());
+            }
+            if kg >= clip.first {
+                return Ok(());
+            }
+            let target = make_internal_key(&clip.first.to_be_bytes(), MAX_SEQNO, ValueKind::Put);
+            self.block = None;
+            self.seek_inner(&target).await?;
+        }
+        Ok(())
     }
 
     /// Whether the probe cache held the block of the current entry (sequential
@@ -121,14 +165,20 @@ impl TableIter {
     /// Positions at the first entry of the file.
     pub async fn seek_to_first(&mut self) -> Result<()> {
         self.block = None;
-        let r = self.first_valid_from(0).await;
+        let r = match self.first_valid_from(0).await {
+            Ok(()) => self.enter_clip().await,
+            e => e,
+        };
         self.settle(r)
     }
 
     /// Positions at the first entry ≥ `ikey` in internal order.
     pub async fn seek(&mut self, ikey: &[u8]) -> Result<()> {
         self.block = None;
-        let r = self.seek_inner(ikey).await;
+        let r = match self.seek_inner(ikey).await {
+            Ok(()) => self.enter_clip().await,
+            e => e,
+        };
         self.settle(r)
     }
 
@@ -145,6 +195,10 @@ impl TableIter {
             Ok(()) if b.valid() => Ok(()),
             Ok(()) => self.first_valid_from(i + 1).await,
             Err(m) => Err(self.corrupt_block(i, m)),
+        };
+        let r = match r {
+            Ok(()) => self.enter_clip().await,
+            e => e,
         };
         self.settle(r)
     }

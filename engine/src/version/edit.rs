@@ -13,10 +13,25 @@
 //! 6 uploaded        file id u64            (manifest format 2)
 //! 7 add file        level u32, FileDesc v3 (manifest format 3; replaces tag 3)
 //! 8 shard lineage   u64                    (manifest format 3)
+//! 9 add file        level u32, FileDesc v4 (manifest format 4; replaces tag 7)
 //! FileDesc:    id u64, size u64, smallest, largest (u32 length + bytes each),
 //!              entries u64, deletions u64, min seqno u64, max seqno u64
 //! FileDesc v3: id u64, object lineage u64, object number u64, then as FileDesc
+//! FileDesc v4: as FileDesc v3, then clip flag u8 (0 none, 1 clipped) [first u16,
+//!              last u16 when clipped], home (u32 length + UTF-8 bytes; empty = own)
 //! ```
+//!
+//! **Clip ranges.** A file reference may carry a key-group clip `[first, last]`:
+//! the reference holds only the file's keys whose group lies in the clip (a
+//! rescaled shard references a file of an old shard that also holds other shards'
+//! groups). The reference's effective bounds ([`FileDesc::lower`],
+//! [`FileDesc::below`], [`FileDesc::above`]) are the file's real key range cut to
+//! the clip; level invariants, reads and compaction picking use them, and every
+//! iterator over the file skips keys outside the clip.
+//!
+//! **Homes.** A file's object may live under another database's store prefix of
+//! the same job: `home` names that prefix relative to the job root (the parent of
+//! the database's own prefix), e.g. `db-a`; empty means the database's own prefix.
 //!
 //! A file's `id` names it locally (its file name, its blocks in the caches) and is
 //! unique within the shard. Its [`ObjectId`] names its object in the store: the
@@ -24,8 +39,34 @@
 //! created) and the number it had there. A restored or rescaled shard gives the
 //! files it adopts new local ids but keeps their objects.
 
+use std::borrow::Cow;
+
 use crate::encoding::{DecodeResult, Enc, Malformed, Reader};
-use crate::key::state_key_of;
+use crate::key::{state_key_group, state_key_of, KeyGroupRange};
+
+/// Longest home name accepted (bytes).
+pub(crate) const MAX_HOME_BYTES: usize = 1024;
+
+/// Which layout a file description is stored in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DescLayout {
+    /// Manifest formats 1 and 2: the object is named by the file id.
+    V2,
+    /// Manifest format 3 and checkpoint format 1: object lineage and number.
+    V3,
+    /// Manifest format 4 and shard checkpoint format 2: clip range and home.
+    V4,
+}
+
+/// Whether `home` is an acceptable home name: relative, `/`-separated, without
+/// empty, `.` or `..` components.
+pub(crate) fn valid_home(home: &str) -> bool {
+    home.is_empty()
+        || (home.len() <= MAX_HOME_BYTES
+            && home
+                .split('/')
+                .all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains('\\')))
+}
 
 /// Where an SST lives in the object store, whichever shard or database uses it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -61,6 +102,11 @@ pub(crate) struct FileDesc {
     pub(crate) deletions: u64,
     pub(crate) min_seqno: u64,
     pub(crate) max_seqno: u64,
+    /// The key groups this reference holds of the file (`None`: all of them).
+    pub(crate) clip: Option<KeyGroupRange>,
+    /// The store prefix holding the object, relative to the job root; empty for
+    /// the database's own prefix.
+    pub(crate) home: String,
 }
 
 impl FileDesc {
@@ -76,6 +122,8 @@ impl FileDesc {
             deletions: 0,
             min_seqno: u64::MAX,
             max_seqno: 0,
+            clip: None,
+            home: String::new(),
         }
     }
 
@@ -105,13 +153,18 @@ impl FileDesc {
             .u64(self.deletions)
             .u64(self.min_seqno)
             .u64(self.max_seqno);
+        match self.clip {
+            Some(c) => e.u8(1).u16(c.first).u16(c.last),
+            None => e.u8(0),
+        };
+        e.bytes(self.home.as_bytes());
     }
 
-    /// Decodes a FileDesc v3 (`with_object`) or the older layout, whose object is
-    /// named by its id.
-    pub(crate) fn decode(d: &mut Reader<'_>, with_object: bool) -> DecodeResult<FileDesc> {
+    /// Decodes a FileDesc in `layout` (older layouts have no clip and no home; the
+    /// oldest names its object by its id).
+    pub(crate) fn decode(d: &mut Reader<'_>, layout: DescLayout) -> DecodeResult<FileDesc> {
         let id = d.u64_le("file id")?;
-        let object = if with_object {
+        let object = if layout != DescLayout::V2 {
             ObjectId {
                 lineage: d.u64_le("object lineage")?,
                 number: d.u64_le("object number")?,
@@ -119,7 +172,7 @@ impl FileDesc {
         } else {
             ObjectId::legacy(id)
         };
-        Ok(FileDesc {
+        let desc: DecodeResult<FileDesc> = Ok(FileDesc {
             id,
             object,
             size_bytes: d.u64_le("file size")?,
@@ -129,15 +182,110 @@ impl FileDesc {
             deletions: d.u64_le("deletion count")?,
             min_seqno: d.u64_le("min seqno")?,
             max_seqno: d.u64_le("max seqno")?,
-        })
+            clip: None,
+            home: String::new(),
+        });
+        let mut desc = desc?;
+        if layout == DescLayout::V4 {
+            desc.clip = match d.u8("clip flag")? {
+                0 => None,
+                1 => {
+                    let (first, last) = (d.u16_le("clip first")?, d.u16_le("clip last")?);
+                    if first > last {
+                        return Err(Malformed::new(format!(
+                            "clip range {first}-{last} is empty"
+                        )));
+                    }
+                    Some(KeyGroupRange::new(first, last))
+                }
+                f => return Err(Malformed::new(format!("clip flag {f} is neither 0 nor 1"))),
+            };
+            let home = d.u32_prefixed("home")?;
+            let home = std::str::from_utf8(home)
+                .ok()
+                .filter(|h| valid_home(h))
+                .ok_or_else(|| Malformed::new("home is not a relative store prefix"))?;
+            desc.home = home.to_owned();
+        }
+        Ok(desc)
     }
 
-    /// Whether the file's state-key range intersects `[lo, hi]` (state keys; `None`
-    /// is unbounded).
+    /// Key groups of the file's first and last keys, cut to the clip: what the
+    /// reference holds. `None` when the clip leaves nothing (or keys are malformed).
+    pub(crate) fn key_groups(&self) -> Option<KeyGroupRange> {
+        let (s, l) = (state_key_of(&self.smallest), state_key_of(&self.largest));
+        if s.len() < 2 || l.len() < 2 {
+            return None;
+        }
+        let (mut first, mut last) = (state_key_group(s), state_key_group(l));
+        if let Some(c) = self.clip {
+            first = first.max(c.first);
+            last = last.min(c.last);
+        }
+        (first <= last).then_some(KeyGroupRange::new(first, last))
+    }
+
+    /// Whether the clip cuts the file's first key group off (so [`Self::lower`] is
+    /// the clip's bound, not the file's smallest key).
+    fn clip_cuts_low(&self) -> Option<u16> {
+        let c = self.clip?;
+        let s = state_key_of(&self.smallest);
+        (s.len() < 2 || state_key_group(s) < c.first).then_some(c.first)
+    }
+
+    /// Whether the clip cuts the file's last key group off.
+    fn clip_cuts_high(&self) -> Option<u16> {
+        let c = self.clip?;
+        let l = state_key_of(&self.largest);
+        (l.len() < 2 || state_key_group(l) > c.last).then_some(c.last)
+    }
+
+    /// A state-key bound no larger than any key the reference holds: the file's
+    /// smallest state key, or the clip's first group as a two-byte prefix.
+    pub(crate) fn lower(&self) -> Cow<'_, [u8]> {
+        match self.clip_cuts_low() {
+            Some(first) => Cow::Owned(first.to_be_bytes().to_vec()),
+            None => Cow::Borrowed(state_key_of(&self.smallest)),
+        }
+    }
+
+    /// A state-key bound no smaller than any key the reference holds (not always a
+    /// key it holds: a clip's end is the next group's two-byte prefix). For ranges
+    /// whose upper end may be generous, such as compaction picking.
+    pub(crate) fn upper(&self) -> Cow<'_, [u8]> {
+        match self.clip_cuts_high() {
+            Some(last) => Cow::Owned(upper_bound_of_group(last)),
+            None => Cow::Borrowed(state_key_of(&self.largest)),
+        }
+    }
+
+    /// Whether every key the reference holds is below `state_key`.
+    pub(crate) fn below(&self, state_key: &[u8]) -> bool {
+        match self.clip_cuts_high() {
+            // Every key of group `last` is below the next group's prefix.
+            Some(last) => upper_bound_of_group(last).as_slice() <= state_key,
+            None => state_key_of(&self.largest) < state_key,
+        }
+    }
+
+    /// Whether every key the reference holds is above `state_key`.
+    pub(crate) fn above(&self, state_key: &[u8]) -> bool {
+        &*self.lower() > state_key
+    }
+
+    /// Whether the reference's state-key range intersects `[lo, hi]` (state keys;
+    /// `None` is unbounded).
     pub(crate) fn overlaps(&self, lo: Option<&[u8]>, hi: Option<&[u8]>) -> bool {
-        let small = state_key_of(&self.smallest);
-        let large = state_key_of(&self.largest);
-        lo.is_none_or(|lo| large >= lo) && hi.is_none_or(|hi| small <= hi)
+        lo.is_none_or(|lo| !self.below(lo)) && hi.is_none_or(|hi| !self.above(hi))
+    }
+}
+
+/// The smallest state-key bound above every key of group `kg`: the next group's
+/// two-byte prefix, or (for the last possible group) a prefix past every group.
+fn upper_bound_of_group(kg: u16) -> Vec<u8> {
+    match kg.checked_add(1) {
+        Some(next) => next.to_be_bytes().to_vec(),
+        None => vec![0xff, 0xff, 0xff],
     }
 }
 
@@ -164,6 +312,7 @@ const TAG_POINTER: u8 = 5;
 const TAG_UPLOADED: u8 = 6;
 const TAG_ADD_FILE: u8 = 7;
 const TAG_LINEAGE: u8 = 8;
+const TAG_ADD_FILE_V4: u8 = 9;
 
 impl VersionEdit {
     pub(crate) fn encode(&self) -> Vec<u8> {
@@ -178,7 +327,7 @@ impl VersionEdit {
             e.u8(TAG_LINEAGE).u64(l);
         }
         for (level, f) in &self.added {
-            e.u8(TAG_ADD_FILE).u32(*level);
+            e.u8(TAG_ADD_FILE_V4).u32(*level);
             f.encode(&mut e);
         }
         for (level, id) in &self.deleted {
@@ -202,10 +351,14 @@ impl VersionEdit {
             match tag {
                 TAG_LAST_SEQNO => edit.last_seqno = Some(d.u64_le("last seqno")?),
                 TAG_NEXT_FILE => edit.next_file_number = Some(d.u64_le("next file number")?),
-                TAG_ADD | TAG_ADD_FILE => {
+                TAG_ADD | TAG_ADD_FILE | TAG_ADD_FILE_V4 => {
                     let level = d.u32_le("level")?;
-                    let v3 = tag == TAG_ADD_FILE;
-                    edit.added.push((level, FileDesc::decode(&mut d, v3)?));
+                    let layout = match tag {
+                        TAG_ADD => DescLayout::V2,
+                        TAG_ADD_FILE => DescLayout::V3,
+                        _ => DescLayout::V4,
+                    };
+                    edit.added.push((level, FileDesc::decode(&mut d, layout)?));
                 }
                 TAG_LINEAGE => edit.lineage = Some(d.u64_le("lineage")?),
                 TAG_DELETE => {
@@ -249,6 +402,8 @@ mod tests {
                     deletions: 1,
                     min_seqno: 1,
                     max_seqno: 10,
+                    clip: Some(KeyGroupRange::new(3, 9)),
+                    home: "db-a".into(),
                 },
             )],
             deleted: vec![(0, 3)],

@@ -11,7 +11,8 @@
 //! store completed. Version 1 manifests replay with no file uploaded, so every file
 //! is queued for upload again. Version 3 names each file's object by lineage and
 //! number (tag 7 replaces tag 3) and records the shard's lineage (tag 8); files of
-//! older manifests keep their objects named by shard and id.
+//! older manifests keep their objects named by shard and id. Version 4 adds each
+//! file reference's key-group clip range and home prefix (tag 9 replaces tag 7).
 //!
 //! `CURRENT` names the live manifest; it is replaced atomically (temp file, fsync,
 //! rename, fsync of the directory). A new manifest starts with one record holding a
@@ -37,7 +38,7 @@ use crate::files::{manifest_name, parse_manifest_name, replace_file, sync_dir, C
 
 const MAGIC: &[u8; 8] = b"TRCMANIF";
 /// Manifest format version written by this build.
-pub(crate) const MANIFEST_FORMAT_VERSION: u32 = 3;
+pub(crate) const MANIFEST_FORMAT_VERSION: u32 = 4;
 const HEADER_LEN: usize = 16;
 const RECORD_HEADER_LEN: usize = 8;
 /// Largest record payload, written or replayed. A larger edit is refused before
@@ -323,6 +324,8 @@ mod tests {
             deletions: 0,
             min_seqno: 1,
             max_seqno: 1,
+            clip: None,
+            home: String::new(),
         }
     }
 
@@ -442,24 +445,62 @@ mod tests {
         fs::read(dir.path().join("MANIFEST-000001")).unwrap()
     }
 
+    /// Format 4's golden edits: format 3's, plus a clipped file referenced from
+    /// another database's prefix.
+    fn golden_edits_v4() -> Vec<VersionEdit> {
+        let mut edits = golden_edits();
+        let mut clipped = desc(4);
+        clipped.smallest = vec![0, 1, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0];
+        clipped.largest = vec![0, 9, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0];
+        clipped.clip = Some(crate::key::KeyGroupRange::new(2, 5));
+        clipped.home = "db-a".into();
+        edits.push(VersionEdit {
+            added: vec![(2, clipped)],
+            uploaded: vec![4],
+            ..Default::default()
+        });
+        edits
+    }
+
     #[test]
-    fn version_3_layout_matches_the_golden_file() {
-        let bytes = written(&golden_edits());
-        golden("v3-basic.manifest", &bytes);
+    fn version_4_layout_matches_the_golden_file() {
+        let bytes = written(&golden_edits_v4());
+        golden("v4-clip.manifest", &bytes);
+        let state = replay(
+            Path::new("v4"),
+            &fs::read(fixture("v4-clip.manifest")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(state.files.keys().copied().collect::<Vec<_>>(), vec![3, 4]);
+        assert_eq!(state.files[&3].1.object, desc(3).object);
+        let (level, clipped) = &state.files[&4];
+        assert_eq!(*level, 2);
+        assert_eq!(clipped.clip, Some(crate::key::KeyGroupRange::new(2, 5)));
+        assert_eq!(clipped.home, "db-a");
+        assert_eq!(
+            clipped.key_groups(),
+            Some(crate::key::KeyGroupRange::new(2, 5))
+        );
+        assert_eq!(state.lineage, LINEAGE);
+        assert_eq!(
+            state.uploaded.iter().copied().collect::<Vec<_>>(),
+            vec![3, 4]
+        );
+        assert_eq!(state.compact_pointers.get(&1), Some(&b"mid".to_vec()));
+    }
+
+    #[test]
+    fn older_manifests_still_replay_with_objects_named_by_id() {
+        // Format 3 (checked in): objects by lineage and number, no clips.
         let state = replay(
             Path::new("v3"),
             &fs::read(fixture("v3-basic.manifest")).unwrap(),
         )
         .unwrap();
         assert_eq!(state.files.keys().copied().collect::<Vec<_>>(), vec![3]);
-        assert_eq!(state.files[&3].1.object, desc(3).object);
+        assert_eq!(state.files[&3].1, desc(3));
         assert_eq!(state.lineage, LINEAGE);
         assert_eq!(state.uploaded.iter().copied().collect::<Vec<_>>(), vec![3]);
-        assert_eq!(state.compact_pointers.get(&1), Some(&b"mid".to_vec()));
-    }
-
-    #[test]
-    fn older_manifests_still_replay_with_objects_named_by_id() {
         // Written by format 2 and 1 (checked in); version 1 had no uploaded field.
         for (name, uploaded) in [
             ("v2-basic.manifest", vec![3u64]),
@@ -483,11 +524,11 @@ mod tests {
         }
 
         // A version this build does not know is refused, not misread.
-        let mut v4 = fs::read(fixture("v3-basic.manifest")).unwrap();
-        v4[8..12].copy_from_slice(&4u32.to_le_bytes());
-        let crc = crc32(&v4[..12]);
-        v4[12..16].copy_from_slice(&crc.to_le_bytes());
-        let err = replay(Path::new("v4"), &v4).unwrap_err();
+        let mut v5 = fs::read(fixture("v4-clip.manifest")).unwrap();
+        v5[8..12].copy_from_slice(&5u32.to_le_bytes());
+        let crc = crc32(&v5[..12]);
+        v5[12..16].copy_from_slice(&crc.to_le_bytes());
+        let err = replay(Path::new("v5"), &v5).unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::Corruption, "{err}");
     }
 }

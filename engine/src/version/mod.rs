@@ -34,11 +34,11 @@ mod state;
 use std::cmp::Ordering;
 use std::rc::Rc;
 
-pub(crate) use edit::{FileDesc, ObjectId, VersionEdit};
+pub(crate) use edit::{valid_home, DescLayout, FileDesc, ObjectId, VersionEdit};
 pub(crate) use set::VersionSet;
 pub(crate) use state::ManifestState;
 
-use crate::key::{compare_internal, state_key_of};
+use crate::key::compare_internal;
 use crate::sst::TableReader;
 
 /// Where a file stands with the object store.
@@ -121,13 +121,22 @@ impl Version {
             .collect()
     }
 
-    /// In a sorted level, the one file that may hold `state_key`.
+    /// In a sorted level, the one file that may hold `state_key` (by the files'
+    /// effective bounds: a clipped reference holds only its clip's key groups).
     pub(crate) fn file_for_key(&self, level: usize, state_key: &[u8]) -> Option<&Rc<FileMeta>> {
         let files = &self.levels[level];
-        let i = files.partition_point(|f| state_key_of(&f.desc.largest) < state_key);
-        files
-            .get(i)
-            .filter(|f| state_key_of(&f.desc.smallest) <= state_key)
+        let i = files.partition_point(|f| f.desc.below(state_key));
+        files.get(i).filter(|f| !f.desc.above(state_key))
+    }
+
+    /// File references that carry a clip range (hold other shards' keys a
+    /// compaction has not trimmed yet).
+    pub(crate) fn clipped_files(&self) -> usize {
+        self.levels
+            .iter()
+            .flatten()
+            .filter(|f| f.desc.clip.is_some())
+            .count()
     }
 }
 
@@ -147,5 +156,9 @@ pub(crate) fn sort_levels(levels: &mut [Vec<Rc<FileMeta>>]) {
 }
 
 fn cmp_smallest(a: &FileDesc, b: &FileDesc) -> Ordering {
-    compare_internal(&a.smallest, &b.smallest)
+    // Files of a sorted level do not overlap: their effective lower bounds order
+    // them; the real smallest keys break ties (only in a broken level).
+    a.lower()
+        .cmp(&b.lower())
+        .then_with(|| compare_internal(&a.smallest, &b.smallest))
 }

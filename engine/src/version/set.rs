@@ -330,6 +330,8 @@ mod tests {
             deletions: 0,
             min_seqno: 1,
             max_seqno: 1,
+            clip: None,
+            home: String::new(),
         }
     }
 

@@ -113,12 +113,20 @@ impl ManifestState {
             if state_key_of(&f.smallest) > state_key_of(&f.largest) {
                 return Err(format!("file {:016x} has smallest > largest", f.id));
             }
+            if f.key_groups().is_none() {
+                return Err(format!(
+                    "file {:016x}'s clip range leaves none of its keys",
+                    f.id
+                ));
+            }
             by_level.entry(*level).or_default().push(f);
         }
         for (level, files) in by_level.iter_mut().filter(|(l, _)| **l > 0) {
-            files.sort_by(|a, b| state_key_of(&a.smallest).cmp(state_key_of(&b.smallest)));
+            // By effective bounds: clipped references of different old shards'
+            // files may share key groups' real ranges, never their clipped ones.
+            files.sort_by(|a, b| a.lower().cmp(&b.lower()));
             for w in files.windows(2) {
-                if state_key_of(&w[0].largest) >= state_key_of(&w[1].smallest) {
+                if !w[0].below(&w[1].lower()) {
                     return Err(format!(
                         "files {:016x} and {:016x} overlap in L{level}",
                         w[0].id, w[1].id
@@ -176,7 +184,66 @@ mod tests {
             deletions: 0,
             min_seqno: 1,
             max_seqno: 1,
+            clip: None,
+            home: String::new(),
         }
+    }
+
+    /// A file whose keys span key groups `lo..=hi` (state keys start with the group).
+    fn spanning(id: u64, lo: u16, hi: u16, clip: Option<(u16, u16)>) -> FileDesc {
+        let key = |g: u16| {
+            let mut k = g.to_be_bytes().to_vec();
+            k.extend_from_slice(&[0, 0, 5]);
+            k.extend_from_slice(&[0; 8]);
+            k
+        };
+        FileDesc {
+            smallest: key(lo),
+            largest: key(hi),
+            clip: clip.map(|(a, b)| crate::key::KeyGroupRange::new(a, b)),
+            ..desc(id, 0, 0)
+        }
+    }
+
+    #[test]
+    fn clipped_references_of_one_level_do_not_overlap() {
+        // File 1 holds groups 1..9 but its reference keeps 1..4; file 2 holds 5..6.
+        let mut s = ManifestState::default();
+        s.apply(&VersionEdit {
+            added: vec![
+                (1, spanning(1, 1, 9, Some((1, 4)))),
+                (1, spanning(2, 5, 6, None)),
+            ],
+            ..Default::default()
+        })
+        .unwrap();
+        // Unclipped, the same files overlap.
+        let err = ManifestState::default()
+            .apply(&VersionEdit {
+                added: vec![(1, spanning(1, 1, 9, None)), (1, spanning(2, 5, 6, None))],
+                ..Default::default()
+            })
+            .unwrap_err();
+        assert!(err.contains("overlap"), "{err}");
+        // A clip that leaves none of the file's groups is refused.
+        let err = ManifestState::default()
+            .apply(&VersionEdit {
+                added: vec![(1, spanning(3, 1, 2, Some((5, 6))))],
+                ..Default::default()
+            })
+            .unwrap_err();
+        assert!(err.contains("clip"), "{err}");
+        // Effective bounds.
+        let f = spanning(1, 1, 9, Some((3, 5)));
+        assert_eq!(f.key_groups(), Some(crate::key::KeyGroupRange::new(3, 5)));
+        assert_eq!(&*f.lower(), &[0, 3]);
+        assert!(f.below(&[0, 6]));
+        assert!(!f.below(&[0, 5, 0xff]));
+        assert!(f.above(&[0, 2, 0xff]));
+        assert!(!f.above(&[0, 3, 0]));
+        assert!(f.overlaps(Some(&[0, 4, 1]), Some(&[0, 4, 2])));
+        assert!(!f.overlaps(Some(&[0, 6]), None));
+        assert!(!f.overlaps(None, Some(&[0, 2, 0xff])));
     }
 
     #[test]

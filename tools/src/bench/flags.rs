@@ -112,9 +112,9 @@ impl WarmOrderFlag {
     }
 }
 
-/// The error for more than one `--restore_from` URI (issue 11's rescaling).
-pub const SEVERAL_RESTORE_SOURCES: &str =
-    "restoring several databases is rescaling, not supported yet";
+/// The error for more than one `--restore_from` URI without `--object_store`.
+pub const RESCALE_NEEDS_OBJECT_STORE: &str =
+    "restoring several databases is a rescale: give --object_store, the new database's own prefix under the sources' job root";
 
 /// Which keys read benchmarks draw, as `--key_dist` spells it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -348,9 +348,11 @@ pub struct Flags {
     /// Restore `--db` (an empty or missing directory) from a checkpoint in this
     /// store (`file:///abs/path` or `s3://bucket/prefix`) before the benchmarks, which
     /// then run on the restored database as with `--use_existing_db`. A
-    /// comma-separated list is the form of restoring several databases into one
-    /// (rescaling), which is not supported yet. The restored database keeps writing
-    /// to that store.
+    /// comma-separated list restores several databases into one (a rescale,
+    /// `Db::restore_from`): each URI a source database's prefix under one job root,
+    /// `--object_store` the new database's own prefix there, `--checkpoint_id` (if
+    /// given) the checkpoint of every source. With one URI the restored database
+    /// keeps writing to that store.
     #[arg(long)]
     pub restore_from: Option<String>,
 
@@ -398,7 +400,7 @@ impl Flags {
         u64::try_from(self.reads).unwrap_or(self.num)
     }
 
-    /// The stores of `--restore_from` (one today; several is rescaling).
+    /// The stores of `--restore_from` (several: a rescale).
     pub fn restore_sources(&self) -> Vec<String> {
         self.restore_from
             .as_deref()
@@ -503,12 +505,22 @@ impl Flags {
             return Err("--restore_from names no store".into());
         }
         if sources.len() > 1 {
-            return Err(format!(
-                "--restore_from names {} stores: {SEVERAL_RESTORE_SOURCES}",
-                sources.len()
-            ));
-        }
-        if let Some(source) = sources.first() {
+            if self.object_store.is_none() {
+                return Err(format!(
+                    "--restore_from names {} stores: {RESCALE_NEEDS_OBJECT_STORE}",
+                    sources.len()
+                ));
+            }
+            if self.restore_mode != RestoreModeFlag::Lazy {
+                return Err(
+                    "--restore_mode=download_first restores one store; a rescale restores lazily"
+                        .into(),
+                );
+            }
+            if self.use_existing_db {
+                return Err("--restore_from creates the database; drop --use_existing_db".into());
+            }
+        } else if let Some(source) = sources.first() {
             if self.use_existing_db {
                 return Err("--restore_from creates the database; drop --use_existing_db".into());
             }

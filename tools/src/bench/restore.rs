@@ -103,9 +103,11 @@ impl RestoreReport {
 }
 
 /// Restores `opts.path` from checkpoint `id` (or the newest) of `opts.object_store`
-/// and reads `probe_key` from table `table`.
+/// — or, with several `sources`, rescales them into it (`Db::restore_from`, every
+/// source's checkpoint `id` or newest) — and reads `probe_key` from table `table`.
 pub fn restore(
     opts: Options,
+    sources: &[String],
     id: Option<u64>,
     mode: RestoreMode,
     table: &str,
@@ -118,13 +120,28 @@ pub fn restore(
     }
     let report = match mode {
         RestoreMode::Lazy => {
-            let (db, info) = block_on(Db::restore(opts, id)).context("restoring")?;
+            let (db, info) = if sources.len() > 1 {
+                let sources: Vec<terrace::RestoreSource> = sources
+                    .iter()
+                    .map(|uri| terrace::RestoreSource {
+                        uri: uri.clone(),
+                        checkpoint: id,
+                    })
+                    .collect();
+                block_on(Db::restore_from(opts, &sources)).context("rescaling")?
+            } else {
+                block_on(Db::restore(opts, id)).context("restoring")?
+            };
             let found = probe(&db, table, probe_key)?;
             let first_read = start.elapsed();
-            let gets = block_on(db.stats())
-                .context("reading statistics")?
-                .object_store
-                .map_or(0, |s| s.get.bytes);
+            let stats = block_on(db.stats()).context("reading statistics")?;
+            // A rescaled database reads its sources' objects under their prefixes.
+            let gets = stats.object_store.map_or(0, |s| s.get.bytes)
+                + stats
+                    .job_prefixes
+                    .iter()
+                    .map(|(_, s)| s.get.bytes)
+                    .sum::<u64>();
             let report = RestoreReport {
                 mode,
                 checkpoint: info.checkpoint,

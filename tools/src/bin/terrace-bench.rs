@@ -122,7 +122,7 @@ fn options(flags: &Flags, path: &Path) -> Options {
     }
     opts.warm_order = flags.warm_order.order();
     opts.warm_bytes_per_sec = flags.warm_bytes_per_sec;
-    if let Some(source) = flags.restore_sources().first() {
+    if let [source] = flags.restore_sources().as_slice() {
         opts.object_store = ObjectStoreSpec::Uri(source.clone());
     }
     opts
@@ -219,6 +219,7 @@ fn run(flags: &Flags) -> anyhow::Result<()> {
             .key_of(KeyDraw::new(flags.seed, 0, flags.num).index(0));
         let (db, report) = restore::restore(
             options(flags, &path),
+            &flags.restore_sources(),
             flags.checkpoint_id,
             flags.restore_mode.mode(),
             "default",

@@ -8,6 +8,7 @@
 //! terrace-ctl --object-store URI checkpoints
 //! terrace-ctl --object-store URI --checkpoint latest|ID get|scan|stats ...
 //! terrace-ctl --object-store URI gc [--dry-run] [--min-age-secs N] [--db DIR]
+//! terrace-ctl gc --job URI [--dry-run] [--min-age-secs N]
 //! ```
 //!
 //! `get`, `scan` and `stats` open the database read-only (with the shard count and
@@ -18,7 +19,11 @@
 //! With `--checkpoint`, `get`, `scan` and `stats` read a checkpoint from the object
 //! store alone ([`CheckpointReader`]): no database directory, nothing written to the
 //! store, and the job that wrote it keeps running. `checkpoints` lists the committed
-//! checkpoints in a store; `gc` collects its garbage with the rules of `Db::gc`.
+//! checkpoints in a store; `gc` collects its garbage with the rules of `Db::gc`
+//! (reading the checkpoints of every database beside it under the job root too).
+//! `gc --job URI` collects every database prefix under a job root (the parent of
+//! the databases' prefixes, e.g. `file:///x/job-17` for `.../job-17/db-a`), each
+//! with every prefix's checkpoints protecting what they name.
 
 use std::ops::Bound;
 use std::path::PathBuf;
@@ -120,6 +125,10 @@ enum Cmd {
         /// Without `--object-store`, its embedded store (`<db>/objects`) is collected.
         #[arg(long)]
         db: Option<PathBuf>,
+        /// Collect every database prefix under this job root (a store URI)
+        /// instead of one store; not with `--object-store` or `--db`.
+        #[arg(long)]
+        job: Option<String>,
     },
 }
 
@@ -312,6 +321,34 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             dry_run,
             min_age_secs,
             db,
+            job: Some(job),
+        } => {
+            if store.is_some() || db.is_some() {
+                anyhow::bail!(
+                    "gc --job collects a whole job: give neither --object-store nor --db"
+                );
+            }
+            let mut base = base_options();
+            if let Some(secs) = min_age_secs {
+                base.gc_min_age = std::time::Duration::from_secs(secs);
+            }
+            let report = block_on(terrace::collect_job_garbage(&job, base, dry_run))
+                .context("collecting the job's garbage")?;
+            for (prefix, r) in &report.prefixes {
+                println!("{prefix}: {}", gc_line(r, dry_run));
+            }
+            println!(
+                "gc{}: {} prefixes, {} objects deleted",
+                if dry_run { " (dry run)" } else { "" },
+                report.prefixes.len(),
+                report.deleted()
+            );
+        }
+        Cmd::Gc {
+            dry_run,
+            min_age_secs,
+            db,
+            job: None,
         } => {
             let mut base = base_options();
             let spec = match (store, db.as_deref()) {
@@ -336,24 +373,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 block_on(db.close()).context("closing the database")?;
             }
             let r = report.context("collecting garbage")?;
-            println!(
-                "gc{}: {} objects, {} referenced, {} kept, {} deleted ({} bytes), {} checkpoints read, {} abandoned checkpoint objects deleted, {} multipart uploads aborted",
-                if dry_run { " (dry run)" } else { "" },
-                r.objects,
-                r.referenced,
-                r.kept,
-                r.deleted,
-                r.deleted_bytes,
-                r.checkpoints,
-                r.abandoned_checkpoint_objects,
-                r.multipart_aborted
-            );
+            println!("{}", gc_line(&r, dry_run));
             if let Some(e) = r.multipart_error {
                 println!("gc: open multipart uploads could not be listed: {e}");
             }
         }
     }
     Ok(())
+}
+
+/// One collection's report as `terrace-ctl gc` prints it.
+fn gc_line(r: &terrace::GcReport, dry_run: bool) -> String {
+    format!(
+        "gc{}: {} objects, {} referenced, {} kept, {} deleted ({} bytes), {} checkpoints read, {} abandoned checkpoint objects deleted, {} multipart uploads aborted",
+        if dry_run { " (dry run)" } else { "" },
+        r.objects,
+        r.referenced,
+        r.kept,
+        r.deleted,
+        r.deleted_bytes,
+        r.checkpoints,
+        r.abandoned_checkpoint_objects,
+        r.multipart_aborted
+    )
 }
 
 fn main() -> ExitCode {
