@@ -216,6 +216,13 @@ pub struct Options {
     pub warm_order: WarmOrder,
     /// Download bandwidth of that warming, per shard (0: no limit).
     pub warm_bytes_per_sec: u64,
+    /// How long after open compaction leaves files without a local copy alone (after
+    /// a restore or rescale they are all remote): no trim of a clipped remote file
+    /// and no merge reading a remote file, unless L0 has reached
+    /// `l0_stop_writes_trigger` (writes wait for it). Files the warmer made local
+    /// are compacted at once. Keeps a restored database's first reads from
+    /// competing with compaction for the store.
+    pub trim_delay: std::time::Duration,
     /// How long closing waits for uploads in flight; files not uploaded by then are
     /// uploaded after the next open.
     pub upload_close_timeout: std::time::Duration,
@@ -327,6 +334,7 @@ impl Options {
             clock: terrace_tiering::clock::system(),
             warm_order: WarmOrder::Level,
             warm_bytes_per_sec: 256 << 20,
+            trim_delay: std::time::Duration::from_secs(10),
         }
     }
 

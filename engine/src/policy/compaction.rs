@@ -109,10 +109,22 @@ pub(crate) fn is_bottommost<F: HasDesc>(
 }
 
 /// Picks the next compaction for `levels` (L0 first, newest file first).
+#[cfg(test)]
 pub(crate) fn choose<F: HasDesc>(
     levels: &[Vec<F>],
     cfg: &CompactionConfig,
     pointers: &BTreeMap<u32, Vec<u8>>,
+) -> Choice {
+    choose_with_trims(levels, cfg, pointers, &|_| true)
+}
+
+/// Like `choose`; a clipped file is picked for trimming only if `may_trim` says so
+/// (the shard holds back trims of remote files for a while after a rescale).
+pub(crate) fn choose_with_trims<F: HasDesc>(
+    levels: &[Vec<F>],
+    cfg: &CompactionConfig,
+    pointers: &BTreeMap<u32, Vec<u8>>,
+    may_trim: &dyn Fn(&F) -> bool,
 ) -> Choice {
     let last = levels.len() - 1;
     let mut best: Option<(f64, usize)> = None;
@@ -128,7 +140,7 @@ pub(crate) fn choose<F: HasDesc>(
         }
     }
     let Some((_, level)) = best else {
-        return choose_trim(levels);
+        return choose_trim(levels, may_trim);
     };
     let files = &levels[level];
     let picked: Vec<&F> = if level == 0 {
@@ -175,11 +187,11 @@ pub(crate) fn choose<F: HasDesc>(
 /// An L0 one compacts L0 into L1 as usual; one in a sorted level is rewritten in
 /// place (output range within its own, so the level stays non-overlapping), and
 /// its outputs hold only its clip's keys.
-fn choose_trim<F: HasDesc>(levels: &[Vec<F>]) -> Choice {
+fn choose_trim<F: HasDesc>(levels: &[Vec<F>], may_trim: &dyn Fn(&F) -> bool) -> Choice {
     let Some((level, f)) = levels.iter().enumerate().find_map(|(l, files)| {
         files
             .iter()
-            .find(|f| f.desc().clip.is_some())
+            .find(|f| f.desc().clip.is_some() && may_trim(f))
             .map(|f| (l, f))
     }) else {
         return Choice::Nothing;
@@ -238,6 +250,22 @@ mod tests {
             max_seqno: id,
             clip: None,
             home: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_clipped_file_held_back_is_not_trimmed_but_another_is() {
+        let mut held = file(7, "a", "b", 1);
+        held.clip = Some(crate::key::KeyGroupRange::new(0, 0));
+        let mut ready = file(8, "c", "d", 1);
+        ready.clip = Some(crate::key::KeyGroupRange::new(0, 0));
+        let levels = vec![vec![], vec![], vec![held.clone(), ready.clone()], vec![]];
+        let none = choose_with_trims(&levels, &cfg(), &BTreeMap::new(), &|_| false);
+        assert_eq!(none, Choice::Nothing);
+        let only_8 = choose_with_trims(&levels, &cfg(), &BTreeMap::new(), &|f| f.id == 8);
+        match only_8 {
+            Choice::Merge { inputs, .. } => assert_eq!(inputs, vec![8]),
+            other => panic!("{other:?}"),
         }
     }
 

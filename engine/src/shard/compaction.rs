@@ -8,7 +8,7 @@ use terrace_uploader::{FileReason, NewFile};
 use super::Shard;
 use crate::compaction::{CompactionJob, OutputKind};
 use crate::error::Result;
-use crate::policy::compaction::{choose, is_bottommost, key_range, Choice};
+use crate::policy::compaction::{choose_with_trims, is_bottommost, key_range, Choice};
 use crate::version::replaced::Replaced;
 use crate::version::FileMeta;
 
@@ -39,11 +39,38 @@ impl Shard {
     pub(crate) fn next_compaction(&self) -> Choice {
         let version = self.versions.current();
         let persisted = self.versions.persisted();
-        choose(
+        let remote_due =
+            self.opts.clock.now().saturating_duration_since(self.opened) >= self.opts.trim_delay;
+        let choice = choose_with_trims(
             &version.levels,
             &self.compaction_cfg,
             &persisted.compact_pointers,
-        )
+            &|f: &Rc<FileMeta>| remote_due || f.file.is_local(),
+        );
+        // Early after open, a merge that would read remote files waits (see
+        // `Options::trim_delay`) unless writes are about to stall on L0.
+        if let Choice::Merge {
+            level,
+            inputs,
+            output_level,
+            next_inputs,
+            ..
+        } = &choice
+        {
+            let l0_full = version.levels[0].len() >= self.opts.l0_stop_writes_trigger;
+            let remote_input = |l: u32, ids: &[u64]| {
+                version.levels[l as usize]
+                    .iter()
+                    .any(|f| ids.contains(&f.desc.id) && !f.file.is_local())
+            };
+            if !remote_due
+                && !l0_full
+                && (remote_input(*level, inputs) || remote_input(*output_level, next_inputs))
+            {
+                return Choice::Nothing;
+            }
+        }
+        choice
     }
 
     /// Runs one policy-chosen compaction; false when there was nothing to do.

@@ -112,6 +112,8 @@ pub(crate) struct Health {
 /// One shard.
 pub(crate) struct Shard {
     pub(crate) id: u32,
+    /// When the shard opened (trims of remote files wait `Options::trim_delay`).
+    pub(crate) opened: std::time::Instant,
     pub(crate) dir: PathBuf,
     pub(crate) opts: Options,
     pub(crate) table_opts: TableOptions,

@@ -162,6 +162,7 @@ impl Shard {
         );
         Ok(Rc::new(Shard {
             id,
+            opened: opts.clock.now(),
             key_groups: {
                 let r = shard_key_groups(id, opts.shards, opts.key_groups());
                 (r.first, r.last)
