@@ -166,11 +166,10 @@ impl std::fmt::Debug for Batch {
 }
 
 impl Batch {
-    pub(crate) fn with_capacity(entries: usize) -> Batch {
-        Batch {
-            data: Vec::new(),
-            ends: Vec::with_capacity(entries),
-        }
+    /// Empties it, keeping its buffers for reuse.
+    pub fn clear(&mut self) {
+        self.data.clear();
+        self.ends.clear();
     }
 
     pub(crate) fn push(&mut self, key: &[u8], value: &[u8]) {
@@ -348,8 +347,9 @@ impl Merge {
             // One shard: its batch is the answer as it is.
             let s = &mut self.streams[0];
             if s.pos == 0 && s.batch.len() <= limits.entries {
+                // The stream keeps `out`'s old buffers for its next fetch.
                 std::mem::swap(out, &mut s.batch);
-                s.batch = Batch::default();
+                s.batch.clear();
                 self.heap.clear();
                 return;
             }
@@ -399,21 +399,30 @@ impl Merge {
 
     /// The next batch, fetching from starving shards with `fetch(shard, cursor,
     /// limits)` (all at once) whenever needed.
-    async fn next_batch<F, Fut>(&mut self, fetch: F) -> Result<Batch>
+    async fn next_batch<F, Fut>(&mut self, out: &mut Batch, fetch: F) -> Result<()>
     where
-        F: Fn(u32, u64, BatchLimits) -> Fut,
+        F: Fn(u32, u64, BatchLimits, Batch) -> Fut,
         Fut: Future<Output = Result<ShardBatch>>,
     {
         self.check_usable()?;
         let limits = self.limits;
-        let mut out = Batch::default();
+        out.clear();
         loop {
             let need = self.starving();
             if !need.is_empty() {
-                let calls = need.iter().map(|&(i, shard, cursor)| {
-                    let f = fetch(shard, cursor, limits);
-                    async move { Ok::<_, Error>((i, f.await?)) }
-                });
+                let calls: Vec<_> = need
+                    .iter()
+                    .map(|&(i, shard, cursor)| {
+                        // The stream's spent batch is refilled (its buffers reused).
+                        let f = fetch(
+                            shard,
+                            cursor,
+                            limits,
+                            std::mem::take(&mut self.streams[i].batch),
+                        );
+                        async move { Ok::<_, Error>((i, f.await?)) }
+                    })
+                    .collect();
                 match futures_util::future::try_join_all(calls).await {
                     Ok(got) => {
                         for (i, batch) in got {
@@ -426,9 +435,9 @@ impl Merge {
                     }
                 }
             }
-            self.emit(&mut out, limits);
+            self.emit(out, limits);
             if self.is_done() || out.len() >= limits.entries || out.bytes() >= limits.bytes {
-                return Ok(out);
+                return Ok(());
             }
         }
     }
@@ -531,11 +540,19 @@ impl DbIter {
     /// The next entries in user-key order (at most `batch_entries`, about
     /// `batch_bytes`); empty once the range is exhausted.
     pub async fn next_batch(&mut self) -> Result<Batch> {
+        let mut out = Batch::default();
+        self.next_batch_into(&mut out).await?;
+        Ok(out)
+    }
+
+    /// [`DbIter::next_batch`] into `out` (cleared first), reusing its buffers: a
+    /// loop that hands the same batch back each time allocates nothing per batch.
+    pub async fn next_batch_into(&mut self, out: &mut Batch) -> Result<()> {
         let db = &self.db;
         self.merge
-            .next_batch(|shard, cursor, limits| {
+            .next_batch(out, |shard, cursor, limits, buf| {
                 db.call(shard, move |s| async move {
-                    s.cursor_next(cursor, limits).await
+                    s.cursor_next(cursor, limits, buf).await
                 })
             })
             .await
@@ -595,9 +612,18 @@ impl LocalDbIter {
 
     /// Like [`DbIter::next_batch`].
     pub async fn next_batch(&mut self) -> Result<Batch> {
+        let mut out = Batch::default();
+        self.next_batch_into(&mut out).await?;
+        Ok(out)
+    }
+
+    /// Like [`DbIter::next_batch_into`].
+    pub async fn next_batch_into(&mut self, out: &mut Batch) -> Result<()> {
         let local = &self.local;
         self.merge
-            .next_batch(|shard, cursor, limits| local.cursor_next(shard, cursor, limits))
+            .next_batch(out, |shard, cursor, limits, buf| {
+                local.cursor_next(shard, cursor, limits, buf)
+            })
             .await
     }
 

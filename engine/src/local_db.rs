@@ -9,7 +9,7 @@ use std::rc::Rc;
 use std::sync::{Arc, Weak};
 
 use crate::db::{Db, DbInner};
-use crate::db_iter::{Entry, IterOptions, KeyRange, LocalDbIter};
+use crate::db_iter::{Batch, Entry, IterOptions, KeyRange, LocalDbIter};
 use crate::error::{ErrorDetail, Result};
 use crate::key::TableId;
 use crate::router::{KeyBatches, Router, ScanPlan};
@@ -194,13 +194,14 @@ impl LocalDb {
         shard: u32,
         cursor: u64,
         limits: BatchLimits,
+        buf: Batch,
     ) -> Result<ShardBatch> {
         if shard == self.shard.id {
-            self.shard.cursor_next(cursor, limits).await
+            self.shard.cursor_next(cursor, limits, buf).await
         } else {
             self.db()?
                 .call(shard, move |s| async move {
-                    s.cursor_next(cursor, limits).await
+                    s.cursor_next(cursor, limits, buf).await
                 })
                 .await
         }

@@ -191,9 +191,9 @@ impl ShardCursor {
         self.heap.is_empty()
     }
 
-    /// Takes the next entries, up to `limits`.
-    async fn fill(&mut self, limits: BatchLimits) -> Result<Batch> {
-        let mut out = Batch::with_capacity(limits.entries.clamp(1, 1024));
+    /// Takes the next entries, up to `limits`, into `out` (cleared first).
+    async fn fill(&mut self, limits: BatchLimits, mut out: Batch) -> Result<Batch> {
+        out.clear();
         while out.len() < limits.entries && out.bytes() < limits.bytes {
             let Some(mut top) = self.heap.peek_mut() else {
                 break;
@@ -277,7 +277,7 @@ impl Shard {
             heap,
             _snapshot: snap,
         };
-        let entries = cursor.fill(limits).await?;
+        let entries = cursor.fill(limits, Batch::default()).await?;
         if !keep_open || cursor.exhausted() {
             return Ok(ShardBatch {
                 entries,
@@ -341,7 +341,7 @@ impl Shard {
                 decided: false,
             };
             let next = if c.settle(bounds).await? {
-                if let Some(end) = prefix_end(&prefix) {
+                if let Some(end) = end_of_range(&prefix, &bounds.upper) {
                     c.it.retain_below(&make_internal_key(&end, MAX_SEQNO, ValueKind::Put));
                 }
                 heap.push(c);
@@ -367,8 +367,13 @@ impl Shard {
         Ok(heap)
     }
 
-    /// The next batch of cursor `id`.
-    pub(crate) async fn cursor_next(&self, id: u64, limits: BatchLimits) -> Result<ShardBatch> {
+    /// The next batch of cursor `id`, filled into `buf` (its buffers reused).
+    pub(crate) async fn cursor_next(
+        &self,
+        id: u64,
+        limits: BatchLimits,
+        buf: Batch,
+    ) -> Result<ShardBatch> {
         self.check_readable()?;
         let taken = {
             let mut table = self.reads.cursors.borrow_mut();
@@ -382,7 +387,7 @@ impl Shard {
             )));
         };
         let _reading = ReadInProgress::new(&self.reads.in_progress);
-        let filled = cursor.fill(limits).await;
+        let filled = cursor.fill(limits, buf).await;
         let mut table = self.reads.cursors.borrow_mut();
         match filled {
             Ok(entries) if !cursor.exhausted() && !self.health.closing.get() => {
@@ -428,8 +433,21 @@ impl Shard {
     }
 }
 
-/// The smallest state key after every key starting with `prefix`, if any.
-fn prefix_end(prefix: &[u8; STATE_KEY_PREFIX_LEN]) -> Option<[u8; STATE_KEY_PREFIX_LEN]> {
-    let n = u32::from_be_bytes(*prefix).checked_add(1)?;
-    Some(n.to_be_bytes())
+/// The smallest state key past the range in one key group: every state key at or
+/// after it is out of range (`None`: the range runs to the end of the key space).
+fn end_of_range(prefix: &[u8; STATE_KEY_PREFIX_LEN], upper: &Bound<Vec<u8>>) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    match upper {
+        Bound::Excluded(u) => end.extend_from_slice(u),
+        Bound::Included(u) => {
+            // No user key lies strictly between `u` and `u ++ [0]`.
+            end.extend_from_slice(u);
+            end.push(0);
+        }
+        Bound::Unbounded => {
+            let n = u32::from_be_bytes(*prefix).checked_add(1)?;
+            end = n.to_be_bytes().to_vec();
+        }
+    }
+    Some(end)
 }

@@ -15,19 +15,20 @@ pub type Entry = (Vec<u8>, Vec<u8>);
 /// An open iterator of either handle.
 #[allow(async_fn_in_trait)]
 pub trait Batches {
-    /// The next entries in key order; empty at the end.
-    async fn next_batch(&mut self) -> Result<Batch>;
+    /// The next entries in key order into `out` (its buffers reused); empty at the
+    /// end.
+    async fn next_batch_into(&mut self, out: &mut Batch) -> Result<()>;
 }
 
 impl Batches for DbIter {
-    async fn next_batch(&mut self) -> Result<Batch> {
-        DbIter::next_batch(self).await
+    async fn next_batch_into(&mut self, out: &mut Batch) -> Result<()> {
+        DbIter::next_batch_into(self, out).await
     }
 }
 
 impl Batches for LocalDbIter {
-    async fn next_batch(&mut self) -> Result<Batch> {
-        LocalDbIter::next_batch(self).await
+    async fn next_batch_into(&mut self, out: &mut Batch) -> Result<()> {
+        LocalDbIter::next_batch_into(self, out).await
     }
 }
 

@@ -347,8 +347,9 @@ async fn read_partition<S: Store>(
         .iter(plan.table, KeyRange::new(lower, upper), opts)
         .await?;
     let mut total = 0u64;
+    let mut entries = terrace::Batch::default();
     loop {
-        let entries = iter.next_batch().await?;
+        iter.next_batch_into(&mut entries).await?;
         if entries.is_empty() {
             return Ok(total);
         }
