@@ -251,7 +251,9 @@ impl Shard {
         keep_open: bool,
     ) -> Result<ShardBatch> {
         self.check_readable()?;
-        if keep_open {
+        // A slot is reserved before the first await, so concurrent opens cannot
+        // pass the bound together.
+        let slot = if keep_open {
             let mut table = self.reads.cursors.borrow_mut();
             table.sweep();
             let max = self.opts.max_open_cursors_per_shard;
@@ -262,7 +264,55 @@ impl Shard {
                 }
                 .into());
             }
+            let id = table.next_id;
+            table.next_id += 1;
+            table.entries.insert(
+                id,
+                Entry {
+                    owner,
+                    cursor: None,
+                },
+            );
+            Some(id)
+        } else {
+            None
+        };
+        let opened = self.open_cursor_at_snapshot(spec, limits).await;
+        let mut table = self.reads.cursors.borrow_mut();
+        let (cursor, entries) = match opened {
+            Ok(c) => c,
+            Err(e) => {
+                if let Some(id) = slot {
+                    table.entries.remove(&id);
+                }
+                return Err(e);
+            }
+        };
+        let Some(id) = slot.filter(|_| !cursor.exhausted()) else {
+            if let Some(id) = slot {
+                table.entries.remove(&id);
+            }
+            return Ok(ShardBatch {
+                entries,
+                cursor: None,
+            });
+        };
+        match table.entries.get_mut(&id) {
+            Some(e) if !self.health.closing.get() => e.cursor = Some(Box::new(cursor)),
+            // The shard began closing (its cursors were dropped) while this one opened.
+            _ => return Err(ErrorDetail::Closed.into()),
         }
+        Ok(ShardBatch {
+            entries,
+            cursor: Some(id),
+        })
+    }
+
+    async fn open_cursor_at_snapshot(
+        &self,
+        spec: &CursorSpec,
+        limits: BatchLimits,
+    ) -> Result<(ShardCursor, Batch)> {
         let snap = self.snapshot();
         self.counters.borrow_mut().scans += 1;
         let _reading = ReadInProgress::new(&self.reads.in_progress);
@@ -278,26 +328,7 @@ impl Shard {
             _snapshot: snap,
         };
         let entries = cursor.fill(limits, Batch::default()).await?;
-        if !keep_open || cursor.exhausted() {
-            return Ok(ShardBatch {
-                entries,
-                cursor: None,
-            });
-        }
-        let mut table = self.reads.cursors.borrow_mut();
-        let id = table.next_id;
-        table.next_id += 1;
-        table.entries.insert(
-            id,
-            Entry {
-                owner,
-                cursor: Some(Box::new(cursor)),
-            },
-        );
-        Ok(ShardBatch {
-            entries,
-            cursor: Some(id),
-        })
+        Ok((cursor, entries))
     }
 
     /// Positions a key-group cursor in every key group of `spec` that has data in the
@@ -390,29 +421,28 @@ impl Shard {
         let filled = cursor.fill(limits, buf).await;
         let mut table = self.reads.cursors.borrow_mut();
         match filled {
-            Ok(entries) if !cursor.exhausted() && !self.health.closing.get() => {
-                match table.entries.get_mut(&id) {
-                    Some(e) => e.cursor = Some(cursor),
-                    None => {
-                        // Swept while filling: its owner is gone, nobody will ask.
-                        return Ok(ShardBatch {
-                            entries,
-                            cursor: None,
-                        });
-                    }
-                }
-                Ok(ShardBatch {
-                    entries,
-                    cursor: Some(id),
-                })
-            }
-            Ok(entries) => {
+            Ok(entries) if cursor.exhausted() => {
                 table.entries.remove(&id);
                 Ok(ShardBatch {
                     entries,
                     cursor: None,
                 })
             }
+            Ok(entries) => match table.entries.get_mut(&id) {
+                Some(e) if !self.health.closing.get() => {
+                    e.cursor = Some(cursor);
+                    Ok(ShardBatch {
+                        entries,
+                        cursor: Some(id),
+                    })
+                }
+                // Dropped while filling (the shard is closing, or the owner went):
+                // more entries exist, so ending here would truncate the scan.
+                _ => {
+                    table.entries.remove(&id);
+                    Err(ErrorDetail::Closed.into())
+                }
+            },
             Err(e) => {
                 table.entries.remove(&id);
                 Err(e)
