@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 
+use crate::db_iter::{DbIter, Entry, IterOptions, KeyRange};
 use crate::error::{Error, ErrorDetail, Result};
 use crate::key::TableId;
 use crate::local_db::LocalDb;
@@ -468,23 +469,67 @@ impl Db {
     }
 
     /// Up to `limit` entries of table `t` with keys within the bounds, in user-key
-    /// order. A range within one key group (see `Options::key_group_prefix_bytes`) is
-    /// answered by one shard from one key group; any other range visits every key
-    /// group of every shard, which costs a seek per key group.
+    /// order, read at one snapshot per shard. A range within one key group (see
+    /// `Options::key_group_prefix_bytes`) is answered by one shard from one key group;
+    /// any other range visits every shard, each merging its key groups (one seek per
+    /// key group with data in the range). Each shard returns up to `limit` entries in
+    /// one hop; for long ranges use [`Db::iter`], which fetches in bounded batches.
     pub async fn scan(
         &self,
         t: TableId,
         lower: Bound<&[u8]>,
         upper: Bound<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let plan = ScanPlan::new(&self.inner.router, t, lower, upper, limit)?;
-        let calls = plan.targets.iter().map(|(shard, kgs)| {
-            let (range, kgs) = (plan.range.clone(), kgs.clone());
-            self.call(*shard, move |s| async move { s.scan(kgs, &range).await })
+    ) -> Result<Vec<Entry>> {
+        let plan = ScanPlan::new(&self.inner.router, t, &KeyRange::new(lower, upper))?;
+        self.scan_plan(&plan, limit).await
+    }
+
+    /// Up to `limit` entries of table `t` whose keys start with `prefix`, in key order.
+    /// With a prefix at least `Options::key_group_prefix_bytes` long this reads one
+    /// shard and one key group (one seek, then sequential reads): the map-state
+    /// access of one key's entries (see [`crate::map_key`]). Otherwise every key group
+    /// of every shard is visited, as by [`Db::scan`].
+    pub async fn scan_prefix(&self, t: TableId, prefix: &[u8], limit: usize) -> Result<Vec<Entry>> {
+        let plan = ScanPlan::new(&self.inner.router, t, &KeyRange::prefix(prefix))?;
+        self.scan_plan(&plan, limit).await
+    }
+
+    async fn scan_plan(&self, plan: &ScanPlan, limit: usize) -> Result<Vec<Entry>> {
+        crate::db_iter::scan_once(plan, limit, |shard, limits| {
+            let spec = plan.spec.clone();
+            self.call(shard, move |s| async move {
+                s.open_cursor(&spec, limits, std::sync::Weak::new(), false)
+                    .await
+            })
+        })
+        .await
+    }
+
+    /// An iterator over table `t`'s entries in `range`, in user-key order, fetched
+    /// in batches of `opts`. Every shard the range touches keeps a cursor open (one
+    /// snapshot per shard, taken before this returns): each further entry costs a
+    /// heap step on its shard, not a seek, and each batch one hop per shard. A
+    /// [`KeyRange::prefix`] at least `Options::key_group_prefix_bytes` long reads one
+    /// key group of one shard. Dropping the iterator releases the cursors; at most
+    /// `Options::max_open_cursors_per_shard` are open per shard.
+    pub async fn iter(&self, t: TableId, range: KeyRange, opts: IterOptions) -> Result<DbIter> {
+        let plan = ScanPlan::new(&self.inner.router, t, &range)?;
+        DbIter::open(self.clone(), plan, opts).await
+    }
+
+    /// Asks shard `shard` to release cursor `cursor`, without waiting. Should the
+    /// request queue be full, the shard sweeps the cursor at its next cursor
+    /// operation anyway (its owner token is gone by then).
+    pub(crate) fn close_cursor_nowait(&self, shard: u32, cursor: u64) {
+        let Some(sender) = self.inner.senders.get(shard as usize) else {
+            return;
+        };
+        let job: Job = Box::new(move |s: &Rc<Shard>, permit| {
+            s.close_cursor(cursor);
+            drop(permit);
         });
-        let parts = futures_util::future::try_join_all(calls).await?;
-        Ok(plan.merge(parts))
+        let _ = sender.try_send(Msg::Run(job));
     }
 
     pub(crate) async fn on_all<F, Fut, T>(&self, f: F) -> Result<Vec<T>>

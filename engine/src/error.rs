@@ -191,6 +191,14 @@ pub enum ErrorDetail {
         /// The PID recorded by the lock holder, if readable.
         pid: Option<u32>,
     },
+    /// A shard has `Options::max_open_cursors_per_shard` iterators open already.
+    #[error("shard {shard} has {max} iterators open (Options::max_open_cursors_per_shard); drop some first")]
+    TooManyCursors {
+        /// The shard.
+        shard: u32,
+        /// The limit.
+        max: usize,
+    },
     /// A write (or flush, compaction) on a database opened read-only.
     #[error("the database was opened read-only")]
     ReadOnly,
@@ -214,7 +222,7 @@ impl ErrorDetail {
             | OptionMismatch { .. }
             | BadArgument(_)
             | ReadOnly => ErrorKind::InvalidArgument,
-            InUse { .. } => ErrorKind::Unavailable,
+            InUse { .. } | TooManyCursors { .. } => ErrorKind::Unavailable,
             ChecksumMismatch { .. } | Corrupt { .. } | UnsupportedVersion { .. } => {
                 ErrorKind::Corruption
             }

@@ -16,7 +16,7 @@ use crate::error::Result;
 use crate::key::{compare_internal, set_internal_key, InternalKey};
 use crate::memtable::{Memtable, Node};
 use crate::sst::{TableCache, TableIter};
-use crate::version::FileMeta;
+use crate::version::{FileMeta, Version};
 
 /// A memtable cursor. Memtable nodes never move, so it holds its node and steps to
 /// the node's current successor: writes between steps are seen in order. Versions
@@ -85,9 +85,11 @@ impl MemIter {
     }
 }
 
-/// A cursor over one sorted level: its files in order, one open at a time.
+/// A cursor over one sorted level: its files in order, one open at a time. It holds
+/// the version (not a copy of the level's file list), so many cursors over one
+/// version cost little.
 pub(crate) struct LevelIter {
-    files: Vec<Rc<FileMeta>>,
+    version: Rc<Version>,
     cache: Rc<dyn TableCache>,
     level: u8,
     /// Blocks loaded by the scan (shared with its other iterators).
@@ -98,13 +100,13 @@ pub(crate) struct LevelIter {
 
 impl LevelIter {
     pub(crate) fn new(
-        files: Vec<Rc<FileMeta>>,
+        version: Rc<Version>,
         cache: Rc<dyn TableCache>,
         level: u8,
         scan_blocks: Rc<Cell<u32>>,
     ) -> LevelIter {
         LevelIter {
-            files,
+            version,
             cache,
             level,
             scan_blocks,
@@ -113,9 +115,16 @@ impl LevelIter {
         }
     }
 
+    fn files(&self) -> &[Rc<FileMeta>] {
+        self.version
+            .levels
+            .get(usize::from(self.level))
+            .map_or(&[], Vec::as_slice)
+    }
+
     async fn open(&mut self, index: usize) -> Result<()> {
         self.index = index;
-        self.current = match self.files.get(index) {
+        self.current = match self.files().get(index) {
             Some(f) => Some(
                 f.reader
                     .iter_at(
@@ -142,7 +151,7 @@ impl LevelIter {
 
     pub(crate) async fn seek(&mut self, ikey: &[u8]) -> Result<()> {
         let i = self
-            .files
+            .files()
             .partition_point(|f| f.desc.below(crate::key::state_key_of(ikey)));
         self.open(i).await?;
         if let Some(c) = self.current.as_mut() {
@@ -308,6 +317,17 @@ impl MergeIter {
 
     pub(crate) fn valid(&self) -> bool {
         self.current.is_some()
+    }
+
+    /// Drops the sources that can no longer yield a key below `end` (an internal key):
+    /// exhausted ones and ones already positioned at or past it. Sources are sorted, so
+    /// a later step never brings them back below `end`; a cursor confined to a key
+    /// range then compares only the sources that still hold keys in it. Call only
+    /// while every remaining step stays below `end`.
+    pub(crate) fn retain_below(&mut self, end: &[u8]) {
+        self.sources
+            .retain(|s| s.valid() && compare_internal(s.key(), end) == Ordering::Less);
+        self.pick();
     }
 
     pub(crate) fn key(&self) -> &[u8] {

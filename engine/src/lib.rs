@@ -26,6 +26,7 @@
 pub mod checkpoint;
 mod compaction;
 mod db;
+mod db_iter;
 mod encoding;
 pub mod error;
 mod files;
@@ -37,6 +38,7 @@ mod keyed;
 mod lanes;
 mod local_db;
 mod lock;
+pub mod map_key;
 mod memtable;
 mod meta;
 mod notify;
@@ -59,6 +61,10 @@ pub use checkpoint::store::{
 };
 pub use checkpoint::{CheckpointInfo, CheckpointSummary};
 pub use db::Db;
+pub use db_iter::{
+    Batch, DbIter, Entry, IterOptions, KeyRange, LocalDbIter, MAX_ITER_BATCH_BYTES,
+    MAX_ITER_BATCH_ENTRIES,
+};
 pub use error::{Error, ErrorDetail, ErrorKind, Result};
 pub use key::{KeyGroupRange, TableId};
 pub use keyed::{

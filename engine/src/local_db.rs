@@ -10,9 +10,11 @@ use std::rc::Rc;
 use std::sync::{Arc, Weak};
 
 use crate::db::{Db, DbInner};
+use crate::db_iter::{Batch, Entry, IterOptions, KeyRange, LocalDbIter};
 use crate::error::{ErrorDetail, Result};
 use crate::key::{state_key_group, TableId};
 use crate::router::{KeyBatches, Router, ScanPlan};
+use crate::shard::cursor::{BatchLimits, CursorSpec, ShardBatch};
 use crate::shard::Shard;
 
 /// A shard-local handle. `!Send`: it lives on the shard's thread.
@@ -62,6 +64,11 @@ impl LocalDb {
     /// Whether this handle refuses keys of other shards (keyed execution).
     pub fn is_strict(&self) -> bool {
         self.strict
+    }
+
+    /// The first key group `shard` owns (what a refused scan names).
+    fn first_group_of(&self, shard: u32) -> u16 {
+        crate::key::shard_key_groups(shard, self.router.shards, self.router.key_groups).first
     }
 
     /// The database handle for a call on `shard`, or the keyed-execution refusal.
@@ -162,29 +169,97 @@ impl LocalDb {
         Ok(KeyBatches::assemble(len, parts))
     }
 
-    /// Like [`Db::scan`]; key groups this shard owns are scanned directly.
+    /// Like [`Db::scan`]; this shard's key groups are read directly.
     pub async fn scan(
         &self,
         t: TableId,
         lower: Bound<&[u8]>,
         upper: Bound<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let plan = ScanPlan::new(&self.router, t, lower, upper, limit)?;
-        let calls = plan.targets.iter().map(|(shard, kgs)| {
-            let (range, kgs) = (plan.range.clone(), kgs.clone());
-            async move {
-                if *shard == self.shard.id {
-                    self.shard.scan(kgs, &range).await
-                } else {
-                    let kg = *kgs.start();
-                    self.forward(*shard, kg)?
-                        .call(*shard, move |s| async move { s.scan(kgs, &range).await })
-                        .await
-                }
-            }
-        });
-        let parts = futures_util::future::try_join_all(calls).await?;
-        Ok(plan.merge(parts))
+    ) -> Result<Vec<Entry>> {
+        let plan = ScanPlan::new(&self.router, t, &KeyRange::new(lower, upper))?;
+        self.scan_plan(&plan, limit).await
+    }
+
+    /// Like [`Db::scan_prefix`]; a prefix this shard owns costs no hop.
+    pub async fn scan_prefix(&self, t: TableId, prefix: &[u8], limit: usize) -> Result<Vec<Entry>> {
+        let plan = ScanPlan::new(&self.router, t, &KeyRange::prefix(prefix))?;
+        self.scan_plan(&plan, limit).await
+    }
+
+    async fn scan_plan(&self, plan: &ScanPlan, limit: usize) -> Result<Vec<Entry>> {
+        crate::db_iter::scan_once(plan, limit, |shard, limits| {
+            self.open_cursor_with(shard, plan.spec.clone(), limits, Weak::new(), false)
+        })
+        .await
+    }
+
+    /// Like [`Db::iter`]; this shard's cursor is read without a hop.
+    pub async fn iter(
+        &self,
+        t: TableId,
+        range: KeyRange,
+        opts: IterOptions,
+    ) -> Result<LocalDbIter> {
+        let plan = ScanPlan::new(&self.router, t, &range)?;
+        LocalDbIter::open(self.clone(), plan, opts).await
+    }
+
+    pub(crate) async fn open_cursor(
+        &self,
+        shard: u32,
+        spec: Arc<CursorSpec>,
+        limits: BatchLimits,
+        owner: Weak<()>,
+    ) -> Result<ShardBatch> {
+        self.open_cursor_with(shard, spec, limits, owner, true)
+            .await
+    }
+
+    async fn open_cursor_with(
+        &self,
+        shard: u32,
+        spec: Arc<CursorSpec>,
+        limits: BatchLimits,
+        owner: Weak<()>,
+        keep_open: bool,
+    ) -> Result<ShardBatch> {
+        if shard == self.shard.id {
+            self.shard
+                .open_cursor(&spec, limits, owner, keep_open)
+                .await
+        } else {
+            self.forward(shard, self.first_group_of(shard))?
+                .call(shard, move |s| async move {
+                    s.open_cursor(&spec, limits, owner, keep_open).await
+                })
+                .await
+        }
+    }
+
+    pub(crate) async fn cursor_next(
+        &self,
+        shard: u32,
+        cursor: u64,
+        limits: BatchLimits,
+        buf: Batch,
+    ) -> Result<ShardBatch> {
+        if shard == self.shard.id {
+            self.shard.cursor_next(cursor, limits, buf).await
+        } else {
+            self.forward(shard, self.first_group_of(shard))?
+                .call(shard, move |s| async move {
+                    s.cursor_next(cursor, limits, buf).await
+                })
+                .await
+        }
+    }
+
+    pub(crate) fn close_cursor(&self, shard: u32, cursor: u64) {
+        if shard == self.shard.id {
+            self.shard.close_cursor(cursor);
+        } else if let Ok(db) = self.db() {
+            db.close_cursor_nowait(shard, cursor);
+        }
     }
 }

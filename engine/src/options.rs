@@ -163,6 +163,11 @@ pub struct Options {
     pub num_levels: usize,
     /// Requests a shard accepts from other threads before senders wait.
     pub max_pending_requests_per_shard: usize,
+    /// Iterators ([`DbIter`](crate::DbIter), [`LocalDbIter`](crate::LocalDbIter)) open
+    /// at once on one shard; opening one more fails with an `Unavailable` error. Each
+    /// holds its snapshot (memtables, files) and one block per run per key group with
+    /// data left in its range; dropping the iterator releases it.
+    pub max_open_cursors_per_shard: usize,
     /// How long an idle shard spins before parking, in microseconds (cuts cross-thread
     /// request latency at the price of CPU). Only pinned shards spin (`pin_shards`):
     /// glommio ignores it for unbound executors.
@@ -309,6 +314,7 @@ impl Options {
             level_size_multiplier: 10,
             num_levels: 7,
             max_pending_requests_per_shard: 4096,
+            max_open_cursors_per_shard: 1024,
             spin_before_park_us: 100,
             caller_spin_us: 50,
             foreground_latency_us: 1000,
@@ -486,6 +492,9 @@ impl Options {
         }
         if self.max_pending_requests_per_shard == 0 {
             return Err(bad("max_pending_requests_per_shard", "must be at least 1"));
+        }
+        if !(1..=1 << 20).contains(&self.max_open_cursors_per_shard) {
+            return Err(bad("max_open_cursors_per_shard", "must be in 1..=1048576"));
         }
         if self.foreground_shares == 0 || self.flush_shares == 0 || self.compaction_shares == 0 {
             return Err(bad("*_shares", "task queue shares must be positive"));

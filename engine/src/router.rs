@@ -7,9 +7,10 @@ use std::collections::HashMap;
 use std::ops::Bound;
 use std::sync::Arc;
 
+use crate::db_iter::KeyRange;
 use crate::error::{ErrorDetail, Result};
 use crate::key::{encode_state_key, key_group, shard_for_key_group, KeyGroupRange, TableId};
-use crate::shard::ScanRange;
+use crate::shard::cursor::CursorSpec;
 
 /// What every handle needs to route and validate requests.
 #[derive(Clone, Debug)]
@@ -177,49 +178,38 @@ impl KeyBatches {
     }
 }
 
-/// Which shards and key groups a scan visits, and how their answers merge.
+/// Which shards and key groups a scan visits.
 pub(crate) struct ScanPlan {
-    pub(crate) range: Arc<ScanRange>,
-    /// Per shard to visit: the key groups to scan there.
-    pub(crate) targets: Vec<(u32, std::ops::RangeInclusive<u16>)>,
+    pub(crate) spec: Arc<CursorSpec>,
+    /// The shards to visit (the spec's key groups, clamped to each shard's own).
+    pub(crate) shards: Vec<u32>,
 }
 
 impl ScanPlan {
-    /// A range within one key group is one shard and one key group; any other range
-    /// visits every key group of every shard.
-    pub(crate) fn new(
-        router: &Router,
-        t: TableId,
-        lower: Bound<&[u8]>,
-        upper: Bound<&[u8]>,
-        limit: usize,
-    ) -> Result<Self> {
+    /// A prefix at least `key_group_prefix_bytes` long, or a range both of whose
+    /// bounds share such a prefix, lies in one key group: one shard, one key group.
+    /// Any other range visits every key group of every shard.
+    pub(crate) fn new(router: &Router, t: TableId, range: &KeyRange) -> Result<Self> {
         router.check_table(t)?;
-        let targets = match router.single_group(lower, upper) {
+        let single = match (range.prefix_bytes(), router.key_group_prefix_bytes) {
+            (Some(p), Some(n)) if p.len() >= n as usize => Some(router.key_group(p)),
+            _ => router.single_group(range.lower(), range.upper()),
+        };
+        let (shards, key_groups) = match single {
             Some(kg) => {
                 router.check_key_group(kg)?;
-                vec![(router.shard_of_group(kg), kg..=kg)]
+                (vec![router.shard_of_group(kg)], kg..=kg)
             }
-            None => (0..router.shards).map(|s| (s, 0..=u16::MAX)).collect(),
+            None => ((0..router.shards).collect(), 0..=u16::MAX),
         };
         Ok(ScanPlan {
-            range: Arc::new(ScanRange {
+            spec: Arc::new(CursorSpec {
                 table: t,
-                lower: lower.map(<[u8]>::to_vec),
-                upper: upper.map(<[u8]>::to_vec),
-                limit,
+                lower: range.lower().map(<[u8]>::to_vec),
+                upper: range.upper().map(<[u8]>::to_vec),
+                key_groups,
             }),
-            targets,
+            shards,
         })
-    }
-
-    /// Merges the shards' answers in user-key order, cut to the limit.
-    pub(crate) fn merge(&self, parts: Vec<Vec<(Vec<u8>, Vec<u8>)>>) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let mut out: Vec<(Vec<u8>, Vec<u8>)> = parts.into_iter().flatten().collect();
-        if self.targets.len() > 1 {
-            out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        }
-        out.truncate(self.range.limit);
-        out
     }
 }

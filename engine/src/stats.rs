@@ -18,8 +18,12 @@ pub struct Counters {
     pub deletes: u64,
     /// Keys read by get and multi_get.
     pub gets: u64,
-    /// Scans (per key-group range visited).
+    /// Scan cursors opened (one per shard a scan or iterator visits).
     pub scans: u64,
+    /// Key-group seeks made by opening scan cursors: one per key group with data in
+    /// the range, plus one per run of empty groups (a prefix scan within one key
+    /// group costs one).
+    pub scan_seeks: u64,
     /// Memtables flushed.
     pub flushes: u64,
     /// Bytes of SSTs written by flushes.
@@ -143,6 +147,8 @@ pub struct ShardStats {
     pub immutable_memtables: usize,
     /// Highest seqno assigned.
     pub last_seqno: u64,
+    /// Iterators (scan cursors) open on the shard.
+    pub open_cursors: usize,
     /// Per level, L0 first.
     pub levels: Vec<LevelStats>,
     /// Event counters.
@@ -328,6 +334,7 @@ impl DbStats {
             t.deletes += c.deletes;
             t.gets += c.gets;
             t.scans += c.scans;
+            t.scan_seeks += c.scan_seeks;
             t.flushes += c.flushes;
             t.flush_bytes += c.flush_bytes;
             t.compactions += c.compactions;

@@ -1,9 +1,11 @@
 //! Random operation sequences checked against a `BTreeMap` model.
 //!
-//! Puts, deletes, gets, multi-gets, scans, flushes, range compactions and
-//! close-and-reopen cycles run against a 2-shard database with tiny memtables and
-//! files, so flushes and compactions happen constantly. After every read the answer
-//! must equal the model's. The run is seeded: set `TERRACE_SEED` to replay a failure
+//! Puts, deletes, gets, multi-gets, scans, prefix scans, iterators, flushes, range
+//! compactions and close-and-reopen cycles run against a 2-shard database with tiny
+//! memtables and files, so flushes and compactions happen constantly. After every
+//! read the answer must equal the model's. Iterators stay open across other
+//! operations (writes, flushes, compactions) and must keep returning the model as it
+//! was when they opened, in batches within their limits. The run is seeded: set `TERRACE_SEED` to replay a failure
 //! (the seed is printed when an assertion fails), and `TERRACE_MODEL_OPS` to run longer.
 //!
 //! A second run does the same with the hybrid block cache on: files lose their local
@@ -18,7 +20,7 @@ use std::ops::Bound;
 use common::*;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use terrace::{CacheMode, Db, Options, TableId};
+use terrace::{CacheMode, Db, DbIter, IterOptions, KeyRange, Options, TableId};
 
 type Model = BTreeMap<(u16, Vec<u8>), Vec<u8>>;
 
@@ -88,6 +90,56 @@ fn model_scan(
         .collect()
 }
 
+/// An open iterator and what it must still return: the model's entries of its range
+/// when it opened.
+struct OpenIter {
+    iter: DbIter,
+    want: std::collections::VecDeque<(Vec<u8>, Vec<u8>)>,
+    opts: IterOptions,
+    what: String,
+}
+
+/// Takes one batch of `it` and checks it against the snapshot it must return.
+async fn step_iter(it: &mut OpenIter, ctx: &str) {
+    let batch = it.iter.next_batch().await.unwrap();
+    let what = &it.what;
+    assert!(
+        batch.len() <= it.opts.batch_entries,
+        "{ctx} {what}: batch too long"
+    );
+    for (k, v) in batch.iter() {
+        let Some((wk, wv)) = it.want.pop_front() else {
+            panic!("{ctx} {what}: entry {k:?} past the end");
+        };
+        assert_eq!((k, v), (wk.as_slice(), wv.as_slice()), "{ctx} {what}");
+    }
+    let full = batch.len() == it.opts.batch_entries || batch.bytes() >= it.opts.batch_bytes;
+    if !full {
+        assert!(
+            it.want.is_empty(),
+            "{ctx} {what}: short batch before the end"
+        );
+        assert!(it.iter.is_done(), "{ctx} {what}: short batch but not done");
+    }
+    if it.want.is_empty() {
+        // The next batch is empty (the last one may have been full).
+        if !it.iter.is_done() {
+            assert!(
+                it.iter.next_batch().await.unwrap().is_empty(),
+                "{ctx} {what}"
+            );
+        }
+        assert!(it.iter.is_done(), "{ctx} {what}: all read but not done");
+    }
+}
+
+/// A prefix of a key the generator makes (sometimes a whole key).
+fn prefix(rng: &mut SmallRng, space: u32) -> Vec<u8> {
+    let k = key(rng, space);
+    let n = rng.gen_range(0..=k.len());
+    k[..n].to_vec()
+}
+
 fn bound(rng: &mut SmallRng, space: u32) -> Bound<Vec<u8>> {
     match rng.gen_range(0..5) {
         0 => Bound::Unbounded,
@@ -110,6 +162,8 @@ fn run(seed: u64, ops: usize, options: fn(&std::path::Path) -> Options) {
     let (mut flushes, mut compactions) = (0u64, 0u64);
     let (mut remote_gets, mut ssd_hits) = (0u64, 0u64);
     let hybrid = options(dir.path()).cache_mode == CacheMode::Hybrid;
+    let mut iters: Vec<OpenIter> = Vec::new();
+    let (mut iter_batches, mut prefix_scans) = (0u64, 0u64);
     for i in 0..ops {
         let ti = rng.gen_range(0..tables.len());
         let t = tables[ti];
@@ -140,7 +194,7 @@ fn run(seed: u64, ops: usize, options: fn(&std::path::Path) -> Options) {
                         ctx(i)
                     );
                 }
-                900..=969 => {
+                900..=929 => {
                     let keys: Vec<Vec<u8>> = (0..rng.gen_range(1..40))
                         .map(|_| key(&mut rng, space))
                         .collect();
@@ -169,6 +223,65 @@ fn run(seed: u64, ops: usize, options: fn(&std::path::Path) -> Options) {
                     let want = model_scan(&model, tid, lo.as_ref(), hi.as_ref(), limit);
                     assert_eq!(got, want, "{} scan {lo:?}..{hi:?} limit {limit}", ctx(i));
                 }
+                930..=939 => {
+                    let p = prefix(&mut rng, space);
+                    let limit = rng.gen_range(0..60);
+                    let got = db.scan_prefix(t, &p, limit).await.unwrap();
+                    let want: Vec<_> = model_scan(
+                        &model,
+                        tid,
+                        Bound::Included(&p),
+                        Bound::Unbounded,
+                        usize::MAX,
+                    )
+                    .into_iter()
+                    .take_while(|(k, _)| k.starts_with(&p))
+                    .take(limit)
+                    .collect();
+                    assert_eq!(got, want, "{} scan_prefix {p:?} limit {limit}", ctx(i));
+                    prefix_scans += 1;
+                }
+                940..=949 if iters.len() < 4 => {
+                    let range = if rng.gen_bool(0.2) {
+                        KeyRange::prefix(&prefix(&mut rng, space))
+                    } else {
+                        let (lo, hi) = (bound(&mut rng, space), bound(&mut rng, space));
+                        KeyRange::new(
+                            lo.as_ref().map(|v| v.as_slice()),
+                            hi.as_ref().map(|v| v.as_slice()),
+                        )
+                    };
+                    let opts = IterOptions {
+                        batch_entries: rng.gen_range(1..40),
+                        batch_bytes: if rng.gen_bool(0.3) {
+                            rng.gen_range(1..2000)
+                        } else {
+                            1 << 20
+                        },
+                    };
+                    let want = model_scan(
+                        &model,
+                        tid,
+                        range.lower().map(|b| b.to_vec()).as_ref(),
+                        range.upper().map(|b| b.to_vec()).as_ref(),
+                        usize::MAX,
+                    );
+                    let iter = db.iter(t, range.clone(), opts).await.unwrap();
+                    iters.push(OpenIter {
+                        iter,
+                        want: want.into(),
+                        opts,
+                        what: format!("iterator over {range:?} with {opts:?}"),
+                    });
+                }
+                950..=969 if !iters.is_empty() => {
+                    let n = rng.gen_range(0..iters.len());
+                    step_iter(&mut iters[n], &ctx(i)).await;
+                    iter_batches += 1;
+                    if iters[n].iter.is_done() || rng.gen_bool(0.1) {
+                        iters.swap_remove(n);
+                    }
+                }
                 990..=993 => db.flush().await.unwrap(),
                 994..=996 => db
                     .compact_range(Bound::Unbounded, Bound::Unbounded)
@@ -178,6 +291,7 @@ fn run(seed: u64, ops: usize, options: fn(&std::path::Path) -> Options) {
             }
         });
         if dice >= 997 {
+            iters.clear();
             let stats = block_on(db.stats()).unwrap();
             let t = stats.total();
             flushes += t.flushes;
@@ -192,8 +306,10 @@ fn run(seed: u64, ops: usize, options: fn(&std::path::Path) -> Options) {
         }
     }
     eprintln!(
-        "{flushes} flushes, {compactions} compactions and moves, {remote_gets} GETs, {ssd_hits} SSD hits"
+        "{flushes} flushes, {compactions} compactions and moves, {remote_gets} GETs, {ssd_hits} SSD hits, \
+         {iter_batches} iterator batches, {prefix_scans} prefix scans"
     );
+    iters.clear();
     if ops >= 10_000 {
         assert!(
             flushes > 10 && compactions > 10,

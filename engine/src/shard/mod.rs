@@ -21,19 +21,20 @@
 //! |---|---|
 //! | `versions` (files, manifest) | [`VersionSet`] |
 //! | `mem` (memtables, seqnos) | `write.rs` (frozen by writes, popped by `flush.rs`) |
-//! | `reads` (block cache, reads in progress) | `read.rs` (the cache itself: `cache.rs`) |
+//! | `reads` (block cache, reads in progress, open cursors) | `read.rs` (the cache itself: `cache.rs`; cursors: `cursor.rs`) |
 //! | `uploads` (queue, pending bytes, refusals) | `uploads.rs` |
 //! | `local_copies` (budget task) | `local_copies.rs` |
 //! | `warmer` (downloads after a restore) | `warmer.rs` |
 //! | `signals`, `health` | this file |
 //!
 //! Files: `runner.rs` (the thread and its request loop), `open.rs`, `write.rs`,
-//! `read.rs`, `cache.rs`, `flush.rs`, `compaction.rs`, `uploads.rs`, `local_copies.rs`,
+//! `read.rs`, `cursor.rs` (scan cursors), `cache.rs`, `flush.rs`, `compaction.rs`, `uploads.rs`, `local_copies.rs`,
 //! `stats.rs`.
 
 pub(crate) mod cache;
 mod checkpoint;
 mod compaction;
+pub(crate) mod cursor;
 mod flush;
 mod local_copies;
 mod open;
@@ -64,7 +65,7 @@ use crate::version::{FileMeta, ObjectId, VersionEdit, VersionSet};
 
 pub(crate) use local_copies::LocalCopies;
 pub(crate) use open::new_lineage;
-pub(crate) use read::{ReadPath, ScanRange};
+pub(crate) use read::ReadPath;
 pub(crate) use uploads::{open_table, Uploads};
 pub(crate) use write::Memtables;
 
@@ -260,6 +261,8 @@ impl Shard {
             self.flush_all().await
         };
         self.health.closing.set(true);
+        // Open cursors pin memtables and files; nothing reads them once closing.
+        self.reads.cursors.borrow_mut().clear();
         self.signals.flush_wake.notify_all();
         self.signals.compaction_wake.notify_all();
         self.uploads.wake.notify_all();

@@ -7,18 +7,19 @@
 //!
 //! `multi_get` captures one snapshot for the whole batch and runs every key's search
 //! at once, so the block reads of the batch are in flight together on io_uring.
+//! Scans are cursors (`cursor.rs`) over [`Shard::merge_iter`].
 
-use std::cell::Cell;
-use std::ops::Bound;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use terrace_tiering::RemoteStatsCell;
 
 use super::cache::ShardCache;
+use super::cursor::CursorTable;
 use super::Shard;
 use crate::error::{ErrorDetail, Result};
 use crate::iter::{LevelIter, MemIter, MergeIter, Source};
-use crate::key::{make_internal_key, InternalKey, TableId, ValueKind, MAX_SEQNO};
+use crate::key::ValueKind;
 use crate::memtable::{MemValue, Memtable};
 use crate::sst::BlockRead;
 use crate::version::Version;
@@ -33,6 +34,8 @@ pub(crate) struct ReadPath {
     pub(crate) in_progress: Cell<u32>,
     /// Writes applied since the last turn given to the reactor while reads waited.
     pub(crate) writes_since_io_turn: Cell<u32>,
+    /// Open scan cursors (`cursor.rs`).
+    pub(crate) cursors: RefCell<CursorTable>,
 }
 
 impl ReadPath {
@@ -42,6 +45,7 @@ impl ReadPath {
             remote_reads: RemoteStatsCell::default(),
             in_progress: Cell::new(0),
             writes_since_io_turn: Cell::new(0),
+            cursors: RefCell::default(),
         }
     }
 }
@@ -78,14 +82,6 @@ pub(crate) struct ReadSnapshot {
     pub(crate) version: Rc<Version>,
 }
 
-/// A scan's bounds on user keys.
-pub(crate) struct ScanRange {
-    pub(crate) table: TableId,
-    pub(crate) lower: Bound<Vec<u8>>,
-    pub(crate) upper: Bound<Vec<u8>>,
-    pub(crate) limit: usize,
-}
-
 impl Shard {
     pub(crate) fn snapshot(&self) -> ReadSnapshot {
         let m = self.mem.borrow();
@@ -97,7 +93,7 @@ impl Shard {
         }
     }
 
-    fn check_readable(&self) -> Result<()> {
+    pub(crate) fn check_readable(&self) -> Result<()> {
         if self.health.closing.get() {
             return Err(ErrorDetail::Closed.into());
         }
@@ -184,13 +180,12 @@ impl Shard {
 
     /// A merge over every run of `snap`, for scans. The scan's table iterators share
     /// one count of blocks loaded, so a long scan stops admitting blocks to the cache.
-    pub(crate) fn merge_iter(&self, snap: &ReadSnapshot) -> MergeIter {
+    pub(crate) fn merge_iter(&self, snap: &ReadSnapshot, scan_blocks: Rc<Cell<u32>>) -> MergeIter {
         let mut sources = Vec::new();
         sources.push(Source::Mem(MemIter::new(snap.mem.clone(), snap.seqno)));
         for m in &snap.imms {
             sources.push(Source::Mem(MemIter::new(m.clone(), snap.seqno)));
         }
-        let scan_blocks = Rc::new(Cell::new(0));
         let cache: Rc<dyn crate::sst::TableCache> = self.reads.cache.clone();
         for f in &snap.version.levels[0] {
             sources.push(Source::Table(
@@ -202,7 +197,7 @@ impl Shard {
         for (level, files) in snap.version.levels.iter().enumerate().skip(1) {
             if !files.is_empty() {
                 sources.push(Source::Level(LevelIter::new(
-                    files.clone(),
+                    snap.version.clone(),
                     cache.clone(),
                     level as u8,
                     scan_blocks.clone(),
@@ -210,101 +205,6 @@ impl Shard {
             }
         }
         MergeIter::new(sources)
-    }
-
-    /// Scans key groups `kgs` (within this shard) for `range`, each key group in
-    /// user-key order; the result is sorted by user key and cut to the limit.
-    pub(crate) async fn scan(
-        &self,
-        key_groups: std::ops::RangeInclusive<u16>,
-        range: &ScanRange,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        self.check_readable()?;
-        let snap = self.snapshot();
-        self.counters.borrow_mut().scans += 1;
-        let _reading = ReadInProgress::new(&self.reads.in_progress);
-        let mut it = self.merge_iter(&snap);
-        let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-        let (first, last) = (
-            (*key_groups.start()).max(self.key_groups.0),
-            (*key_groups.end()).min(self.key_groups.1),
-        );
-        if range.limit == 0 || first > last {
-            return Ok(out);
-        }
-        for kg in first..=last {
-            self.scan_key_group(&mut it, &snap, kg, range, &mut out)
-                .await?;
-            if kg != last && out.len() > range.limit {
-                out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-                out.truncate(range.limit);
-            }
-        }
-        if first != last {
-            out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        }
-        out.truncate(range.limit);
-        Ok(out)
-    }
-
-    async fn scan_key_group(
-        &self,
-        it: &mut MergeIter,
-        snap: &ReadSnapshot,
-        kg: u16,
-        range: &ScanRange,
-        out: &mut Vec<(Vec<u8>, Vec<u8>)>,
-    ) -> Result<()> {
-        let mut prefix = Vec::with_capacity(4);
-        prefix.extend_from_slice(&kg.to_be_bytes());
-        prefix.extend_from_slice(&range.table.0.to_be_bytes());
-        let start_user: &[u8] = match &range.lower {
-            Bound::Included(k) | Bound::Excluded(k) => k,
-            Bound::Unbounded => &[],
-        };
-        let mut start = prefix.clone();
-        start.extend_from_slice(start_user);
-        it.seek(&make_internal_key(&start, MAX_SEQNO, ValueKind::Put))
-            .await?;
-        let mut taken = 0usize;
-        let mut last: Option<Vec<u8>> = None;
-        while it.valid() && taken < range.limit {
-            let Some(k) = InternalKey::decode(it.key()) else {
-                return Err(crate::Error::internal("merge produced a malformed key"));
-            };
-            if !k.state_key.starts_with(&prefix) {
-                break;
-            }
-            let user = &k.state_key[prefix.len()..];
-            let past_end = match &range.upper {
-                Bound::Included(u) => user > u.as_slice(),
-                Bound::Excluded(u) => user >= u.as_slice(),
-                Bound::Unbounded => false,
-            };
-            if past_end {
-                break;
-            }
-            let fresh = k.seqno <= snap.seqno && last.as_deref() != Some(k.state_key);
-            if fresh {
-                last = Some(k.state_key.to_vec());
-                let excluded = matches!(&range.lower, Bound::Excluded(l) if user == l.as_slice());
-                match ValueKind::from_u8(k.kind) {
-                    Some(ValueKind::Put) if !excluded => {
-                        out.push((user.to_vec(), it.value().to_vec()));
-                        taken += 1;
-                    }
-                    Some(_) => {}
-                    None => {
-                        return Err(crate::Error::internal(format!(
-                            "unknown value kind {} in a merged key",
-                            k.kind
-                        )))
-                    }
-                }
-            }
-            it.next().await?;
-        }
-        Ok(())
     }
 }
 

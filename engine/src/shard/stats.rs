@@ -39,6 +39,7 @@ impl Shard {
             memtable_bytes: m.active.approximate_bytes(),
             immutable_memtables: m.frozen.len(),
             last_seqno: m.last_seqno,
+            open_cursors: self.open_cursors(),
             levels: version
                 .levels
                 .iter()

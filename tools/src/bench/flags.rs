@@ -16,8 +16,9 @@
 //! - `--compression_type none`: Terrace supports none and zstd; zstd is opt-in.
 //! - `--seed 0` is an ordinary seed, not "use the clock": runs are reproducible.
 //! - `--max_key_groups 128` (Flink's usual max parallelism) rather than the engine's
-//!   32768: a scan whose range spans key groups seeks once per key group, so with
-//!   32768 groups seekrandom and readseq would measure little but those seeks. Pass
+//!   32768: a scan whose range spans key groups seeks once per key group with data
+//!   when it opens, so with 32768 groups seekrandom would measure little but those
+//!   seeks (readseq pays them once per partition, then a heap step per entry). Pass
 //!   `--key_group_prefix_bytes` to make short scans single-group instead.
 
 use std::path::PathBuf;

@@ -7,14 +7,36 @@
 
 use std::ops::Bound;
 
-use terrace::{Db, LocalDb, Result, TableId};
+use terrace::{Batch, Db, DbIter, IterOptions, KeyRange, LocalDb, LocalDbIter, Result, TableId};
 
 /// A key-value entry returned by a scan.
 pub type Entry = (Vec<u8>, Vec<u8>);
 
+/// An open iterator of either handle.
+#[allow(async_fn_in_trait)]
+pub trait Batches {
+    /// The next entries in key order into `out` (its buffers reused); empty at the
+    /// end.
+    async fn next_batch_into(&mut self, out: &mut Batch) -> Result<()>;
+}
+
+impl Batches for DbIter {
+    async fn next_batch_into(&mut self, out: &mut Batch) -> Result<()> {
+        DbIter::next_batch_into(self, out).await
+    }
+}
+
+impl Batches for LocalDbIter {
+    async fn next_batch_into(&mut self, out: &mut Batch) -> Result<()> {
+        LocalDbIter::next_batch_into(self, out).await
+    }
+}
+
 /// The operations a benchmark issues.
 #[allow(async_fn_in_trait)]
 pub trait Store: Clone + 'static {
+    /// The handle's iterator.
+    type Iter: Batches;
     /// Whether this worker should handle `key`: in embedded mode only keys of the
     /// shard it runs on, so no request crosses threads; always true otherwise.
     fn owns(&self, key: &[u8]) -> bool;
@@ -32,9 +54,15 @@ pub trait Store: Clone + 'static {
         upper: Bound<&[u8]>,
         limit: usize,
     ) -> Result<Vec<Entry>>;
+    /// Opens an iterator over a key range (readseq).
+    async fn iter(&self, t: TableId, range: KeyRange, opts: IterOptions) -> Result<Self::Iter>;
 }
 
 impl Store for Db {
+    type Iter = DbIter;
+    async fn iter(&self, t: TableId, range: KeyRange, opts: IterOptions) -> Result<DbIter> {
+        Db::iter(self, t, range, opts).await
+    }
     fn owns(&self, _key: &[u8]) -> bool {
         true
     }
@@ -59,6 +87,10 @@ impl Store for Db {
 }
 
 impl Store for LocalDb {
+    type Iter = LocalDbIter;
+    async fn iter(&self, t: TableId, range: KeyRange, opts: IterOptions) -> Result<LocalDbIter> {
+        LocalDb::iter(self, t, range, opts).await
+    }
     fn owns(&self, key: &[u8]) -> bool {
         LocalDb::owns(self, key)
     }

@@ -10,22 +10,23 @@
 //! crossing threads.
 //!
 //! readseq is the exception: its index range is a list of key-range *partitions*
-//! (contiguous runs of key indexes); a worker scans its partition in key order with
-//! `scan` calls of `--readseq_chunk` entries. Scans return entries in user-key order
-//! whatever the key groups, so readseq reads the key space in key order; in embedded
-//! mode the engine forwards the parts of a partition other shards own.
+//! (contiguous runs of key indexes); a worker reads its partition in key order with
+//! one iterator (`Db::iter`), in batches of `--readseq_chunk` entries. Iterators
+//! return entries in user-key order whatever the key groups, so readseq reads the key
+//! space in key order; in embedded mode the iterator reads its own shard directly and
+//! fetches the other shards' batches with one hop each.
 
 use std::ops::{Bound, Range};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use terrace::{Result, TableId};
+use terrace::{IterOptions, KeyRange, Result, TableId};
 
 use super::benchmark::Benchmark;
 use super::keys::{KeyBuf, KeyDraw};
 use super::progress::{LocalProgress, Progress};
 use super::stats::OpStats;
-use super::store::Store;
+use super::store::{Batches, Store};
 use super::timeline::Timeline;
 use super::values::ValuePool;
 use super::zipf::Zipf;
@@ -308,7 +309,9 @@ async fn multi_get<S: Store>(
     Ok(n)
 }
 
-/// Scans readseq partition `p` to its end; returns the entries read.
+/// Reads readseq partition `p` to its end with one iterator (batches of
+/// `--readseq_chunk` entries); returns the entries read. Each batch is one recorded
+/// operation (the first includes opening the iterator).
 async fn read_partition<S: Store>(
     store: &S,
     plan: &Plan,
@@ -324,33 +327,36 @@ async fn read_partition<S: Store>(
         return Ok(0);
     }
     let upper_key = plan.keys.key_of(hi);
-    let mut lower_key = plan.keys.key_of(lo);
-    let mut started = false;
+    let lower_key = plan.keys.key_of(lo);
+    let lower = if first {
+        Bound::Unbounded
+    } else {
+        Bound::Included(lower_key.as_slice())
+    };
+    let upper = if last {
+        Bound::Unbounded
+    } else {
+        Bound::Excluded(upper_key.as_slice())
+    };
+    let opts = IterOptions {
+        batch_entries: plan.readseq_chunk.min(terrace::MAX_ITER_BATCH_ENTRIES),
+        ..IterOptions::default()
+    };
+    let mut start = terrace_tiering::clock::now();
+    let mut iter = store
+        .iter(plan.table, KeyRange::new(lower, upper), opts)
+        .await?;
     let mut total = 0u64;
+    let mut entries = terrace::Batch::default();
     loop {
-        let lower = match (first, started) {
-            (true, false) => Bound::Unbounded,
-            (false, false) => Bound::Included(lower_key.as_slice()),
-            (_, true) => Bound::Excluded(lower_key.as_slice()),
-        };
-        let upper = if last {
-            Bound::Unbounded
-        } else {
-            Bound::Excluded(upper_key.as_slice())
-        };
-        let start = terrace_tiering::clock::now();
-        let entries = store
-            .scan(plan.table, lower, upper, plan.readseq_chunk)
-            .await?;
-        let n = entries.len() as u64;
-        let bytes: usize = entries.iter().map(|(k, v)| k.len() + v.len()).sum();
-        stats.record(start.elapsed(), n, n, bytes as u64);
-        total += n;
-        match entries.into_iter().last() {
-            Some((k, _)) if n as usize >= plan.readseq_chunk => lower_key = k,
-            _ => return Ok(total),
+        iter.next_batch_into(&mut entries).await?;
+        if entries.is_empty() {
+            return Ok(total);
         }
-        started = true;
+        let n = entries.len() as u64;
+        stats.record(start.elapsed(), n, n, entries.bytes() as u64);
+        total += n;
+        start = terrace_tiering::clock::now();
     }
 }
 
