@@ -1,6 +1,6 @@
 //! Criterion micro-benchmarks of the engine's hot paths.
 //!
-//! `cargo bench -p terrace-benches`. Whole-system figures come from `terrace-bench`
+//! `cargo bench -p terrace-benches` (one group: `cargo bench -p terrace-benches -- scans`). Whole-system figures come from `terrace-bench`
 //! (see docs/BENCHMARKS.md); these isolate single mechanisms so a change to one shows
 //! up here first.
 
@@ -9,7 +9,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use futures_lite::future::block_on;
 use terrace::key::{compare_internal, key_group, make_internal_key, ValueKind};
-use terrace::{Db, Options};
+use terrace::{map_key, Batch, Db, IterOptions, KeyRange, Options};
 
 fn keys(c: &mut Criterion) {
     let user: Vec<Vec<u8>> = (0..1024u32)
@@ -136,5 +136,69 @@ fn cross_thread(c: &mut Criterion) {
     block_on(db.close()).expect("close");
 }
 
-criterion_group!(benches, keys, cross_thread);
+/// Iterators: a whole table in global key order over 2 shards and 128 key groups
+/// (a heap step per entry, one hop per batch per shard), and map-state prefix scans
+/// that read one key group.
+fn scans(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut opts = Options::new(dir.path());
+    opts.shards = 2;
+    opts.max_key_groups = 128;
+    // Map keys: 8-byte user keys, so one user's map is one key group.
+    opts.key_group_prefix_bytes = Some(8);
+    let db = block_on(Db::open(opts)).expect("open");
+    let t = db.table("default").expect("table");
+    let value = [7u8; 100];
+    let (users, items) = (6_250u32, 16u32);
+    let user = |u: u32| format!("{u:08}").into_bytes();
+    block_on(async {
+        for u in 0..users {
+            for i in 0..items {
+                let k = map_key::compose(&user(u), format!("item-{i:04}").as_bytes());
+                db.put(t, &k, &value).await.expect("put");
+            }
+        }
+        db.compact_range(std::ops::Bound::Unbounded, std::ops::Bound::Unbounded)
+            .await
+            .expect("compact");
+    });
+    let total = u64::from(users * items);
+    let mut g = c.benchmark_group("scans");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(total));
+    g.bench_function("iter_all_100k", |b| {
+        b.iter(|| {
+            block_on(async {
+                let mut it = db
+                    .iter(t, KeyRange::all(), IterOptions::default())
+                    .await
+                    .expect("iter");
+                let mut batch = Batch::default();
+                let mut n = 0u64;
+                loop {
+                    it.next_batch_into(&mut batch).await.expect("batch");
+                    if batch.is_empty() {
+                        break;
+                    }
+                    n += batch.len() as u64;
+                }
+                assert_eq!(n, total);
+            })
+        })
+    });
+    g.throughput(Throughput::Elements(u64::from(items)));
+    let mut u = 0u32;
+    g.bench_function("scan_prefix_map_16", |b| {
+        b.iter(|| {
+            u = u.wrapping_add(7919) % users;
+            let got = block_on(db.scan_prefix(t, &map_key::prefix(&user(u)), usize::MAX))
+                .expect("scan_prefix");
+            assert_eq!(got.len(), items as usize);
+        })
+    });
+    g.finish();
+    block_on(db.close()).expect("close");
+}
+
+criterion_group!(benches, keys, cross_thread, scans);
 criterion_main!(benches);
