@@ -9,7 +9,6 @@
 //! owning that key, where the operator reads and writes state with no thread hop.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 use terrace::{Db, KeyedOptions, LocalDb, Operator, Options, Result};
 
@@ -107,7 +106,7 @@ fn bids(n: u64) -> impl Iterator<Item = Bid> {
 }
 
 async fn run(db: &Db, events: u64, batched: bool) -> Result<f64> {
-    let start = Instant::now();
+    let start = terrace_tiering::clock::now();
     let report = if batched {
         let mut keyed = db
             .keyed(|_| LatestBidBatched, KeyedOptions::default())
