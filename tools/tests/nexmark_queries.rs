@@ -27,6 +27,9 @@ fn options(dir: &std::path::Path) -> Options {
     // the memtable.
     opts.memtable_bytes = 128 << 10;
     opts.block_cache_bytes = 256 << 10;
+    // Fewer key groups: the full-table scans that read the state back seek once
+    // per key group.
+    opts.max_key_groups = 128;
     nexmark_options(opts)
 }
 
