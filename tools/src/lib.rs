@@ -1,5 +1,5 @@
 //! Modules shared by Terrace's command-line tools (`terrace-bench`, `terrace-ctl`,
-//! `terrace-stress`) and their integration tests.
+//! `terrace-stress`, `terrace-nexmark`) and their integration tests.
 //!
 //! This library exists so the binaries stay thin and the flag parser and report
 //! formats can be tested directly; it is not an API for other crates.
@@ -10,4 +10,5 @@
 pub mod bench;
 pub mod ctl;
 pub mod join;
+pub mod nexmark;
 pub mod stress;

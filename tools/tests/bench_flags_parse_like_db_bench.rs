@@ -18,10 +18,10 @@ fn defaults_are_documented_values() {
     assert_eq!(f.threads, 0);
     assert_eq!(f.concurrency, 32);
     assert_eq!(f.batch_size, 32);
-    assert_eq!(f.cache_size, 8 << 20);
-    assert_eq!(f.bloom_bits, 10);
+    assert_eq!(f.store.cache_size, 8 << 20);
+    assert_eq!(f.store.bloom_bits, 10);
     assert_eq!(f.seek_nexts, 10);
-    assert_eq!(f.compression_type, CompressionType::None);
+    assert_eq!(f.store.compression_type, CompressionType::None);
     assert!(!f.histogram && !f.use_existing_db);
     assert_eq!(f.benchmarks.0[0], Benchmark::FillSeq);
     assert!(f.validate().is_ok());
@@ -43,7 +43,7 @@ fn equals_and_space_forms_both_work() {
     );
     let b = parse(&["--reads", "-1", "--compression_type=zstd", "--json", "-"]).expect("parse");
     assert_eq!(b.reads, -1);
-    assert_eq!(b.compression_type, CompressionType::Zstd);
+    assert_eq!(b.store.compression_type, CompressionType::Zstd);
     assert_eq!(b.json.as_deref(), Some("-"));
     let c = parse(&["--reads=10", "--num=100"]).expect("parse");
     assert_eq!(c.reads(), 10);

@@ -23,8 +23,10 @@
 
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::Duration;
 
-use clap::{ArgAction, Parser, ValueEnum};
+use clap::{ArgAction, Args, Parser, ValueEnum};
+use terrace_tiering::store::fault::{FaultConfig, Latency};
 
 use super::benchmark::{parse_benchmark_list, Benchmark};
 
@@ -187,32 +189,9 @@ pub struct Flags {
     #[arg(long, default_value_t = 32)]
     pub concurrency: u32,
 
-    /// Number of shards; default one per core. Fixed when the database is created.
-    #[arg(long)]
-    pub shards: Option<u32>,
-
     /// Keys per multi_get in multireadrandom.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
-
-    /// Block cache bytes for the whole database (split across shards): the memory tier.
-    #[arg(long, default_value_t = 8 << 20)]
-    pub cache_size: u64,
-
-    /// How blocks and whole files are cached locally: `auto` adapts between whole
-    /// files and the hybrid cache, `hybrid` is memory + SSD blocks, `file` whole local
-    /// files under `--local_disk_budget`, `memory` the memory block cache only.
-    #[arg(long, value_enum, default_value_t = CacheModeFlag::Auto)]
-    pub cache_mode: CacheModeFlag,
-
-    /// SSD tier of the block cache for the whole database (0: none); used by `auto`
-    /// and `hybrid`.
-    #[arg(long, default_value_t = 0)]
-    pub ssd_cache_bytes: u64,
-
-    /// Size of one SSD cache segment file.
-    #[arg(long, default_value_t = terrace::Options::new("").cache_segment_bytes)]
-    pub cache_segment_bytes: u64,
 
     /// Key distribution of read benchmarks (fills stay uniform).
     #[arg(long, value_enum, default_value_t = KeyDist::Uniform)]
@@ -221,18 +200,6 @@ pub struct Flags {
     /// Skew of `--key_dist=zipf`, in (0, 1).
     #[arg(long, default_value_t = 0.99)]
     pub zipf_theta: f64,
-
-    /// Bloom filter bits per key (0 disables filters).
-    #[arg(long, default_value_t = 10)]
-    pub bloom_bits: u32,
-
-    /// Data block compression.
-    #[arg(long, value_enum, default_value_t = CompressionType::None)]
-    pub compression_type: CompressionType,
-
-    /// zstd level when `--compression_type zstd`.
-    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
-    pub compression_level: i32,
 
     /// Fraction of each value that is random; the rest repeats it (db_bench's
     /// `--compression_ratio`).
@@ -261,6 +228,113 @@ pub struct Flags {
     #[arg(long, default_value_t = 10)]
     pub seek_nexts: usize,
 
+    /// Key group = hash of the first N key bytes (default: the whole key). With N
+    /// below `--key_size`, runs of consecutive keys share a key group, and seekrandom
+    /// stays within the seek key's prefix (db_bench's prefix seek), touching one key
+    /// group per seek.
+    #[arg(long)]
+    pub key_group_prefix_bytes: Option<u32>,
+
+    /// The key groups the database owns, `LO-HI` inclusive (Flink's KeyGroupRange of
+    /// one subtask; default all). The workload draws only keys whose group is in the
+    /// range, so "(N of N found)" counts them.
+    #[arg(long, value_parser = parse_key_group_range)]
+    pub key_group_range: Option<terrace::KeyGroupRange>,
+
+    /// Entries fetched per scan call in readseq.
+    #[arg(long, default_value_t = 1000)]
+    pub readseq_chunk: usize,
+
+    /// Take a checkpoint every N seconds during the benchmarks (0: never); each
+    /// benchmark then reports the checkpoints' count, duration P50/P99 and bytes
+    /// uploaded. Needs an object store.
+    #[arg(long, default_value_t = 0.0)]
+    pub checkpoint_every_secs: f64,
+
+    /// Restore `--db` (an empty or missing directory) from a checkpoint in this
+    /// store (`file:///abs/path` or `s3://bucket/prefix`) before the benchmarks, which
+    /// then run on the restored database as with `--use_existing_db`. A
+    /// comma-separated list restores several databases into one (a rescale,
+    /// `Db::restore_from`): each URI a source database's prefix under one job root,
+    /// `--object_store` the new database's own prefix there, `--checkpoint_id` (if
+    /// given) the checkpoint of every source. With one URI the restored database
+    /// keeps writing to that store.
+    #[arg(long)]
+    pub restore_from: Option<String>,
+
+    /// Checkpoint id to restore (default: the newest).
+    #[arg(long)]
+    pub checkpoint_id: Option<u64>,
+
+    /// `lazy` (Terrace's restore: serve at once, warm in the background) or
+    /// `download_first` (baseline: download every object, then open).
+    #[arg(long, value_enum, default_value_t = RestoreModeFlag::Lazy)]
+    pub restore_mode: RestoreModeFlag,
+
+    /// Order in which files without a local copy are downloaded after a restore.
+    #[arg(long, value_enum, default_value_t = WarmOrderFlag::Level)]
+    pub warm_order: WarmOrderFlag,
+
+    /// Download bandwidth of that warming per shard, bytes per second (0: no limit).
+    #[arg(long, default_value_t = terrace::Options::new("").warm_bytes_per_sec)]
+    pub warm_bytes_per_sec: u64,
+
+    /// Write an SVG chart of the run here: operations per second and write P99 per
+    /// second, with checkpoints and restores marked.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+
+    /// Write a machine-readable JSON summary to this path; `-` writes it to stdout
+    /// (the human-readable report then goes to stderr).
+    #[arg(long)]
+    pub json: Option<String>,
+
+    /// Store, cache and LSM flags (shared with terrace-nexmark).
+    #[command(flatten)]
+    pub store: StoreFlags,
+}
+
+/// The flags that say how the database is stored and cached: LSM sizes, caches,
+/// the object store and its injected faults, the local disk budget. Shared by
+/// `terrace-bench` and `terrace-nexmark` (flattened into each one's flags).
+#[derive(Clone, Debug, Args)]
+#[command(rename_all = "snake_case")]
+pub struct StoreFlags {
+    /// Number of shards; default one per core. Fixed when the database is created.
+    #[arg(long)]
+    pub shards: Option<u32>,
+
+    /// Block cache bytes for the whole database (split across shards): the memory tier.
+    #[arg(long, default_value_t = 8 << 20)]
+    pub cache_size: u64,
+
+    /// How blocks and whole files are cached locally: `auto` adapts between whole
+    /// files and the hybrid cache, `hybrid` is memory + SSD blocks, `file` whole local
+    /// files under `--local_disk_budget`, `memory` the memory block cache only.
+    #[arg(long, value_enum, default_value_t = CacheModeFlag::Auto)]
+    pub cache_mode: CacheModeFlag,
+
+    /// SSD tier of the block cache for the whole database (0: none); used by `auto`
+    /// and `hybrid`.
+    #[arg(long, default_value_t = 0)]
+    pub ssd_cache_bytes: u64,
+
+    /// Size of one SSD cache segment file.
+    #[arg(long, default_value_t = terrace::Options::new("").cache_segment_bytes)]
+    pub cache_segment_bytes: u64,
+
+    /// Bloom filter bits per key (0 disables filters).
+    #[arg(long, default_value_t = 10)]
+    pub bloom_bits: u32,
+
+    /// Data block compression.
+    #[arg(long, value_enum, default_value_t = CompressionType::None)]
+    pub compression_type: CompressionType,
+
+    /// zstd level when `--compression_type zstd`.
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
+    pub compression_level: i32,
+
     /// Memtable size in bytes (per shard).
     #[arg(long, default_value_t = 64 << 20)]
     pub write_buffer_size: usize,
@@ -277,27 +351,10 @@ pub struct Flags {
     #[arg(long, default_value_t = 128)]
     pub max_key_groups: u16,
 
-    /// Key group = hash of the first N key bytes (default: the whole key). With N
-    /// below `--key_size`, runs of consecutive keys share a key group, and seekrandom
-    /// stays within the seek key's prefix (db_bench's prefix seek), touching one key
-    /// group per seek.
-    #[arg(long)]
-    pub key_group_prefix_bytes: Option<u32>,
-
-    /// The key groups the database owns, `LO-HI` inclusive (Flink's KeyGroupRange of
-    /// one subtask; default all). The workload draws only keys whose group is in the
-    /// range, so "(N of N found)" counts them.
-    #[arg(long, value_parser = parse_key_group_range)]
-    pub key_group_range: Option<terrace::KeyGroupRange>,
-
     /// Pin shard i to CPU i % cores.
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value = "true",
           default_missing_value = "true", value_parser = parse_bool)]
     pub pin_shards: bool,
-
-    /// Entries fetched per scan call in readseq.
-    #[arg(long, default_value_t = 1000)]
-    pub readseq_chunk: usize,
 
     /// Object store holding the SSTs: `file:///abs/path`, `s3://bucket/prefix`
     /// (endpoint, region and credentials from the usual AWS variables), `none` for
@@ -340,40 +397,6 @@ pub struct Flags {
     #[arg(long, default_value_t = terrace::Options::new("").foreground_latency_us)]
     pub foreground_latency_us: u64,
 
-    /// Take a checkpoint every N seconds during the benchmarks (0: never); each
-    /// benchmark then reports the checkpoints' count, duration P50/P99 and bytes
-    /// uploaded. Needs an object store.
-    #[arg(long, default_value_t = 0.0)]
-    pub checkpoint_every_secs: f64,
-
-    /// Restore `--db` (an empty or missing directory) from a checkpoint in this
-    /// store (`file:///abs/path` or `s3://bucket/prefix`) before the benchmarks, which
-    /// then run on the restored database as with `--use_existing_db`. A
-    /// comma-separated list restores several databases into one (a rescale,
-    /// `Db::restore_from`): each URI a source database's prefix under one job root,
-    /// `--object_store` the new database's own prefix there, `--checkpoint_id` (if
-    /// given) the checkpoint of every source. With one URI the restored database
-    /// keeps writing to that store.
-    #[arg(long)]
-    pub restore_from: Option<String>,
-
-    /// Checkpoint id to restore (default: the newest).
-    #[arg(long)]
-    pub checkpoint_id: Option<u64>,
-
-    /// `lazy` (Terrace's restore: serve at once, warm in the background) or
-    /// `download_first` (baseline: download every object, then open).
-    #[arg(long, value_enum, default_value_t = RestoreModeFlag::Lazy)]
-    pub restore_mode: RestoreModeFlag,
-
-    /// Order in which files without a local copy are downloaded after a restore.
-    #[arg(long, value_enum, default_value_t = WarmOrderFlag::Level)]
-    pub warm_order: WarmOrderFlag,
-
-    /// Download bandwidth of that warming per shard, bytes per second (0: no limit).
-    #[arg(long, default_value_t = terrace::Options::new("").warm_bytes_per_sec)]
-    pub warm_bytes_per_sec: u64,
-
     /// Collect garbage in the object store every N seconds (0: only the engine's
     /// default interval).
     #[arg(long, default_value_t = 0.0)]
@@ -383,16 +406,6 @@ pub struct Flags {
     /// the engine's). Lower it on long fills to bound the store's disk use.
     #[arg(long)]
     pub gc_min_age_secs: Option<f64>,
-
-    /// Write an SVG chart of the run here: operations per second and write P99 per
-    /// second, with checkpoints and restores marked.
-    #[arg(long)]
-    pub plot: Option<PathBuf>,
-
-    /// Write a machine-readable JSON summary to this path; `-` writes it to stdout
-    /// (the human-readable report then goes to stderr).
-    #[arg(long)]
-    pub json: Option<String>,
 }
 
 impl Flags {
@@ -417,11 +430,7 @@ impl Flags {
 
     /// Number of shards to open with.
     pub fn shard_count(&self) -> u32 {
-        self.shards.unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get() as u32)
-                .unwrap_or(1)
-        })
+        self.store.shard_count()
     }
 
     /// How key indexes become keys.
@@ -430,7 +439,7 @@ impl Flags {
             width: self.key_size,
             filter: self.key_group_range.map(|range| super::keys::GroupFilter {
                 range,
-                max_key_groups: self.max_key_groups,
+                max_key_groups: self.store.max_key_groups,
                 prefix_bytes: self.key_group_prefix_bytes.map(|n| n as usize),
             }),
         }
@@ -442,10 +451,10 @@ impl Flags {
             return Err("--num must be at least 1".into());
         }
         if let Some(r) = self.key_group_range {
-            if r.last >= self.max_key_groups {
+            if r.last >= self.store.max_key_groups {
                 return Err(format!(
                     "--key_group_range={r} goes past --max_key_groups={}",
-                    self.max_key_groups
+                    self.store.max_key_groups
                 ));
             }
         }
@@ -456,6 +465,7 @@ impl Flags {
                 self.key_size, self.num
             ));
         }
+        self.store.validate()?;
         if self.concurrency == 0 {
             return Err("--concurrency must be at least 1".into());
         }
@@ -468,18 +478,6 @@ impl Flags {
         if !(0.0..=1.0).contains(&self.compression_ratio) {
             return Err("--compression_ratio must be within 0..=1".into());
         }
-        if !(0.0..=1.0).contains(&self.object_store_error_rate) {
-            return Err("--object_store_error_rate must be within 0..=1".into());
-        }
-        if !(self.object_store_latency_ms >= 0.0 && self.object_store_latency_ms < 3.6e6) {
-            return Err("--object_store_latency_ms must be within 0..3600000".into());
-        }
-        if !(self.warm_window_secs >= 0.0 && self.warm_window_secs < 1e9) {
-            return Err("--warm_window_secs must be a non-negative number of seconds".into());
-        }
-        if self.local_disk_budget == Some(0) {
-            return Err("--local_disk_budget must be positive".into());
-        }
         if self.key_dist == KeyDist::Zipf && !(self.zipf_theta > 0.0 && self.zipf_theta < 1.0) {
             return Err(format!(
                 "--zipf_theta={} must be in (0, 1)",
@@ -489,15 +487,6 @@ impl Flags {
         if self.use_existing_db && self.db.is_none() {
             return Err("--use_existing_db needs --db".into());
         }
-        if !(self.gc_interval_secs >= 0.0 && self.gc_interval_secs < 1e9) {
-            return Err("--gc_interval_secs must be a non-negative number of seconds".into());
-        }
-        if self
-            .gc_min_age_secs
-            .is_some_and(|s| !(0.0..1e9).contains(&s))
-        {
-            return Err("--gc_min_age_secs must be a non-negative number of seconds".into());
-        }
         if !(self.checkpoint_every_secs >= 0.0 && self.checkpoint_every_secs < 1e9) {
             return Err("--checkpoint_every_secs must be a non-negative number of seconds".into());
         }
@@ -506,7 +495,7 @@ impl Flags {
             return Err("--restore_from names no store".into());
         }
         if sources.len() > 1 {
-            if self.object_store.is_none() {
+            if self.store.object_store.is_none() {
                 return Err(format!(
                     "--restore_from names {} stores: {RESCALE_NEEDS_OBJECT_STORE}",
                     sources.len()
@@ -525,10 +514,15 @@ impl Flags {
             if self.use_existing_db {
                 return Err("--restore_from creates the database; drop --use_existing_db".into());
             }
-            if self.object_store.as_ref().is_some_and(|s| s != source) {
+            if self
+                .store
+                .object_store
+                .as_ref()
+                .is_some_and(|s| s != source)
+            {
                 return Err(format!(
                     "--restore_from={source} is the restored database's object store; --object_store={} differs",
-                    self.object_store.as_deref().unwrap_or_default()
+                    self.store.object_store.as_deref().unwrap_or_default()
                 ));
             }
         } else {
@@ -541,7 +535,7 @@ impl Flags {
         }
         let checkpoints =
             self.checkpoint_every_secs > 0.0 || self.benchmarks.0.contains(&Benchmark::Checkpoint);
-        if checkpoints && self.object_store.as_deref() == Some("none") {
+        if checkpoints && self.store.object_store.as_deref() == Some("none") {
             return Err("checkpoints need an object store; --object_store=none has none".into());
         }
         Ok(())
@@ -563,40 +557,51 @@ impl Flags {
             ("concurrency", self.concurrency.to_string()),
             ("shards", self.shard_count().to_string()),
             ("batch_size", self.batch_size.to_string()),
-            ("cache_size", self.cache_size.to_string()),
-            ("bloom_bits", self.bloom_bits.to_string()),
-            ("compression_type", format!("{:?}", self.compression_type)),
+            ("cache_size", self.store.cache_size.to_string()),
+            ("bloom_bits", self.store.bloom_bits.to_string()),
+            (
+                "compression_type",
+                format!("{:?}", self.store.compression_type),
+            ),
             ("compression_ratio", self.compression_ratio.to_string()),
             ("seed", self.seed.to_string()),
             ("seek_nexts", self.seek_nexts.to_string()),
-            ("write_buffer_size", self.write_buffer_size.to_string()),
-            ("block_size", self.block_size.to_string()),
+            (
+                "write_buffer_size",
+                self.store.write_buffer_size.to_string(),
+            ),
+            ("block_size", self.store.block_size.to_string()),
             (
                 "object_store",
-                self.object_store
+                self.store
+                    .object_store
                     .clone()
                     .unwrap_or_else(|| "embedded".into()),
             ),
             (
                 "object_store_latency_ms",
-                self.object_store_latency_ms.to_string(),
+                self.store.object_store_latency_ms.to_string(),
             ),
             (
                 "object_store_error_rate",
-                self.object_store_error_rate.to_string(),
+                self.store.object_store_error_rate.to_string(),
             ),
             (
                 "local_disk_budget",
-                self.local_disk_budget
+                self.store
+                    .local_disk_budget
                     .map_or_else(|| "none".into(), |b| b.to_string()),
             ),
-            ("warm_window_secs", self.warm_window_secs.to_string()),
+            ("warm_window_secs", self.store.warm_window_secs.to_string()),
             (
                 "cache_mode",
-                format!("{:?}", self.cache_mode).to_lowercase(),
+                format!("{:?}", self.store.cache_mode).to_lowercase(),
             ),
-            ("ssd_cache_bytes", self.ssd_cache_bytes.to_string()),
-            ("cache_segment_bytes", self.cache_segment_bytes.to_string()),
+            ("ssd_cache_bytes", self.store.ssd_cache_bytes.to_string()),
+            (
+                "cache_segment_bytes",
+                self.store.cache_segment_bytes.to_string(),
+            ),
             ("key_dist", format!("{:?}", self.key_dist).to_lowercase()),
             ("zipf_theta", self.zipf_theta.to_string()),
             (
@@ -612,6 +617,104 @@ impl Flags {
                 format!("{:?}", self.restore_mode).to_lowercase(),
             ),
         ]
+    }
+}
+
+impl StoreFlags {
+    /// Number of shards to open with: `--shards`, else one per core.
+    pub fn shard_count(&self) -> u32 {
+        self.shards.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get() as u32)
+                .unwrap_or(1)
+        })
+    }
+
+    /// Checks the store flags' ranges; the message names the flag.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.object_store_error_rate) {
+            return Err("--object_store_error_rate must be within 0..=1".into());
+        }
+        if !(self.object_store_latency_ms >= 0.0 && self.object_store_latency_ms < 3.6e6) {
+            return Err("--object_store_latency_ms must be within 0..3600000".into());
+        }
+        if !(self.warm_window_secs >= 0.0 && self.warm_window_secs < 1e9) {
+            return Err("--warm_window_secs must be a non-negative number of seconds".into());
+        }
+        if self.local_disk_budget == Some(0) {
+            return Err("--local_disk_budget must be positive".into());
+        }
+        if !(self.gc_interval_secs >= 0.0 && self.gc_interval_secs < 1e9) {
+            return Err("--gc_interval_secs must be a non-negative number of seconds".into());
+        }
+        if self
+            .gc_min_age_secs
+            .is_some_and(|s| !(0.0..1e9).contains(&s))
+        {
+            return Err("--gc_min_age_secs must be a non-negative number of seconds".into());
+        }
+        Ok(())
+    }
+
+    /// The S3 client reads its endpoint and region the standard AWS way; this fills
+    /// those variables in from `--object_store_endpoint` and `--object_store_region`.
+    /// Call it before any thread exists.
+    pub fn export_s3_env(&self) {
+        if let Some(endpoint) = &self.object_store_endpoint {
+            std::env::set_var("AWS_ENDPOINT_URL", endpoint);
+        }
+        if let Some(region) = &self.object_store_region {
+            std::env::set_var("AWS_REGION", region);
+        }
+    }
+
+    /// Database options at `path` as these flags say; `seed` seeds the injected
+    /// object-store faults.
+    pub fn options(&self, path: &std::path::Path, seed: u64) -> terrace::Options {
+        let mut opts = terrace::Options::new(path);
+        opts.shards = self.shard_count();
+        opts.max_key_groups = self.max_key_groups;
+        opts.memtable_bytes = self.write_buffer_size;
+        opts.block_bytes = self.block_size;
+        opts.bloom_bits_per_key = self.bloom_bits;
+        opts.compression = match self.compression_type {
+            CompressionType::None => terrace::Compression::None,
+            CompressionType::Zstd => terrace::Compression::Zstd {
+                level: self.compression_level,
+            },
+        };
+        opts.block_cache_bytes = self.cache_size;
+        opts.cache_mode = self.cache_mode.mode();
+        opts.ssd_cache_bytes = self.ssd_cache_bytes;
+        opts.cache_segment_bytes = self.cache_segment_bytes;
+        opts.target_file_bytes = self.target_file_size_base;
+        opts.pin_shards = self.pin_shards;
+        opts.object_store = match self.object_store.as_deref() {
+            None => terrace::ObjectStoreSpec::Embedded,
+            Some("none") => terrace::ObjectStoreSpec::Disabled,
+            Some(uri) => terrace::ObjectStoreSpec::Uri(uri.to_string()),
+        };
+        if self.object_store_latency_ms > 0.0 || self.object_store_error_rate > 0.0 {
+            opts.object_store_faults = Some(FaultConfig {
+                seed,
+                latency: Latency::Fixed(Duration::from_secs_f64(
+                    self.object_store_latency_ms / 1000.0,
+                )),
+                error_rate: self.object_store_error_rate,
+                ..Default::default()
+            });
+        }
+        opts.local_disk_budget_bytes = self.local_disk_budget;
+        opts.warm_window = Duration::from_secs_f64(self.warm_window_secs);
+        opts.max_remote_requests = self.max_remote_requests;
+        opts.foreground_latency_us = self.foreground_latency_us;
+        if self.gc_interval_secs > 0.0 {
+            opts.gc_interval = Some(Duration::from_secs_f64(self.gc_interval_secs));
+        }
+        if let Some(age) = self.gc_min_age_secs {
+            opts.gc_min_age = Duration::from_secs_f64(age);
+        }
+        opts
     }
 }
 

@@ -224,7 +224,7 @@ pub fn header(flags: &Flags, db_path: &str, engine_shards: u32) -> String {
     let compressed_value = (flags.value_size as f64 * flags.compression_ratio) as u64;
     let entry = (flags.key_size + flags.value_size) as f64;
     let file_entry = flags.key_size as f64
-        + match flags.compression_type {
+        + match flags.store.compression_type {
             CompressionType::None => flags.value_size as f64,
             CompressionType::Zstd => compressed_value as f64,
         };
@@ -239,9 +239,9 @@ pub fn header(flags: &Flags, db_path: &str, engine_shards: u32) -> String {
             flags.threads, flags.concurrency
         )
     };
-    let compression = match flags.compression_type {
+    let compression = match flags.store.compression_type {
         CompressionType::None => "none".to_string(),
-        CompressionType::Zstd => format!("zstd (level {})", flags.compression_level),
+        CompressionType::Zstd => format!("zstd (level {})", flags.store.compression_level),
     };
     let mut h = String::new();
     let _ = writeln!(h, "Keys:       {} bytes each", flags.key_size);
@@ -265,18 +265,18 @@ pub fn header(flags: &Flags, db_path: &str, engine_shards: u32) -> String {
     let _ = writeln!(
         h,
         "Block cache: {:.1} MB, bloom bits: {}, block size: {}, write buffer: {:.1} MB",
-        mib(flags.cache_size as f64),
-        flags.bloom_bits,
-        flags.block_size,
-        mib(flags.write_buffer_size as f64)
+        mib(flags.store.cache_size as f64),
+        flags.store.bloom_bits,
+        flags.store.block_size,
+        mib(flags.store.write_buffer_size as f64)
     );
     let _ = writeln!(
         h,
         "Cache mode: {:?}, SSD tier {:.1} MB in {:.1} MB segments, local disk budget {}",
-        flags.cache_mode,
-        mib(flags.ssd_cache_bytes as f64),
-        mib(flags.cache_segment_bytes as f64),
-        flags.local_disk_budget.map_or_else(
+        flags.store.cache_mode,
+        mib(flags.store.ssd_cache_bytes as f64),
+        mib(flags.store.cache_segment_bytes as f64),
+        flags.store.local_disk_budget.map_or_else(
             || "none".to_string(),
             |b| format!("{:.1} MB", mib(b as f64))
         )

@@ -23,8 +23,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Parser;
 use futures_lite::future::block_on;
-use terrace::{Compression, Db, ObjectStoreSpec, Options, TableId};
-use terrace_tiering::store::fault::{FaultConfig, Latency};
+use terrace::{Db, ObjectStoreSpec, Options, TableId};
 
 use terrace_tools::bench::benchmark::Benchmark;
 use terrace_tools::bench::checkpoints::{
@@ -33,7 +32,7 @@ use terrace_tools::bench::checkpoints::{
 use terrace_tools::bench::cpu::CpuTime;
 use terrace_tools::bench::driver::{self, Mode};
 use terrace_tools::bench::engine_stats::{cache_line, cache_ratios, one_line, remote_line};
-use terrace_tools::bench::flags::{CompressionType, Flags, KeyDist};
+use terrace_tools::bench::flags::{Flags, KeyDist};
 use terrace_tools::bench::histogram::{format_histogram, summarize};
 use terrace_tools::bench::keys::KeyDraw;
 use terrace_tools::bench::plot;
@@ -57,12 +56,7 @@ fn main() -> ExitCode {
     }
     // The S3 client reads its endpoint and region the standard AWS way; the flags
     // only fill those variables in, before any thread exists.
-    if let Some(endpoint) = &flags.object_store_endpoint {
-        std::env::set_var("AWS_ENDPOINT_URL", endpoint);
-    }
-    if let Some(region) = &flags.object_store_region {
-        std::env::set_var("AWS_REGION", region);
-    }
+    flags.store.export_s3_env();
     match run(&flags) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -73,53 +67,11 @@ fn main() -> ExitCode {
 }
 
 fn options(flags: &Flags, path: &Path) -> Options {
-    let mut opts = Options::new(path);
-    opts.shards = flags.shard_count();
-    opts.max_key_groups = flags.max_key_groups;
+    let mut opts = flags.store.options(path, flags.seed);
     opts.key_group_prefix_bytes = flags.key_group_prefix_bytes;
     opts.key_group_range = flags.key_group_range;
-    opts.memtable_bytes = flags.write_buffer_size;
-    opts.block_bytes = flags.block_size;
-    opts.bloom_bits_per_key = flags.bloom_bits;
-    opts.compression = match flags.compression_type {
-        CompressionType::None => Compression::None,
-        CompressionType::Zstd => Compression::Zstd {
-            level: flags.compression_level,
-        },
-    };
-    opts.block_cache_bytes = flags.cache_size;
-    opts.cache_mode = flags.cache_mode.mode();
-    opts.ssd_cache_bytes = flags.ssd_cache_bytes;
-    opts.cache_segment_bytes = flags.cache_segment_bytes;
-    opts.target_file_bytes = flags.target_file_size_base;
-    opts.pin_shards = flags.pin_shards;
     opts.max_key_bytes = opts.max_key_bytes.max(flags.key_size + 1);
     opts.max_value_bytes = opts.max_value_bytes.max(flags.value_size);
-    opts.object_store = match flags.object_store.as_deref() {
-        None => ObjectStoreSpec::Embedded,
-        Some("none") => ObjectStoreSpec::Disabled,
-        Some(uri) => ObjectStoreSpec::Uri(uri.to_string()),
-    };
-    if flags.object_store_latency_ms > 0.0 || flags.object_store_error_rate > 0.0 {
-        opts.object_store_faults = Some(FaultConfig {
-            seed: flags.seed,
-            latency: Latency::Fixed(Duration::from_secs_f64(
-                flags.object_store_latency_ms / 1000.0,
-            )),
-            error_rate: flags.object_store_error_rate,
-            ..Default::default()
-        });
-    }
-    opts.local_disk_budget_bytes = flags.local_disk_budget;
-    opts.warm_window = Duration::from_secs_f64(flags.warm_window_secs);
-    opts.max_remote_requests = flags.max_remote_requests;
-    opts.foreground_latency_us = flags.foreground_latency_us;
-    if flags.gc_interval_secs > 0.0 {
-        opts.gc_interval = Some(Duration::from_secs_f64(flags.gc_interval_secs));
-    }
-    if let Some(age) = flags.gc_min_age_secs {
-        opts.gc_min_age = Duration::from_secs_f64(age);
-    }
     opts.warm_order = flags.warm_order.order();
     opts.warm_bytes_per_sec = flags.warm_bytes_per_sec;
     if let [source] = flags.restore_sources().as_slice() {
