@@ -97,8 +97,14 @@ pub struct Options {
     /// the last durable manifest records when the open ran. Writes, flushes and
     /// compactions fail with an InvalidArgument error; nothing uploads.
     pub read_only: bool,
-    /// Number of shards (one glommio executor thread each). Fixed at creation.
+    /// Number of shards (one glommio executor thread each). Recorded at creation;
+    /// opening with another count is an error unless `resplit_on_open` is set.
     pub shards: u32,
+    /// A writer opening the database with another `shards` than it has re-splits
+    /// its shards locally (files hard-linked, nothing copied; compaction trims the
+    /// other shards' keys in the background). Off by default: a wrong shard count
+    /// is then refused instead of changing the layout.
+    pub resplit_on_open: bool,
     /// Number of key groups (Flink's max parallelism). Fixed at creation.
     pub max_key_groups: u16,
     /// The key group of a key is computed from its first N bytes (the whole key when
@@ -109,7 +115,8 @@ pub struct Options {
     /// The key groups this database owns of the job's `max_key_groups` (Flink's
     /// `KeyGroupRange` of one subtask); its shards split them. A key whose group is
     /// outside is refused with an InvalidArgument error. `None`: all of them. Fixed
-    /// at creation (recorded in `TERRACE-META` and in every checkpoint).
+    /// at creation (recorded in `TERRACE-META` and in every checkpoint); another
+    /// range is a rescale (`Db::restore_from`).
     pub key_group_range: Option<KeyGroupRange>,
     /// Pin shard `i` to CPU `i % cores`.
     pub pin_shards: bool,
@@ -286,6 +293,7 @@ impl Options {
         Options {
             path: path.into(),
             create_if_missing: true,
+            resplit_on_open: false,
             read_only: false,
             shards: cores,
             max_key_groups: 32768,

@@ -1,5 +1,5 @@
 //! Re-splitting a database locally when it is reopened with another shard count
-//! (a machine grew from 2 to 4 cores): the mechanism of a rescale
+//! and `Options::resplit_on_open` (a machine grew from 2 to 4 cores): the mechanism of a rescale
 //! ([`crate::checkpoint::rescale::plan`]) over the shards' own manifests, with
 //! local files hard-linked instead of fetched.
 //!
@@ -37,11 +37,11 @@ const COMMIT: &str = "COMMIT";
 const MOVED: &str = "MOVED";
 
 /// Finishes or discards an earlier re-split of the database at `path`, then, if
-/// `opts.shards` differs from the shard count on disk, re-splits it. Writers
-/// only, under the database lock.
+/// `opts.resplit_on_open` is set and `opts.shards` differs from the shard count
+/// on disk, re-splits it. Writers only, under the database lock.
 pub(crate) fn resplit_if_needed(path: &Path, opts: &Options) -> Result<bool> {
     recover(path)?;
-    if !stage(path, opts)? {
+    if !opts.resplit_on_open || !stage(path, opts)? {
         return Ok(false);
     }
     recover(path)?;

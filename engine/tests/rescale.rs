@@ -481,6 +481,7 @@ fn reopening_with_another_shard_count_resplits_locally() {
     let local = |shards: u32| {
         let mut o = options(tmp, "r", shards, all);
         o.object_store = ObjectStoreSpec::Disabled;
+        o.resplit_on_open = true;
         o
     };
     let mut m = vec![Member {
@@ -505,7 +506,11 @@ fn reopening_with_another_shard_count_resplits_locally() {
     // restores everything, and the restored database serves it.
     let Member { db, .. } = m.pop().unwrap();
     block_on(db.close()).unwrap();
-    let with_store = |name: &str, shards: u32| options(tmp, name, shards, all);
+    let with_store = |name: &str, shards: u32| {
+        let mut o = options(tmp, name, shards, all);
+        o.resplit_on_open = true;
+        o
+    };
     let m = vec![Member {
         db: open(with_store("s", 2)),
         name: "s".into(),

@@ -178,3 +178,55 @@ fn restore_flags_refuse_what_they_cannot_do() {
     assert!(err.contains("empty or missing directory"), "{err}");
     assert!(full.join("something").exists(), "the directory was touched");
 }
+
+/// `--restore_from=A,B` rescales two databases (each owning half the key groups)
+/// into one under the same job root, lazily, and every key of both reads back.
+#[test]
+fn two_databases_rescale_into_one_with_restore_from() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let job = dir.path().join("job");
+    let prefix = |name: &str| {
+        std::fs::create_dir_all(job.join(name)).expect("dir");
+        format!("file://{}", job.join(name).display())
+    };
+    let num = format!("--num={NUM}");
+    let common = [
+        "--shards=2",
+        "--concurrency=4",
+        "--pin_shards=false",
+        "--max_key_groups=128",
+    ];
+    for (name, range) in [("db-a", "0-63"), ("db-b", "64-127")] {
+        let store_flag = format!("--object_store={}", prefix(name));
+        let db = format!("--db={}", dir.path().join(name).display());
+        let range = format!("--key_group_range={range}");
+        let mut fill = vec![
+            "--benchmarks=fillseq,checkpoint",
+            num.as_str(),
+            "--write_buffer_size=65536",
+            store_flag.as_str(),
+            db.as_str(),
+            range.as_str(),
+        ];
+        fill.extend(common);
+        bench(&fill);
+    }
+    let restore = format!("--restore_from={},{}", prefix("db-a"), prefix("db-b"));
+    let store_flag = format!("--object_store={}", prefix("db-c"));
+    let target = format!("--db={}", dir.path().join("db-c").display());
+    let mut args = vec![
+        "--benchmarks=readseq",
+        num.as_str(),
+        restore.as_str(),
+        store_flag.as_str(),
+        target.as_str(),
+        "--shards=3",
+    ];
+    args.extend(common.iter().filter(|a| !a.starts_with("--shards")));
+    let stdout = bench(&args);
+    assert!(
+        stdout.lines().any(|l| l.starts_with("restore      : ")),
+        "no restore line in\n{stdout}"
+    );
+    assert_eq!(result(&stdout, "readseq").ops, 2 * NUM, "{stdout}");
+}

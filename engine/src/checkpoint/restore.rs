@@ -59,9 +59,11 @@ pub struct RestoreInfo {
 impl Db {
     /// Opens a new database in `opts.path` (missing or empty) from a checkpoint in
     /// `opts.object_store`: checkpoint `id`, or the newest. Nothing but metadata is
-    /// read before it serves. Its shard count, key groups and tables come from the
-    /// checkpoint (`opts.shards` must match it); its own lineages are new, so it
-    /// never overwrites an object of the database that took the checkpoint.
+    /// read before it serves. Its key groups and tables come from the checkpoint;
+    /// its own lineages are new, so it never overwrites an object of the database
+    /// that took the checkpoint. With another `opts.shards` or
+    /// `opts.key_group_range` than the checkpoint's, it is a rescale of this one
+    /// source ([`Db::restore_from`]).
     ///
     /// A missing checkpoint, a damaged metadata object or a missing SST fail with an
     /// error naming the object; nothing is written to the store.
