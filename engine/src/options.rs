@@ -228,11 +228,11 @@ pub struct Options {
     pub warm_order: WarmOrder,
     /// Download bandwidth of that warming, per shard (0: no limit).
     pub warm_bytes_per_sec: u64,
-    /// How long after open compaction leaves files without a local copy alone (after
-    /// a restore or rescale they are all remote): no trim of a clipped remote file
-    /// and no merge reading a remote file, unless L0 has reached
-    /// `l0_stop_writes_trigger` (writes wait for it). Files the warmer made local
-    /// are compacted at once. Keeps a restored database's first reads from
+    /// How long after open compaction leaves the files it opened with alone while
+    /// they have no local copy (after a restore or rescale they are all remote): no
+    /// trim of a clipped remote file and no merge reading one, unless L0 has reached
+    /// `l0_stop_writes_trigger` (writes wait for it). Files the warmer made local,
+    /// and files written since open, are compacted at once. Keeps a restored database's first reads from
     /// competing with compaction for the store.
     pub trim_delay: std::time::Duration,
     /// How long closing waits for uploads in flight; files not uploaded by then are

@@ -45,7 +45,7 @@ impl Shard {
             &version.levels,
             &self.compaction_cfg,
             &persisted.compact_pointers,
-            &|f: &Rc<FileMeta>| remote_due || f.file.is_local(),
+            &|f: &Rc<FileMeta>| !self.waits_for_trim_delay(f, remote_due),
         );
         // Early after open, a merge that would read remote files waits (see
         // `Options::trim_delay`) unless writes are about to stall on L0.
@@ -61,16 +61,23 @@ impl Shard {
             let remote_input = |l: u32, ids: &[u64]| {
                 version.levels[l as usize]
                     .iter()
-                    .any(|f| ids.contains(&f.desc.id) && !f.file.is_local())
+                    .any(|f| ids.contains(&f.desc.id) && self.waits_for_trim_delay(f, remote_due))
             };
-            if !remote_due
-                && !l0_full
+            if !l0_full
                 && (remote_input(*level, inputs) || remote_input(*output_level, next_inputs))
             {
                 return Choice::Nothing;
             }
         }
         choice
+    }
+
+    /// Whether compaction leaves `f` alone for now: a file that was already in the
+    /// version at open (a restored or rescaled database's sources) and is not local,
+    /// while `Options::trim_delay` has not passed. Files written since open are
+    /// compacted as usual even once their local copies are gone.
+    fn waits_for_trim_delay(&self, f: &FileMeta, remote_due: bool) -> bool {
+        !remote_due && !f.file.is_local() && self.files_at_open.contains(&f.desc.id)
     }
 
     /// Runs one policy-chosen compaction; false when there was nothing to do.

@@ -115,6 +115,9 @@ pub(crate) struct Shard {
     pub(crate) id: u32,
     /// When the shard opened (trims of remote files wait `Options::trim_delay`).
     pub(crate) opened: std::time::Instant,
+    /// The files in the shard's version when it opened: only those wait for
+    /// `Options::trim_delay` (files this process writes compact as usual).
+    pub(crate) files_at_open: std::collections::HashSet<u64>,
     pub(crate) dir: PathBuf,
     pub(crate) opts: Options,
     pub(crate) table_opts: TableOptions,

@@ -152,6 +152,7 @@ impl Shard {
         let mut reads = ReadPath::new(cache);
         reads.remote_reads = remote_reads;
         let last_seqno = state.last_seqno;
+        let files_at_open = state.files.keys().copied().collect();
         let versions = VersionSet::new(
             id,
             &dir,
@@ -163,6 +164,7 @@ impl Shard {
         Ok(Rc::new(Shard {
             id,
             opened: opts.clock.now(),
+            files_at_open,
             key_groups: {
                 let r = shard_key_groups(id, opts.shards, opts.key_groups());
                 (r.first, r.last)
