@@ -230,8 +230,8 @@ pub struct Options {
     pub warm_bytes_per_sec: u64,
     /// How long after open compaction leaves the files it opened with alone while
     /// they have no local copy (after a restore or rescale they are all remote): no
-    /// trim of a clipped remote file and no merge reading one, unless L0 has reached
-    /// `l0_stop_writes_trigger` (writes wait for it). Files the warmer made local,
+    /// trim of a clipped remote file and no merge reading one, unless a writer is
+    /// stalled on L0 at `l0_stop_writes_trigger`. Files the warmer made local,
     /// and files written since open, are compacted at once. Keeps a restored database's first reads from
     /// competing with compaction for the store.
     pub trim_delay: std::time::Duration,

@@ -48,7 +48,7 @@ impl Shard {
             &|f: &Rc<FileMeta>| !self.waits_for_trim_delay(f, remote_due),
         );
         // Early after open, a merge that would read remote files waits (see
-        // `Options::trim_delay`) unless writes are about to stall on L0.
+        // `Options::trim_delay`) unless writers are stalled on a full L0.
         if let Choice::Merge {
             level,
             inputs,
@@ -57,7 +57,8 @@ impl Shard {
             ..
         } = &choice
         {
-            let l0_full = version.levels[0].len() >= self.opts.l0_stop_writes_trigger;
+            let l0_full = version.levels[0].len() >= self.opts.l0_stop_writes_trigger
+                && self.writers_stalled.get() > 0;
             let remote_input = |l: u32, ids: &[u64]| {
                 version.levels[l as usize]
                     .iter()

@@ -118,6 +118,9 @@ pub(crate) struct Shard {
     /// The files in the shard's version when it opened: only those wait for
     /// `Options::trim_delay` (files this process writes compact as usual).
     pub(crate) files_at_open: std::collections::HashSet<u64>,
+    /// Writers waiting in `stall_if_needed` now (a full L0 lifts `trim_delay`
+    /// only for them: at open with nobody writing, a full L0 can wait).
+    pub(crate) writers_stalled: Cell<u32>,
     pub(crate) dir: PathBuf,
     pub(crate) opts: Options,
     pub(crate) table_opts: TableOptions,

@@ -6,7 +6,7 @@
 //! (deleting its files as orphans would lose them). A read-only open writes, deletes
 //! and renames nothing: it replays the manifest CURRENT names as it is on disk.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashSet, VecDeque};
 use std::path::Path;
 use std::rc::Rc;
@@ -165,6 +165,7 @@ impl Shard {
             id,
             opened: opts.clock.now(),
             files_at_open,
+            writers_stalled: Cell::new(0),
             key_groups: {
                 let r = shard_key_groups(id, opts.shards, opts.key_groups());
                 (r.first, r.last)
