@@ -34,8 +34,22 @@ struct Dump {
 }
 
 async fn read_everything(bytes: Vec<u8>, probes: &[Vec<u8>]) -> Result<Dump> {
+    // A remote open reads the footer and metadata in one piece: on damaged bytes it
+    // must fail exactly when a local open fails, and agree with it otherwise.
+    let remote_src: Rc<dyn BlockSource> = Rc::new(MemSource(bytes.clone()));
+    let remote = TableReader::open_remote(7, PathBuf::from("flip.sst"), remote_src).await;
     let src: Rc<dyn BlockSource> = Rc::new(MemSource(bytes));
-    let t = Rc::new(TableReader::open(7, PathBuf::from("flip.sst"), src).await?);
+    let local = TableReader::open(7, PathBuf::from("flip.sst"), src).await;
+    match (&local, &remote) {
+        (Ok(l), Ok(r)) => assert_eq!(l.properties(), r.properties()),
+        (Err(l), Err(r)) => assert_eq!(l.to_string(), r.to_string()),
+        (l, r) => panic!(
+            "local and remote opens disagree: {:?} vs {:?}",
+            l.as_ref().err(),
+            r.as_ref().err()
+        ),
+    }
+    let t = Rc::new(local?);
     let cache = Rc::new(BlockCache::new(1 << 20));
     let cached = scan_cached(&t, cache.clone()).await?;
     let sequential = scan_sequential(&t, 4096).await?;

@@ -11,7 +11,7 @@ use std::rc::Rc;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use terrace::key::{make_internal_key, ValueKind, MAX_SEQNO};
-use terrace::sst::{TableOptions, TableWriter};
+use terrace::sst::{TableOptions, TableReader, TableWriter};
 use terrace::{Compression, ErrorKind};
 use terrace_tiering::BlockCache;
 
@@ -294,6 +294,70 @@ fn concurrent_gets_on_one_table_all_complete() {
             .collect();
         for task in tasks {
             task.await;
+        }
+    });
+}
+
+/// A source that counts the reads it serves.
+struct Counting {
+    inner: terrace::sst::fuzzing::MemSource,
+    reads: std::cell::Cell<u32>,
+}
+
+impl terrace_tiering::BlockSource for Counting {
+    fn read_at(
+        &self,
+        offset: u64,
+        len: usize,
+    ) -> terrace_tiering::LocalBoxFuture<'_, std::io::Result<terrace_tiering::Bytes>> {
+        self.reads.set(self.reads.get() + 1);
+        self.inner.read_at(offset, len)
+    }
+
+    fn size(&self) -> u64 {
+        self.inner.size()
+    }
+}
+
+#[test]
+fn a_remote_open_reads_footer_and_metadata_in_one_request_when_they_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    run(dir.path(), move || async move {
+        // Small table: the speculative tail covers the file. Big one (tiny values,
+        // a heavy filter): its metadata outgrows the tail and takes a second read.
+        for (name, n, bloom, want_reads) in
+            [("small.sst", 2000u32, 10, 1), ("big.sst", 120_000, 20, 2)]
+        {
+            let path = d.join(name);
+            let entries: Vec<_> = (0..n)
+                .map(|i| {
+                    let k = make_internal_key(&state_key(1, &i.to_be_bytes()), 5, ValueKind::Put);
+                    (k, vec![i as u8])
+                })
+                .collect();
+            let opts = TableOptions {
+                bloom_bits_per_key: bloom,
+                ..TableOptions::default()
+            };
+            write_table(&path, 3, opts, &entries).await;
+            let bytes = std::fs::read(&path).unwrap();
+            let size = bytes.len() as u64;
+            let src = Rc::new(Counting {
+                inner: terrace::sst::fuzzing::MemSource(bytes),
+                reads: std::cell::Cell::new(0),
+            });
+            let t = TableReader::open_remote(3, path.clone(), src.clone())
+                .await
+                .unwrap();
+            assert_eq!(src.reads.get(), want_reads, "{name}: {size} bytes");
+            let local = open_local(&path, 3).await;
+            assert_eq!(t.properties(), local.properties(), "{name}");
+            assert_eq!(
+                scan_sequential(&Rc::new(t), 1 << 20).await.unwrap(),
+                entries,
+                "{name}"
+            );
         }
     });
 }

@@ -75,6 +75,7 @@ pub(crate) async fn open_table(
         }),
         None => None,
     };
+    let remote_only = local.is_none();
     let file = Rc::new(TieredFile::new(
         desc.size_bytes,
         local,
@@ -82,7 +83,11 @@ pub(crate) async fn open_table(
         stats.clone(),
     ));
     let source: Rc<dyn terrace_tiering::BlockSource> = file.clone();
-    let reader = TableReader::open(desc.id, path.to_path_buf(), source).await?;
+    let reader = if remote_only {
+        TableReader::open_remote(desc.id, path.to_path_buf(), source).await?
+    } else {
+        TableReader::open(desc.id, path.to_path_buf(), source).await?
+    };
     Ok(Rc::new(FileMeta {
         pins: std::cell::Cell::new(0),
         desc,
