@@ -216,10 +216,14 @@ async fn write_rescaled(
         .map(|(_, n)| n)
         .unwrap_or_default();
 
+    // Sources load in parallel: each is a few sequential round trips to its store.
+    let loads = sources
+        .iter()
+        .zip(homes)
+        .map(|(s, home)| load_source(&opts, s, home));
     let mut loaded = Vec::with_capacity(sources.len());
     let mut metadata_bytes = 0;
-    for (s, home) in sources.iter().zip(homes) {
-        let (source, bytes) = load_source(&opts, s, home).await?;
+    for (source, bytes) in futures_util::future::try_join_all(loads).await? {
         metadata_bytes += bytes;
         loaded.push(source);
     }

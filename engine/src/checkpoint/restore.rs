@@ -218,43 +218,48 @@ pub(crate) async fn check_objects(
             .or_default()
             .insert(object_key(f.object));
     }
-    for ((home, lineage), wanted) in by_lineage {
-        let remote = remote.home(home).await?;
-        let found: BTreeSet<String> = if lineage == 0 {
-            let mut found = BTreeSet::new();
-            for key in &wanted {
-                let k = key.clone();
-                let store = remote.store();
-                let exists = remote
-                    .io
-                    .spawn(async move { store.head(&k).await })
-                    .await
-                    .map_err(|_| Error::from(ErrorDetail::Closed))?;
-                if exists.is_ok() {
-                    found.insert(key.clone());
+    // The listings (and legacy HEADs) run in parallel: each costs a round trip.
+    let checks = by_lineage
+        .into_iter()
+        .map(|((home, lineage), wanted)| async move {
+            let remote = remote.home(home).await?;
+            let found: BTreeSet<String> = if lineage == 0 {
+                let mut found = BTreeSet::new();
+                for key in &wanted {
+                    let k = key.clone();
+                    let store = remote.store();
+                    let exists = remote
+                        .io
+                        .spawn(async move { store.head(&k).await })
+                        .await
+                        .map_err(|_| Error::from(ErrorDetail::Closed))?;
+                    if exists.is_ok() {
+                        found.insert(key.clone());
+                    }
                 }
+                found
+            } else {
+                remote
+                    .list(format!("{SST_PREFIX}{lineage:016x}/"))
+                    .await?
+                    .into_iter()
+                    .map(|o| o.key)
+                    .collect()
+            };
+            if let Some(missing) = wanted.difference(&found).next() {
+                return Err(Error::corrupt(
+                    missing,
+                    0,
+                    format!(
+                        "checkpoint {} names this object and {} does not hold it",
+                        meta.id,
+                        remote.store().describe()
+                    ),
+                ));
             }
-            found
-        } else {
-            remote
-                .list(format!("{SST_PREFIX}{lineage:016x}/"))
-                .await?
-                .into_iter()
-                .map(|o| o.key)
-                .collect()
-        };
-        if let Some(missing) = wanted.difference(&found).next() {
-            return Err(Error::corrupt(
-                missing,
-                0,
-                format!(
-                    "checkpoint {} names this object and {} does not hold it",
-                    meta.id,
-                    remote.store().describe()
-                ),
-            ));
-        }
-    }
+            Ok(())
+        });
+    futures_util::future::try_join_all(checks).await?;
     Ok(())
 }
 
