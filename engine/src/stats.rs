@@ -110,6 +110,10 @@ pub struct LiveFile {
     pub uploaded: bool,
     /// Its object's key in the store (relative to the store's root).
     pub object_key: String,
+    /// The job prefix holding the object, relative to the job root (the parent of
+    /// the database's own prefix); empty for the database's own prefix. A
+    /// rescaled database reads its sources' files under their prefixes.
+    pub home: String,
 }
 
 /// The manifest log of a shard.

@@ -165,6 +165,7 @@ fn rescale(
             checkpoint: Some(checkpoint),
         })
         .collect();
+    let source_names: Vec<String> = from.iter().map(|m| m.name.clone()).collect();
     for m in from {
         // The database's own collector: its unread objects go at once
         // (gc_min_age 0); every job prefix's checkpoints protect what they name.
@@ -187,6 +188,21 @@ fn rescale(
             assert_eq!(stats.shards.len(), shards as usize);
             // Trims start at once: some may be done already.
             assert!(stats.clipped_files() <= info.clipped_files);
+            // Live files name the prefix holding their object: a source's (or,
+            // once compaction rewrote them, the database's own).
+            let files = block_on(db.live_files()).unwrap();
+            let names: Vec<&str> = source_names.iter().map(String::as_str).collect();
+            assert!(
+                files
+                    .iter()
+                    .all(|f| f.home.is_empty() || names.contains(&f.home.as_str())),
+                "{name}: homes {:?}, sources {names:?}",
+                files.iter().map(|f| &f.home).collect::<Vec<_>>()
+            );
+            assert!(
+                files.iter().any(|f| !f.home.is_empty()),
+                "{name}: no file under a source's prefix"
+            );
             Member { name, db, range }
         })
         .collect()

@@ -23,6 +23,7 @@ impl Shard {
                     local: f.file.is_local(),
                     uploaded: f.is_uploaded(),
                     object_key: crate::files::object_key(f.desc.object),
+                    home: f.desc.home.clone(),
                 });
             }
         }

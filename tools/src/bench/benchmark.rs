@@ -40,6 +40,9 @@ pub enum Benchmark {
     WaitForUploads,
     /// Pseudo: wait until the warmer has downloaded what it will (after a restore).
     WaitForWarmer,
+    /// Pseudo: wait until no file reference is clipped any more (after a rescale,
+    /// compaction has trimmed every other database's or shard's keys).
+    WaitForTrims,
     /// Pseudo: take a checkpoint and report its duration and bytes uploaded.
     Checkpoint,
     /// Pseudo: print the engine's statistics.
@@ -47,7 +50,7 @@ pub enum Benchmark {
 }
 
 /// Every benchmark with its name, in the order `--help` lists them.
-pub const ALL: [(Benchmark, &str); 17] = [
+pub const ALL: [(Benchmark, &str); 18] = [
     (Benchmark::FillSeq, "fillseq"),
     (Benchmark::FillRandom, "fillrandom"),
     (Benchmark::Overwrite, "overwrite"),
@@ -63,6 +66,7 @@ pub const ALL: [(Benchmark, &str); 17] = [
     (Benchmark::WaitForCompaction, "waitforcompaction"),
     (Benchmark::WaitForUploads, "waitforuploads"),
     (Benchmark::WaitForWarmer, "waitforwarmer"),
+    (Benchmark::WaitForTrims, "waitfortrims"),
     (Benchmark::Checkpoint, "checkpoint"),
     (Benchmark::Stats, "stats"),
 ];
@@ -90,6 +94,7 @@ impl Benchmark {
                 | Benchmark::WaitForCompaction
                 | Benchmark::WaitForUploads
                 | Benchmark::WaitForWarmer
+                | Benchmark::WaitForTrims
                 | Benchmark::Checkpoint
                 | Benchmark::Stats
         )
@@ -130,6 +135,7 @@ impl Benchmark {
             | Benchmark::WaitForCompaction
             | Benchmark::WaitForUploads
             | Benchmark::WaitForWarmer
+            | Benchmark::WaitForTrims
             | Benchmark::Checkpoint
             | Benchmark::Stats => "call",
         }

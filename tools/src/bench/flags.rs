@@ -157,7 +157,7 @@ fn parse_bool(s: &str) -> Result<bool, String> {
     rename_all = "snake_case",
     after_help = "Benchmarks: fillseq fillrandom overwrite readrandom readseq readmissing \
 seekrandom updaterandom multireadrandom readwhilewriting, and the pseudo-benchmarks \
-flush compact waitforcompaction waitforuploads waitforwarmer checkpoint stats."
+flush compact waitforcompaction waitforuploads waitforwarmer waitfortrims checkpoint stats."
 )]
 pub struct Flags {
     /// Comma-separated benchmarks, run in order on the same database.
@@ -241,6 +241,13 @@ pub struct Flags {
     #[arg(long, value_parser = parse_key_group_range)]
     pub key_group_range: Option<terrace::KeyGroupRange>,
 
+    /// Spell keys as a database owning this key-group range `LO-HI` does (default:
+    /// `--key_group_range`). After a rescale, `--num` and the range of one source
+    /// database's fill read back exactly the keys it wrote; the range must lie in
+    /// the database's own.
+    #[arg(long, value_parser = parse_key_group_range)]
+    pub key_space_range: Option<terrace::KeyGroupRange>,
+
     /// Entries fetched per scan call in readseq.
     #[arg(long, default_value_t = 1000)]
     pub readseq_chunk: usize,
@@ -257,8 +264,10 @@ pub struct Flags {
     /// comma-separated list restores several databases into one (a rescale,
     /// `Db::restore_from`): each URI a source database's prefix under one job root,
     /// `--object_store` the new database's own prefix there, `--checkpoint_id` (if
-    /// given) the checkpoint of every source. With one URI the restored database
-    /// keeps writing to that store.
+    /// given) the checkpoint of every source. With one URI and no
+    /// `--object_store` the restored database keeps writing to that store; with
+    /// an `--object_store` next to it, that is the new database's prefix (a
+    /// rescale of one database, e.g. into `--key_group_range` half of it).
     #[arg(long)]
     pub restore_from: Option<String>,
 
@@ -267,7 +276,9 @@ pub struct Flags {
     pub checkpoint_id: Option<u64>,
 
     /// `lazy` (Terrace's restore: serve at once, warm in the background) or
-    /// `download_first` (baseline: download every object, then open).
+    /// `download_first` (baseline: download every object, then open; with several
+    /// `--restore_from` stores, every object of every source the rescaled database
+    /// references, then open and trim: download-then-clip).
     #[arg(long, value_enum, default_value_t = RestoreModeFlag::Lazy)]
     pub restore_mode: RestoreModeFlag,
 
@@ -437,10 +448,12 @@ impl Flags {
     pub fn key_space(&self) -> super::keys::KeySpace {
         super::keys::KeySpace {
             width: self.key_size,
-            filter: self.key_group_range.map(|range| super::keys::GroupFilter {
-                range,
-                max_key_groups: self.store.max_key_groups,
-                prefix_bytes: self.key_group_prefix_bytes.map(|n| n as usize),
+            filter: self.key_space_range.or(self.key_group_range).map(|range| {
+                super::keys::GroupFilter {
+                    range,
+                    max_key_groups: self.store.max_key_groups,
+                    prefix_bytes: self.key_group_prefix_bytes.map(|n| n as usize),
+                }
             }),
         }
     }
@@ -449,6 +462,22 @@ impl Flags {
     pub fn validate(&self) -> Result<(), String> {
         if self.num == 0 {
             return Err("--num must be at least 1".into());
+        }
+        if let Some(r) = self.key_space_range {
+            if r.last >= self.store.max_key_groups {
+                return Err(format!(
+                    "--key_space_range={r} goes past --max_key_groups={}",
+                    self.store.max_key_groups
+                ));
+            }
+            if self
+                .key_group_range
+                .is_some_and(|own| r.first < own.first || r.last > own.last)
+            {
+                return Err(format!(
+                    "--key_space_range={r} is not inside --key_group_range"
+                ));
+            }
         }
         if let Some(r) = self.key_group_range {
             if r.last >= self.store.max_key_groups {
@@ -501,29 +530,15 @@ impl Flags {
                     sources.len()
                 ));
             }
-            if self.restore_mode != RestoreModeFlag::Lazy {
-                return Err(
-                    "--restore_mode=download_first restores one store; a rescale restores lazily"
-                        .into(),
-                );
-            }
             if self.use_existing_db {
                 return Err("--restore_from creates the database; drop --use_existing_db".into());
             }
-        } else if let Some(source) = sources.first() {
+        } else if !sources.is_empty() {
+            // An --object_store other than the source is the new database's own
+            // prefix under the source's job root: a rescale of one database
+            // (`Db::restore_from`), e.g. into half its key groups.
             if self.use_existing_db {
                 return Err("--restore_from creates the database; drop --use_existing_db".into());
-            }
-            if self
-                .store
-                .object_store
-                .as_ref()
-                .is_some_and(|s| s != source)
-            {
-                return Err(format!(
-                    "--restore_from={source} is the restored database's object store; --object_store={} differs",
-                    self.store.object_store.as_deref().unwrap_or_default()
-                ));
             }
         } else {
             if self.checkpoint_id.is_some() {

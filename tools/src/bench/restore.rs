@@ -9,7 +9,10 @@
 //!   object-store GET bytes up to that moment (metadata included), and, from a
 //!   [`WarmWatch`] polling the statistics, when the warmer is done.
 //! - **download_first** (the baseline): restore the metadata with warming off, close,
-//!   then download every object the checkpoint names into the shard directories
+//!   then download every object the checkpoint names (with several sources: every
+//!   object of every source the rescaled database references, from the source's
+//!   prefix; the open after it clips and trims as usual: download-then-clip, the
+//!   RocksDB way) into the shard directories
 //!   through the same store stack (same injected latency and retries) with the
 //!   uploader's parallelism (`max_parallel_uploads` files at once, each in
 //!   `part_bytes` ranged GETs with `max_parallel_parts` in flight), then open the
@@ -56,8 +59,10 @@ pub struct RestoreReport {
     pub restore_duration: Duration,
     /// From the start to the first read's answer (baseline: from the download's start).
     pub first_read: Duration,
-    /// Whether the first read found its key.
-    pub first_read_found: bool,
+    /// Which probe key the first found read read (0: the first; reads of the
+    /// keys before it were answered "not found"), or `None` if no probe key was
+    /// found.
+    pub first_read_found: Option<usize>,
     /// Object-store GET bytes until the first read (checkpoint metadata included).
     pub downloaded_before_first_read: u64,
     /// Baseline only: time and bytes of the download, and of the open after it.
@@ -75,10 +80,10 @@ impl RestoreReport {
             "{:<12} : {:11.3} ms to first read ({}); {} downloaded before it; checkpoint {} ({} in {} files), {mode}",
             "restore",
             self.first_read.as_secs_f64() * 1e3,
-            if self.first_read_found {
-                "found"
-            } else {
-                "not found"
+            match self.first_read_found {
+                Some(0) => "found".to_string(),
+                Some(i) => format!("found at probe key {}, after {i} not found", i + 1),
+                None => "not found".to_string(),
             },
             size_text(self.downloaded_before_first_read),
             self.checkpoint,
@@ -104,14 +109,16 @@ impl RestoreReport {
 
 /// Restores `opts.path` from checkpoint `id` (or the newest) of `opts.object_store`
 /// — or, with several `sources`, rescales them into it (`Db::restore_from`, every
-/// source's checkpoint `id` or newest) — and reads `probe_key` from table `table`.
+/// source's checkpoint `id` or newest) — and reads `probe_keys` from table `table`
+/// in order until one is found (a rescale into another key-group range spells
+/// keys differently from its sources' fills, so the first may be absent).
 pub fn restore(
     opts: Options,
     sources: &[String],
     id: Option<u64>,
     mode: RestoreMode,
     table: &str,
-    probe_key: &[u8],
+    probe_keys: &[Vec<u8>],
     timeline: Option<&Arc<Timeline>>,
 ) -> anyhow::Result<(Db, RestoreReport)> {
     let start = terrace_tiering::clock::now();
@@ -120,19 +127,8 @@ pub fn restore(
     }
     let report = match mode {
         RestoreMode::Lazy => {
-            let (db, info) = if sources.len() > 1 {
-                let sources: Vec<terrace::RestoreSource> = sources
-                    .iter()
-                    .map(|uri| terrace::RestoreSource {
-                        uri: uri.clone(),
-                        checkpoint: id,
-                    })
-                    .collect();
-                block_on(Db::restore_from(opts, &sources)).context("rescaling")?
-            } else {
-                block_on(Db::restore(opts, id)).context("restoring")?
-            };
-            let found = probe(&db, table, probe_key)?;
+            let (db, info) = restore_metadata(opts, sources, id)?;
+            let found = probe(&db, table, probe_keys)?;
             let first_read = start.elapsed();
             let stats = block_on(db.stats()).context("reading statistics")?;
             // A rescaled database reads its sources' objects under their prefixes.
@@ -158,7 +154,7 @@ pub fn restore(
         RestoreMode::DownloadFirst => {
             let mut cold = opts.clone();
             cold.warm_order = WarmOrder::Off;
-            let (db, info) = block_on(Db::restore(cold, id)).context("restoring the metadata")?;
+            let (db, info) = restore_metadata(cold, sources, id)?;
             let files = block_on(db.live_files()).context("listing the restored files")?;
             block_on(db.close()).context("closing after the metadata restore")?;
             let download_start = terrace_tiering::clock::now();
@@ -167,7 +163,7 @@ pub fn restore(
             let open_start = terrace_tiering::clock::now();
             let db = block_on(Db::open(opts)).context("opening the downloaded database")?;
             let opened = open_start.elapsed();
-            let found = probe(&db, table, probe_key)?;
+            let found = probe(&db, table, probe_keys)?;
             let report = RestoreReport {
                 mode,
                 checkpoint: info.checkpoint,
@@ -188,13 +184,69 @@ pub fn restore(
     Ok(report)
 }
 
-fn probe(db: &Db, table: &str, key: &[u8]) -> anyhow::Result<bool> {
+/// `Db::restore` of checkpoint `id` (or the newest) of `opts.object_store`, or with
+/// several `sources` (or one that is not `opts.object_store`), `Db::restore_from`
+/// of each one's checkpoint `id` or newest.
+fn restore_metadata(
+    opts: Options,
+    sources: &[String],
+    id: Option<u64>,
+) -> anyhow::Result<(Db, terrace::RestoreInfo)> {
+    let own_prefix = |uri: &String| match &opts.object_store {
+        terrace::ObjectStoreSpec::Uri(own) => own == uri,
+        _ => false,
+    };
+    if sources.len() > 1 || sources.first().is_some_and(|s| !own_prefix(s)) {
+        let sources: Vec<terrace::RestoreSource> = sources
+            .iter()
+            .map(|uri| terrace::RestoreSource {
+                uri: uri.clone(),
+                checkpoint: id,
+            })
+            .collect();
+        block_on(Db::restore_from(opts, &sources)).context("rescaling")
+    } else {
+        block_on(Db::restore(opts, id)).context("restoring")
+    }
+}
+
+/// The store of a file's `home` (empty: the database's own store `own`; else the
+/// job prefix `home` next to it, as `LiveFile::home` names it).
+fn home_uri(own: &StoreUri, home: &str) -> anyhow::Result<StoreUri> {
+    if home.is_empty() {
+        return Ok(own.clone());
+    }
+    Ok(match own {
+        StoreUri::Local(path) => {
+            let root = path
+                .parent()
+                .with_context(|| format!("{} has no parent prefix", path.display()))?;
+            StoreUri::Local(root.join(home))
+        }
+        StoreUri::S3 { bucket, prefix } => StoreUri::S3 {
+            bucket: bucket.clone(),
+            prefix: match prefix.rsplit_once('/') {
+                Some((root, _)) => format!("{root}/{home}"),
+                None => home.to_owned(),
+            },
+        },
+    })
+}
+
+/// Reads `keys` in order until one is found; returns its index.
+fn probe(db: &Db, table: &str, keys: &[Vec<u8>]) -> anyhow::Result<Option<usize>> {
     let t = db
         .table(table)
         .with_context(|| format!("opening table {table:?}"))?;
-    Ok(block_on(db.get(t, key))
-        .context("the first read")?
-        .is_some())
+    for (i, key) in keys.iter().enumerate() {
+        if block_on(db.get(t, key))
+            .context("the first read")?
+            .is_some()
+        {
+            return Ok(Some(i));
+        }
+    }
+    Ok(None)
 }
 
 /// Downloads the objects of `files` into their shard directories under
@@ -215,33 +267,45 @@ fn download_all(opts: &Options, files: &[LiveFile]) -> anyhow::Result<u64> {
     let files_at_once = opts.uploader.max_parallel_uploads.max(1);
     let parts_at_once = opts.uploader.max_parallel_parts.max(1);
     let part_bytes = opts.uploader.part_bytes.max(1);
-    let jobs: Vec<(String, PathBuf, u64)> = files
-        .iter()
-        .map(|f| {
-            // The engine's layout (`<db>/shard-NNNN/<id:016x>.sst`): the open that
-            // follows finds the files local.
-            let dir = opts.path.join(format!("shard-{:04}", f.shard));
-            (
-                f.object_key.clone(),
-                dir.join(format!("{:016x}.sst", f.id)),
-                f.size_bytes,
-            )
-        })
-        .collect();
-    let total: u64 = jobs.iter().map(|j| j.2).sum();
+    // Every store the files live in (a rescaled database reads its sources'
+    // prefixes), by the index the jobs below name.
+    let mut homes: Vec<(String, StoreUri)> = Vec::new();
+    let mut jobs: Vec<(usize, String, PathBuf, u64)> = Vec::with_capacity(files.len());
+    for f in files {
+        let store = match homes.iter().position(|(h, _)| *h == f.home) {
+            Some(i) => i,
+            None => {
+                homes.push((f.home.clone(), home_uri(&uri, &f.home)?));
+                homes.len() - 1
+            }
+        };
+        // The engine's layout (`<db>/shard-NNNN/<id:016x>.sst`): the open that
+        // follows finds the files local.
+        let dir = opts.path.join(format!("shard-{:04}", f.shard));
+        jobs.push((
+            store,
+            f.object_key.clone(),
+            dir.join(format!("{:016x}.sst", f.id)),
+            f.size_bytes,
+        ));
+    }
+    let total: u64 = jobs.iter().map(|j| j.3).sum();
     let handle = runtime.handle();
     let task = handle.spawn(async move {
-        let base = open_uri(&uri, false).await.map_err(|e| e.to_string())?;
-        let store = stack(base, faults, retry).store();
+        let mut stores = Vec::with_capacity(homes.len());
+        for (_, uri) in &homes {
+            let base = open_uri(uri, false).await.map_err(|e| e.to_string())?;
+            stores.push(stack(base, faults.clone(), retry.clone()).store());
+        }
         let files = Arc::new(tokio::sync::Semaphore::new(files_at_once));
         let mut tasks = Vec::new();
-        for (key, path, size) in jobs {
+        for (store, key, path, size) in jobs {
             let permit = files
                 .clone()
                 .acquire_owned()
                 .await
                 .map_err(|e| e.to_string())?;
-            let store = store.clone();
+            let store = stores[store].clone();
             tasks.push(tokio::spawn(async move {
                 let r = download_one(store, key, path, size, part_bytes, parts_at_once).await;
                 drop(permit);
@@ -441,4 +505,107 @@ pub fn warm_line(done: &WarmDone) -> String {
         ));
     }
     s
+}
+
+/// When a rescaled database had trimmed every clipped file reference, as the
+/// [`TrimWatch`] saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrimsDone {
+    /// From the restore's start to the first look that found none left.
+    pub after: Duration,
+    /// Clipped references at the watch's first look (right after the restore).
+    pub clipped_at_start: usize,
+}
+
+/// How often the [`TrimWatch`] reads the statistics.
+const TRIM_POLL: Duration = Duration::from_millis(50);
+
+/// A thread polling `DbStats::clipped_files` from right after a restore until it
+/// is 0: compaction has trimmed every key a rescale left outside its shard's
+/// range.
+pub struct TrimWatch {
+    stop: Option<flume::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+    done: Arc<Mutex<Option<TrimsDone>>>,
+}
+
+impl TrimWatch {
+    /// Starts watching `db`, timing from `since` (the restore's start).
+    pub fn start(db: &Db, since: Instant) -> TrimWatch {
+        let (stop, stopped) = flume::bounded::<()>(1);
+        let done = Arc::new(Mutex::new(None));
+        let (db, done_in) = (db.clone(), done.clone());
+        let thread = std::thread::Builder::new()
+            .name("bench-trim-watch".into())
+            .spawn(move || {
+                let mut at_start = None;
+                loop {
+                    let Ok(stats) = block_on(db.stats()) else {
+                        return;
+                    };
+                    let clipped = stats.clipped_files();
+                    let first = *at_start.get_or_insert(clipped);
+                    if clipped == 0 {
+                        *lock(&done_in) = Some(TrimsDone {
+                            after: since.elapsed(),
+                            clipped_at_start: first,
+                        });
+                        return;
+                    }
+                    match stopped.recv_timeout(TRIM_POLL) {
+                        Err(flume::RecvTimeoutError::Timeout) => {}
+                        _ => return,
+                    }
+                }
+            })
+            .ok();
+        TrimWatch {
+            stop: Some(stop),
+            thread,
+            done,
+        }
+    }
+
+    /// The end of the trims, once seen.
+    pub fn done(&self) -> Option<TrimsDone> {
+        *lock(&self.done)
+    }
+
+    /// Waits up to `max` for the end of the trims.
+    pub fn wait(&self, max: Duration) -> Option<TrimsDone> {
+        let start = terrace_tiering::clock::now();
+        loop {
+            if let Some(d) = self.done() {
+                return Some(d);
+            }
+            if start.elapsed() > max || self.thread.as_ref().is_none_or(|t| t.is_finished()) {
+                return self.done();
+            }
+            std::thread::sleep(TRIM_POLL);
+        }
+    }
+}
+
+impl Drop for TrimWatch {
+    fn drop(&mut self) {
+        self.stop.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The `trims:` line.
+pub fn trims_line(done: &TrimsDone) -> String {
+    if done.clipped_at_start == 0 {
+        return format!(
+            "  trims: none to do (no clipped file reference {:.3} s after the restore began)",
+            done.after.as_secs_f64()
+        );
+    }
+    format!(
+        "  trims: done {:.3} s after the restore began; {} clipped file references at the first look",
+        done.after.as_secs_f64(),
+        done.clipped_at_start
+    )
 }

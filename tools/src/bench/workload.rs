@@ -101,6 +101,7 @@ impl Plan {
             | Benchmark::WaitForCompaction
             | Benchmark::WaitForUploads
             | Benchmark::WaitForWarmer
+            | Benchmark::WaitForTrims
             | Benchmark::Checkpoint
             | Benchmark::Stats => 0,
         }
@@ -269,6 +270,7 @@ pub async fn run_worker<S: Store>(
             | Benchmark::WaitForCompaction
             | Benchmark::WaitForUploads
             | Benchmark::WaitForWarmer
+            | Benchmark::WaitForTrims
             | Benchmark::Checkpoint
             | Benchmark::Stats => 0,
         };

@@ -38,7 +38,9 @@ use terrace_tools::bench::keys::KeyDraw;
 use terrace_tools::bench::plot;
 use terrace_tools::bench::progress::{Progress, Reporter};
 use terrace_tools::bench::report::{header, BenchResult, JsonSummary};
-use terrace_tools::bench::restore::{self, wait_for_warmer, warm_line, WarmWatch};
+use terrace_tools::bench::restore::{
+    self, trims_line, wait_for_warmer, warm_line, TrimWatch, WarmWatch,
+};
 use terrace_tools::bench::timeline::{EventKind, Timeline};
 use terrace_tools::bench::values::ValuePool;
 use terrace_tools::bench::workload::Plan;
@@ -74,7 +76,12 @@ fn options(flags: &Flags, path: &Path) -> Options {
     opts.max_value_bytes = opts.max_value_bytes.max(flags.value_size);
     opts.warm_order = flags.warm_order.order();
     opts.warm_bytes_per_sec = flags.warm_bytes_per_sec;
-    if let [source] = flags.restore_sources().as_slice() {
+    // One source without --object_store: the restored database lives in the
+    // source's prefix (with it, in its own prefix next to the source's).
+    if let ([source], None) = (
+        flags.restore_sources().as_slice(),
+        flags.store.object_store.as_ref(),
+    ) {
         opts.object_store = ObjectStoreSpec::Uri(source.clone());
     }
     opts
@@ -164,11 +171,15 @@ fn run(flags: &Flags) -> anyhow::Result<()> {
     let timeline = flags.plot.as_ref().map(|_| Arc::new(Timeline::new()));
     let restore_start = terrace_tiering::clock::now();
     let (db, restored) = if restoring {
-        // The key the first fillrandom of a run wrote first: present in a database a
-        // run starting with fillrandom filled, so the first read is a real lookup.
-        let probe = flags
-            .key_space()
-            .key_of(KeyDraw::new(flags.seed, 0, flags.num).index(0));
+        // The keys the first fillrandom of a run wrote first: present in a database
+        // a run starting with fillrandom filled, so the first read is a real lookup.
+        // A rescale spells keys of its new range, not its sources': the first few
+        // may be absent, so the first read goes on to the next until one is found.
+        let space = flags.key_space();
+        let draw = KeyDraw::new(flags.seed, 0, flags.num);
+        let probe: Vec<Vec<u8>> = (0..PROBE_KEYS)
+            .map(|i| space.key_of(draw.index(i)))
+            .collect();
         let (db, report) = restore::restore(
             options(flags, &path),
             &flags.restore_sources(),
@@ -195,6 +206,10 @@ fn run(flags: &Flags) -> anyhow::Result<()> {
         .filter(|r| r.mode == restore::RestoreMode::Lazy)
         .map(|_| WarmWatch::start(&db, restore_start, timeline.clone()));
     let mut warm_reported = false;
+    let trim_watch = restored
+        .as_ref()
+        .map(|_| TrimWatch::start(&db, restore_start));
+    let mut trims_reported = false;
 
     let checkpoints = if flags.checkpoint_every_secs > 0.0
         || flags.benchmarks.0.contains(&Benchmark::Checkpoint)
@@ -268,6 +283,31 @@ fn run(flags: &Flags) -> anyhow::Result<()> {
             if let (Some(done), Some(_), false) = (done, &warm_watch, warm_reported) {
                 out.line(&warm_line(&done));
                 warm_reported = true;
+            }
+            (
+                BenchResult::new(bench.name(), 1, start.elapsed().as_secs_f64(), 0),
+                None,
+            )
+        } else if bench == Benchmark::WaitForTrims {
+            let start = terrace_tiering::clock::now();
+            // Without a restore, timed from this call.
+            let own;
+            let watch = match &trim_watch {
+                Some(w) => w,
+                None => {
+                    own = TrimWatch::start(&db, start);
+                    &own
+                }
+            };
+            let done = watch.wait(TRIM_WAIT_MAX).with_context(|| {
+                format!(
+                    "waitfortrims: file references still clipped after {} s",
+                    TRIM_WAIT_MAX.as_secs()
+                )
+            })?;
+            if !trims_reported {
+                out.line(&trims_line(&done));
+                trims_reported = trim_watch.is_some();
             }
             (
                 BenchResult::new(bench.name(), 1, start.elapsed().as_secs_f64(), 0),
@@ -359,6 +399,14 @@ fn run(flags: &Flags) -> anyhow::Result<()> {
         }
     }
     drop(warm_watch);
+    if let (Some(w), false) = (&trim_watch, trims_reported) {
+        match w.done() {
+            Some(done) => out.line(&trims_line(&done)),
+            None => out
+                .line("  trims: not done at the end of the benchmarks (add waitfortrims to wait)"),
+        }
+    }
+    drop(trim_watch);
     if let (Some(t), Some(file)) = (&timeline, &flags.plot) {
         let title = format!(
             "terrace-bench {}{}",
@@ -448,6 +496,12 @@ fn run_workload(
     let histogram = histogram.then(|| format_histogram(bench.histogram_op(), &stats.latency_ns));
     Ok((result, histogram))
 }
+
+/// Keys the first read after a restore tries, in order, until one is found.
+const PROBE_KEYS: u64 = 64;
+
+/// `waitfortrims` gives up after this long (compaction is stuck or off).
+const TRIM_WAIT_MAX: Duration = Duration::from_secs(3600);
 
 fn run_pseudo(db: &Db, bench: Benchmark, out: &Out) -> anyhow::Result<BenchResult> {
     let start = terrace_tiering::clock::now();

@@ -33,6 +33,10 @@ pub struct SmallDbFlags {
 }
 
 impl SmallDbFlags {
+    /// `Options::max_key_groups` of these databases: few key groups keep full
+    /// scans cheap (a scan seeks once per key group).
+    pub const MAX_KEY_GROUPS: u16 = 16;
+
     /// The flags as command-line arguments, to hand them to a child process.
     pub fn to_args(&self) -> Vec<String> {
         vec![
@@ -48,8 +52,7 @@ impl SmallDbFlags {
     pub fn options(&self, dir: &Path, fault_seed: u64) -> Options {
         let mut o = Options::new(dir);
         o.shards = self.shards;
-        // Few key groups keep full scans cheap (a scan seeks once per key group).
-        o.max_key_groups = 16;
+        o.max_key_groups = Self::MAX_KEY_GROUPS;
         o.pin_shards = false;
         o.spin_before_park_us = 0;
         o.memtable_bytes = 64 << 10;

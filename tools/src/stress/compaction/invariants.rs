@@ -257,6 +257,7 @@ mod tests {
             local: true,
             uploaded: false,
             object_key: format!("sst/0000000000000001/{id:016x}.sst"),
+            home: String::new(),
         }
     }
 

@@ -97,6 +97,15 @@ pub struct CrashFlags {
     /// is then the run's directory (`store/`, `db-NNNN/`).
     #[arg(long)]
     pub checkpoints: bool,
+    /// Checkpoint mode: one restore in this many goes into another shard count
+    /// (`1..=--rescale_max_shards`, seeded), and one reopen of the old directory in
+    /// this many re-splits it into another count (`Options::resplit_on_open`); the
+    /// next child continues with the new count. 0: never.
+    #[arg(long, default_value_t = 3)]
+    pub rescale_one_in: u32,
+    /// Checkpoint mode: the largest shard count a rescale picks.
+    #[arg(long, default_value_t = 4)]
+    pub rescale_max_shards: u32,
     /// Checkpoint mode: `Options::gc_min_age` of the children, in milliseconds
     /// (small, so that collections really delete).
     #[arg(long, default_value_t = 200)]
@@ -211,6 +220,9 @@ struct Parent<'a> {
     start: Instant,
     /// Checkpoint mode's state.
     ckpt: Option<checkpoints::CheckpointRun>,
+    /// The shard count of the database the next child opens (checkpoint mode
+    /// changes it when it rescales).
+    shards: u32,
 }
 
 impl Parent<'_> {
@@ -223,7 +235,11 @@ impl Parent<'_> {
             format!("--start={}", self.next_op),
             format!("--key_space={}", self.flags.key_space),
         ];
-        args.extend(self.flags.small_db.to_args());
+        let small_db = SmallDbFlags {
+            shards: self.shards,
+            ..self.flags.small_db.clone()
+        };
+        args.extend(small_db.to_args());
         if let Some(c) = &self.ckpt {
             args.push(format!("--store={}", c.store.display()));
             args.push(format!("--first_checkpoint={}", c.book.next_id));
@@ -237,9 +253,9 @@ impl Parent<'_> {
         args
     }
 
-    /// Options of a database of this run in `dir`.
+    /// Options of a database of this run in `dir`, with the current shard count.
     fn options(&self, dir: &Path, fault_seed: u64) -> terrace::Options {
-        match &self.ckpt {
+        let mut o = match &self.ckpt {
             Some(c) => checkpoints::options(
                 &self.flags.small_db,
                 dir,
@@ -248,7 +264,9 @@ impl Parent<'_> {
                 self.flags.gc_min_age_ms,
             ),
             None => self.flags.small_db.options(dir, fault_seed),
-        }
+        };
+        o.shards = self.shards;
+        o
     }
 
     /// The directory of the object store.
@@ -262,7 +280,8 @@ impl Parent<'_> {
     /// Opens, reads and closes the database under the watchdog. The parent's store
     /// misbehaves too: an error that is not corruption (a request that failed all
     /// its retries) is tried again with fresh faults.
-    fn read_back(&self, round: u64) -> Result<ReadBack, terrace::Error> {
+    /// With `resplit`, opens with that shard count and `Options::resplit_on_open`.
+    fn read_back(&self, round: u64, resplit: Option<u32>) -> Result<ReadBack, terrace::Error> {
         let _guard = Watchdog::arm(
             Duration::from_secs(self.flags.verify_timeout_secs),
             format!(
@@ -274,7 +293,11 @@ impl Parent<'_> {
         let mut attempt = 0;
         loop {
             let faults = derive_seed(self.seed, round, SEED_PARENT_FAULTS + 100 * attempt);
-            let opts = self.options(&self.db, faults);
+            let mut opts = self.options(&self.db, faults);
+            if let Some(n) = resplit {
+                opts.shards = n;
+                opts.resplit_on_open = true;
+            }
             match read_back::read_back(&opts, self.flags.key_space) {
                 Err(e)
                     if e.kind() != terrace::ErrorKind::Corruption
@@ -298,7 +321,7 @@ impl Parent<'_> {
         if self.ckpt.is_some() {
             return self.checkpoint_round(round, &killed);
         }
-        let verdict = match self.reopen_and_check(round, &killed) {
+        let verdict = match self.reopen_and_check(round, &killed, None) {
             Ok(v) => v,
             Err(why) => return Ok(Err(why)),
         };
@@ -370,10 +393,19 @@ impl Parent<'_> {
 
     /// Reopens the database the child used and checks it against what the child
     /// made durable by flushing. Returns the verdict, or why the round failed.
-    fn reopen_and_check(&mut self, round: u64, killed: &Killed) -> Result<Verdict, String> {
+    /// With `resplit`, the reopen re-splits the directory into that many shards
+    /// (the shards the child wrote are what the prefix check judges: each old shard
+    /// must still come back as a prefix of its history), and the next child
+    /// continues with that count.
+    fn reopen_and_check(
+        &mut self,
+        round: u64,
+        killed: &Killed,
+        resplit: Option<u32>,
+    ) -> Result<Verdict, String> {
         let seed = self.seed;
         let what = &killed.what;
-        let read = match self.read_back(round) {
+        let read = match self.read_back(round, resplit) {
             Ok(r) => r,
             Err(e) => {
                 if e.kind() == terrace::ErrorKind::Corruption {
@@ -387,13 +419,19 @@ impl Parent<'_> {
         };
         self.report.reopens += 1;
         self.report.keys_verified += u64::from(self.flags.key_space);
+        // The prefix check is per shard the child wrote, which a re-split does not
+        // change: judge by the old layout.
+        let written_shard_of = match resplit {
+            Some(_) => shard_of_keys(self.flags.key_space, self.shards),
+            None => read.shard_of.clone(),
+        };
         let verdict = verify::check(
             &self.workload,
             &self.model,
             &killed.ops,
             &read.found,
-            &read.shard_of,
-            self.flags.small_db.shards,
+            &written_shard_of,
+            self.shards,
         );
         let mut problems: Vec<Problem> = verdict.problems.clone();
         problems.extend(read.problems);
@@ -409,6 +447,9 @@ impl Parent<'_> {
                 killed,
                 problems.iter().map(ToString::to_string),
             ));
+        }
+        if let Some(n) = resplit {
+            self.shards = n;
         }
         Ok(verdict)
     }
@@ -460,6 +501,18 @@ impl Parent<'_> {
     }
 }
 
+/// Per key of `0..key_space`, its shard in a database of `shards` shards over all
+/// the key groups of [`SmallDbFlags::options`].
+fn shard_of_keys(key_space: u32, shards: u32) -> Vec<u32> {
+    let groups = SmallDbFlags::MAX_KEY_GROUPS;
+    (0..key_space)
+        .map(|k| {
+            let kg = terrace::key::key_group(workload::key_name(k).as_bytes(), groups);
+            terrace::key::shard_for_key_group(kg, shards, terrace::KeyGroupRange::all(groups))
+        })
+        .collect()
+}
+
 /// A killed child: what it said, the operations it may have issued, and a
 /// description for messages.
 struct Killed {
@@ -502,7 +555,11 @@ pub fn run(flags: &CrashFlags) -> anyhow::Result<CrashOutcome> {
         store: StoreAudit::default(),
         start: now(),
         ckpt,
+        shards: flags.small_db.shards,
     };
+    if let Some(c) = parent.ckpt.as_mut() {
+        c.rescales.counts.insert(flags.small_db.shards);
+    }
     println!(
         "terrace-stress crash: seed {seed} (replay with --seed={seed}) kills {} key space {} \
          shards {} kill after {}..={} ms, store errors {} latency 0..={} ms, local budget {} B{}, in {}",
@@ -536,6 +593,7 @@ pub fn run(flags: &CrashFlags) -> anyhow::Result<CrashOutcome> {
             restores: c.restores,
             checkpoints_verified: c.verified,
         });
+        println!("terrace-stress crash: {}", c.rescales);
     }
     println!("{}", parent.observed);
     println!("terrace-stress crash: {}", parent.store);

@@ -146,28 +146,52 @@ impl Parent<'_> {
 
         let mut rng = seeded_rng(derive_seed(self.seed, round, SEED_RESTORE));
         let reopen = rng.gen_ratio(1, REOPEN_ONE_IN);
+        let rescale = super::CheckpointRun::draw_rescale(
+            &mut rng,
+            self.flags.rescale_one_in,
+            self.shards,
+            self.flags.rescale_max_shards,
+        );
+        let from = self.shards;
+        let into = |n: Option<u32>| match n {
+            Some(n) => format!(" ({from} -> {n} shards)"),
+            None => String::new(),
+        };
         let how = match &newest {
             Some((id, known)) if !reopen => {
                 let by_id = rng.gen_ratio(1, RESTORE_BY_ID_ONE_IN);
-                self.restore_newest(round, *id, known, by_id, killed, &mut f)?;
+                self.restore_newest(round, *id, known, by_id, rescale, killed, &mut f)?;
                 format!(
-                    "restored checkpoint {id} ({}) into {}",
+                    "restored checkpoint {id} ({}) into {}{}",
                     if by_id { "by id" } else { "the newest" },
-                    self.db.display()
+                    self.db.display(),
+                    into(rescale)
                 )
             }
             _ => {
-                let verdict = match self.reopen_and_check(round, killed) {
+                let verdict = match self.reopen_and_check(round, killed, rescale) {
                     Ok(v) => v,
                     Err(why) => return Ok(Err(why)),
                 };
                 self.model = verdict.recovered;
+                if let (Some(n), Some(c)) = (rescale, self.ckpt.as_mut()) {
+                    c.rescales.resplits += 1;
+                    c.rescales.counts.insert(n);
+                }
                 match &newest {
                     Some((id, known)) => {
                         self.check_with_reader(round, *id, known, killed, &mut f);
-                        format!("reopened {}, read checkpoint {id}", self.db.display())
+                        format!(
+                            "reopened {}{}, read checkpoint {id}",
+                            self.db.display(),
+                            into(rescale)
+                        )
                     }
-                    None => format!("reopened {}; no checkpoint yet", self.db.display()),
+                    None => format!(
+                        "reopened {}{}; no checkpoint yet",
+                        self.db.display(),
+                        into(rescale)
+                    ),
                 }
             }
         };
@@ -192,14 +216,17 @@ impl Parent<'_> {
     }
 
     /// Restores checkpoint `id`, the newest committed, into the next generation's
-    /// directory, compares it with `known`, and makes it the database the next
-    /// child continues.
+    /// directory — with `rescale`, into that many shards instead of the count that
+    /// took it — compares it with `known` (exactly, whatever the count), and makes
+    /// it the database the next child continues.
+    #[allow(clippy::too_many_arguments)]
     fn restore_newest(
         &mut self,
         round: u64,
         id: u64,
         known: &Known,
         by_id: bool,
+        rescale: Option<u32>,
         killed: &Killed,
         f: &mut Findings,
     ) -> anyhow::Result<()> {
@@ -220,7 +247,10 @@ impl Parent<'_> {
         let result = loop {
             remove_dir(&dir)?;
             let faults = derive_seed(self.seed, round, SEED_PARENT_FAULTS + 100 * attempt);
-            let opts = self.options(&dir, faults);
+            let mut opts = self.options(&dir, faults);
+            if let Some(n) = rescale {
+                opts.shards = n;
+            }
             match restore_and_read(opts, by_id.then_some(id), key_space) {
                 Err(e)
                     if e.kind() != terrace::ErrorKind::Corruption
@@ -282,6 +312,11 @@ impl Parent<'_> {
                 let old = std::mem::replace(&mut self.db, dir);
                 remove_dir(&old)?;
                 self.model = known.state.to_vec();
+                if let Some(n) = rescale {
+                    c.rescales.restores += 1;
+                    c.rescales.counts.insert(n);
+                    self.shards = n;
+                }
             }
         }
         Ok(())
