@@ -76,6 +76,11 @@ impl TableCatalog {
             .ok_or_else(|| ErrorDetail::UnknownTableId { id: id.0 }.into())
     }
 
+    /// Whether any table has a TTL.
+    pub(crate) fn has_ttl(&self) -> bool {
+        self.by_id.iter().flatten().any(|t| t.ttl.is_some())
+    }
+
     /// Whether any table needs per-entry work on reads and compactions.
     pub(crate) fn is_plain(&self) -> bool {
         self.by_id
