@@ -37,6 +37,10 @@ pub(crate) struct TableEntry {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct TableCatalog {
     by_id: Vec<Option<TableEntry>>,
+    /// No table has a merge operator or a TTL (asked on every read and write).
+    plain: bool,
+    /// Some table has a TTL.
+    has_ttl: bool,
 }
 
 impl TableCatalog {
@@ -58,7 +62,16 @@ impl TableCatalog {
                 ttl: o.and_then(|o| o.ttl),
             });
         }
-        TableCatalog { by_id }
+        let plain = by_id
+            .iter()
+            .flatten()
+            .all(|t| t.merge.is_none() && t.ttl.is_none());
+        let has_ttl = by_id.iter().flatten().any(|t| t.ttl.is_some());
+        TableCatalog {
+            by_id,
+            plain,
+            has_ttl,
+        }
     }
 
     pub(crate) fn get(&self, id: TableId) -> Option<&TableEntry> {
@@ -78,15 +91,12 @@ impl TableCatalog {
 
     /// Whether any table has a TTL.
     pub(crate) fn has_ttl(&self) -> bool {
-        self.by_id.iter().flatten().any(|t| t.ttl.is_some())
+        self.has_ttl
     }
 
     /// Whether any table needs per-entry work on reads and compactions.
     pub(crate) fn is_plain(&self) -> bool {
-        self.by_id
-            .iter()
-            .flatten()
-            .all(|t| t.merge.is_none() && t.ttl.is_none())
+        self.plain
     }
 }
 

@@ -29,6 +29,9 @@ pub enum Benchmark {
     MultiReadRandom,
     /// readrandom while one writer per shard overwrites random keys.
     ReadWhileWriting,
+    /// Merge `num` counter increments (u64_add, 8 bytes) into random keys of the
+    /// `counters` table: writes with no read before them.
+    MergeRandom,
     /// Pseudo: flush every memtable.
     Flush,
     /// Pseudo: compact the whole key range.
@@ -47,7 +50,7 @@ pub enum Benchmark {
 }
 
 /// Every benchmark with its name, in the order `--help` lists them.
-pub const ALL: [(Benchmark, &str); 17] = [
+pub const ALL: [(Benchmark, &str); 18] = [
     (Benchmark::FillSeq, "fillseq"),
     (Benchmark::FillRandom, "fillrandom"),
     (Benchmark::Overwrite, "overwrite"),
@@ -58,6 +61,7 @@ pub const ALL: [(Benchmark, &str); 17] = [
     (Benchmark::UpdateRandom, "updaterandom"),
     (Benchmark::MultiReadRandom, "multireadrandom"),
     (Benchmark::ReadWhileWriting, "readwhilewriting"),
+    (Benchmark::MergeRandom, "mergerandom"),
     (Benchmark::Flush, "flush"),
     (Benchmark::Compact, "compact"),
     (Benchmark::WaitForCompaction, "waitforcompaction"),
@@ -99,7 +103,10 @@ impl Benchmark {
     pub fn writes(self) -> bool {
         matches!(
             self,
-            Benchmark::FillSeq | Benchmark::FillRandom | Benchmark::Overwrite
+            Benchmark::FillSeq
+                | Benchmark::FillRandom
+                | Benchmark::Overwrite
+                | Benchmark::MergeRandom
         )
     }
 
@@ -123,6 +130,7 @@ impl Benchmark {
             Benchmark::ReadRandom | Benchmark::ReadMissing | Benchmark::ReadWhileWriting => "read",
             Benchmark::SeekRandom => "seek",
             Benchmark::UpdateRandom => "update",
+            Benchmark::MergeRandom => "merge",
             Benchmark::MultiReadRandom => "multiread batch",
             Benchmark::ReadSeq => "scan chunk",
             Benchmark::Flush
