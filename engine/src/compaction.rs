@@ -15,9 +15,10 @@ use std::cell::Cell;
 use std::path::PathBuf;
 use std::rc::Rc;
 
+use crate::combine::{newest_fate, Newest, PendingMerge};
 use crate::error::{Error, Result};
 use crate::iter::{MergeIter, Source};
-use crate::key::{state_key_of, InternalKey, ValueKind};
+use crate::key::{make_internal_key, state_key_of, InternalKey, ValueKind};
 use crate::policy::cache_mode::compaction_output_hint;
 use crate::policy::compaction::Choice;
 use crate::shard::Shard;
@@ -162,52 +163,83 @@ async fn merge(
     stage.set("merge: seek inputs");
     it.seek_to_first().await?;
     stage.set("merge: running");
-    let mut outputs: Vec<Rc<FileMeta>> = Vec::new();
-    let mut current: Option<Output> = None;
+    let mut out = Outputs {
+        output_level,
+        hot: hot.clone(),
+        current: None,
+        files: Vec::new(),
+        written: 0,
+    };
+    let catalog = shard.opts.catalog.clone();
+    let now_ms = shard.now_ms();
     let mut last_key: Option<Vec<u8>> = None;
-    let mut written = 0u64;
+    let mut pending: Option<PendingMerge> = None;
+    let mut ttl_dropped = 0u64;
     let result: Result<()> = async {
         while it.valid() {
             let Some(k) = InternalKey::decode(it.key()) else {
                 return Err(Error::internal("compaction input key too short"));
             };
             let shadowed = last_key.as_deref() == Some(k.state_key);
-            if !shadowed {
-                let buf = last_key.get_or_insert_with(Vec::new);
-                buf.clear();
-                buf.extend_from_slice(k.state_key);
-                let kind = ValueKind::from_u8(k.kind)
-                    .ok_or_else(|| Error::internal(format!("unknown kind {}", k.kind)))?;
-                if !(bottommost && kind == ValueKind::Delete) {
-                    if current.is_none() {
-                        current = Some(new_output(shard, output_level, &hot).await?);
+            if shadowed {
+                if let Some(p) = pending.as_mut() {
+                    p.older(k.kind, it.value())?;
+                }
+                it.next().await?;
+                continue;
+            }
+            if let Some(p) = pending.take() {
+                let c = p.resolve(&catalog, bottommost)?;
+                out.add(shard, &c.ikey, &c.value, c.seqno, c.kind, false)
+                    .await?;
+            }
+            let buf = last_key.get_or_insert_with(Vec::new);
+            buf.clear();
+            buf.extend_from_slice(k.state_key);
+            let kind = ValueKind::from_u8(k.kind)
+                .ok_or_else(|| Error::internal(format!("unknown kind {}", k.kind)))?;
+            if kind == ValueKind::Merge {
+                pending = Some(PendingMerge::new(k.state_key, k.seqno, it.value()));
+            } else {
+                let fate =
+                    newest_fate(&catalog, k.state_key, kind, it.value(), bottommost, now_ms)?;
+                if kind == ValueKind::Put && fate != Newest::Keep {
+                    ttl_dropped += 1;
+                }
+                match fate {
+                    Newest::Keep => {
+                        out.add(shard, it.key(), it.value(), k.seqno, kind, it.block_hot())
+                            .await?
                     }
-                    if let Some((w, desc, _)) = current.as_mut() {
-                        w.add(it.key(), it.value()).await?;
-                        if it.block_hot() {
-                            hot.set(true);
-                        }
-                        desc.note_entry(it.key(), k.seqno, kind);
-                        if w.estimated_size() >= shard.opts.target_file_bytes {
-                            if let Some(out) = current.take() {
-                                let meta = finish_output(shard, out).await?;
-                                written += meta.desc.size_bytes;
-                                outputs.push(meta);
-                            }
-                        }
+                    Newest::Drop => {}
+                    Newest::Tombstone => {
+                        let tomb = make_internal_key(k.state_key, k.seqno, ValueKind::Delete);
+                        out.add(shard, &tomb, &[], k.seqno, ValueKind::Delete, false)
+                            .await?
                     }
                 }
             }
             it.next().await?;
         }
-        if let Some(out) = current.take() {
-            let meta = finish_output(shard, out).await?;
-            written += meta.desc.size_bytes;
-            outputs.push(meta);
+        if let Some(p) = pending.take() {
+            let c = p.resolve(&catalog, bottommost)?;
+            out.add(shard, &c.ikey, &c.value, c.seqno, c.kind, false)
+                .await?;
+        }
+        if let Some(o) = out.current.take() {
+            out.finish(shard, o).await?;
         }
         Ok(())
     }
     .await;
+    shard.counters.borrow_mut().ttl_dropped += ttl_dropped;
+    let Outputs {
+        current,
+        files: outputs,
+        written,
+        ..
+    } = out;
+    let mut current = current;
     if let Err(e) = result {
         if let Some((w, _, _)) = current.take() {
             shard.reads.cache.evict_file(w.file_id());
@@ -236,6 +268,54 @@ async fn merge(
             written_bytes: written,
         },
     })
+}
+
+/// The files a merge writes, the one being filled last.
+struct Outputs {
+    output_level: u32,
+    hot: Rc<Cell<bool>>,
+    current: Option<Output>,
+    files: Vec<Rc<FileMeta>>,
+    written: u64,
+}
+
+impl Outputs {
+    /// Adds an entry, starting a file when none is open and finishing it once it
+    /// reaches the target size.
+    async fn add(
+        &mut self,
+        shard: &Shard,
+        ikey: &[u8],
+        value: &[u8],
+        seqno: u64,
+        kind: ValueKind,
+        block_hot: bool,
+    ) -> Result<()> {
+        if self.current.is_none() {
+            self.current = Some(new_output(shard, self.output_level, &self.hot).await?);
+        }
+        let Some((w, desc, _)) = self.current.as_mut() else {
+            return Err(Error::internal("compaction output vanished"));
+        };
+        w.add(ikey, value).await?;
+        if block_hot {
+            self.hot.set(true);
+        }
+        desc.note_entry(ikey, seqno, kind);
+        if w.estimated_size() >= shard.opts.target_file_bytes {
+            if let Some(o) = self.current.take() {
+                self.finish(shard, o).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn finish(&mut self, shard: &Shard, o: Output) -> Result<()> {
+        let meta = finish_output(shard, o).await?;
+        self.written += meta.desc.size_bytes;
+        self.files.push(meta);
+        Ok(())
+    }
 }
 
 async fn finish_output(shard: &Shard, (w, desc, path): Output) -> Result<Rc<FileMeta>> {

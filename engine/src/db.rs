@@ -176,6 +176,10 @@ impl Db {
             .iter()
             .map(|(id, name)| (name.clone(), TableId(*id)))
             .collect();
+        opts.catalog = Arc::new(crate::catalog::TableCatalog::new(
+            &meta.tables,
+            &opts.table_options,
+        ));
         let router = Router {
             shards: opts.shards,
             max_key_groups: opts.max_key_groups,
@@ -430,6 +434,19 @@ impl Db {
             move |s| async move { s.write(&sk, Some(&value)).await },
         )
         .await
+    }
+
+    /// Merges `operand` into `key` of table `t` with the table's merge operator
+    /// ([`TableOptions::merge_operator`](crate::TableOptions::merge_operator)),
+    /// without reading the key: reads see the operands applied in order. A table
+    /// without an operator, or an operand the operator refuses, is an
+    /// InvalidArgument error.
+    pub async fn merge(&self, t: TableId, key: &[u8], operand: &[u8]) -> Result<()> {
+        let (shard, sk) = self.inner.router.locate(t, key)?;
+        self.inner.router.check_value(operand)?;
+        let operand = operand.to_vec();
+        self.call(shard, move |s| async move { s.merge(&sk, &operand).await })
+            .await
     }
 
     /// Deletes `key` from table `t`.

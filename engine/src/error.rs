@@ -118,6 +118,39 @@ pub enum ErrorDetail {
     /// A range or argument that makes no sense.
     #[error("invalid argument: {0}")]
     BadArgument(String),
+    /// A merge on a table configured without a merge operator.
+    #[error("merge on state table {table:?}, which has no merge operator (set TableOptions::merge_operator)")]
+    NoMergeOperator {
+        /// The table.
+        table: String,
+    },
+    /// A merge operator refused an operand or a value (a counter operand of the
+    /// wrong width, a damaged list).
+    #[error("merge operator {operator:?} of state table {table:?} failed: {reason}")]
+    MergeFailed {
+        /// The table.
+        table: String,
+        /// The operator's name.
+        operator: String,
+        /// What it reported.
+        reason: String,
+    },
+    /// A table opened with another merge operator or TTL setting than the one its
+    /// data was written with.
+    #[error("state table {table:?} of the database at {path} was created with {what} = {on_disk}, options say {given}")]
+    TableMismatch {
+        /// Database directory.
+        path: PathBuf,
+        /// The table.
+        table: String,
+        /// `merge_operator` or `ttl`.
+        what: &'static str,
+        /// What `TERRACE-META` records.
+        on_disk: String,
+        /// What the options say.
+        given: String,
+    },
+
     /// A block whose checksum does not match its contents.
     #[error("checksum mismatch in {file} at block offset {offset}: stored {stored:#010x}, computed {computed:#010x}")]
     ChecksumMismatch {
@@ -221,6 +254,9 @@ impl ErrorDetail {
             | InvalidOption { .. }
             | OptionMismatch { .. }
             | BadArgument(_)
+            | NoMergeOperator { .. }
+            | MergeFailed { .. }
+            | TableMismatch { .. }
             | ReadOnly => ErrorKind::InvalidArgument,
             InUse { .. } | TooManyCursors { .. } => ErrorKind::Unavailable,
             ChecksumMismatch { .. } | Corrupt { .. } | UnsupportedVersion { .. } => {

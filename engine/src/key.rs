@@ -41,6 +41,10 @@ pub enum ValueKind {
     Delete = 0,
     /// A value.
     Put = 1,
+    /// A merge operand ([`crate::merge`]): combined with older versions of the key
+    /// by the table's merge operator when read, flushed or compacted. Files written
+    /// before merge operators existed never hold it.
+    Merge = 2,
 }
 
 impl ValueKind {
@@ -49,6 +53,7 @@ impl ValueKind {
         match b {
             0 => Some(ValueKind::Delete),
             1 => Some(ValueKind::Put),
+            2 => Some(ValueKind::Merge),
             _ => None,
         }
     }

@@ -23,7 +23,9 @@
 #![deny(clippy::unwrap_used)]
 #![warn(missing_docs)]
 
+mod catalog;
 pub mod checkpoint;
+mod combine;
 mod compaction;
 mod db;
 mod db_iter;
@@ -40,6 +42,7 @@ mod local_db;
 mod lock;
 pub mod map_key;
 mod memtable;
+pub mod merge;
 mod meta;
 mod notify;
 pub mod options;
@@ -72,8 +75,9 @@ pub use keyed::{
     MAX_KEYED_BATCH_RECORDS,
 };
 pub use local_db::LocalDb;
+pub use merge::{MergeError, MergeOperator};
 pub use options::{
-    CacheMode, Compression, ObjectStoreSpec, Options, WarmOrder, EMBEDDED_STORE_DIR,
+    CacheMode, Compression, ObjectStoreSpec, Options, TableOptions, WarmOrder, EMBEDDED_STORE_DIR,
 };
 pub use stats::{
     BlockCacheStats, Counters, DbStats, LevelStats, LiveFile, ManifestStats, ShardStats,

@@ -120,6 +120,20 @@ impl LocalDb {
         }
     }
 
+    /// Merges `operand` into `key` of table `t` with the table's merge operator,
+    /// without reading the key (see [`Db::merge`]).
+    pub async fn merge(&self, t: TableId, key: &[u8], operand: &[u8]) -> Result<()> {
+        let (shard, sk) = self.router.locate(t, key)?;
+        self.router.check_value(operand)?;
+        if shard == self.shard.id {
+            self.shard.merge(&sk, operand).await
+        } else {
+            self.forward(shard, state_key_group(&sk))?
+                .merge(t, key, operand)
+                .await
+        }
+    }
+
     /// Deletes `key` from table `t`.
     pub async fn delete(&self, t: TableId, key: &[u8]) -> Result<()> {
         let (shard, sk) = self.router.locate(t, key)?;

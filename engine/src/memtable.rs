@@ -33,6 +33,15 @@ pub(crate) enum MemValue {
     Delete,
 }
 
+/// What a memtable read of one key found, newest first (see [`Memtable::collect`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Collected {
+    /// No version at the snapshot, or only merge operands (appended to the list).
+    Operands,
+    /// A put or a tombstone ends the search: the key's base.
+    Base(MemValue),
+}
+
 /// A version in a memtable: pointers to its key and value in the memtable's arena.
 /// Valid while the memtable lives; only pass it back to the memtable that returned
 /// it.
@@ -51,9 +60,13 @@ struct KeyRef {
     seqno: u64,
 }
 
-/// Map value: the value bytes in the arena; `None` for a tombstone.
+/// Map value: the value bytes in the arena (empty for a tombstone) and the kind.
 #[derive(Clone, Copy, Debug)]
-struct ValueRef(Option<(*const u8, usize)>);
+struct ValueRef {
+    ptr: *const u8,
+    len: usize,
+    kind: ValueKind,
+}
 
 impl KeyRef {
     #[inline]
@@ -223,9 +236,18 @@ impl Memtable {
         *self.flush.borrow_mut() = state;
     }
 
-    /// Adds a version. Seqnos must be unique within the shard.
+    /// Adds a put or a tombstone. Seqnos must be unique within the shard.
+    #[cfg(test)]
     pub(crate) fn insert(&self, state_key: &[u8], seqno: u64, value: Option<&[u8]>) {
-        let val = value.unwrap_or(&[]);
+        match value {
+            Some(v) => self.insert_kind(state_key, seqno, ValueKind::Put, v),
+            None => self.insert_kind(state_key, seqno, ValueKind::Delete, &[]),
+        }
+    }
+
+    /// Adds a version (`val` empty for a tombstone). Seqnos must be unique within
+    /// the shard.
+    pub(crate) fn insert_kind(&self, state_key: &[u8], seqno: u64, kind: ValueKind, val: &[u8]) {
         let p = self.arena.borrow_mut().alloc(state_key.len() + val.len());
         // SAFETY: `p` is a fresh allocation of `state_key.len() + val.len()` bytes
         // that nothing else points at yet.
@@ -241,7 +263,11 @@ impl Memtable {
             len: state_key.len(),
             seqno,
         };
-        let value = ValueRef(value.map(|v| (value_ptr, v.len())));
+        let value = ValueRef {
+            ptr: value_ptr,
+            len: val.len(),
+            kind,
+        };
         let old = self.map.borrow_mut().insert(key, value);
         debug_assert!(old.is_none(), "duplicate (key, seqno) in a memtable");
         self.approximate_bytes
@@ -257,14 +283,41 @@ impl Memtable {
         }
     }
 
-    /// The newest version of `state_key` with seqno ≤ `snapshot`.
+    /// The newest version of `state_key` with seqno ≤ `snapshot` (an operand reads
+    /// as a put).
+    #[cfg(test)]
     pub(crate) fn get(&self, state_key: &[u8], snapshot: u64) -> Option<MemValue> {
         let n = self.seek(state_key, snapshot)?;
         let e = self.entry(n);
         (e.state_key == state_key).then(|| match e.kind {
-            ValueKind::Put => MemValue::Put(e.value.to_vec()),
+            ValueKind::Put | ValueKind::Merge => MemValue::Put(e.value.to_vec()),
             ValueKind::Delete => MemValue::Delete,
         })
+    }
+
+    /// The versions of `state_key` with seqno ≤ `snapshot`, newest first: merge
+    /// operands are appended to `operands` until a put or tombstone (the base,
+    /// returned) or the memtable's last version of the key.
+    pub(crate) fn collect(
+        &self,
+        state_key: &[u8],
+        snapshot: u64,
+        operands: &mut Vec<Vec<u8>>,
+    ) -> Collected {
+        let mut next = self.seek(state_key, snapshot);
+        while let Some(n) = next {
+            let e = self.entry(n);
+            if e.state_key != state_key {
+                break;
+            }
+            match e.kind {
+                ValueKind::Put => return Collected::Base(MemValue::Put(e.value.to_vec())),
+                ValueKind::Delete => return Collected::Base(MemValue::Delete),
+                ValueKind::Merge => operands.push(e.value.to_vec()),
+            }
+            next = self.next(n);
+        }
+        Collected::Operands
     }
 
     /// The first version at or after (`state_key`, `seqno`) in internal order.
@@ -302,14 +355,12 @@ impl Memtable {
             Entry {
                 state_key: std::slice::from_raw_parts(key.ptr, key.len),
                 seqno: key.seqno,
-                kind: if value.0.is_some() {
-                    ValueKind::Put
+                kind: value.kind,
+                value: if value.len == 0 {
+                    &[][..]
                 } else {
-                    ValueKind::Delete
+                    std::slice::from_raw_parts(value.ptr, value.len)
                 },
-                value: value
-                    .0
-                    .map_or(&[][..], |(p, len)| std::slice::from_raw_parts(p, len)),
             }
         }
     }

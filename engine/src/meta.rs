@@ -9,8 +9,15 @@
 //! key_group_prefix_bytes u32 (0 = whole key) | table count u16 |
 //! per table: id u16, name (u32 length + bytes) |
 //! database lineage u64 (format 2) | key group range first u16, last u16 (format 3) |
+//! table kinds (format 4): count u16, per table: id u16, flags u8 (bit 0: values
+//! carry TTL stamps), merge operator name (u32 length + bytes; empty: none) |
 //! crc32 of everything before u32
 //! ```
+//! A table's kind is recorded the first time a writer of format 4 opens it, and
+//! later opens must agree (`TableMismatch`): values of a TTL table carry a stamp that
+//! a plain table's do not, and merge operands only make sense to their operator. A
+//! table without a record (catalogs of older formats, databases restored from a
+//! checkpoint, which does not carry kinds) takes the kind the options give it.
 //! Written to a temp file, fsynced and renamed into place. The database lineage is a
 //! random id chosen when the database is created (or restored); its checkpoints are
 //! named by it, so databases sharing a store never mix theirs. Format 1 files have
@@ -27,7 +34,7 @@ use crate::key::KeyGroupRange;
 use crate::options::Options;
 
 const MAGIC: &[u8; 8] = b"TRCMETA\0";
-const META_FORMAT_VERSION: u32 = 3;
+const META_FORMAT_VERSION: u32 = 4;
 /// Most tables a catalog holds: ids are u16 and the count is persisted as a u16.
 pub(crate) const MAX_TABLES: usize = u16::MAX as usize;
 
@@ -43,6 +50,30 @@ pub(crate) struct DbMeta {
     pub(crate) lineage: u64,
     /// The key groups the database owns (every group before format 3).
     pub(crate) key_group_range: KeyGroupRange,
+    /// What each table was opened as (format 4), by id; tables without a record
+    /// have not been opened by a writer of format 4.
+    pub(crate) kinds: Vec<(u16, TableKind)>,
+}
+
+/// What `TERRACE-META` records of a table's behaviour.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct TableKind {
+    /// Values carry TTL stamps.
+    pub(crate) ttl: bool,
+    /// Name of its merge operator.
+    pub(crate) merge_operator: Option<String>,
+}
+
+impl TableKind {
+    fn of(opts: &Options, name: &str) -> TableKind {
+        let o = opts.table_options.get(name);
+        TableKind {
+            ttl: o.is_some_and(|o| o.ttl.is_some()),
+            merge_operator: o
+                .and_then(|o| o.merge_operator.as_ref())
+                .map(|op| op.name().to_string()),
+        }
+    }
 }
 
 impl DbMeta {
@@ -63,7 +94,13 @@ impl DbMeta {
         }
         e.u64(self.lineage)
             .u16(self.key_group_range.first)
-            .u16(self.key_group_range.last);
+            .u16(self.key_group_range.last)
+            .u16(u16::try_from(self.kinds.len()).unwrap_or(u16::MAX));
+        for (id, k) in &self.kinds {
+            e.u16(*id)
+                .u8(u8::from(k.ttl))
+                .bytes(k.merge_operator.as_deref().unwrap_or("").as_bytes());
+        }
         let crc = crc32(&e.buf);
         e.u32(crc);
         e.buf
@@ -119,6 +156,35 @@ impl DbMeta {
         } else {
             KeyGroupRange::all(max_key_groups)
         };
+        let mut kinds = Vec::new();
+        if version >= 4 {
+            let n = d.u16_le("table kind count").map_err(bad)?;
+            for _ in 0..n {
+                let id = d.u16_le("table kind id").map_err(bad)?;
+                let flags = d.u8("table kind flags").map_err(bad)?;
+                let op = String::from_utf8(d.u32_prefixed("merge operator").map_err(bad)?.to_vec())
+                    .map_err(|_| Error::corrupt(path, 0, "merge operator name is not UTF-8"))?;
+                if flags > 1
+                    || !tables.iter().any(|(t, _)| *t == id)
+                    || kinds.iter().any(|(k, _)| *k == id)
+                {
+                    return Err(Error::corrupt(
+                        path,
+                        0,
+                        format!(
+                            "table kind of id {id} (flags {flags}) is not one per catalog table"
+                        ),
+                    ));
+                }
+                kinds.push((
+                    id,
+                    TableKind {
+                        ttl: flags & 1 != 0,
+                        merge_operator: (!op.is_empty()).then_some(op),
+                    },
+                ));
+            }
+        }
         if !d.is_empty() {
             return Err(Error::corrupt(path, 0, "bytes after the table catalog"));
         }
@@ -144,6 +210,7 @@ impl DbMeta {
             tables,
             lineage,
             key_group_range,
+            kinds,
         })
     }
 
@@ -194,8 +261,51 @@ impl DbMeta {
             added.push((id, name.to_string()));
             next += 1;
         }
-        let changed = !added.is_empty();
+        let mut changed = !added.is_empty();
+        // Checked before anything changes: a refused open leaves the catalog as it was.
+        let mut kinds = self.kinds.clone();
+        for (id, name) in self.tables.iter().chain(added.iter()) {
+            let given = TableKind::of(opts, name);
+            match kinds.iter_mut().find(|(k, _)| k == id) {
+                None => {
+                    kinds.push((*id, given));
+                    changed = true;
+                }
+                Some((_, recorded)) => {
+                    let mismatch = |what: &'static str, on_disk: String, given: String| -> Error {
+                        ErrorDetail::TableMismatch {
+                            path: opts.path.clone(),
+                            table: name.clone(),
+                            what,
+                            on_disk,
+                            given,
+                        }
+                        .into()
+                    };
+                    match (&recorded.merge_operator, &given.merge_operator) {
+                        (Some(a), Some(b)) if a != b => {
+                            return Err(mismatch("merge_operator", a.clone(), b.clone()))
+                        }
+                        (Some(a), None) => {
+                            return Err(mismatch("merge_operator", a.clone(), "none".into()))
+                        }
+                        // No operand was ever written: the table may take one.
+                        (None, Some(_)) => {
+                            recorded.merge_operator = given.merge_operator.clone();
+                            changed = true;
+                        }
+                        _ => {}
+                    }
+                    if recorded.ttl != given.ttl {
+                        let say = |t: bool| if t { "a ttl" } else { "none" }.to_string();
+                        return Err(mismatch("ttl", say(recorded.ttl), say(given.ttl)));
+                    }
+                }
+            }
+        }
+        kinds.sort_by_key(|(id, _)| *id);
         self.tables.extend(added);
+        self.kinds = kinds;
         Ok(changed)
     }
 
@@ -252,6 +362,7 @@ impl DbMeta {
             tables: Vec::new(),
             lineage: crate::shard::new_lineage(),
             key_group_range: opts.key_groups(),
+            kinds: Vec::new(),
         }
     }
 }
@@ -261,7 +372,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn version_3_layout_matches_the_golden_file() {
+    fn version_4_layout_matches_the_golden_file() {
         let dir = tempfile::tempdir().unwrap();
         let mut opts = Options::new(dir.path());
         opts.shards = 4;
@@ -269,11 +380,17 @@ mod tests {
         opts.key_group_prefix_bytes = Some(8);
         opts.key_group_range = Some(KeyGroupRange::new(32, 95));
         opts.tables = vec!["counts".into(), "windows".into()];
+        opts.table_options
+            .insert("counts".into(), crate::TableOptions::counter());
+        opts.table_options.insert(
+            "windows".into(),
+            crate::TableOptions::with_ttl(std::time::Duration::from_secs(60)),
+        );
         let mut meta = DbMeta::new_for(&opts);
         meta.reconcile(&opts).unwrap();
         meta.lineage = 0xdb1ea9e;
         let bytes = meta.encode();
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/meta/v3-basic.meta");
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/meta/v4-kinds.meta");
         if std::env::var_os("TERRACE_REGEN_FIXTURES").is_some_and(|v| v == "1") {
             fs::create_dir_all(path.parent().unwrap()).unwrap();
             fs::write(&path, &bytes).unwrap();
@@ -297,6 +414,25 @@ mod tests {
         );
         assert_eq!(back.lineage, 0xdb1ea9e);
         assert_eq!(back.key_group_range, KeyGroupRange::new(32, 95));
+        let kind = |ttl, op: Option<&str>| TableKind {
+            ttl,
+            merge_operator: op.map(String::from),
+        };
+        assert_eq!(
+            back.kinds,
+            vec![
+                (0, kind(false, None)),
+                (1, kind(false, Some(crate::merge::U64_ADD))),
+                (2, kind(true, None)),
+            ]
+        );
+
+        // Format 3 (checked in): no kinds recorded.
+        let v3path = path.with_file_name("v3-basic.meta");
+        let v3 = DbMeta::decode(&v3path, &fs::read(&v3path).unwrap()).unwrap();
+        assert_eq!(v3.tables, back.tables);
+        assert_eq!(v3.key_group_range, KeyGroupRange::new(32, 95));
+        assert!(v3.kinds.is_empty());
 
         // Formats 1 and 2 (checked in) own every key group; 1 had no lineage.
         let v1path = path.with_file_name("v1-basic.meta");
@@ -345,6 +481,64 @@ mod tests {
         assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument, "{err}");
         assert!(err.to_string().contains("too-many"), "{err}");
         assert_eq!(meta, full, "a refused reconcile changed the catalog");
+    }
+
+    #[test]
+    fn another_merge_operator_or_ttl_setting_is_refused_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = Options::new(dir.path());
+        opts.shards = 1;
+        opts.tables = vec!["c".into(), "t".into(), "p".into()];
+        opts.table_options
+            .insert("c".into(), crate::TableOptions::counter());
+        opts.table_options.insert(
+            "t".into(),
+            crate::TableOptions::with_ttl(std::time::Duration::from_secs(1)),
+        );
+        let mut meta = DbMeta::new_for(&opts);
+        assert!(meta.reconcile(&opts).unwrap());
+        let before = meta.clone();
+        assert!(
+            !meta.reconcile(&opts).unwrap(),
+            "the same options change nothing"
+        );
+
+        let refused = |o: &Options, meta: &mut DbMeta, table: &str| {
+            let err = meta.reconcile(o).unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument, "{err}");
+            assert!(err.to_string().contains(&format!("{table:?}")), "{err}");
+            assert_eq!(*meta, before);
+            err
+        };
+        let mut o = opts.clone();
+        o.table_options
+            .insert("c".into(), crate::TableOptions::list());
+        let err = refused(&o, &mut meta, "c");
+        assert!(err.to_string().contains(crate::merge::U64_ADD), "{err}");
+        assert!(err.to_string().contains(crate::merge::APPEND), "{err}");
+        let mut o = opts.clone();
+        o.table_options.remove("c");
+        refused(&o, &mut meta, "c");
+        let mut o = opts.clone();
+        o.table_options.remove("t");
+        refused(&o, &mut meta, "t");
+        let mut o = opts.clone();
+        o.table_options.insert(
+            "p".into(),
+            crate::TableOptions::with_ttl(std::time::Duration::from_secs(1)),
+        );
+        refused(&o, &mut meta, "p");
+
+        // A plain table may take a merge operator (it holds no operands), and the
+        // TTL's length may change.
+        let mut o = opts.clone();
+        o.table_options
+            .insert("p".into(), crate::TableOptions::list());
+        o.table_options.insert(
+            "t".into(),
+            crate::TableOptions::with_ttl(std::time::Duration::from_secs(99)),
+        );
+        assert!(meta.reconcile(&o).unwrap());
     }
 
     #[test]

@@ -6,8 +6,10 @@
 //! settings with an [`ErrorKind::InvalidArgument`](crate::ErrorKind) error before
 //! anything touches the disk.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use terrace_tiering::clock::Clock;
 use terrace_tiering::store::fault::FaultConfig;
@@ -123,6 +125,9 @@ pub struct Options {
     /// State tables, by name. `"default"` always exists. Tables may be added between
     /// opens; ids of existing names never change.
     pub tables: Vec<String>,
+    /// Per-table behaviour, by table name (tables not named here are plain): a merge
+    /// operator for list state and counters, a time-to-live. See [`TableOptions`].
+    pub table_options: HashMap<String, TableOptions>,
     /// Longest accepted user key, in bytes.
     pub max_key_bytes: usize,
     /// Longest accepted value, in bytes.
@@ -253,6 +258,55 @@ pub struct Options {
     /// Where the engine takes its time from (tests substitute a
     /// [`ManualClock`](terrace_tiering::clock::ManualClock)).
     pub clock: Arc<dyn Clock>,
+    /// The tables' behaviour by id, built by `Db::open` from the catalog and
+    /// `table_options`.
+    pub(crate) catalog: Arc<crate::catalog::TableCatalog>,
+}
+
+/// Longest accepted [`TableOptions::ttl`] (100 years).
+pub const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// How one state table behaves. The merge operator's name and whether values carry
+/// TTL stamps are recorded in `TERRACE-META` when the table is first opened with
+/// them; later opens must agree (a mismatch is an InvalidArgument error naming the
+/// table). A TTL's duration may change between opens.
+#[derive(Clone, Debug, Default)]
+pub struct TableOptions {
+    /// Makes `merge(table, key, operand)` available: the operand is written without
+    /// reading, and reads, flushes and compactions combine it with the key's value
+    /// ([`crate::merge`]; built-ins [`crate::merge::append`] for lists and
+    /// [`crate::merge::u64_add`] for counters). `None`: `merge` is refused.
+    pub merge_operator: Option<Arc<dyn crate::merge::MergeOperator>>,
+    /// Values expire this long after they were written: reads no longer see them and
+    /// compactions drop them. Time comes from [`Options::clock`]'s wall clock. At
+    /// least 1 ms, at most [`MAX_TTL`]. Not combinable with a merge operator (yet).
+    pub ttl: Option<Duration>,
+}
+
+impl TableOptions {
+    /// A table whose merges append to a list ([`crate::merge::AppendOperator`]).
+    pub fn list() -> TableOptions {
+        TableOptions {
+            merge_operator: Some(crate::merge::append()),
+            ttl: None,
+        }
+    }
+
+    /// A table of u64 counters ([`crate::merge::U64AddOperator`]).
+    pub fn counter() -> TableOptions {
+        TableOptions {
+            merge_operator: Some(crate::merge::u64_add()),
+            ttl: None,
+        }
+    }
+
+    /// A table whose values expire `ttl` after they were written.
+    pub fn with_ttl(ttl: Duration) -> TableOptions {
+        TableOptions {
+            merge_operator: None,
+            ttl: Some(ttl),
+        }
+    }
 }
 
 impl std::fmt::Debug for Options {
@@ -263,6 +317,7 @@ impl std::fmt::Debug for Options {
             .field("max_key_groups", &self.max_key_groups)
             .field("key_group_range", &self.key_group_range)
             .field("tables", &self.tables)
+            .field("table_options", &self.table_options)
             .field("memtable_bytes", &self.memtable_bytes)
             .field("block_bytes", &self.block_bytes)
             .field("bloom_bits_per_key", &self.bloom_bits_per_key)
@@ -346,6 +401,8 @@ impl Options {
             gc_min_age: std::time::Duration::from_secs(600),
             gc_interval: Some(std::time::Duration::from_secs(300)),
             clock: terrace_tiering::clock::system(),
+            table_options: HashMap::new(),
+            catalog: Arc::default(),
             warm_order: WarmOrder::Level,
             warm_bytes_per_sec: 256 << 20,
             trim_delay: std::time::Duration::from_secs(10),
@@ -427,6 +484,36 @@ impl Options {
         }
         if self.tables.is_empty() || self.tables.len() > usize::from(u16::MAX) {
             return Err(bad("tables", "needs between 1 and 65535 names"));
+        }
+        for (name, t) in &self.table_options {
+            if name != "default" && !self.tables.contains(name) {
+                return Err(bad(
+                    "table_options",
+                    format!("table {name:?} is not in Options::tables"),
+                ));
+            }
+            if let Some(ttl) = t.ttl {
+                if ttl < Duration::from_millis(1) || ttl > MAX_TTL {
+                    return Err(bad(
+                        "table_options",
+                        format!("ttl of table {name:?} must be in 1 ms..={MAX_TTL:?}"),
+                    ));
+                }
+                if t.merge_operator.is_some() {
+                    return Err(bad(
+                        "table_options",
+                        format!("table {name:?} has both a merge operator and a ttl, which is not supported yet"),
+                    ));
+                }
+            }
+            if let Some(op) = &t.merge_operator {
+                if op.name().is_empty() || op.name().len() > 255 {
+                    return Err(bad(
+                        "table_options",
+                        format!("merge operator name of table {name:?} must be 1..=255 bytes"),
+                    ));
+                }
+            }
         }
         for (i, t) in self.tables.iter().enumerate() {
             if t.is_empty() || t.len() > 255 {

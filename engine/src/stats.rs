@@ -16,6 +16,11 @@ pub struct Counters {
     pub puts: u64,
     /// Deletes applied.
     pub deletes: u64,
+    /// Merge operands written (`merge`).
+    pub merges: u64,
+    /// Expired values of TTL tables that compactions dropped (or turned into
+    /// tombstones above the bottom level).
+    pub ttl_dropped: u64,
     /// Keys read by get and multi_get.
     pub gets: u64,
     /// Scan cursors opened (one per shard a scan or iterator visits).
@@ -336,6 +341,8 @@ impl DbStats {
             let c = &s.counters;
             t.puts += c.puts;
             t.deletes += c.deletes;
+            t.merges += c.merges;
+            t.ttl_dropped += c.ttl_dropped;
             t.gets += c.gets;
             t.scans += c.scans;
             t.scan_seeks += c.scan_seeks;

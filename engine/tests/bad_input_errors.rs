@@ -132,3 +132,70 @@ fn a_failed_creation_leaves_no_lock_and_no_directory() {
     assert!(block_on(Db::open(o)).is_err());
     assert!(dir.join("TERRACE-META").exists());
 }
+
+#[test]
+fn merges_without_an_operator_bad_operands_and_another_operator_are_refused() {
+    use terrace::TableOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = small_options(dir.path(), 2);
+    opts.tables = vec!["default".into(), "counts".into(), "lists".into()];
+    opts.table_options
+        .insert("counts".into(), TableOptions::counter());
+    opts.table_options
+        .insert("lists".into(), TableOptions::list());
+    let db = open(opts.clone());
+    let (plain, counts, lists) = (
+        db.table("default").unwrap(),
+        db.table("counts").unwrap(),
+        db.table("lists").unwrap(),
+    );
+    block_on(async {
+        let e = db.merge(plain, b"k", b"x").await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        assert!(e.to_string().contains("\"default\""), "{e}");
+        let e = db.merge(counts, b"k", b"1234567").await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        assert!(e.to_string().contains("\"counts\""), "{e}");
+        // A put the operator could not merge into later is refused up front.
+        let e = db.put(counts, b"bad", b"xyz").await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        let e = db.put(lists, b"bad", &[9, 0, 0, 0]).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        assert_eq!(db.get(counts, b"bad").await.unwrap(), None);
+        db.merge(counts, b"k", &5u64.to_le_bytes()).await.unwrap();
+        db.merge(lists, b"k", b"a").await.unwrap();
+        assert_eq!(
+            db.get(counts, b"k").await.unwrap(),
+            Some(5u64.to_le_bytes().to_vec())
+        );
+        db.clone().close().await.unwrap();
+    });
+    drop(db);
+
+    // Reopening with another operator, or none, names the table and both operators.
+    let mut other = opts.clone();
+    other
+        .table_options
+        .insert("counts".into(), TableOptions::list());
+    let e = block_on(Db::open(other)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains("\"counts\""), "{msg}");
+    assert!(
+        msg.contains(terrace::merge::U64_ADD) && msg.contains(terrace::merge::APPEND),
+        "{msg}"
+    );
+    let mut none = opts.clone();
+    none.table_options.remove("lists");
+    let e = block_on(Db::open(none)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    assert!(e.to_string().contains("\"lists\""), "{e}");
+    // The right options still open it, data intact.
+    let db = open(opts);
+    block_on(async {
+        let lists = db.table("lists").unwrap();
+        let got = db.get(lists, b"k").await.unwrap().unwrap();
+        assert_eq!(terrace::merge::decode_list(&got).unwrap(), vec![&b"a"[..]]);
+        db.close().await.unwrap();
+    });
+}

@@ -2,6 +2,8 @@
 //! restores, checked against a `BTreeMap` model: a database restored from any
 //! retained checkpoint equals the model as it was when that checkpoint was taken,
 //! and keeps doing so after more writes, a reopen and its own garbage collection.
+//! A counter table (`merge` with the u64_add operator) is written alongside, so merge
+//! operands travel through checkpoint snapshots of memtables and restores too.
 //! Seeded: `TERRACE_SEED` replays a failure, `TERRACE_MODEL_OPS` runs longer.
 
 mod common;
@@ -14,14 +16,20 @@ use std::time::Duration;
 use common::*;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use terrace::{Db, ObjectStoreSpec, Options};
+use terrace::{Db, ObjectStoreSpec, Options, TableOptions};
 
+/// Keys of the default table as they are; keys of the counter table behind
+/// [`COUNTS`].
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
+
+const COUNTS: &[u8] = b"\xffcounts/";
 
 fn options(root: &Path, name: &str) -> Options {
     std::fs::create_dir_all(root.join("store")).unwrap();
     let mut o = small_options(&root.join(name), 2);
-    o.tables = vec!["default".into()];
+    o.tables = vec!["default".into(), "counts".into()];
+    o.table_options
+        .insert("counts".into(), TableOptions::counter());
     o.max_key_groups = 16;
     o.object_store = ObjectStoreSpec::Uri(format!("file://{}", root.join("store").display()));
     o.gc_interval = None;
@@ -33,13 +41,41 @@ fn options(root: &Path, name: &str) -> Options {
 fn check(db: &Db, model: &Model, what: &str) {
     let t = db.table("default").unwrap();
     let got = block_on(db.scan(t, Bound::Unbounded, Bound::Unbounded, usize::MAX)).unwrap();
-    let want: Vec<(Vec<u8>, Vec<u8>)> = model.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let want: Vec<(Vec<u8>, Vec<u8>)> = model
+        .iter()
+        .filter(|(k, _)| !k.starts_with(COUNTS))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     assert_eq!(got.len(), want.len(), "{what}: key count");
     assert!(got == want, "{what}: contents differ");
+    let c = db.table("counts").unwrap();
+    let got = block_on(db.scan(c, Bound::Unbounded, Bound::Unbounded, usize::MAX)).unwrap();
+    let want: Vec<(Vec<u8>, Vec<u8>)> = model
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix(COUNTS)?.to_vec(), v.clone())))
+        .collect();
+    assert!(got == want, "{what}: counters differ");
 }
 
 fn write(db: &Db, model: &mut Model, rng: &mut SmallRng) {
     let t = db.table("default").unwrap();
+    if rng.gen_bool(0.2) {
+        let c = db.table("counts").unwrap();
+        let k = format!("c{}", rng.gen_range(0..300)).into_bytes();
+        let n = rng.gen_range(1..100u64);
+        let mk = [COUNTS, &k].concat();
+        if rng.gen_bool(0.05) {
+            block_on(db.delete(c, &k)).unwrap();
+            model.remove(&mk);
+        } else {
+            block_on(db.merge(c, &k, &n.to_le_bytes())).unwrap();
+            let old = model
+                .get(&mk)
+                .map_or(0, |v| u64::from_le_bytes(v.as_slice().try_into().unwrap()));
+            model.insert(mk, (old + n).to_le_bytes().to_vec());
+        }
+        return;
+    }
     let k = format!("k{}", rng.gen_range(0..2000)).into_bytes();
     if rng.gen_bool(0.15) {
         block_on(db.delete(t, &k)).unwrap();

@@ -8,6 +8,11 @@
 //! was when they opened, in batches within their limits. The run is seeded: set `TERRACE_SEED` to replay a failure
 //! (the seed is printed when an assertion fails), and `TERRACE_MODEL_OPS` to run longer.
 //!
+//! State kinds are modelled too: a list table (`merge` appends), a counter table
+//! (`merge` adds) and a table whose values expire after a TTL, with the database's
+//! clock a manual one the test moves forward (by up to a few seconds, now and then),
+//! so values expire while reads, iterators, flushes, compactions and reopens run.
+//!
 //! A second run does the same with the hybrid block cache on: files lose their local
 //! copies as soon as they are uploaded, so reads go through memory, the SSD tier
 //! (small, so it evicts and reclaims segments) and ranged GETs.
@@ -20,9 +25,59 @@ use std::ops::Bound;
 use common::*;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use terrace::{CacheMode, Db, DbIter, IterOptions, KeyRange, Options, TableId};
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
 
+use terrace::merge::encode_list;
+use terrace::{CacheMode, Db, DbIter, IterOptions, KeyRange, Options, TableId, TableOptions};
+use terrace_tiering::clock::{Clock, ManualClock};
+
+/// Values by (table index, key); values of the TTL table carry their write time in
+/// ms as an 8-byte little-endian prefix (what [`visible`] strips).
 type Model = BTreeMap<(u16, Vec<u8>), Vec<u8>>;
+
+const TABLES: [&str; 5] = ["default", "other", "list", "counter", "ttl"];
+const LIST: u16 = 2;
+const COUNTER: u16 = 3;
+const TTL: u16 = 4;
+const TTL_MS: u64 = 10_000;
+
+/// What a read of a model value returns at `now_ms`.
+fn visible(t: u16, v: &[u8], now_ms: u64) -> Option<Vec<u8>> {
+    if t != TTL {
+        return Some(v.to_vec());
+    }
+    let written = u64::from_le_bytes(v[..8].try_into().unwrap());
+    (written + TTL_MS > now_ms).then(|| v[8..].to_vec())
+}
+
+fn model_get(model: &Model, t: u16, k: &[u8], now_ms: u64) -> Option<Vec<u8>> {
+    model
+        .get(&(t, k.to_vec()))
+        .and_then(|v| visible(t, v, now_ms))
+}
+
+fn now_ms(clock: &ManualClock) -> u64 {
+    clock
+        .system_time()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// The options with the state-kind tables and the test's clock.
+fn with_state_kinds(mut o: Options, clock: &Arc<ManualClock>) -> Options {
+    o.tables = TABLES.iter().map(|s| s.to_string()).collect();
+    o.table_options.insert("list".into(), TableOptions::list());
+    o.table_options
+        .insert("counter".into(), TableOptions::counter());
+    o.table_options.insert(
+        "ttl".into(),
+        TableOptions::with_ttl(Duration::from_millis(TTL_MS)),
+    );
+    o.clock = clock.clone();
+    o
+}
 
 fn key(rng: &mut SmallRng, space: u32) -> Vec<u8> {
     // Varied lengths, shared prefixes, and some keys that are prefixes of others.
@@ -69,6 +124,7 @@ fn model_scan(
     lo: Bound<&Vec<u8>>,
     hi: Bound<&Vec<u8>>,
     limit: usize,
+    now_ms: u64,
 ) -> Vec<(Vec<u8>, Vec<u8>)> {
     model
         .iter()
@@ -85,9 +141,23 @@ fn model_scan(
                     Bound::Unbounded => true,
                 }
         })
+        .filter_map(|((_, k), v)| Some((k.clone(), visible(t, v, now_ms)?)))
         .take(limit)
-        .map(|((_, k), v)| (k.clone(), v.clone()))
         .collect()
+}
+
+/// A value for a put into table `t`.
+fn value_for(rng: &mut SmallRng, t: u16) -> Vec<u8> {
+    match t {
+        LIST => {
+            let elems: Vec<Vec<u8>> = (0..rng.gen_range(0..4))
+                .map(|_| (0..rng.gen_range(0..40)).map(|_| rng.gen()).collect())
+                .collect();
+            encode_list(&elems)
+        }
+        COUNTER => rng.gen::<u64>().to_le_bytes().to_vec(),
+        _ => value(rng),
+    }
 }
 
 /// An open iterator and what it must still return: the model's entries of its range
@@ -151,11 +221,10 @@ fn bound(rng: &mut SmallRng, space: u32) -> Bound<Vec<u8>> {
 fn run(seed: u64, ops: usize, options: fn(&std::path::Path) -> Options) {
     let dir = tempfile::tempdir().unwrap();
     let mut rng = SmallRng::seed_from_u64(seed);
+    let clock = Arc::new(ManualClock::new());
+    let options = |p: &std::path::Path| with_state_kinds(options(p), &clock);
     let mut db = open(options(dir.path()));
-    let tables: Vec<TableId> = ["default", "other"]
-        .iter()
-        .map(|n| db.table(n).unwrap())
-        .collect();
+    let tables: Vec<TableId> = TABLES.iter().map(|n| db.table(n).unwrap()).collect();
     let mut model = Model::new();
     let space = 3000;
     let ctx = |i: usize| format!("seed {seed}, op {i}");
@@ -164,7 +233,12 @@ fn run(seed: u64, ops: usize, options: fn(&std::path::Path) -> Options) {
     let hybrid = options(dir.path()).cache_mode == CacheMode::Hybrid;
     let mut iters: Vec<OpenIter> = Vec::new();
     let (mut iter_batches, mut prefix_scans) = (0u64, 0u64);
+    let (mut merges, mut ttl_dropped) = (0u64, 0u64);
     for i in 0..ops {
+        if rng.gen_bool(0.01) {
+            clock.advance(Duration::from_millis(rng.gen_range(0..4000)));
+        }
+        let now = now_ms(&clock);
         let ti = rng.gen_range(0..tables.len());
         let t = tables[ti];
         let tid = ti as u16;
@@ -174,10 +248,36 @@ fn run(seed: u64, ops: usize, options: fn(&std::path::Path) -> Options) {
         }
         block_on(async {
             match dice {
+                250..=449 if tid == LIST || tid == COUNTER => {
+                    // A small key space: keys pile up operands across runs.
+                    let k = key(&mut rng, 200);
+                    let old = model.get(&(tid, k.clone())).cloned();
+                    let (operand, new) = if tid == LIST {
+                        let e: Vec<u8> = (0..rng.gen_range(0..30)).map(|_| rng.gen()).collect();
+                        let mut new = old.unwrap_or_default();
+                        new.extend_from_slice(&encode_list(&[&e]));
+                        (e, new)
+                    } else {
+                        let n = rng.gen_range(0..1000u64);
+                        let sum = old.map_or(0, |o| u64::from_le_bytes(o.try_into().unwrap()));
+                        (
+                            n.to_le_bytes().to_vec(),
+                            sum.wrapping_add(n).to_le_bytes().to_vec(),
+                        )
+                    };
+                    db.merge(t, &k, &operand).await.unwrap();
+                    model.insert((tid, k), new);
+                    merges += 1;
+                }
                 0..=449 => {
-                    let (k, v) = (key(&mut rng, space), value(&mut rng));
+                    let (k, v) = (key(&mut rng, space), value_for(&mut rng, tid));
                     db.put(t, &k, &v).await.unwrap();
-                    model.insert((tid, k), v);
+                    let stored = if tid == TTL {
+                        [now.to_le_bytes().as_slice(), &v].concat()
+                    } else {
+                        v
+                    };
+                    model.insert((tid, k), stored);
                 }
                 450..=599 => {
                     let k = key(&mut rng, space);
@@ -187,12 +287,7 @@ fn run(seed: u64, ops: usize, options: fn(&std::path::Path) -> Options) {
                 600..=899 => {
                     let k = key(&mut rng, space);
                     let got = db.get(t, &k).await.unwrap();
-                    assert_eq!(
-                        got.as_ref(),
-                        model.get(&(tid, k.clone())),
-                        "{} get {k:?}",
-                        ctx(i)
-                    );
+                    assert_eq!(got, model_get(&model, tid, &k, now), "{} get {k:?}", ctx(i));
                 }
                 900..=929 => {
                     let keys: Vec<Vec<u8>> = (0..rng.gen_range(1..40))
@@ -201,8 +296,8 @@ fn run(seed: u64, ops: usize, options: fn(&std::path::Path) -> Options) {
                     let got = db.multi_get(t, &keys).await.unwrap();
                     for (k, g) in keys.iter().zip(got) {
                         assert_eq!(
-                            g.as_ref(),
-                            model.get(&(tid, k.clone())),
+                            g,
+                            model_get(&model, tid, k, now),
                             "{} multi_get {k:?}",
                             ctx(i)
                         );
@@ -220,7 +315,7 @@ fn run(seed: u64, ops: usize, options: fn(&std::path::Path) -> Options) {
                         )
                         .await
                         .unwrap();
-                    let want = model_scan(&model, tid, lo.as_ref(), hi.as_ref(), limit);
+                    let want = model_scan(&model, tid, lo.as_ref(), hi.as_ref(), limit, now);
                     assert_eq!(got, want, "{} scan {lo:?}..{hi:?} limit {limit}", ctx(i));
                 }
                 930..=939 => {
@@ -233,6 +328,7 @@ fn run(seed: u64, ops: usize, options: fn(&std::path::Path) -> Options) {
                         Bound::Included(&p),
                         Bound::Unbounded,
                         usize::MAX,
+                        now,
                     )
                     .into_iter()
                     .take_while(|(k, _)| k.starts_with(&p))
@@ -265,6 +361,7 @@ fn run(seed: u64, ops: usize, options: fn(&std::path::Path) -> Options) {
                         range.lower().map(|b| b.to_vec()).as_ref(),
                         range.upper().map(|b| b.to_vec()).as_ref(),
                         usize::MAX,
+                        now,
                     );
                     let iter = db.iter(t, range.clone(), opts).await.unwrap();
                     iters.push(OpenIter {
@@ -296,6 +393,7 @@ fn run(seed: u64, ops: usize, options: fn(&std::path::Path) -> Options) {
             let t = stats.total();
             flushes += t.flushes;
             compactions += t.compactions + t.trivial_moves;
+            ttl_dropped += t.ttl_dropped;
             remote_gets += stats.tier().remote_reads.requests;
             if let Some(c) = stats.block_cache() {
                 ssd_hits += c.totals.ssd.total().hits;
@@ -307,13 +405,18 @@ fn run(seed: u64, ops: usize, options: fn(&std::path::Path) -> Options) {
     }
     eprintln!(
         "{flushes} flushes, {compactions} compactions and moves, {remote_gets} GETs, {ssd_hits} SSD hits, \
-         {iter_batches} iterator batches, {prefix_scans} prefix scans"
+         {iter_batches} iterator batches, {prefix_scans} prefix scans, {merges} merges, \
+         {ttl_dropped} values expired by compactions"
     );
     iters.clear();
     if ops >= 10_000 {
         assert!(
             flushes > 10 && compactions > 10,
             "the workload must exercise the LSM"
+        );
+        assert!(
+            merges > 100 && ttl_dropped > 0,
+            "the workload must merge and expire values"
         );
         if hybrid {
             assert!(
@@ -326,6 +429,7 @@ fn run(seed: u64, ops: usize, options: fn(&std::path::Path) -> Options) {
     block_on(db.clone().close()).unwrap();
     drop(db);
     let db: Db = open(options(dir.path()));
+    let now = now_ms(&clock);
     block_on(async {
         for (ti, t) in tables.iter().enumerate() {
             let got = db
@@ -338,6 +442,7 @@ fn run(seed: u64, ops: usize, options: fn(&std::path::Path) -> Options) {
                 Bound::Unbounded,
                 Bound::Unbounded,
                 usize::MAX,
+                now,
             );
             assert_eq!(got.len(), want.len(), "seed {seed}: final scan length");
             assert!(got == want, "seed {seed}: final scan differs");

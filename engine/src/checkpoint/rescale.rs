@@ -280,6 +280,8 @@ fn write_database(opts: &Options, plan: &Plan) -> Result<()> {
         tables: plan.tables.clone(),
         lineage: new_lineage(),
         key_group_range: plan.range,
+        // Checkpoints do not carry table kinds: the options give them.
+        kinds: Vec::new(),
     };
     meta.reconcile(opts)?;
     meta.store(path)

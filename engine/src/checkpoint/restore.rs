@@ -281,6 +281,8 @@ fn write_database(opts: &Options, meta: &CheckpointMeta, shards: &[ShardCheckpoi
         tables: meta.tables.clone(),
         lineage: new_lineage(),
         key_group_range: KeyGroupRange::new(meta.key_groups.0, meta.key_groups.1),
+        // Checkpoints do not carry table kinds: the options give them.
+        kinds: Vec::new(),
     };
     db_meta.reconcile(opts)?;
     db_meta.store(path)

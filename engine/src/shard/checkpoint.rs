@@ -22,6 +22,7 @@ use terrace_uploader::{UploadError, UploadJob, UploadPriority};
 
 use super::Shard;
 use crate::checkpoint::format::{ShardCheckpoint, ShardObject};
+use crate::combine::PendingMerge;
 use crate::error::{Error, ErrorDetail, Result};
 use crate::iter::{MemIter, MergeIter, Source};
 use crate::key::{InternalKey, ValueKind};
@@ -256,6 +257,8 @@ impl Shard {
             let mut desc = FileDesc::empty(id, object);
             let mut last: Vec<u8> = Vec::new();
             let mut first = true;
+            let mut pending: Option<PendingMerge> = None;
+            let catalog = &self.opts.catalog;
             while it.valid() {
                 let k = InternalKey::decode(it.key())
                     .ok_or_else(|| Error::internal("memtable produced a malformed key"))?;
@@ -263,12 +266,28 @@ impl Shard {
                     first = false;
                     last.clear();
                     last.extend_from_slice(k.state_key);
+                    if let Some(p) = pending.take() {
+                        let c = p.resolve(catalog, false)?;
+                        writer.add(&c.ikey, &c.value).await?;
+                        desc.note_entry(&c.ikey, c.seqno, c.kind);
+                    }
                     let kind = ValueKind::from_u8(k.kind)
                         .ok_or_else(|| Error::internal(format!("unknown kind {}", k.kind)))?;
-                    writer.add(it.key(), it.value()).await?;
-                    desc.note_entry(it.key(), k.seqno, kind);
+                    if kind == ValueKind::Merge {
+                        pending = Some(PendingMerge::new(k.state_key, k.seqno, it.value()));
+                    } else {
+                        writer.add(it.key(), it.value()).await?;
+                        desc.note_entry(it.key(), k.seqno, kind);
+                    }
+                } else if let Some(p) = pending.as_mut() {
+                    p.older(k.kind, it.value())?;
                 }
                 it.next().await?;
+            }
+            if let Some(p) = pending.take() {
+                let c = p.resolve(catalog, false)?;
+                writer.add(&c.ikey, &c.value).await?;
+                desc.note_entry(&c.ikey, c.seqno, c.kind);
             }
             Ok(desc)
         }

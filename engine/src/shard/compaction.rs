@@ -166,7 +166,8 @@ impl Shard {
 
     /// Compacts every file holding keys in `[lo, hi]` (state keys; `None` unbounded)
     /// down to the deepest non-empty level, then rewrites that level's files in the
-    /// range if they still hold tombstones.
+    /// range if they still hold tombstones (or, with a TTL table, always: values may
+    /// have expired).
     pub(crate) async fn compact_range(
         &self,
         lo: Option<Vec<u8>>,
@@ -198,7 +199,9 @@ impl Shard {
                     continue;
                 };
                 if level == deepest {
-                    if picked.iter().all(|f| f.desc.deletions == 0) {
+                    // Values of TTL tables may have expired since: rewrite to drop them.
+                    if picked.iter().all(|f| f.desc.deletions == 0) && !self.opts.catalog.has_ttl()
+                    {
                         continue;
                     }
                     Choice::Merge {

@@ -38,6 +38,7 @@ use std::sync::Weak;
 
 use super::read::{ReadInProgress, ReadSnapshot};
 use super::Shard;
+use crate::catalog::TableEntry;
 use crate::db_iter::Batch;
 use crate::error::{Error, ErrorDetail, Result};
 use crate::iter::MergeIter;
@@ -77,6 +78,10 @@ struct Bounds {
     lower: Bound<Vec<u8>>,
     upper: Bound<Vec<u8>>,
     snapshot: u64,
+    /// The table, when it has a merge operator or a TTL (values need work).
+    table: Option<TableEntry>,
+    /// Wall-clock time of the open, for TTL decisions.
+    now_ms: u64,
 }
 
 impl Bounds {
@@ -103,6 +108,12 @@ struct KgCursor {
     /// the current entry's. Older versions of it are skipped. Kept as a copy so heap
     /// comparisons touch no iterator.
     key: Vec<u8>,
+    /// The current entry's value when it is not the iterator's: merge operands
+    /// resolved, or a TTL stamp removed.
+    resolved: Option<Vec<u8>>,
+    /// The iterator already stands past the current entry (resolving a merge read
+    /// ahead): the next step must not move it.
+    parked: bool,
     /// Whether `key` holds a decided key yet.
     decided: bool,
 }
@@ -114,12 +125,13 @@ impl KgCursor {
     }
 
     fn value(&self) -> &[u8] {
-        self.it.value()
+        self.resolved.as_deref().unwrap_or(self.it.value())
     }
 
     /// Moves to the next visible live entry of the range from the merge's current
     /// position (inclusive); false when the key group has no more.
     async fn settle(&mut self, b: &Bounds) -> Result<bool> {
+        self.resolved = None;
         while self.it.valid() {
             let Some(k) = InternalKey::decode(self.it.key()) else {
                 return Err(Error::internal("merge produced a malformed key"));
@@ -136,7 +148,21 @@ impl KgCursor {
                 self.key.clear();
                 self.key.extend_from_slice(user);
                 match ValueKind::from_u8(k.kind) {
-                    Some(ValueKind::Put) if !b.excluded_lower(user) => return Ok(true),
+                    Some(ValueKind::Put) if !b.excluded_lower(user) => match &b.table {
+                        Some(t) if t.ttl.is_some() => {
+                            if let Some(v) = t.live_value(self.it.value().to_vec(), b.now_ms)? {
+                                self.resolved = Some(v);
+                                return Ok(true);
+                            }
+                        }
+                        _ => return Ok(true),
+                    },
+                    Some(ValueKind::Merge) if !b.excluded_lower(user) => {
+                        let state_key = k.state_key.to_vec();
+                        self.resolved = Some(self.resolve_merge(b, state_key).await?);
+                        self.parked = true;
+                        return Ok(true);
+                    }
                     Some(_) => {}
                     None => {
                         return Err(Error::internal(format!(
@@ -151,8 +177,54 @@ impl KgCursor {
         Ok(false)
     }
 
+    /// Resolves the key whose newest visible version, an operand, is current: reads
+    /// its older versions down to a base or another key, leaving the iterator there.
+    async fn resolve_merge(&mut self, b: &Bounds, state_key: Vec<u8>) -> Result<Vec<u8>> {
+        let Some(table) = &b.table else {
+            return Err(Error::internal(
+                "a merge operand in a table without an operator",
+            ));
+        };
+        let mut operands = vec![self.it.value().to_vec()];
+        let mut base = None;
+        loop {
+            self.it.next().await?;
+            if !self.it.valid() {
+                break;
+            }
+            let Some(k) = InternalKey::decode(self.it.key()) else {
+                return Err(Error::internal("merge produced a malformed key"));
+            };
+            if k.state_key != state_key.as_slice() {
+                break;
+            }
+            if k.seqno > b.snapshot {
+                continue;
+            }
+            match ValueKind::from_u8(k.kind) {
+                Some(ValueKind::Merge) => operands.push(self.it.value().to_vec()),
+                Some(ValueKind::Put) => {
+                    base = Some(self.it.value().to_vec());
+                    break;
+                }
+                Some(ValueKind::Delete) => break,
+                None => {
+                    return Err(Error::internal(format!(
+                        "unknown value kind {} in a merged key",
+                        k.kind
+                    )))
+                }
+            }
+        }
+        table.full_merge(&state_key, base.as_deref(), &operands)
+    }
+
     async fn advance(&mut self, b: &Bounds) -> Result<bool> {
-        self.it.next().await?;
+        if self.parked {
+            self.parked = false;
+        } else {
+            self.it.next().await?;
+        }
         self.settle(b).await
     }
 }
@@ -320,6 +392,13 @@ impl Shard {
             lower: spec.lower.clone(),
             upper: spec.upper.clone(),
             snapshot: snap.seqno,
+            table: self
+                .opts
+                .catalog
+                .get(spec.table)
+                .filter(|t| t.merge.is_some() || t.ttl.is_some())
+                .cloned(),
+            now_ms: self.now_ms(),
         };
         let heap = self.seek_key_groups(&snap, spec, &bounds).await?;
         let mut cursor = ShardCursor {
@@ -370,6 +449,8 @@ impl Shard {
                 it,
                 key: Vec::new(),
                 decided: false,
+                resolved: None,
+                parked: false,
             };
             let next = if c.settle(bounds).await? {
                 if let Some(end) = end_of_range(&prefix, &bounds.upper) {

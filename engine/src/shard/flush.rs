@@ -2,7 +2,9 @@
 //!
 //! Only the newest version of each key is written: no reader can need an older one,
 //! because reads that captured an older seqno hold the frozen memtable itself.
-//! Tombstones are kept; they shadow older data in deeper levels.
+//! Tombstones are kept; they shadow older data in deeper levels. A key whose newest
+//! version is a merge operand is written as one entry combining its operands
+//! (`combine.rs`).
 
 use std::rc::Rc;
 
@@ -11,8 +13,10 @@ use terrace_uploader::{FileReason, NewFile};
 
 use super::cache::output_hook;
 use super::{Shard, BACKGROUND_RECHECK};
+use crate::catalog::TableCatalog;
+use crate::combine::PendingMerge;
 use crate::error::{Error, Result};
-use crate::key::set_internal_key;
+use crate::key::{set_internal_key, ValueKind};
 use crate::memtable::{FlushState, Memtable};
 use crate::policy::cache_mode;
 use crate::sst::TableWriter;
@@ -68,17 +72,23 @@ impl Shard {
             writer.on_data_block(output_hook(&self.reads.cache, id, 0, move || Some(hint)));
         }
         self.signals.flush_stage.set("write");
-        let written =
-            match write_newest_versions(&mut writer, imm, FileDesc::empty(id, object)).await {
-                Ok(desc) => {
-                    self.signals.flush_stage.set("finish");
-                    self.finish_table(writer, desc, &path).await
-                }
-                Err(e) => {
-                    writer.abandon().await;
-                    Err(e)
-                }
-            };
+        let written = match write_newest_versions(
+            &mut writer,
+            imm,
+            &self.opts.catalog,
+            FileDesc::empty(id, object),
+        )
+        .await
+        {
+            Ok(desc) => {
+                self.signals.flush_stage.set("finish");
+                self.finish_table(writer, desc, &path).await
+            }
+            Err(e) => {
+                writer.abandon().await;
+                Err(e)
+            }
+        };
         let meta = written.inspect_err(|_| self.reads.cache.evict_file(id))?;
         self.signals.flush_stage.set("install");
         let size = meta.desc.size_bytes;
@@ -123,27 +133,47 @@ impl Shard {
     }
 }
 
-/// Writes the newest version of every key of a frozen memtable into `desc`'s file;
-/// returns the description (size filled in by the caller).
+/// Writes the newest version of every key of a frozen memtable into `desc`'s file,
+/// a key's merge operands combined into one entry (`combine.rs`); returns the
+/// description (size filled in by the caller).
 // The borrow of the frozen memtable's map is held across the writer's awaits on
 // purpose: only the active memtable is ever written, and this one is frozen.
 #[allow(clippy::await_holding_refcell_ref)]
 async fn write_newest_versions(
     writer: &mut TableWriter,
     imm: &Memtable,
+    catalog: &TableCatalog,
     mut desc: FileDesc,
 ) -> Result<FileDesc> {
     let mut last: Option<&[u8]> = None;
+    let mut pending: Option<PendingMerge> = None;
     let mut ikey = Vec::new();
     let frozen = imm.frozen();
     for e in frozen.iter() {
         if last == Some(e.state_key) {
+            if let Some(p) = pending.as_mut() {
+                p.older(e.kind as u8, e.value)?;
+            }
             continue;
         }
         last = Some(e.state_key);
+        if let Some(p) = pending.take() {
+            let c = p.resolve(catalog, false)?;
+            writer.add(&c.ikey, &c.value).await?;
+            desc.note_entry(&c.ikey, c.seqno, c.kind);
+        }
+        if e.kind == ValueKind::Merge {
+            pending = Some(PendingMerge::new(e.state_key, e.seqno, e.value));
+            continue;
+        }
         set_internal_key(&mut ikey, e.state_key, e.seqno, e.kind);
         writer.add(&ikey, e.value).await?;
         desc.note_entry(&ikey, e.seqno, e.kind);
+    }
+    if let Some(p) = pending.take() {
+        let c = p.resolve(catalog, false)?;
+        writer.add(&c.ikey, &c.value).await?;
+        desc.note_entry(&c.ikey, c.seqno, c.kind);
     }
     Ok(desc)
 }

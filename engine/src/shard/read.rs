@@ -20,7 +20,7 @@ use super::Shard;
 use crate::error::{ErrorDetail, Result};
 use crate::iter::{LevelIter, MemIter, MergeIter, Source};
 use crate::key::ValueKind;
-use crate::memtable::{MemValue, Memtable};
+use crate::memtable::{Collected, MemValue, Memtable};
 use crate::sst::BlockRead;
 use crate::version::Version;
 
@@ -100,17 +100,51 @@ impl Shard {
         Ok(())
     }
 
-    /// The value of `state_key` in `snap`.
+    /// The value of `state_key` in `snap`: its newest version, with merge operands
+    /// resolved and expired values hidden.
     pub(crate) async fn read_key(
         &self,
         snap: &ReadSnapshot,
         state_key: &[u8],
     ) -> Result<Option<Vec<u8>>> {
+        let mut operands = Vec::new();
+        let base = self.find_base(snap, state_key, &mut operands).await?;
+        if operands.is_empty() && self.opts.catalog.is_plain() {
+            return Ok(base);
+        }
+        let table = self.opts.catalog.of_state_key(state_key)?;
+        let value = if operands.is_empty() {
+            base
+        } else {
+            Some(table.full_merge(state_key, base.as_deref(), &operands)?)
+        };
+        match value {
+            Some(v) if table.ttl.is_some() => table.live_value(v, self.now_ms()),
+            v => Ok(v),
+        }
+    }
+
+    /// Wall-clock now, in ms since the Unix epoch (TTL decisions).
+    pub(crate) fn now_ms(&self) -> u64 {
+        crate::catalog::unix_ms(self.opts.clock.system_time())
+    }
+
+    /// Searches newest to oldest for the base of `state_key` (its newest put or
+    /// tombstone: `Some(value)` or `None`; `None` as well at the bottom), collecting
+    /// the merge operands above it into `operands`, newest first. A sorted run holds
+    /// at most one version of a key (flushes and compactions combine them), so one
+    /// version per file is enough.
+    async fn find_base(
+        &self,
+        snap: &ReadSnapshot,
+        state_key: &[u8],
+        operands: &mut Vec<Vec<u8>>,
+    ) -> Result<Option<Vec<u8>>> {
         for mem in std::iter::once(&snap.mem).chain(snap.imms.iter()) {
-            match mem.get(state_key, snap.seqno) {
-                Some(MemValue::Put(v)) => return Ok(Some(v)),
-                Some(MemValue::Delete) => return Ok(None),
-                None => {}
+            match mem.collect(state_key, snap.seqno, operands) {
+                Collected::Base(MemValue::Put(v)) => return Ok(Some(v)),
+                Collected::Base(MemValue::Delete) => return Ok(None),
+                Collected::Operands => {}
             }
         }
         let v = &snap.version;
@@ -128,7 +162,11 @@ impl Shard {
                 )
                 .await?
             {
-                return Ok(found_value(found));
+                match found {
+                    (_, ValueKind::Merge, v) => operands.push(v),
+                    (_, ValueKind::Put, v) => return Ok(Some(v)),
+                    (_, ValueKind::Delete, _) => return Ok(None),
+                }
             }
         }
         for level in 1..v.levels.len() {
@@ -139,7 +177,11 @@ impl Shard {
                     .get_at(state_key, snap.seqno, &*self.reads.cache, read)
                     .await?
                 {
-                    return Ok(found_value(found));
+                    match found {
+                        (_, ValueKind::Merge, v) => operands.push(v),
+                        (_, ValueKind::Put, v) => return Ok(Some(v)),
+                        (_, ValueKind::Delete, _) => return Ok(None),
+                    }
                 }
             }
         }
@@ -205,12 +247,5 @@ impl Shard {
             }
         }
         MergeIter::new(sources)
-    }
-}
-
-fn found_value(found: (u64, ValueKind, Vec<u8>)) -> Option<Vec<u8>> {
-    match found.1 {
-        ValueKind::Put => Some(found.2),
-        ValueKind::Delete => None,
     }
 }

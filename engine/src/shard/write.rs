@@ -8,6 +8,7 @@ use std::rc::Rc;
 use super::read::{IO_TURN, WRITES_PER_IO_TURN};
 use super::Shard;
 use crate::error::Result;
+use crate::key::ValueKind;
 use crate::memtable::Memtable;
 
 /// The shard's memtables and its sequence numbers.
@@ -34,15 +35,44 @@ impl Memtables {
 impl Shard {
     /// Writes `value` (or a tombstone) for `state_key`. The write takes effect before
     /// the first `.await`, so its place among operations on the key is its submission
-    /// order; it completes after every earlier operation on the key.
+    /// order; it completes after every earlier operation on the key. A value of a
+    /// TTL table is stamped with the write time (`catalog.rs`).
     pub(crate) async fn write(
         self: &Rc<Self>,
         state_key: &[u8],
         value: Option<&[u8]>,
     ) -> Result<()> {
+        match value {
+            Some(v) if !self.opts.catalog.is_plain() => {
+                let table = self.opts.catalog.of_state_key(state_key)?;
+                table.validate_value(v)?;
+                let stamped = table.stamp(v, self.opts.clock.system_time());
+                self.write_kind(state_key, ValueKind::Put, &stamped).await
+            }
+            Some(v) => self.write_kind(state_key, ValueKind::Put, v).await,
+            None => self.write_kind(state_key, ValueKind::Delete, &[]).await,
+        }
+    }
+
+    /// Writes a merge operand for `state_key`, without reading it: the table's
+    /// merge operator combines it on reads, flushes and compactions. A table
+    /// without an operator, or an operand the operator refuses, is an
+    /// InvalidArgument error and writes nothing.
+    pub(crate) async fn merge(self: &Rc<Self>, state_key: &[u8], operand: &[u8]) -> Result<()> {
+        let table = self.opts.catalog.of_state_key(state_key)?;
+        let operand = table.encode_operand(operand)?;
+        self.write_kind(state_key, ValueKind::Merge, &operand).await
+    }
+
+    async fn write_kind(
+        self: &Rc<Self>,
+        state_key: &[u8],
+        kind: ValueKind,
+        value: &[u8],
+    ) -> Result<()> {
         self.check_open()?;
         let ticket = self.lanes.enter(state_key);
-        self.apply(state_key, value);
+        self.apply(state_key, kind, value);
         self.stall_if_needed().await?;
         self.give_reads_their_turn().await;
         ticket.finish().await;
@@ -64,15 +94,16 @@ impl Shard {
         glommio::timer::sleep(IO_TURN).await;
     }
 
-    fn apply(&self, state_key: &[u8], value: Option<&[u8]>) {
+    fn apply(&self, state_key: &[u8], kind: ValueKind, value: &[u8]) {
         let mut m = self.mem.borrow_mut();
         m.last_seqno += 1;
         let seqno = m.last_seqno;
-        m.active.insert(state_key, seqno, value);
+        m.active.insert_kind(state_key, seqno, kind, value);
         let mut c = self.counters.borrow_mut();
-        match value {
-            Some(_) => c.puts += 1,
-            None => c.deletes += 1,
+        match kind {
+            ValueKind::Put => c.puts += 1,
+            ValueKind::Delete => c.deletes += 1,
+            ValueKind::Merge => c.merges += 1,
         }
     }
 

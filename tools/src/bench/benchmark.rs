@@ -29,6 +29,9 @@ pub enum Benchmark {
     MultiReadRandom,
     /// readrandom while one writer per shard overwrites random keys.
     ReadWhileWriting,
+    /// Merge `num` counter increments (u64_add, 8 bytes) into random keys of the
+    /// `counters` table: writes with no read before them.
+    MergeRandom,
     /// Pseudo: flush every memtable.
     Flush,
     /// Pseudo: compact the whole key range.
@@ -61,6 +64,7 @@ pub const ALL: [(Benchmark, &str); 18] = [
     (Benchmark::UpdateRandom, "updaterandom"),
     (Benchmark::MultiReadRandom, "multireadrandom"),
     (Benchmark::ReadWhileWriting, "readwhilewriting"),
+    (Benchmark::MergeRandom, "mergerandom"),
     (Benchmark::Flush, "flush"),
     (Benchmark::Compact, "compact"),
     (Benchmark::WaitForCompaction, "waitforcompaction"),
@@ -104,7 +108,10 @@ impl Benchmark {
     pub fn writes(self) -> bool {
         matches!(
             self,
-            Benchmark::FillSeq | Benchmark::FillRandom | Benchmark::Overwrite
+            Benchmark::FillSeq
+                | Benchmark::FillRandom
+                | Benchmark::Overwrite
+                | Benchmark::MergeRandom
         )
     }
 
@@ -128,6 +135,7 @@ impl Benchmark {
             Benchmark::ReadRandom | Benchmark::ReadMissing | Benchmark::ReadWhileWriting => "read",
             Benchmark::SeekRandom => "seek",
             Benchmark::UpdateRandom => "update",
+            Benchmark::MergeRandom => "merge",
             Benchmark::MultiReadRandom => "multiread batch",
             Benchmark::ReadSeq => "scan chunk",
             Benchmark::Flush

@@ -156,7 +156,7 @@ fn parse_bool(s: &str) -> Result<bool, String> {
     about = "db_bench-like benchmark for the Terrace LSM state engine",
     rename_all = "snake_case",
     after_help = "Benchmarks: fillseq fillrandom overwrite readrandom readseq readmissing \
-seekrandom updaterandom multireadrandom readwhilewriting, and the pseudo-benchmarks \
+seekrandom updaterandom multireadrandom readwhilewriting mergerandom, and the pseudo-benchmarks \
 flush compact waitforcompaction waitforuploads waitforwarmer waitfortrims checkpoint stats."
 )]
 pub struct Flags {

@@ -42,6 +42,8 @@ pub trait Store: Clone + 'static {
     fn owns(&self, key: &[u8]) -> bool;
     /// Writes a value.
     async fn put(&self, t: TableId, key: &[u8], value: &[u8]) -> Result<()>;
+    /// Merges an operand (mergerandom).
+    async fn merge(&self, t: TableId, key: &[u8], operand: &[u8]) -> Result<()>;
     /// Reads a value.
     async fn get(&self, t: TableId, key: &[u8]) -> Result<Option<Vec<u8>>>;
     /// Reads several values.
@@ -68,6 +70,9 @@ impl Store for Db {
     }
     async fn put(&self, t: TableId, key: &[u8], value: &[u8]) -> Result<()> {
         Db::put(self, t, key, value).await
+    }
+    async fn merge(&self, t: TableId, key: &[u8], operand: &[u8]) -> Result<()> {
+        Db::merge(self, t, key, operand).await
     }
     async fn get(&self, t: TableId, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Db::get(self, t, key).await
@@ -96,6 +101,9 @@ impl Store for LocalDb {
     }
     async fn put(&self, t: TableId, key: &[u8], value: &[u8]) -> Result<()> {
         LocalDb::put(self, t, key, value).await
+    }
+    async fn merge(&self, t: TableId, key: &[u8], operand: &[u8]) -> Result<()> {
+        LocalDb::merge(self, t, key, operand).await
     }
     async fn get(&self, t: TableId, key: &[u8]) -> Result<Option<Vec<u8>>> {
         LocalDb::get(self, t, key).await

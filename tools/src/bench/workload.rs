@@ -88,7 +88,10 @@ impl Plan {
     /// How many operation indexes the benchmark has.
     pub fn index_count(&self) -> u64 {
         match self.bench {
-            Benchmark::FillSeq | Benchmark::FillRandom | Benchmark::Overwrite => self.num,
+            Benchmark::FillSeq
+            | Benchmark::FillRandom
+            | Benchmark::Overwrite
+            | Benchmark::MergeRandom => self.num,
             Benchmark::ReadSeq => self.partitions,
             Benchmark::ReadRandom
             | Benchmark::ReadMissing
@@ -205,6 +208,16 @@ pub async fn run_worker<S: Store>(
                 let got = store.get(t, k).await?;
                 let bytes = got.as_ref().map_or(0, |v| (k.len() + v.len()) as u64);
                 stats.record(start.elapsed(), 1, u64::from(got.is_some()), bytes);
+                1
+            }
+            Benchmark::MergeRandom => {
+                let k = key.set(plan.draw.index(i));
+                if !store.owns(k) {
+                    continue;
+                }
+                let start = terrace_tiering::clock::now();
+                store.merge(t, k, &1u64.to_le_bytes()).await?;
+                stats.record(start.elapsed(), 1, 0, (k.len() + 8) as u64);
                 1
             }
             Benchmark::UpdateRandom => {

@@ -76,6 +76,10 @@ fn options(flags: &Flags, path: &Path) -> Options {
     opts.max_value_bytes = opts.max_value_bytes.max(flags.value_size);
     opts.warm_order = flags.warm_order.order();
     opts.warm_bytes_per_sec = flags.warm_bytes_per_sec;
+    // mergerandom's table: u64 counters.
+    opts.tables = vec!["default".into(), "counters".into()];
+    opts.table_options
+        .insert("counters".into(), terrace::TableOptions::counter());
     // One source without --object_store: the restored database lives in the
     // source's prefix (with it, in its own prefix next to the source's).
     if let ([source], None) = (
@@ -229,6 +233,7 @@ fn run(flags: &Flags) -> anyhow::Result<()> {
     let mut checkpoints_reported = 0usize;
 
     let table = db.table("default").context("opening table \"default\"")?;
+    let counters = db.table("counters").context("opening table \"counters\"")?;
     let values = Arc::new(ValuePool::new(
         flags.seed,
         flags.value_size,
@@ -316,6 +321,11 @@ fn run(flags: &Flags) -> anyhow::Result<()> {
         } else if bench.is_pseudo() {
             (run_pseudo(&db, bench, &out)?, None)
         } else {
+            let table = if bench == Benchmark::MergeRandom {
+                counters
+            } else {
+                table
+            };
             let mut plan = plan(flags, bench, position as u64, table, &values, &db, mode);
             plan.read_zipf = read_zipf.clone();
             plan.timeline = timeline.clone();
