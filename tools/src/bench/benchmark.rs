@@ -53,7 +53,7 @@ pub enum Benchmark {
 }
 
 /// Every benchmark with its name, in the order `--help` lists them.
-pub const ALL: [(Benchmark, &str); 18] = [
+pub const ALL: [(Benchmark, &str); 19] = [
     (Benchmark::FillSeq, "fillseq"),
     (Benchmark::FillRandom, "fillrandom"),
     (Benchmark::Overwrite, "overwrite"),
