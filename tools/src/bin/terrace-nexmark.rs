@@ -25,7 +25,7 @@ use terrace::Db;
 use terrace_tools::bench::cpu::CpuTime;
 use terrace_tools::nexmark::flags::{result_line, NexmarkFlags};
 use terrace_tools::nexmark::terrace::{nexmark_options, run_query, state_bytes};
-use terrace_tools::nexmark::{events, QueryName};
+use terrace_tools::nexmark::{event_source, QueryName};
 
 fn main() -> ExitCode {
     let flags = NexmarkFlags::parse();
@@ -54,17 +54,11 @@ fn run_one(flags: &NexmarkFlags, query: QueryName) -> anyhow::Result<String> {
         .tempdir_in(&parent)
         .with_context(|| format!("making a database directory in {}", parent.display()))?;
     let opts = nexmark_options(flags.store.options(dir.path(), flags.seed));
+    let source = event_source(flags.events, flags.pregenerate);
     block_on(async {
         let db = Db::open(opts).await.context("opening the database")?;
         let cpu = CpuTime::now();
-        let run = run_query(
-            &db,
-            query,
-            flags.mode,
-            events(flags.events),
-            flags.batch_events,
-        )
-        .await;
+        let run = run_query(&db, query, flags.mode, source, flags.batch_events).await;
         let cpu = CpuTime::now().since(&cpu).total();
         let bytes = state_bytes(&db).await;
         let closed = db.close().await;

@@ -186,6 +186,16 @@ pub fn events(n: u64) -> impl Iterator<Item = Record> {
     events_at_rate(n, NexmarkConfig::default().first_rate)
 }
 
+/// The first `n` events as the driver feeds them: all generated up front when
+/// `pregenerate` (so the timed loop only routes them), else lazily.
+pub fn event_source(n: u64, pregenerate: bool) -> Box<dyn Iterator<Item = Record> + Send> {
+    if pregenerate {
+        Box::new(events(n).collect::<Vec<_>>().into_iter())
+    } else {
+        Box::new(events(n))
+    }
+}
+
 /// The same at `per_second` events per second of event time (more windows for
 /// fewer events in tests); ids and every other field are as in [`events`].
 pub fn events_at_rate(n: u64, per_second: usize) -> impl Iterator<Item = Record> {

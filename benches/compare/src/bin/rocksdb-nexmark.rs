@@ -32,7 +32,9 @@ use terrace_tools::bench::flags::CompressionType;
 use terrace_tools::nexmark::codec::mix;
 use terrace_tools::nexmark::flags::{result_line, NexmarkFlags};
 use terrace_tools::nexmark::queries::{all_tables, Emitted, QueryOp};
-use terrace_tools::nexmark::{events, Mode, QueryName, Record, State, MAX_PREFIX_SUFFIX_BYTES};
+use terrace_tools::nexmark::{
+    event_source, Mode, QueryName, Record, State, MAX_PREFIX_SUFFIX_BYTES,
+};
 
 /// Immutable memtables kept before writes stall, as Terrace's default.
 const MAX_IMMUTABLE_MEMTABLES: i32 = 2;
@@ -210,10 +212,11 @@ fn run_one(flags: &NexmarkFlags, query: QueryName) -> anyhow::Result<String> {
         workers.push(std::thread::spawn(move || instance(rocks, op, mode, rx)));
         lanes.push((tx, Vec::with_capacity(flags.batch_events)));
     }
+    let source = event_source(flags.events, flags.pregenerate);
     let cpu = CpuTime::now();
     let start = terrace_tiering::clock::now();
     let mut count = 0u64;
-    for record in events(flags.events) {
+    for record in source {
         count += 1;
         let Some(route) = query.route(&record.1) else {
             continue;
