@@ -36,7 +36,7 @@ use std::ops::{Bound, RangeInclusive};
 use std::rc::Rc;
 use std::sync::Weak;
 
-use super::read::{ReadInProgress, ReadSnapshot};
+use super::read::{InProgress, ReadSnapshot};
 use super::Shard;
 use crate::catalog::TableEntry;
 use crate::db_iter::Batch;
@@ -387,7 +387,7 @@ impl Shard {
     ) -> Result<(ShardCursor, Batch)> {
         let snap = self.snapshot();
         self.counters.borrow_mut().scans += 1;
-        let _reading = ReadInProgress::new(&self.reads.in_progress);
+        let _reading = InProgress::new(&self.reads.in_progress);
         let bounds = Bounds {
             lower: spec.lower.clone(),
             upper: spec.upper.clone(),
@@ -498,7 +498,7 @@ impl Shard {
                 self.id
             )));
         };
-        let _reading = ReadInProgress::new(&self.reads.in_progress);
+        let _reading = InProgress::new(&self.reads.in_progress);
         let filled = cursor.fill(limits, buf).await;
         let mut table = self.reads.cursors.borrow_mut();
         match filled {

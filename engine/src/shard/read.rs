@@ -58,17 +58,17 @@ pub(crate) const WRITES_PER_IO_TURN: u32 = 32;
 /// How long such a write steps aside (the reactor runs as soon as the queue is idle).
 pub(crate) const IO_TURN: std::time::Duration = std::time::Duration::from_micros(10);
 
-/// Counts a read as in progress for as long as it lives.
-pub(crate) struct ReadInProgress<'a>(&'a Cell<u32>);
+/// Counts an operation (a read, a stalled writer) in a `Cell` for as long as it lives.
+pub(crate) struct InProgress<'a>(&'a Cell<u32>);
 
-impl<'a> ReadInProgress<'a> {
+impl<'a> InProgress<'a> {
     pub(crate) fn new(count: &'a Cell<u32>) -> Self {
         count.set(count.get() + 1);
-        ReadInProgress(count)
+        InProgress(count)
     }
 }
 
-impl Drop for ReadInProgress<'_> {
+impl Drop for InProgress<'_> {
     fn drop(&mut self) {
         self.0.set(self.0.get() - 1);
     }
@@ -194,7 +194,7 @@ impl Shard {
         let ticket = self.lanes.enter(state_key);
         let snap = self.snapshot();
         self.counters.borrow_mut().gets += 1;
-        let reading = ReadInProgress::new(&self.reads.in_progress);
+        let reading = InProgress::new(&self.reads.in_progress);
         let r = self.read_key(&snap, state_key).await;
         drop(reading);
         ticket.finish().await;
@@ -210,7 +210,7 @@ impl Shard {
         let tickets: Vec<_> = state_keys.iter().map(|k| self.lanes.enter(k)).collect();
         let snap = self.snapshot();
         self.counters.borrow_mut().gets += state_keys.len() as u64;
-        let _reading = ReadInProgress::new(&self.reads.in_progress);
+        let _reading = InProgress::new(&self.reads.in_progress);
         let r =
             futures_util::future::try_join_all(state_keys.iter().map(|k| self.read_key(&snap, k)))
                 .await;

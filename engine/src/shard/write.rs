@@ -1,7 +1,6 @@
 //! The write path: assign a seqno, apply to the memtable, freeze it when full, and
 //! stall (rather than grow memory) when flushes or L0 compactions fall behind.
 
-use std::cell::Cell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 
@@ -139,7 +138,7 @@ impl Shard {
             return Ok(());
         }
         let start = self.opts.clock.now();
-        let _stalled = StalledWriter::enter(&self.writers_stalled);
+        let _stalled = super::read::InProgress::new(&self.writers_stalled);
         loop {
             let seen = self.signals.changed.generation();
             self.check_open()?;
@@ -162,22 +161,5 @@ impl Shard {
             .saturating_duration_since(start)
             .as_micros() as u64;
         Ok(())
-    }
-}
-
-/// Counts a writer in `Shard::writers_stalled` while it waits, and out when the wait
-/// ends, however it ends.
-struct StalledWriter<'a>(&'a Cell<u32>);
-
-impl<'a> StalledWriter<'a> {
-    fn enter(count: &'a Cell<u32>) -> StalledWriter<'a> {
-        count.set(count.get() + 1);
-        StalledWriter(count)
-    }
-}
-
-impl Drop for StalledWriter<'_> {
-    fn drop(&mut self) {
-        self.0.set(self.0.get() - 1);
     }
 }
