@@ -32,9 +32,10 @@ struct Lane {
     waiters: Vec<Waker>,
 }
 
-/// Hashes a lane's key, which is already an xxh3 hash, by taking it as is.
+/// Hashes a key that is already an xxh3 hash (a lane's, a keyed pipeline's) by
+/// taking it as is.
 #[derive(Default)]
-struct PassThrough(u64);
+pub(crate) struct PassThrough(u64);
 
 impl Hasher for PassThrough {
     fn finish(&self) -> u64 {

@@ -71,8 +71,8 @@ pub use db_iter::{
 pub use error::{Error, ErrorDetail, ErrorKind, Result};
 pub use key::{KeyGroupRange, TableId};
 pub use keyed::{
-    Keyed, KeyedOptions, KeyedReport, Operator, MAX_KEYED_BATCHES_IN_FLIGHT,
-    MAX_KEYED_BATCH_RECORDS,
+    ConcurrentOperator, Keyed, KeyedOptions, KeyedReport, Operator, MAX_KEYED_BATCHES_IN_FLIGHT,
+    MAX_KEYED_BATCH_RECORDS, MAX_KEYED_CONCURRENT_BATCHES,
 };
 pub use local_db::LocalDb;
 pub use merge::{MergeError, MergeOperator};

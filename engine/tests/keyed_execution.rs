@@ -4,13 +4,18 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::*;
 use rand::{Rng, SeedableRng};
-use terrace::{Db, ErrorDetail, ErrorKind, KeyGroupRange, KeyedOptions, LocalDb, Operator, Result};
+use terrace::{
+    ConcurrentOperator, Db, ErrorDetail, ErrorKind, KeyGroupRange, KeyedOptions, LocalDb, Operator,
+    Result,
+};
 
 /// Appends each record's number to its key's value: the value is the history of
 /// the key, so any reordering shows.
@@ -99,6 +104,7 @@ fn records_of_a_key_are_processed_in_push_order_on_its_shard() {
     let opts = KeyedOptions {
         batch_records: 7,
         max_batches_in_flight: 2,
+        ..Default::default()
     };
     let w = wrong_shard.clone();
     let report = block_on(async {
@@ -146,6 +152,101 @@ fn a_micro_batching_operator_gives_the_same_state() {
     .unwrap();
     assert_eq!(report.records, recs.len() as u64);
     check(&db, &model_of(&recs));
+    block_on(db.close()).unwrap();
+}
+
+/// `AppendBatched` with batches running at once: it waits a while between its
+/// reads and its writes (so a second batch holding one of its keys would lose an
+/// update), and records how many batches ran at once and whether two of them ever
+/// shared a key.
+struct AppendConcurrent {
+    running: Cell<usize>,
+    keys_running: RefCell<HashSet<Vec<u8>>>,
+    most_running: Arc<AtomicUsize>,
+    shared_key: Arc<AtomicBool>,
+}
+
+impl ConcurrentOperator<(Vec<u8>, u32)> for AppendConcurrent {
+    async fn process_batch(&self, state: &LocalDb, records: Vec<(Vec<u8>, u32)>) -> Result<()> {
+        self.running.set(self.running.get() + 1);
+        self.most_running
+            .fetch_max(self.running.get(), Ordering::Relaxed);
+        let t = state.table("default")?;
+        let mut keys: Vec<Vec<u8>> = records.iter().map(|(k, _)| k.clone()).collect();
+        keys.sort();
+        keys.dedup();
+        for k in &keys {
+            if !self.keys_running.borrow_mut().insert(k.clone()) {
+                self.shared_key.store(true, Ordering::Relaxed);
+            }
+        }
+        let old = state.multi_get(t, &keys).await?;
+        // 0-3 ms, decided by the batch's first record: batches finish out of order.
+        let pause = records[0].1 % 4;
+        glommio::timer::sleep(Duration::from_millis(pause.into())).await;
+        let mut values: BTreeMap<Vec<u8>, Vec<u8>> = keys
+            .iter()
+            .cloned()
+            .zip(old)
+            .map(|(k, v)| (k, v.unwrap_or_default()))
+            .collect();
+        for (k, n) in &records {
+            values
+                .get_mut(k)
+                .unwrap()
+                .extend_from_slice(&n.to_le_bytes());
+        }
+        for (k, v) in values {
+            state.put(t, &k, &v).await?;
+        }
+        for k in &keys {
+            self.keys_running.borrow_mut().remove(k);
+        }
+        self.running.set(self.running.get() - 1);
+        Ok(())
+    }
+}
+
+#[test]
+fn concurrent_batches_keep_each_keys_records_in_push_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(small_options(dir.path(), 2));
+    // 500 keys, so consecutive batches share keys all the time.
+    let recs = records(7, 20_000);
+    let opts = KeyedOptions {
+        batch_records: 16,
+        max_batches_in_flight: 4,
+        concurrent_batches: 8,
+    };
+    let most_running = Arc::new(AtomicUsize::new(0));
+    let shared_key = Arc::new(AtomicBool::new(false));
+    let (most, shared) = (most_running.clone(), shared_key.clone());
+    let report = block_on(async {
+        let mut keyed = db
+            .keyed_concurrent(
+                move |_| AppendConcurrent {
+                    running: Cell::new(0),
+                    keys_running: RefCell::new(HashSet::new()),
+                    most_running: most.clone(),
+                    shared_key: shared.clone(),
+                },
+                opts,
+            )
+            .await?;
+        for (k, n) in &recs {
+            keyed.push(k, (k.clone(), *n)).await?;
+        }
+        keyed.finish().await
+    })
+    .unwrap();
+    assert_eq!(report.records, recs.len() as u64);
+    check(&db, &model_of(&recs));
+    let most = most_running.load(Ordering::Relaxed);
+    assert!(
+        !shared_key.load(Ordering::Relaxed),
+        "two running batches shared a key"
+    );
+    assert!(most > 1, "batches never ran at once (most {most})");
     block_on(db.close()).unwrap();
 }
 
@@ -231,6 +332,7 @@ fn an_operator_error_ends_the_pipeline_and_is_reported() {
                 KeyedOptions {
                     batch_records: 4,
                     max_batches_in_flight: 1,
+                    ..Default::default()
                 },
             )
             .await?;
@@ -261,6 +363,10 @@ fn bad_options_and_keys_outside_the_range_are_refused() {
         },
         KeyedOptions {
             max_batches_in_flight: 0,
+            ..Default::default()
+        },
+        KeyedOptions {
+            concurrent_batches: 0,
             ..Default::default()
         },
     ] {

@@ -42,12 +42,12 @@ async fn table_contents(db: &Db, name: &str) -> BTreeMap<Vec<u8>, Vec<u8>> {
         .collect()
 }
 
-fn check(query: QueryName, mode: Mode, records: &[Record], want: &Expected) {
+fn check(query: QueryName, mode: Mode, concurrent: usize, records: &[Record], want: &Expected) {
     let dir = tempfile::tempdir().unwrap();
     futures_lite::future::block_on(async {
         let db = Db::open(options(dir.path())).await.unwrap();
         // Small batches: many hops, and micro-batches that split keys' histories.
-        let run = run_query(&db, query, mode, records.iter().cloned(), 97)
+        let run = run_query(&db, query, mode, records.iter().cloned(), 97, concurrent)
             .await
             .unwrap();
         assert_eq!(run.events, records.len() as u64);
@@ -81,8 +81,10 @@ fn every_query_in_both_modes_matches_the_reference() {
                 "{query:?}: the reference's {table} is empty"
             );
         }
-        for mode in [Mode::PerEvent, Mode::Batched] {
-            check(query, mode, &records, &want);
+        // Batched with one batch at a time per shard, and with eight at once
+        // (records of other keys overtaking a running batch).
+        for (mode, concurrent) in [(Mode::PerEvent, 1), (Mode::Batched, 1), (Mode::Batched, 8)] {
+            check(query, mode, concurrent, &records, &want);
         }
     }
 }

@@ -58,7 +58,15 @@ fn run_one(flags: &NexmarkFlags, query: QueryName) -> anyhow::Result<String> {
     block_on(async {
         let db = Db::open(opts).await.context("opening the database")?;
         let cpu = CpuTime::now();
-        let run = run_query(&db, query, flags.mode, source, flags.batch_events).await;
+        let run = run_query(
+            &db,
+            query,
+            flags.mode,
+            source,
+            flags.batch_events,
+            flags.concurrent_batches,
+        )
+        .await;
         let cpu = CpuTime::now().since(&cpu).total();
         let bytes = state_bytes(&db).await;
         let closed = db.close().await;

@@ -56,6 +56,13 @@ pub struct NexmarkFlags {
     #[arg(long, default_value_t = 1024)]
     pub batch_events: usize,
 
+    /// Micro-batches one shard runs at once in `--mode=batched` (Terrace's
+    /// `Db::keyed_concurrent`: a batch waiting on the object store does not hold up
+    /// batches of other keys; records of one key stay in order). 1 runs them one at a
+    /// time. RocksDB's reads block their thread, so rocksdb-nexmark ignores it.
+    #[arg(long, default_value_t = 8)]
+    pub concurrent_batches: usize,
+
     /// Generate every event before the clock starts (default). The generator
     /// makes ~2M events/s on one thread: generating inside the timed loop bounds the
     /// cheap queries of every engine by it, and takes a core from the shards.
@@ -85,6 +92,14 @@ impl NexmarkFlags {
         if self.batch_events == 0 || self.batch_events > MAX_BATCH_EVENTS {
             return Err(format!(
                 "--batch_events must be within 1..={MAX_BATCH_EVENTS}"
+            ));
+        }
+        if self.concurrent_batches == 0
+            || self.concurrent_batches > terrace::MAX_KEYED_CONCURRENT_BATCHES
+        {
+            return Err(format!(
+                "--concurrent_batches must be within 1..={}",
+                terrace::MAX_KEYED_CONCURRENT_BATCHES
             ));
         }
         self.store.validate()

@@ -241,7 +241,7 @@ impl QueryOp {
     /// Processes one micro-batch: pre-aggregates per key, reads the keys with one
     /// `multi_get`, then writes what changed.
     pub async fn process_batch<S: State>(
-        &mut self,
+        &self,
         s: &S,
         records: Vec<Record>,
     ) -> Result<(), S::Error> {
@@ -359,7 +359,7 @@ impl QueryOp {
     /// auction up with one `multi_get` (auctions of this batch included), and join
     /// each new auction with the bids of earlier batches by a prefix scan. Every
     /// (bid, auction) pair is emitted once, as per record.
-    async fn q20_batch<S: State>(&mut self, s: &S, records: Vec<Record>) -> Result<(), S::Error> {
+    async fn q20_batch<S: State>(&self, s: &S, records: Vec<Record>) -> Result<(), S::Error> {
         let Some(first_seq) = records.first().map(|r| r.0) else {
             return Ok(());
         };

@@ -6,7 +6,9 @@ use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Duration;
 
-use terrace::{Db, Error, ErrorDetail, KeyedOptions, LocalDb, Operator, Options, TableId};
+use terrace::{
+    ConcurrentOperator, Db, Error, ErrorDetail, KeyedOptions, LocalDb, Operator, Options, TableId,
+};
 
 use super::queries::{all_tables, Emitted, QueryOp};
 use super::{Mode, QueryName, Record, State, MAX_PREFIX_SUFFIX_BYTES, ROUTING_PREFIX_BYTES};
@@ -89,6 +91,13 @@ impl Operator<Record> for KeyedQuery {
     }
 }
 
+/// Batched mode with batches of different keys running at once on a shard.
+impl ConcurrentOperator<Record> for KeyedQuery {
+    async fn process_batch(&self, state: &LocalDb, records: Vec<Record>) -> terrace::Result<()> {
+        self.op.process_batch(state, records).await
+    }
+}
+
 /// `base` made fit for the queries: their tables, and key groups by routing id.
 pub fn nexmark_options(mut base: Options) -> Options {
     base.tables = all_tables();
@@ -110,30 +119,32 @@ pub struct QueryRun {
 }
 
 /// Runs `query` over `events` on `db` through keyed execution, `batch_events`
-/// records per shard batch (and per micro-batch in [`Mode::Batched`]).
+/// records per shard batch (and per micro-batch in [`Mode::Batched`], where each
+/// shard runs up to `concurrent_batches` of them at once).
 pub async fn run_query(
     db: &Db,
     query: QueryName,
     mode: Mode,
     events: impl Iterator<Item = Record>,
     batch_events: usize,
+    concurrent_batches: usize,
 ) -> terrace::Result<QueryRun> {
     let emitted = Arc::new(Emitted::default());
     let sink = emitted.clone();
     let opts = KeyedOptions {
         batch_records: batch_events,
+        concurrent_batches,
         ..KeyedOptions::default()
     };
     let start = terrace_tiering::clock::now();
-    let mut keyed = db
-        .keyed(
-            move |_shard| KeyedQuery {
-                op: QueryOp::new(query, sink.clone()),
-                mode,
-            },
-            opts,
-        )
-        .await?;
+    let factory = move |_shard| KeyedQuery {
+        op: QueryOp::new(query, sink.clone()),
+        mode,
+    };
+    let mut keyed = match mode {
+        Mode::PerEvent => db.keyed(factory, opts).await?,
+        Mode::Batched => db.keyed_concurrent(factory, opts).await?,
+    };
     let mut n = 0u64;
     for record in events {
         n += 1;
