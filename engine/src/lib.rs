@@ -62,7 +62,7 @@ pub use checkpoint::restore::RestoreInfo;
 pub use checkpoint::store::{
     collect_job_garbage, collect_store_garbage, list_store_checkpoints, JobGcReport,
 };
-pub use checkpoint::{CheckpointInfo, CheckpointSummary};
+pub use checkpoint::{CheckpointInfo, CheckpointPhases, CheckpointSummary};
 pub use db::Db;
 pub use db_iter::{
     Batch, DbIter, Entry, IterOptions, KeyRange, LocalDbIter, MAX_ITER_BATCH_BYTES,

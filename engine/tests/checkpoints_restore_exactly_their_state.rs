@@ -94,6 +94,16 @@ fn a_restored_database_holds_exactly_the_checkpointed_writes() {
     );
     assert!(first.memtable_bytes > 0, "{first:?}");
     assert!(first.state_bytes > first.memtable_bytes, "{first:?}");
+    // Where the time went: a snapshot was written and uploaded, objects were put,
+    // and no phase outlasts the whole (the snapshot runs beside the file wait).
+    let p = first.phases;
+    assert!(p.snapshot_write > Duration::ZERO && p.snapshot_upload > Duration::ZERO, "{p:?}");
+    assert!(p.shard_object > Duration::ZERO && p.commit > Duration::ZERO, "{p:?}");
+    assert!(
+        p.snapshot_write + p.snapshot_upload + p.shard_object + p.commit <= first.duration,
+        "{first:?}"
+    );
+    assert!(p.files_awaited + p.shard_object + p.commit <= first.duration, "{first:?}");
     let at_10 = model.clone();
 
     // Writes after the checkpoint are not in it.
@@ -176,6 +186,9 @@ fn retention_keeps_the_newest_and_released_checkpoints_cannot_be_restored() {
         let info = block_on(db.checkpoint(id)).unwrap();
         if id > 2 {
             assert_eq!(info.released, vec![id - 2]);
+            assert!(info.phases.release > Duration::ZERO, "{info:?}");
+        } else {
+            assert!(info.released.is_empty(), "{info:?}");
         }
     }
     let ids: Vec<u64> = block_on(db.checkpoints())

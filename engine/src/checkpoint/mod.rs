@@ -53,6 +53,26 @@ pub struct CheckpointInfo {
     pub merges_bypassed: usize,
     /// Older checkpoints released to keep `retained_checkpoints`.
     pub released: Vec<u64>,
+    /// Where the time went.
+    pub phases: CheckpointPhases,
+}
+
+/// Where a checkpoint's time went. Shard phases are the slowest shard's; on a
+/// shard the snapshot (write, then upload) runs beside the wait for other files.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CheckpointPhases {
+    /// Writing a shard's memtable snapshot.
+    pub snapshot_write: Duration,
+    /// Uploading it.
+    pub snapshot_upload: Duration,
+    /// Waiting for flushes writing at the barrier and SSTs not yet uploaded.
+    pub files_awaited: Duration,
+    /// Writing a shard's checkpoint object.
+    pub shard_object: Duration,
+    /// Writing the commit object.
+    pub commit: Duration,
+    /// Releasing checkpoints beyond `retained_checkpoints`.
+    pub release: Duration,
 }
 
 impl CheckpointInfo {
@@ -180,10 +200,12 @@ impl Db {
                 .map(|p| p.memtable_bytes + p.sst_uploaded_bytes)
                 .sum(),
         };
+        let commit_began = clock.now();
         remote
             .put(checkpoint_key(id, db_lineage), ck.encode())
             .await?;
         book.committed.push(id);
+        let commit = clock.now().saturating_duration_since(commit_began);
 
         let mut released = Vec::new();
         let retained = self.inner.opts.retained_checkpoints;
@@ -192,6 +214,19 @@ impl Db {
             release(&remote, old, db_lineage).await?;
             released.push(old);
         }
+        let slowest = |f: fn(&crate::shard::checkpoint::ShardPhases) -> Duration| {
+            parts.iter().map(|p| f(&p.phases)).max().unwrap_or_default()
+        };
+        let phases = CheckpointPhases {
+            snapshot_write: slowest(|p| p.snapshot_write),
+            snapshot_upload: slowest(|p| p.snapshot_upload),
+            files_awaited: slowest(|p| p.files_awaited),
+            shard_object: slowest(|p| p.shard_object),
+            commit,
+            release: clock
+                .now()
+                .saturating_duration_since(commit_began + commit),
+        };
         Ok(CheckpointInfo {
             id,
             duration: clock.now().saturating_duration_since(start),
@@ -204,6 +239,7 @@ impl Db {
                 .sum(),
             merges_bypassed: parts.iter().map(|p| p.merges_bypassed).sum(),
             released,
+            phases,
         })
     }
 
@@ -248,9 +284,8 @@ impl Db {
 /// then its shard objects. Its SSTs are left to the garbage collector.
 async fn release(remote: &Remote, id: u64, db_lineage: u64) -> Result<()> {
     remote.delete(checkpoint_key(id, db_lineage)).await?;
-    for o in remote.list(checkpoint_dir(id, db_lineage)).await? {
-        remote.delete(o.key).await?;
-    }
+    let objects = remote.list(checkpoint_dir(id, db_lineage)).await?;
+    futures_util::future::try_join_all(objects.into_iter().map(|o| remote.delete(o.key))).await?;
     Ok(())
 }
 

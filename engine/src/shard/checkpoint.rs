@@ -47,6 +47,29 @@ pub(crate) struct ShardCheckpointDone {
     pub(crate) state_bytes: u64,
     /// Merges whose not-yet-uploaded outputs were named by their inputs.
     pub(crate) merges_bypassed: usize,
+    /// Where the time went.
+    pub(crate) phases: ShardPhases,
+}
+
+/// Where a shard's part of a checkpoint spent its time. The snapshot runs beside
+/// the wait for other files, so the two overlap.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ShardPhases {
+    /// Writing the memtable snapshot's SST.
+    pub(crate) snapshot_write: Duration,
+    /// Uploading it.
+    pub(crate) snapshot_upload: Duration,
+    /// Waiting for flushes writing at the barrier and for SSTs not yet uploaded.
+    pub(crate) files_awaited: Duration,
+    /// Writing the shard's checkpoint object.
+    pub(crate) shard_object: Duration,
+}
+
+/// A written and uploaded memtable snapshot, and how long each took.
+struct Snapshot {
+    desc: Option<FileDesc>,
+    write: Duration,
+    upload: Duration,
 }
 
 /// Pins files for the lifetime of a checkpoint (see [`FileMeta::pins`]).
@@ -135,17 +158,82 @@ impl Shard {
             .collect();
         let mut pins = Pins::new(waited.clone());
 
-        // The snapshot is written in the flush queue: it is background work.
+        // The snapshot is written in the flush queue (it is background work) while
+        // this task waits for the flushes and uploads the checkpoint needs.
         let shard = self.clone();
         let snapshot = glommio::spawn_local_into(
             async move { shard.write_memtable_snapshot(&mems, seqno, &remote).await },
             self.queues.flush,
         )
-        .map_err(|e| Error::internal(format!("cannot start a memtable snapshot: {e}")))?
-        .await?;
+        .map_err(|e| Error::internal(format!("cannot start a memtable snapshot: {e}")))?;
+        let waits_began = terrace_tiering::clock::now();
+        let awaited = self.await_checkpoint_files(plan, waited, &flushing, &mut pins).await;
+        let files_awaited = waits_began.elapsed();
+        // The snapshot task ends on its own even when a wait failed: its object is
+        // then garbage for the collector, and no local file is left behind.
+        let snapshot = snapshot.await;
+        let (plan, sst_uploaded_bytes) = awaited?;
+        let snapshot = snapshot?;
+        drop(pins);
+        let merges_bypassed = plan.swaps;
+        {
+            let mut c = self.counters.borrow_mut();
+            c.checkpoint_merges_bypassed += merges_bypassed as u64;
+            c.checkpoint_flushes_awaited += flushing.len() as u64;
+        }
 
-        // The L0 files of the flushes that were writing at the barrier (a failed
-        // flush poisons the shard, which ends the wait with its error).
+        let memtable_bytes = snapshot.desc.as_ref().map_or(0, |d| d.size_bytes);
+        let state_bytes =
+            plan.files.iter().map(|f| f.desc.size_bytes).sum::<u64>() + memtable_bytes;
+        let checkpoint = ShardCheckpoint {
+            checkpoint: id,
+            shard: self.id,
+            lineage,
+            key_groups: self.key_groups,
+            last_seqno: seqno,
+            files: plan.files.into_iter().map(|f| (f.level, f.desc)).collect(),
+            snapshots: snapshot.desc.into_iter().collect(),
+            compact_pointers: pointers.into_iter().collect(),
+        };
+        let bytes = checkpoint.encode();
+        let key = crate::files::shard_checkpoint_key(id, db_lineage, self.id);
+        let object = ShardObject {
+            shard: self.id,
+            key: key.clone(),
+            size_bytes: bytes.len() as u64,
+            crc32: crate::encoding::crc32(&bytes),
+        };
+        let remote = self.remote.clone().ok_or(ErrorDetail::Closed)?;
+        let put_began = terrace_tiering::clock::now();
+        remote.put(key, bytes).await?;
+        Ok(ShardCheckpointDone {
+            checkpoint,
+            object,
+            memtable_bytes,
+            sst_uploaded_bytes,
+            state_bytes,
+            merges_bypassed,
+            phases: ShardPhases {
+                snapshot_write: snapshot.write,
+                snapshot_upload: snapshot.upload,
+                files_awaited,
+                shard_object: put_began.elapsed(),
+            },
+        })
+    }
+
+    /// Waits until the L0 files of `flushing` (the flushes writing at the barrier)
+    /// are installed and every file the checkpoint names is uploaded; adds those L0
+    /// files to `plan` (pinned). Returns the plan, files in level order, and the
+    /// bytes of SSTs this checkpoint waited to see uploaded.
+    async fn await_checkpoint_files(
+        &self,
+        mut plan: crate::version::replaced::CheckpointPlan,
+        mut waited: Vec<Rc<FileMeta>>,
+        flushing: &[Rc<Memtable>],
+        pins: &mut Pins,
+    ) -> Result<(crate::version::replaced::CheckpointPlan, u64)> {
+        // A failed flush poisons the shard, which ends the wait with its error.
         self.wait_until(
             || {
                 flushing
@@ -155,9 +243,7 @@ impl Shard {
             &self.signals.flush_wake,
         )
         .await?;
-        let mut plan = plan;
-        let mut waited = waited;
-        for m in &flushing {
+        for m in flushing {
             let FlushState::Installed(Some(f)) = m.flush_state() else {
                 continue;
             };
@@ -181,7 +267,6 @@ impl Shard {
             })
         });
         let sst_uploaded_bytes = waited.iter().map(|f| f.desc.size_bytes).sum();
-
         self.wait_until(
             || self.uploads.refusal.borrow().is_some() || waited.iter().all(|f| f.is_uploaded()),
             &self.uploads.wake,
@@ -192,45 +277,7 @@ impl Shard {
                 return Err(store_err(e));
             }
         }
-        drop(pins);
-        let merges_bypassed = plan.swaps;
-        {
-            let mut c = self.counters.borrow_mut();
-            c.checkpoint_merges_bypassed += merges_bypassed as u64;
-            c.checkpoint_flushes_awaited += flushing.len() as u64;
-        }
-
-        let memtable_bytes = snapshot.as_ref().map_or(0, |d| d.size_bytes);
-        let state_bytes =
-            plan.files.iter().map(|f| f.desc.size_bytes).sum::<u64>() + memtable_bytes;
-        let checkpoint = ShardCheckpoint {
-            checkpoint: id,
-            shard: self.id,
-            lineage,
-            key_groups: self.key_groups,
-            last_seqno: seqno,
-            files: plan.files.into_iter().map(|f| (f.level, f.desc)).collect(),
-            snapshots: snapshot.into_iter().collect(),
-            compact_pointers: pointers.into_iter().collect(),
-        };
-        let bytes = checkpoint.encode();
-        let key = crate::files::shard_checkpoint_key(id, db_lineage, self.id);
-        let object = ShardObject {
-            shard: self.id,
-            key: key.clone(),
-            size_bytes: bytes.len() as u64,
-            crc32: crate::encoding::crc32(&bytes),
-        };
-        let remote = self.remote.clone().ok_or(ErrorDetail::Closed)?;
-        remote.put(key, bytes).await?;
-        Ok(ShardCheckpointDone {
-            checkpoint,
-            object,
-            memtable_bytes,
-            sst_uploaded_bytes,
-            state_bytes,
-            merges_bypassed,
-        })
+        Ok((plan, sst_uploaded_bytes))
     }
 
     /// Writes the newest version (≤ `seqno`) of every key in `mems` as an SST of the
@@ -241,9 +288,15 @@ impl Shard {
         mems: &[Rc<Memtable>],
         seqno: u64,
         remote: &Remote,
-    ) -> Result<Option<FileDesc>> {
+    ) -> Result<Snapshot> {
+        let began = terrace_tiering::clock::now();
+        let nothing = |write| Snapshot {
+            desc: None,
+            write,
+            upload: Duration::ZERO,
+        };
         if mems.iter().all(|m| m.is_empty()) {
-            return Ok(None);
+            return Ok(nothing(Duration::ZERO));
         }
         let (id, object, path) = self.allocate_file();
         let mut writer = TableWriter::create(&path, id, self.table_opts.clone()).await?;
@@ -296,7 +349,7 @@ impl Shard {
             Ok(d) if d.entries > 0 => d,
             Ok(_) => {
                 writer.abandon().await;
-                return Ok(None);
+                return Ok(nothing(began.elapsed()));
             }
             Err(e) => {
                 writer.abandon().await;
@@ -307,13 +360,16 @@ impl Shard {
         desc.size_bytes = std::fs::metadata(&path)
             .map_err(|e| Error::io("stat", &path, e))?
             .len();
+        let write = began.elapsed();
         let job = UploadJob {
             key: crate::files::object_key(object),
             path: path.clone(),
             size: desc.size_bytes,
             priority: UploadPriority::Urgent,
         };
+        let upload_began = terrace_tiering::clock::now();
         let uploaded = upload_with_retries(remote, job).await;
+        let upload = upload_began.elapsed();
         if let Err(e) = super::remove_file(&path).await {
             tracing::warn!(file = %path.display(), error = %e, "could not remove a memtable snapshot's local copy");
         }
@@ -323,7 +379,11 @@ impl Shard {
             c.uploads += 1;
             c.upload_bytes += desc.size_bytes;
         }
-        Ok(Some(desc))
+        Ok(Snapshot {
+            desc: Some(desc),
+            write,
+            upload,
+        })
     }
 }
 

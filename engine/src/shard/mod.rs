@@ -32,7 +32,7 @@
 //! `stats.rs`.
 
 pub(crate) mod cache;
-mod checkpoint;
+pub(crate) mod checkpoint;
 mod compaction;
 pub(crate) mod cursor;
 mod flush;
