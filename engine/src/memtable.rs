@@ -15,7 +15,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
 use std::ptr::{self, NonNull};
 
@@ -328,6 +328,7 @@ impl Memtable {
     }
 
     /// The first version.
+    #[cfg(test)]
     pub(crate) fn first(&self) -> Option<Node> {
         let map = self.map.borrow();
         let (&key, &value) = map.iter().next()?;
@@ -341,6 +342,37 @@ impl Memtable {
             .range((Bound::Excluded(n.key), Bound::Unbounded))
             .next()?;
         Some(Node { key, value })
+    }
+
+    /// Appends to `out` up to `max` nodes in internal order: from the first
+    /// (`from` = `None`), or from the first at or after (`state_key`, `seqno`).
+    pub(crate) fn nodes_from(
+        &self,
+        from: Option<(&[u8], u64)>,
+        out: &mut VecDeque<Node>,
+        max: usize,
+    ) {
+        let map = self.map.borrow();
+        let nodes = |(&key, &value): (&KeyRef, &ValueRef)| Node { key, value };
+        match from {
+            None => out.extend(map.iter().take(max).map(nodes)),
+            Some((state_key, seqno)) => out.extend(
+                map.range(Self::probe(state_key, seqno)..)
+                    .take(max)
+                    .map(nodes),
+            ),
+        }
+    }
+
+    /// Appends to `out` up to `max` nodes following `n`: one search of the map
+    /// for many steps of a cursor.
+    pub(crate) fn nodes_after(&self, n: Node, out: &mut VecDeque<Node>, max: usize) {
+        let map = self.map.borrow();
+        out.extend(
+            map.range((Bound::Excluded(n.key), Bound::Unbounded))
+                .take(max)
+                .map(|(&key, &value)| Node { key, value }),
+        );
     }
 
     /// What `n` holds.

@@ -97,13 +97,22 @@ fn a_restored_database_holds_exactly_the_checkpointed_writes() {
     // Where the time went: a snapshot was written and uploaded, objects were put,
     // and no phase outlasts the whole (the snapshot runs beside the file wait).
     let p = first.phases;
-    assert!(p.snapshot_write > Duration::ZERO && p.snapshot_upload > Duration::ZERO, "{p:?}");
-    assert!(p.shard_object > Duration::ZERO && p.commit > Duration::ZERO, "{p:?}");
+    assert!(
+        p.snapshot_write > Duration::ZERO && p.snapshot_upload > Duration::ZERO,
+        "{p:?}"
+    );
+    assert!(
+        p.shard_object > Duration::ZERO && p.commit > Duration::ZERO,
+        "{p:?}"
+    );
     assert!(
         p.snapshot_write + p.snapshot_upload + p.shard_object + p.commit <= first.duration,
         "{first:?}"
     );
-    assert!(p.files_awaited + p.shard_object + p.commit <= first.duration, "{first:?}");
+    assert!(
+        p.files_awaited + p.shard_object + p.commit <= first.duration,
+        "{first:?}"
+    );
     let at_10 = model.clone();
 
     // Writes after the checkpoint are not in it.

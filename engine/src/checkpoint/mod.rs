@@ -223,9 +223,7 @@ impl Db {
             files_awaited: slowest(|p| p.files_awaited),
             shard_object: slowest(|p| p.shard_object),
             commit,
-            release: clock
-                .now()
-                .saturating_duration_since(commit_began + commit),
+            release: clock.now().saturating_duration_since(commit_began + commit),
         };
         Ok(CheckpointInfo {
             id,

@@ -167,7 +167,9 @@ impl Shard {
         )
         .map_err(|e| Error::internal(format!("cannot start a memtable snapshot: {e}")))?;
         let waits_began = terrace_tiering::clock::now();
-        let awaited = self.await_checkpoint_files(plan, waited, &flushing, &mut pins).await;
+        let awaited = self
+            .await_checkpoint_files(plan, waited, &flushing, &mut pins)
+            .await;
         let files_awaited = waits_began.elapsed();
         // The snapshot task ends on its own even when a wait failed: its object is
         // then garbage for the collector, and no local file is left behind.
