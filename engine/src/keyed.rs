@@ -55,6 +55,7 @@ use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::hash::BuildHasherDefault;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::future::{Either, FutureExt};
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -116,6 +117,11 @@ pub struct KeyedOptions {
     /// held by a running batch count against `max_batches_in_flight *
     /// batch_records`; past that the shard takes no new batch until they go.
     pub concurrent_batches: usize,
+    /// How long the newest running batch must have been pending before another
+    /// starts beside it (concurrent pipelines): long enough that a batch pausing
+    /// for a timer or a local read does not split keys across batches, short
+    /// against an object-store round trip.
+    pub concurrent_after: Duration,
 }
 
 impl Default for KeyedOptions {
@@ -123,7 +129,8 @@ impl Default for KeyedOptions {
         KeyedOptions {
             batch_records: 256,
             max_batches_in_flight: 4,
-            concurrent_batches: 8,
+            concurrent_batches: 16,
+            concurrent_after: Duration::from_millis(1),
         }
     }
 }
@@ -134,6 +141,8 @@ pub const MAX_KEYED_BATCH_RECORDS: usize = 1 << 20;
 pub const MAX_KEYED_BATCHES_IN_FLIGHT: usize = 1024;
 /// Largest `concurrent_batches` accepted.
 pub const MAX_KEYED_CONCURRENT_BATCHES: usize = 1024;
+/// Largest `concurrent_after` accepted.
+pub const MAX_KEYED_CONCURRENT_AFTER: Duration = Duration::from_secs(10);
 
 impl KeyedOptions {
     fn validate(&self) -> Result<()> {
@@ -161,7 +170,18 @@ impl KeyedOptions {
             "KeyedOptions::concurrent_batches",
             self.concurrent_batches,
             MAX_KEYED_CONCURRENT_BATCHES,
-        )
+        )?;
+        if self.concurrent_after > MAX_KEYED_CONCURRENT_AFTER {
+            return Err(ErrorDetail::InvalidOption {
+                option: "KeyedOptions::concurrent_after",
+                reason: format!(
+                    "{:?} is above {:?}",
+                    self.concurrent_after, MAX_KEYED_CONCURRENT_AFTER
+                ),
+            }
+            .into());
+        }
+        Ok(())
     }
 }
 
@@ -381,6 +401,13 @@ impl<R> KeyGate<R> {
     }
 }
 
+/// What woke a concurrent pipeline's shard task.
+enum Wake<R> {
+    Done(Option<(Result<()>, Vec<u64>)>),
+    Input(Result<Option<Batch<R>>>),
+    Timer,
+}
+
 /// A shard's task of a concurrent pipeline: up to `concurrent_batches` batches at
 /// once, records of a held key kept back until its batch is done.
 async fn run_concurrent<R, Op: ConcurrentOperator<R>>(
@@ -396,10 +423,14 @@ async fn run_concurrent<R, Op: ConcurrentOperator<R>>(
     let mut running = FuturesUnordered::new();
     let mut records = 0u64;
     let mut input_open = true;
+    let mut last_start = terrace_tiering::clock::now();
     loop {
-        // Start a batch only while every running one waits: a batch that completes
-        // in its first poll (state in memory) leaves the shard running one batch at
-        // a time, without splitting keys' records across batches for nothing.
+        // Start a batch beside running ones only once the newest has been pending
+        // for `concurrent_after`: a batch waiting on the object store waits tens of
+        // milliseconds, one pausing for a timer or a local read far less, and
+        // starting another then would only split keys across batches. A batch that
+        // completes in its first poll leaves the shard running one at a time.
+        let mut wait_to_start = None;
         loop {
             while let Some(Some((result, keys))) = running.next().now_or_never() {
                 let keys: Vec<u64> = keys;
@@ -409,52 +440,67 @@ async fn run_concurrent<R, Op: ConcurrentOperator<R>>(
             if running.len() >= opts.concurrent_batches || gate.fresh.is_empty() {
                 break;
             }
+            if !running.is_empty() {
+                let pending_for = last_start.elapsed();
+                if pending_for < opts.concurrent_after {
+                    wait_to_start = Some(opts.concurrent_after - pending_for);
+                    break;
+                }
+            }
             let (batch, keys) = gate.take_ready(opts.batch_records);
             if batch.is_empty() {
                 break;
             }
             records += batch.len() as u64;
+            last_start = terrace_tiering::clock::now();
             running.push(async move { (op.process_batch(state, batch).await, keys) });
         }
         let take_input =
             input_open && running.len() < opts.concurrent_batches && gate.pending < max_waiting;
-        if take_input {
-            if running.is_empty() {
+        if running.is_empty() {
+            if take_input {
                 match next_batch(state, rx).await? {
                     Some(batch) => gate.push(batch),
                     None => input_open = false,
                 }
                 continue;
             }
-            let recv = std::pin::pin!(next_batch(state, rx));
-            match futures_util::future::select(running.next(), recv).await {
-                Either::Left((done, _)) => {
-                    if let Some((result, keys)) = done {
-                        result?;
-                        gate.release(&keys);
-                    }
-                }
-                Either::Right((batch, _)) => match batch? {
-                    Some(batch) => gate.push(batch),
-                    None => input_open = false,
-                },
+            if gate.pending == 0 && !input_open {
+                return Ok(records);
             }
-        } else {
-            match running.next().await {
-                Some((result, keys)) => {
-                    result?;
-                    gate.release(&keys);
-                }
-                None if gate.pending == 0 && !input_open => return Ok(records),
-                // Unreachable: with nothing running every key is free, and input
-                // is taken while it is open.
-                None => {
-                    return Err(ErrorDetail::Internal(
-                        "keyed: records wait on keys no batch holds".into(),
-                    )
-                    .into())
-                }
+            // Unreachable: with nothing running every key is free, and input is
+            // taken while it is open.
+            return Err(
+                ErrorDetail::Internal("keyed: records wait on keys no batch holds".into()).into(),
+            );
+        }
+        let done = running.next().map(Wake::Done);
+        let input = async {
+            if take_input {
+                Wake::Input(next_batch(state, rx).await)
+            } else {
+                std::future::pending().await
             }
+        };
+        let timer = async {
+            match wait_to_start {
+                Some(d) => {
+                    glommio::timer::sleep(d).await;
+                    Wake::Timer
+                }
+                None => std::future::pending().await,
+            }
+        };
+        match futures_lite::future::or(done, futures_lite::future::or(input, timer)).await {
+            Wake::Done(Some((result, keys))) => {
+                result?;
+                gate.release(&keys);
+            }
+            Wake::Done(None) | Wake::Timer => {}
+            Wake::Input(batch) => match batch? {
+                Some(batch) => gate.push(batch),
+                None => input_open = false,
+            },
         }
     }
 }

@@ -72,7 +72,7 @@ pub use error::{Error, ErrorDetail, ErrorKind, Result};
 pub use key::{KeyGroupRange, TableId};
 pub use keyed::{
     ConcurrentOperator, Keyed, KeyedOptions, KeyedReport, Operator, MAX_KEYED_BATCHES_IN_FLIGHT,
-    MAX_KEYED_BATCH_RECORDS, MAX_KEYED_CONCURRENT_BATCHES,
+    MAX_KEYED_BATCH_RECORDS, MAX_KEYED_CONCURRENT_AFTER, MAX_KEYED_CONCURRENT_BATCHES,
 };
 pub use local_db::LocalDb;
 pub use merge::{MergeError, MergeOperator};

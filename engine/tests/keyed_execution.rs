@@ -217,6 +217,8 @@ fn concurrent_batches_keep_each_keys_records_in_push_order() {
         batch_records: 16,
         max_batches_in_flight: 4,
         concurrent_batches: 8,
+        // Start another batch as soon as the running ones wait: most overlap.
+        concurrent_after: Duration::ZERO,
     };
     let most_running = Arc::new(AtomicUsize::new(0));
     let shared_key = Arc::new(AtomicBool::new(false));
@@ -367,6 +369,10 @@ fn bad_options_and_keys_outside_the_range_are_refused() {
         },
         KeyedOptions {
             concurrent_batches: 0,
+            ..Default::default()
+        },
+        KeyedOptions {
+            concurrent_after: Duration::from_secs(3600),
             ..Default::default()
         },
     ] {

@@ -60,7 +60,7 @@ pub struct NexmarkFlags {
     /// `Db::keyed_concurrent`: a batch waiting on the object store does not hold up
     /// batches of other keys; records of one key stay in order). 1 runs them one at a
     /// time. RocksDB's reads block their thread, so rocksdb-nexmark ignores it.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 16)]
     pub concurrent_batches: usize,
 
     /// Generate every event before the clock starts (default). The generator
