@@ -28,7 +28,7 @@ use crate::remote::Remote;
 use crate::router::{KeyBatches, Router, ScanPlan};
 use crate::shard::pulse::{Pulse, PulseThread, Watched};
 use crate::shard::request::CallerSide;
-use crate::shard::runner::{shard_main, Job, Msg};
+use crate::shard::runner::{run_inline_or_spawn, shard_main, Job, Msg};
 use crate::shard::Shard;
 use crate::stats::{DbStats, LiveFile};
 use terrace_tiering::store::IoRuntime;
@@ -387,20 +387,17 @@ impl Db {
         let job: Job = Box::new(move |shard: &Rc<Shard>, permit| {
             let shard = shard.clone();
             let queue = shard.queues.foreground;
-            let task = glommio::spawn_local_into(
-                async move {
+            run_inline_or_spawn(
+                Box::pin(async move {
                     let r = f(shard).await;
                     // Out of the count before the answer: a caller woken by it may
                     // send its next request at once and should find the shard alone.
                     drop(guard);
                     let _ = tx.send(r);
                     drop(permit);
-                },
+                }),
                 queue,
             );
-            if let Ok(t) = task {
-                t.detach();
-            }
         });
         sender
             .send_async(Msg::Run(job))

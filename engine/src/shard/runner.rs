@@ -26,6 +26,28 @@ use crate::remote::Remote;
 /// the permit until it completes.
 pub(crate) type Job = Box<dyn FnOnce(&Rc<Shard>, glommio::sync::StaticPermit) + Send>;
 
+/// Runs a request's future on the request loop at once, and only when it must wait
+/// (I/O, a lane, a stall) spawns the rest as a task in `queue`. A request answered
+/// from memory thus costs no task and no pass of the executor's loop between the
+/// request queue and the foreground queue (measured in docs/BENCHMARKS.md,
+/// "Cross-thread calls"). The first poll uses a waker that does nothing: the
+/// spawned task is polled as soon as it starts and registers its own.
+pub(crate) fn run_inline_or_spawn(
+    mut fut: std::pin::Pin<Box<dyn Future<Output = ()>>>,
+    queue: glommio::TaskQueueHandle,
+) {
+    let mut cx = std::task::Context::from_waker(futures_util::task::noop_waker_ref());
+    if fut.as_mut().poll(&mut cx).is_pending() {
+        match glommio::spawn_local_into(fut, queue) {
+            Ok(t) => {
+                t.detach();
+            }
+            // The future drops with its answer channel: the caller sees the shard gone.
+            Err(e) => tracing::error!(error = %e, "could not start a request's task"),
+        }
+    }
+}
+
 /// What other threads send a shard.
 pub(crate) enum Msg {
     Run(Job),
@@ -172,6 +194,9 @@ pub(crate) async fn shard_main(
                                 break;
                             };
                             job(&shard, permit);
+                            // Requests answered inline keep this loop busy: let the
+                            // reactor and the other queues run when glommio asks.
+                            glommio::yield_if_needed().await;
                         }
                         Msg::Close(reply) => return Some(reply),
                     }
