@@ -84,6 +84,11 @@ impl KeyLanes {
         }
     }
 
+    /// Whether no operation on `state_key` is in flight.
+    pub(crate) fn is_idle(&self, state_key: &[u8]) -> bool {
+        !self.lanes.borrow().contains_key(&xxh3_64(state_key))
+    }
+
     /// Number of keys with operations in flight.
     #[cfg(test)]
     pub(crate) fn busy_keys(&self) -> usize {
