@@ -70,6 +70,22 @@ impl Shard {
         value: &[u8],
     ) -> Result<()> {
         self.check_open()?;
+        if self.lanes.is_idle(state_key) {
+            // Nothing on the key in flight: the write completes at once unless it
+            // must stall or step aside, and only then takes a ticket — the first of
+            // its lane (no await since the check), so later operations on the key
+            // still complete after it.
+            self.apply(state_key, kind, value);
+            self.freeze(false);
+            if self.reads.in_progress.get() == 0 && !self.must_stall() {
+                return Ok(());
+            }
+            let ticket = self.lanes.enter(state_key);
+            self.stall_if_needed().await?;
+            self.give_reads_their_turn().await;
+            ticket.finish().await;
+            return Ok(());
+        }
         let ticket = self.lanes.enter(state_key);
         self.apply(state_key, kind, value);
         self.stall_if_needed().await?;
