@@ -4,9 +4,10 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::time::Duration;
 
 use nexmark::event::Event;
-use terrace::{Db, ObjectStoreSpec, Options};
+use terrace::{Db, KeyedOptions, ObjectStoreSpec, Options};
 use terrace_tools::nexmark::queries::Q20_CATEGORY;
 use terrace_tools::nexmark::reference::{expected, Expected};
 use terrace_tools::nexmark::terrace::{nexmark_options, run_query, state_bytes};
@@ -47,7 +48,14 @@ fn check(query: QueryName, mode: Mode, concurrent: usize, records: &[Record], wa
     futures_lite::future::block_on(async {
         let db = Db::open(options(dir.path())).await.unwrap();
         // Small batches: many hops, and micro-batches that split keys' histories.
-        let run = run_query(&db, query, mode, records.iter().cloned(), 97, concurrent)
+        let keyed = KeyedOptions {
+            batch_records: 97,
+            concurrent_batches: concurrent,
+            // Another batch starts whenever the running ones wait at all.
+            concurrent_after: Duration::ZERO,
+            ..KeyedOptions::default()
+        };
+        let run = run_query(&db, query, mode, records.iter().cloned(), keyed)
             .await
             .unwrap();
         assert_eq!(run.events, records.len() as u64);

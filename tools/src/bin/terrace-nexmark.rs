@@ -63,8 +63,11 @@ fn run_one(flags: &NexmarkFlags, query: QueryName) -> anyhow::Result<String> {
             query,
             flags.mode,
             source,
-            flags.batch_events,
-            flags.concurrent_batches,
+            terrace::KeyedOptions {
+                batch_records: flags.batch_events,
+                concurrent_batches: flags.concurrent_batches,
+                ..terrace::KeyedOptions::default()
+            },
         )
         .await;
         let cpu = CpuTime::now().since(&cpu).total();

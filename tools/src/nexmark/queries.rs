@@ -359,10 +359,25 @@ impl QueryOp {
     /// auction up with one `multi_get` (auctions of this batch included), and join
     /// each new auction with the bids of earlier batches by a prefix scan. Every
     /// (bid, auction) pair is emitted once, as per record.
+    ///
+    /// "Earlier batches" is decided per auction: the bids stored under it before
+    /// this batch are those below the first event number of this batch's records of
+    /// that auction. (Keyed execution keeps each key's records in push order, but
+    /// with concurrent batches a batch is not a contiguous range of event numbers:
+    /// records of other keys overtake, so the batch's first record says nothing.)
     async fn q20_batch<S: State>(&self, s: &S, records: Vec<Record>) -> Result<(), S::Error> {
-        let Some(first_seq) = records.first().map(|r| r.0) else {
-            return Ok(());
-        };
+        let mut first_of: BTreeMap<u64, u64> = BTreeMap::new();
+        for (seq, event) in &records {
+            let id = match event {
+                Event::Bid(b) => b.auction as u64,
+                Event::Auction(a) if a.category == Q20_CATEGORY => a.id as u64,
+                _ => continue,
+            };
+            first_of
+                .entry(id)
+                .and_modify(|f| *f = (*f).min(*seq))
+                .or_insert(*seq);
+        }
         let bids_t = s.table(Q20_BIDS)?;
         let auctions_t = s.table(Q20_AUCTIONS)?;
         let mut new_auctions = Vec::new();
@@ -400,8 +415,9 @@ impl QueryOp {
             }
         }
         for id in new_auctions {
+            let before = first_of.get(&id).copied().unwrap_or(0);
             for (k, v) in s.scan_prefix(bids_t, &key(&[id])).await? {
-                self.join_bid::<S>(&k, &v, id, first_seq)?;
+                self.join_bid::<S>(&k, &v, id, before)?;
             }
         }
         Ok(())

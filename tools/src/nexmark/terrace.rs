@@ -118,24 +118,18 @@ pub struct QueryRun {
     pub emitted: (u64, u64),
 }
 
-/// Runs `query` over `events` on `db` through keyed execution, `batch_events`
-/// records per shard batch (and per micro-batch in [`Mode::Batched`], where each
-/// shard runs up to `concurrent_batches` of them at once).
+/// Runs `query` over `events` on `db` through keyed execution with `opts`
+/// (`batch_records` is also the micro-batch of [`Mode::Batched`], whose batches run
+/// up to `concurrent_batches` at once per shard).
 pub async fn run_query(
     db: &Db,
     query: QueryName,
     mode: Mode,
     events: impl Iterator<Item = Record>,
-    batch_events: usize,
-    concurrent_batches: usize,
+    opts: KeyedOptions,
 ) -> terrace::Result<QueryRun> {
     let emitted = Arc::new(Emitted::default());
     let sink = emitted.clone();
-    let opts = KeyedOptions {
-        batch_records: batch_events,
-        concurrent_batches,
-        ..KeyedOptions::default()
-    };
     let start = terrace_tiering::clock::now();
     let factory = move |_shard| KeyedQuery {
         op: QueryOp::new(query, sink.clone()),
