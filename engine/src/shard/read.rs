@@ -209,11 +209,13 @@ impl Shard {
         let m = self.mem.borrow();
         let mut operands = Vec::new();
         for mem in std::iter::once(&m.active).chain(m.frozen.iter()) {
+            // Operands above the base (in this memtable or a newer one) need the
+            // merge operator: the full path.
             match mem.collect(state_key, m.last_seqno, &mut operands) {
+                _ if !operands.is_empty() => return None,
                 Collected::Base(MemValue::Put(v)) => return Some(Some(v)),
                 Collected::Base(MemValue::Delete) => return Some(None),
-                Collected::Operands if operands.is_empty() => {}
-                Collected::Operands => return None,
+                Collected::Operands => {}
             }
         }
         None
