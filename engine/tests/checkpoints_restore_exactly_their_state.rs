@@ -561,3 +561,49 @@ fn a_checkpoint_names_the_l0_file_of_a_flush_already_writing() {
     }
     assert!(awaited > 0, "no checkpoint found a flush writing");
 }
+
+/// Copies a database directory as a crash would leave it (the copy's LOCK is a new
+/// inode, so nothing holds it).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_reopen_after_a_crash_never_reuses_the_file_number_of_a_checkpoints_snapshot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut opts = options(tmp.path(), "src", 1);
+    opts.memtable_bytes = 64 << 20; // nothing flushes: the state is in the memtable
+    let db = open(opts.clone());
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(99);
+    let mut model = Model::new();
+    write_some(&db, &mut model, &mut rng, 400);
+    let info = block_on(db.checkpoint(1)).unwrap();
+    assert!(info.memtable_bytes > 0, "{info:?}");
+    // The directory as a kill right after the checkpoint would leave it.
+    copy_dir(&tmp.path().join("src"), &tmp.path().join("crashed"));
+    block_on(db.close()).unwrap();
+
+    // The same database reopened from that state (same lineage, same store)
+    // writes and flushes new files; none may take the snapshot's number.
+    let mut reopened = opts.clone();
+    reopened.path = tmp.path().join("crashed");
+    let db = open(reopened);
+    let mut later = model.clone();
+    write_some(&db, &mut later, &mut rng, 400);
+    block_on(db.flush()).unwrap();
+    block_on(db.wait_for_uploads()).unwrap();
+    block_on(db.close()).unwrap();
+
+    let (restored, _) = block_on(Db::restore(options(tmp.path(), "restored", 1), Some(1)))
+        .expect("checkpoint 1 still restores");
+    check(&restored, &model);
+    block_on(restored.close()).unwrap();
+}

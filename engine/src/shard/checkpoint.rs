@@ -30,7 +30,7 @@ use crate::memtable::{FlushState, Memtable};
 use crate::remote::{store_err, Remote};
 use crate::sst::TableWriter;
 use crate::version::replaced::{plan_checkpoint, PlannedFile};
-use crate::version::{FileDesc, FileMeta};
+use crate::version::{FileDesc, FileMeta, VersionEdit};
 
 /// Attempts to upload a memtable snapshot before the checkpoint fails.
 const SNAPSHOT_UPLOAD_ATTEMPTS: u32 = 8;
@@ -177,6 +177,14 @@ impl Shard {
         let (plan, sst_uploaded_bytes) = awaited?;
         let snapshot = snapshot?;
         drop(pins);
+        if snapshot.desc.is_some() {
+            // The snapshot's file number is in no manifest record (it never joins the
+            // version): record the next file number past it before the checkpoint
+            // can commit, or a reopen after a crash would hand the number out again
+            // and its upload would overwrite the object this checkpoint names.
+            self.log_and_install(VersionEdit::default(), Vec::new())
+                .await?;
+        }
         let merges_bypassed = plan.swaps;
         {
             let mut c = self.counters.borrow_mut();
