@@ -77,7 +77,8 @@ pub use keyed::{
 pub use local_db::LocalDb;
 pub use merge::{MergeError, MergeOperator};
 pub use options::{
-    CacheMode, Compression, ObjectStoreSpec, Options, TableOptions, WarmOrder, EMBEDDED_STORE_DIR,
+    CacheEviction, CacheMode, Compression, ObjectStoreSpec, Options, TableOptions, WarmOrder,
+    EMBEDDED_STORE_DIR,
 };
 pub use stats::{
     BlockCacheStats, Counters, DbStats, LevelStats, LiveFile, ManifestStats, ShardStats,

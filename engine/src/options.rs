@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+pub use terrace_tiering::hybrid::Eviction as CacheEviction;
 
 use terrace_tiering::clock::Clock;
 use terrace_tiering::store::fault::FaultConfig;
@@ -161,6 +162,9 @@ pub struct Options {
     pub cache_write_buffer_bytes: u64,
     /// Keep data blocks zstd-compressed in the memory tier (decompressed on each hit).
     pub cache_compress_memory: bool,
+    /// The block cache's replacement policy over memory and the SSD tier: S3-FIFO
+    /// (default) or LRU (see `docs/ARCHITECTURE.md`, "Block cache").
+    pub cache_eviction: CacheEviction,
     /// Target size of compaction output files.
     pub target_file_bytes: u64,
     /// Number of L0 files that triggers an L0 -> L1 compaction.
@@ -325,6 +329,7 @@ impl std::fmt::Debug for Options {
             .field("block_cache_bytes", &self.block_cache_bytes)
             .field("cache_mode", &self.cache_mode)
             .field("ssd_cache_bytes", &self.ssd_cache_bytes)
+            .field("cache_eviction", &self.cache_eviction)
             .field("object_store", &self.object_store)
             .field("warm_window", &self.warm_window)
             .field("local_disk_budget_bytes", &self.local_disk_budget_bytes)
@@ -370,6 +375,7 @@ impl Options {
             cache_segment_bytes: 16 << 20,
             cache_write_buffer_bytes: 256 << 10,
             cache_compress_memory: true,
+            cache_eviction: CacheEviction::default(),
             target_file_bytes: 64 << 20,
             l0_compaction_trigger: 4,
             l0_stop_writes_trigger: 20,

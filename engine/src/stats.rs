@@ -297,6 +297,18 @@ impl BlockCacheStats {
             t.invalidated_blocks,
             t.stale_entries_skipped
         ));
+        let f = &t.s3fifo;
+        out.push_str(&format!(
+            "\n  eviction {:?}: small queue admitted {}, to main {}, left unwritten {}, to a cold ssd {}; ghost hits {} ({} keys); ssd reinsertions {}",
+            t.eviction,
+            f.small_admissions,
+            f.small_to_main,
+            f.small_evictions,
+            f.small_to_cold_ssd,
+            f.ghost_hits,
+            f.ghost_entries,
+            f.ssd_reinsertions
+        ));
         out
     }
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::*;
 use terrace::stats::DiskMode;
-use terrace::{BlockCacheStats, CacheMode, Db, DbStats, ObjectStoreSpec, Options};
+use terrace::{BlockCacheStats, CacheEviction, CacheMode, Db, DbStats, ObjectStoreSpec, Options};
 
 const SEGMENT: u64 = 64 << 10;
 
@@ -109,8 +109,18 @@ fn segment_files(dir: &Path, shard: u32) -> Vec<PathBuf> {
 
 #[test]
 fn a_restarted_database_reads_from_the_ssd_tier_without_remote_gets() {
+    restart_run(CacheEviction::S3Fifo);
+}
+
+#[test]
+fn a_restarted_database_reads_from_the_ssd_tier_without_remote_gets_under_lru() {
+    restart_run(CacheEviction::Lru);
+}
+
+fn restart_run(eviction: CacheEviction) {
     let dir = tempfile::tempdir().unwrap();
-    let opts = hybrid_options(dir.path());
+    let mut opts = hybrid_options(dir.path());
+    opts.cache_eviction = eviction;
     let n = 3000;
     let db = open(opts.clone());
     fill(&db, n, "a");
@@ -191,8 +201,18 @@ fn flipped_bytes_in_a_segment_are_refetched_from_the_object_store() {
 
 #[test]
 fn the_cache_never_exceeds_its_memory_and_ssd_budgets() {
+    bounds_run(CacheEviction::S3Fifo);
+}
+
+#[test]
+fn the_cache_never_exceeds_its_memory_and_ssd_budgets_under_lru() {
+    bounds_run(CacheEviction::Lru);
+}
+
+fn bounds_run(eviction: CacheEviction) {
     let dir = tempfile::tempdir().unwrap();
     let mut opts = hybrid_options(dir.path());
+    opts.cache_eviction = eviction;
     opts.shards = 2;
     opts.block_cache_bytes = 1 << 20; // 512 KiB per shard
     opts.ssd_cache_bytes = 1 << 20; // 512 KiB = 8 segments per shard

@@ -7,14 +7,23 @@ mod hybrid_support;
 
 use rand::Rng;
 use terrace_tiering::clock::seeded_rng;
-use terrace_tiering::hybrid::{AdmissionHint, BlockKind, HybridCache};
+use terrace_tiering::hybrid::{AdmissionHint, BlockKind, Eviction, HybridCache};
 
 use hybrid_support::*;
 
 #[test]
 fn memory_and_ssd_bytes_stay_within_their_budgets() {
-    run(|dir| async move {
-        let mut cfg = small_config(&dir);
+    bounds_run(Eviction::Lru);
+}
+
+#[test]
+fn memory_and_ssd_bytes_stay_within_their_budgets_under_s3fifo() {
+    bounds_run(Eviction::S3Fifo);
+}
+
+fn bounds_run(eviction: Eviction) {
+    run(move |dir| async move {
+        let mut cfg = small_config_with(&dir, eviction);
         cfg.max_writes_in_flight = 1;
         cfg.ssd_bytes = 640 << 10; // 10 segments
         let cache = HybridCache::open(cfg.clone(), |_| true).await.unwrap();

@@ -14,7 +14,7 @@ use std::rc::Rc;
 use futures_util::future::join_all;
 use rand::Rng;
 use terrace_tiering::clock::{fresh_seed, seeded_rng};
-use terrace_tiering::hybrid::{AdmissionHint, BlockKind, HybridCache};
+use terrace_tiering::hybrid::{AdmissionHint, BlockKind, Eviction, HybridCache};
 
 use hybrid_support::*;
 
@@ -42,10 +42,10 @@ fn len_of(file: u64, offset: u64) -> usize {
     300 + (mix(file * 1000 + offset) % 3800) as usize
 }
 
-fn model_run(compress: bool) {
+fn model_run(compress: bool, eviction: Eviction) {
     let seed = seed();
     run(move |dir| async move {
-        let mut cfg = small_config(&dir);
+        let mut cfg = small_config_with(&dir, eviction);
         cfg.compress_memory = compress;
         // Background work in a queue of its own, as the engine would run it.
         let bg = glommio::executor().create_task_queue(
@@ -207,12 +207,18 @@ fn model_run(compress: bool) {
 
 #[test]
 fn random_operations_match_the_model_with_compression() {
-    model_run(true);
+    model_run(true, Eviction::Lru);
 }
 
 #[test]
 fn random_operations_match_the_model_without_compression() {
-    model_run(false);
+    model_run(false, Eviction::Lru);
+}
+
+#[test]
+fn random_operations_match_the_model_under_s3fifo() {
+    model_run(true, Eviction::S3Fifo);
+    model_run(false, Eviction::S3Fifo);
 }
 
 #[test]

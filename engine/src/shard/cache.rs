@@ -76,6 +76,7 @@ pub(crate) fn hybrid_config(
     // Segment classes and the mode policy are the tiering defaults: L0, L1–2 and
     // L3+ with reclaim thresholds 0.15, 0.3 and 0.5.
     cfg.compress_memory = opts.cache_compress_memory;
+    cfg.eviction = opts.cache_eviction;
     cfg.initial_mode = cache_mode::initial_mode(
         opts.cache_mode,
         ssd,

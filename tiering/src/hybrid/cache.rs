@@ -6,6 +6,14 @@
 //!   caller's load; concurrent misses of one block share one SSD read or load
 //!   ([`super::flight`]). What was loaded is offered to the cache with the caller's
 //!   [`AdmissionHint`].
+//! - Replacement ([`Eviction`], `cfg.eviction`): LRU, or S3-FIFO where data blocks a
+//!   read admits start in a small FIFO in memory (`small_queue_ratio` of the block
+//!   budget), leave it for the main queue if hit while there and leave the cache
+//!   otherwise (never written to the SSD, their key kept in a ghost queue that sends a
+//!   re-missed block straight to main); main is memory's LRU pool followed by the SSD
+//!   lists, which are FIFOs whose oldest blocks are requeued while their 2-bit
+//!   frequency is above 0 ([`policy::main_exit`]). "Least recently used" below means
+//!   "next to leave" under S3-FIFO.
 //! - Memory over its block budget (`memory_bytes` less the write buffer reservation
 //!   while the SSD tier is in use; less only the buffers still in flight otherwise)
 //!   gives up its least recently used blocks (data before index/filter,
@@ -45,7 +53,7 @@ use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::io::DmaFile;
 use glommio::TaskQueueHandle;
 
-use super::config::HybridConfig;
+use super::config::{HybridConfig, MEMORY_ENTRY_OVERHEAD_BYTES};
 use super::flight::{self, FlightRef, Flights, SharedError, Wait};
 use super::format::{
     decode_index, encode_entry, encode_segment_header, entry_span, parse_segment_file_name,
@@ -54,10 +62,11 @@ use super::format::{
 };
 use super::index::{DiskLoc, Index, ListId, MemCopy};
 use super::policy::{
-    self, AdmissionHint, Admit, CacheMode, DiskList, MemPool, Reclaim, SegmentView,
+    self, AdmissionHint, Admit, CacheMode, DataQueue, DiskList, Eviction, GhostQueue, MainExit,
+    MemPool, Reclaim, SegmentView, SmallExit,
 };
 use super::segment::{self, ReadError, Unusable};
-use super::stats::{HybridStats, ReclaimStats, TierStats};
+use super::stats::{FifoStats, HybridStats, ReclaimStats, TierStats};
 use crate::{BlockKey, Bytes};
 
 /// Reads of a segment being moved that are in flight at once.
@@ -69,6 +78,12 @@ const RECLAIM_CHECK_EVERY: u32 = 32;
 const RESERVE_SLOTS: u64 = 2;
 /// zstd level for memory copies of data blocks (fast; decompression dominates hits).
 const MEMORY_ZSTD_LEVEL: i32 = -1;
+/// The ghost queue remembers at least this many keys (else as many as the cache can
+/// hold blocks), and at most this many (about 50 bytes each).
+const GHOST_MIN_ENTRIES: usize = 1024;
+const GHOST_MAX_ENTRIES: usize = 16 << 20;
+/// Smallest block size assumed when sizing the ghost queue (an SSD entry's alignment).
+const ENTRY_ALIGN_BYTES: u64 = super::format::ENTRY_ALIGN;
 
 /// One shard's hybrid memory + SSD block cache. `!Send`: one per shard executor.
 pub struct HybridCache {
@@ -150,6 +165,15 @@ struct State {
     max_writes_in_flight: u32,
     ssd_evictions_since_check: u32,
     stats: HybridStats,
+    /// The replacement policy (`cfg.eviction`).
+    eviction: Eviction,
+    /// S3-FIFO's ghost queue (empty under LRU).
+    ghost: GhostQueue<BlockKey>,
+    /// The SSD tier evicted blocks for room since it was last (nearly) empty.
+    ssd_has_been_full: bool,
+    /// The segment classes with the reclaim thresholds of `eviction`
+    /// ([`policy::reclaim_classes`]).
+    reclaim_classes: Vec<policy::SegmentClass>,
     jobs: LocalSender<Job>,
     compressor: Option<zstd::bulk::Compressor<'static>>,
     decompressor: zstd::bulk::Decompressor<'static>,
@@ -225,7 +249,13 @@ impl HybridCache {
                 indexed_blocks: 0,
                 index_bytes: 0,
                 compressed_blocks: 0,
+                eviction: cfg.eviction,
+                s3fifo: FifoStats::default(),
             },
+            eviction: cfg.eviction,
+            ghost: GhostQueue::default(),
+            ssd_has_been_full: false,
+            reclaim_classes: policy::reclaim_classes(&cfg.classes, cfg.eviction),
             jobs: tx,
             compressor,
             decompressor: zstd::bulk::Decompressor::new()?,
@@ -395,10 +425,12 @@ impl HybridCache {
         c.hit_bytes += raw.len() as u64;
         if promote && !flight.borrow().poisoned {
             if let Some(slot) = st.index.get(&key) {
+                // A block on the SSD is in the main queue: its memory copy joins the
+                // hot end of its pool under both policies.
                 if st.index.node(slot).mem.is_none() && st.mode_allows_memory(&self.shared.cfg) {
-                    st.mem_attach(slot, copy, true);
+                    st.mem_attach(slot, copy, policy::memory_pool(kind), true);
                 }
-                st.index.touch(slot);
+                st.promote(slot);
                 st.enforce_memory(&self.shared.cfg);
             }
         }
@@ -417,7 +449,8 @@ impl HybridCache {
     ) {
         let cfg = &self.shared.cfg;
         let mut st = self.shared.state.borrow_mut();
-        let admit = policy::admit(hint);
+        let ghost_hit = st.eviction == Eviction::S3Fifo && st.ghost.contains(&key);
+        let admit = policy::admit_with(hint, st.eviction, kind, ghost_hit);
         if admit == Admit::Skip
             || bytes.len() as u64 > u64::from(MAX_PAYLOAD_BYTES)
             || !st.mode_allows_memory(cfg)
@@ -437,10 +470,23 @@ impl HybridCache {
             }
             None => st.index.insert(key, kind, level),
         };
+        if ghost_hit && st.ghost.remove(&key) {
+            st.stats.s3fifo.ghost_hits += 1;
+        }
+        // A block with an SSD copy is in the main queue already: never on probation.
+        let on_ssd = st.index.node(slot).disk.is_some();
+        let (pool, hot) = match admit {
+            Admit::Small if !on_ssd => {
+                st.stats.s3fifo.small_admissions += 1;
+                (MemPool::Small, true)
+            }
+            Admit::Small | Admit::Hot | Admit::Skip => (policy::memory_pool(kind), true),
+            Admit::Cold => (policy::memory_pool(kind), false),
+        };
         let c = st.stats.memory.kind_mut(kind);
         c.admissions += 1;
         c.admitted_bytes += copy.bytes.len() as u64;
-        st.mem_attach(slot, copy, admit == Admit::Hot);
+        st.mem_attach(slot, copy, pool, hot);
         st.enforce_memory(cfg);
     }
 
@@ -507,7 +553,8 @@ impl HybridCache {
         s.segments = st.segments.len() as u64;
         s.ssd_used_bytes = s.segments * self.shared.cfg.segment_bytes;
         s.indexed_blocks = st.index.len() as u64;
-        s.index_bytes = st.index.approx_bytes();
+        s.index_bytes = st.index.approx_bytes() + st.ghost.approx_bytes();
+        s.s3fifo.ghost_entries = st.ghost.len() as u64;
         s
     }
 
@@ -573,17 +620,29 @@ impl HybridCache {
                     let tail = st
                         .index
                         .tail(ListId::Mem(MemPool::Low))
+                        .or_else(|| st.index.tail(ListId::Mem(MemPool::Small)))
                         .or_else(|| st.index.tail(ListId::Mem(MemPool::High)));
                     let Some(slot) = tail else {
                         break;
                     };
+                    // S3-FIFO: a block on probation never hit again would have left
+                    // without reaching the SSD; it does not reach it at close either.
+                    let one_hit = {
+                        let n = st.index.node(slot);
+                        n.pool == MemPool::Small && policy::small_exit(n.freq) == SmallExit::Evict
+                    };
                     let Some(copy) = st.mem_detach(slot) else {
                         break;
                     };
+                    if one_hit {
+                        st.index.remove_if_empty(slot);
+                        continue;
+                    }
                     if st.index.node(slot).disk.is_none() && !st.append(cfg, slot, &copy) {
                         if stalls < 2 {
                             // Writes in flight are full: wait for them, then go on.
-                            st.mem_attach(slot, copy, false);
+                            let pool = st.index.node(slot).pool;
+                            st.mem_attach(slot, copy, pool, false);
                             stalled = true;
                             break;
                         }
@@ -665,6 +724,7 @@ impl State {
     fn block_bytes(&self) -> u64 {
         self.index.list_bytes(ListId::Mem(MemPool::High))
             + self.index.list_bytes(ListId::Mem(MemPool::Low))
+            + self.index.list_bytes(ListId::Mem(MemPool::Small))
     }
 
     fn ssd_live(&self) -> u64 {
@@ -705,12 +765,94 @@ impl State {
             return None;
         };
         if promote {
-            self.index.touch(slot);
+            self.promote(slot);
         }
         let c = self.stats.memory.kind_mut(kind);
         c.hits += 1;
         c.hit_bytes += bytes.len() as u64;
         Some(Ok(bytes))
+    }
+
+    /// A promoting hit on `slot` (in either medium). LRU: to the hot end of its memory
+    /// and SSD lists. S3-FIFO: frequency bumped; to the hot end of its memory pool
+    /// unless on probation (the small queue is a FIFO); the SSD lists are FIFOs.
+    fn promote(&mut self, slot: u32) {
+        match self.eviction {
+            Eviction::Lru => self.index.touch(slot),
+            Eviction::S3Fifo => {
+                let n = self.index.node(slot);
+                let (freq, pool, in_mem) = (n.freq, n.pool, n.mem.is_some());
+                self.index.set_freq(slot, policy::bump_freq(freq));
+                if in_mem && pool != MemPool::Small {
+                    self.index.touch_mem(slot);
+                }
+            }
+        }
+    }
+
+    /// Remembers an evicted block's key (S3-FIFO), as many as the cache can hold
+    /// blocks (its budgets over the average block admitted so far): sized by what is
+    /// cached instead, a cold SSD tier would keep the ghost queue, the only way into
+    /// main besides a hit in the small queue, too short to ever fill it.
+    fn remember_ghost(&mut self, cfg: &HybridConfig, key: BlockKey) {
+        if self.eviction != Eviction::S3Fifo {
+            return;
+        }
+        let mem = self.stats.memory.total();
+        let avg = mem
+            .admitted_bytes
+            .checked_div(mem.admissions)
+            .unwrap_or(4096)
+            .max(ENTRY_ALIGN_BYTES)
+            + MEMORY_ENTRY_OVERHEAD_BYTES;
+        let ssd = if self.ssd_enabled(cfg) {
+            (cfg.ssd_bytes as f64 * cfg.ssd_fill_ratio) as u64
+        } else {
+            0
+        };
+        let capacity = ((self.block_budget(cfg) + ssd) / avg) as usize;
+        self.ghost
+            .insert(key, capacity.clamp(GHOST_MIN_ENTRIES, GHOST_MAX_ENTRIES));
+    }
+
+    /// The SSD block of `list` to evict next: its oldest under LRU (the list is in
+    /// recency order); under S3-FIFO the oldest with frequency 0, older ones with a
+    /// higher frequency being requeued with one less on the way.
+    fn ssd_victim(&mut self, list: DiskList) -> Option<u32> {
+        let id = ListId::Disk(list);
+        if self.eviction == Eviction::Lru {
+            return self.index.tail(id);
+        }
+        // Each requeue lowers a frequency: after this many every block is at 0.
+        let bound = self.index.list_len(id) * u64::from(policy::MAX_FREQ) + 1;
+        for _ in 0..bound {
+            let slot = self.index.tail(id)?;
+            match policy::main_exit(self.index.node(slot).freq) {
+                MainExit::Evict => return Some(slot),
+                MainExit::Reinsert(freq) => {
+                    self.index.set_freq(slot, freq);
+                    self.index.requeue_disk(slot);
+                    self.stats.s3fifo.ssd_reinsertions += 1;
+                }
+            }
+        }
+        self.index.tail(id)
+    }
+
+    /// Evicts `slot`'s SSD copy (a hole in its segment), counted; a block left in no
+    /// medium is forgotten and (S3-FIFO) becomes a ghost.
+    fn ssd_evict(&mut self, cfg: &HybridConfig, slot: u32) -> Option<DiskLoc> {
+        let loc = self.disk_detach(slot)?;
+        self.ssd_has_been_full = true;
+        let (kind, key) = {
+            let n = self.index.node(slot);
+            (n.kind, n.key)
+        };
+        self.stats.ssd.kind_mut(kind).evictions += 1;
+        if self.index.remove_if_empty(slot) {
+            self.remember_ghost(cfg, key);
+        }
+        Some(loc)
     }
 
     fn encode(&mut self, kind: BlockKind, bytes: Bytes) -> MemCopy {
@@ -757,7 +899,7 @@ impl State {
         }
     }
 
-    fn mem_attach(&mut self, slot: u32, copy: MemCopy, hot: bool) {
+    fn mem_attach(&mut self, slot: u32, copy: MemCopy, pool: MemPool, hot: bool) {
         let kind = self.index.node(slot).kind;
         let c = self.stats.memory.kind_mut(kind);
         c.resident_blocks += 1;
@@ -765,7 +907,7 @@ impl State {
         if copy.codec == Codec::Zstd {
             self.stats.compressed_blocks += 1;
         }
-        self.index.set_mem(slot, copy, hot);
+        self.index.set_mem(slot, copy, pool, hot);
     }
 
     fn mem_detach(&mut self, slot: u32) -> Option<MemCopy> {
@@ -853,19 +995,63 @@ impl State {
     fn enforce_memory(&mut self, cfg: &HybridConfig) {
         let budget = self.block_budget(cfg);
         let high_cap = (budget as f64 * cfg.high_priority_ratio) as u64;
+        let small_cap = policy::small_capacity_bytes(budget, cfg.small_queue_ratio);
         while self.block_bytes() > budget {
             let high = self.index.list_bytes(ListId::Mem(MemPool::High));
             let low = self.index.list_bytes(ListId::Mem(MemPool::Low));
-            let Some(pool) = policy::memory_victim_pool(high, low, high_cap) else {
-                break;
+            let small = self.index.list_bytes(ListId::Mem(MemPool::Small));
+            let pool = match policy::memory_victim_pool(high, low + small, high_cap) {
+                None => break,
+                Some(MemPool::High) => MemPool::High,
+                Some(MemPool::Low | MemPool::Small) => {
+                    match policy::data_victim_queue(small, low, small_cap) {
+                        Some(DataQueue::Small) => MemPool::Small,
+                        Some(DataQueue::Main) => MemPool::Low,
+                        None => break,
+                    }
+                }
             };
             let Some(slot) = self.index.tail(ListId::Mem(pool)) else {
                 break;
             };
+            let (kind, key, freq) = {
+                let n = self.index.node(slot);
+                (n.kind, n.key, n.freq)
+            };
             let Some(copy) = self.mem_detach(slot) else {
                 break;
             };
-            let kind = self.index.node(slot).kind;
+            if pool == MemPool::Small {
+                match policy::small_exit(freq) {
+                    SmallExit::ToMain => {
+                        // Memory stays the same; the next victim is older.
+                        self.stats.s3fifo.small_to_main += 1;
+                        self.mem_attach(slot, copy, MemPool::Low, true);
+                    }
+                    SmallExit::Evict => {
+                        self.stats.memory.kind_mut(kind).evictions += 1;
+                        let room = policy::warm_ssd_takes_small_exits(
+                            self.ssd_live(),
+                            ssd_target_bytes(cfg),
+                            self.ssd_has_been_full,
+                        );
+                        if room {
+                            self.ssd_has_been_full = false;
+                        }
+                        let to_ssd =
+                            room && self.ssd_enabled(cfg) && self.index.node(slot).disk.is_none();
+                        if to_ssd && self.append(cfg, slot, &copy) {
+                            self.stats.s3fifo.small_to_cold_ssd += 1;
+                        } else {
+                            self.stats.s3fifo.small_evictions += 1;
+                        }
+                        if self.index.remove_if_empty(slot) {
+                            self.remember_ghost(cfg, key);
+                        }
+                    }
+                }
+                continue;
+            }
             self.stats.memory.kind_mut(kind).evictions += 1;
             if self.index.node(slot).disk.is_none()
                 && self.ssd_enabled(cfg)
@@ -873,7 +1059,9 @@ impl State {
             {
                 self.stats.demotions_dropped += 1;
             }
-            self.index.remove_if_empty(slot);
+            if self.index.remove_if_empty(slot) {
+                self.remember_ghost(cfg, key);
+            }
         }
         self.enforce_ssd_live(cfg);
     }
@@ -1050,7 +1238,7 @@ impl State {
     /// Evicts least recently used SSD blocks (filters first) while live bytes exceed
     /// the fill target.
     fn enforce_ssd_live(&mut self, cfg: &HybridConfig) {
-        let target = (cfg.ssd_bytes as f64 * cfg.ssd_fill_ratio) as u64;
+        let target = ssd_target_bytes(cfg);
         let mut evicted = 0u32;
         while self.ssd_live() > target {
             let filters = self.index.list_len(ListId::Disk(DiskList::Filter));
@@ -1058,13 +1246,12 @@ impl State {
             let Some(list) = policy::disk_victim_list(filters, others) else {
                 break;
             };
-            let Some(slot) = self.index.tail(ListId::Disk(list)) else {
+            let Some(slot) = self.ssd_victim(list) else {
                 break;
             };
-            self.disk_detach(slot);
-            let kind = self.index.node(slot).kind;
-            self.stats.ssd.kind_mut(kind).evictions += 1;
-            self.index.remove_if_empty(slot);
+            if self.ssd_evict(cfg, slot).is_none() {
+                break;
+            }
             evicted += 1;
         }
         if evicted > 0 {
@@ -1087,7 +1274,7 @@ impl State {
         if self.moving && !need_slot {
             return false;
         }
-        match policy::choose_reclaim(&self.segment_views(), &cfg.classes, need_slot) {
+        match policy::choose_reclaim(&self.segment_views(), &self.reclaim_classes, need_slot) {
             // Under pressure a segment below its threshold is mostly holes: drop it
             // now rather than wait for a move.
             Reclaim::Move(seq) | Reclaim::Drop(seq) if need_slot => {
@@ -1149,19 +1336,16 @@ impl State {
             let Some(list) = policy::disk_victim_list(filters, others) else {
                 return;
             };
-            let Some(slot) = self.index.tail(ListId::Disk(list)) else {
+            let Some(slot) = self.ssd_victim(list) else {
                 return;
             };
-            let Some(loc) = self.disk_detach(slot) else {
+            let Some(loc) = self.ssd_evict(cfg, slot) else {
                 return;
             };
-            let kind = self.index.node(slot).kind;
-            self.stats.ssd.kind_mut(kind).evictions += 1;
-            self.index.remove_if_empty(slot);
             evicted_bytes += loc.span();
             if let Some(seg) = self.segments.get(&loc.seg) {
                 let reclaimable = seg.sealed && !seg.reclaiming && seg.pending.is_empty();
-                let below = cfg.classes.get(seg.class).is_some_and(|c| {
+                let below = self.reclaim_classes.get(seg.class).is_some_and(|c| {
                     (seg.live_bytes as f64) < c.reclaim_below_live_ratio * seg.written_bytes as f64
                 });
                 if reclaimable && below {
@@ -1200,6 +1384,11 @@ impl State {
             self.drop_segment(cfg, seq);
         }
     }
+}
+
+/// Live SSD bytes the tier evicts down to.
+fn ssd_target_bytes(cfg: &HybridConfig) -> u64 {
+    (cfg.ssd_bytes as f64 * cfg.ssd_fill_ratio) as u64
 }
 
 /// The background writer: writes buffers, deletes segments, starts moves, in order.

@@ -5,7 +5,7 @@ use std::io;
 use std::path::PathBuf;
 
 use super::format::SEGMENT_HEADER_BYTES;
-use super::policy::{CacheMode, ModePolicy, SegmentClass};
+use super::policy::{CacheMode, Eviction, ModePolicy, SegmentClass};
 
 /// How one shard's hybrid cache is shaped.
 #[derive(Clone, Debug)]
@@ -45,6 +45,11 @@ pub struct HybridConfig {
     pub mode_policy: ModePolicy,
     /// The mode the cache starts in (the engine then calls `update_mode`).
     pub initial_mode: CacheMode,
+    /// The replacement policy over both media.
+    pub eviction: Eviction,
+    /// S3-FIFO's small queue: this share of the memory block budget
+    /// ([`Self::block_memory_bytes`]). Ignored under LRU.
+    pub small_queue_ratio: f64,
 }
 
 /// Bookkeeping charged per memory entry on top of its bytes.
@@ -53,7 +58,8 @@ pub const MEMORY_ENTRY_OVERHEAD_BYTES: u64 = 96;
 impl HybridConfig {
     /// A configuration with the given budgets and the default shape: 32 MiB segments,
     /// 1 MiB write buffers, 4 writes in flight, classes L0 (reclaim below 15% live),
-    /// L1–L2 (30%) and L3+ (50%), SSD filled to 85%, compressed data blocks.
+    /// L1–L2 (30%) and L3+ (50%), SSD filled to 85%, compressed data blocks, S3-FIFO
+    /// with a small queue of 10% of the memory block budget.
     pub fn new(dir: PathBuf, memory_bytes: u64, ssd_bytes: u64) -> HybridConfig {
         HybridConfig {
             dir,
@@ -82,6 +88,8 @@ impl HybridConfig {
             high_priority_ratio: 0.5,
             mode_policy: ModePolicy::default(),
             initial_mode: CacheMode::Hybrid,
+            eviction: Eviction::default(),
+            small_queue_ratio: 0.1,
         }
     }
 
@@ -153,6 +161,9 @@ impl HybridConfig {
         if !(0.0..=1.0).contains(&self.high_priority_ratio) {
             return bad("high_priority_ratio must be in [0, 1]");
         }
+        if !(0.01..=0.9).contains(&self.small_queue_ratio) {
+            return bad("small_queue_ratio must be in [0.01, 0.9]");
+        }
         let p = self.mode_policy;
         if !(p.leave_hybrid_ratio < p.enter_hybrid_ratio && p.leave_hybrid_ratio >= 0.0) {
             return bad("mode_policy: leave_hybrid_ratio must be below enter_hybrid_ratio");
@@ -203,6 +214,8 @@ mod tests {
             "reclaim_below_live_ratio",
         );
         check(&|c| c.ssd_fill_ratio = 0.0, "ssd_fill_ratio");
+        check(&|c| c.small_queue_ratio = 0.0, "small_queue_ratio");
+        check(&|c| c.small_queue_ratio = f64::NAN, "small_queue_ratio");
         check(&|c| c.mode_policy.leave_hybrid_ratio = 0.95, "mode_policy");
         check(
             &|c| c.ssd_bytes = 3 * c.segment_bytes,

@@ -2,9 +2,12 @@
 //! it, in a slab with intrusive doubly linked lists, so every operation is O(1)
 //! (`evict_file` is O(blocks of the file), dropping a segment O(blocks in it)).
 //!
-//! Lists: two memory pools (high: index/filter, low: data) and two SSD lists (filter,
-//! other). A node is in at most one memory list and one SSD list; a hit moves it to the
-//! front of both, so both media follow one recency order. Invariant: a node is in the
+//! Lists: three memory pools (high: index/filter, low: data, small: data blocks in
+//! S3-FIFO's small queue) and two SSD lists (filter, other). A node is in at most one
+//! memory list and one SSD list. Under LRU a hit moves it to the front of both, so both
+//! media follow one recency order; under S3-FIFO the cache moves it only in memory
+//! ([`Index::touch_mem`]) and bumps its frequency, and the SSD lists are FIFOs whose
+//! oldest blocks are requeued ([`Index::requeue_disk`]). Invariant: a node is in the
 //! map iff it holds a memory copy or an SSD location; list byte totals equal the charges
 //! of their members. Membership vectors with back-pointers find the nodes of a file and
 //! of a segment.
@@ -30,8 +33,9 @@ impl ListId {
         match self {
             ListId::Mem(MemPool::High) => 0,
             ListId::Mem(MemPool::Low) => 1,
-            ListId::Disk(DiskList::Filter) => 2,
-            ListId::Disk(DiskList::Other) => 3,
+            ListId::Mem(MemPool::Small) => 2,
+            ListId::Disk(DiskList::Filter) => 3,
+            ListId::Disk(DiskList::Other) => 4,
         }
     }
     fn is_mem(self) -> bool {
@@ -88,6 +92,10 @@ pub(crate) struct Node {
     pub level: u8,
     pub mem: Option<MemCopy>,
     pub disk: Option<DiskLoc>,
+    /// S3-FIFO frequency (0..=[`super::policy::MAX_FREQ`]); 0 under LRU.
+    pub freq: u8,
+    /// The memory pool holding `mem` (meaningless while `mem` is `None`).
+    pub pool: MemPool,
     mem_link: Link,
     disk_link: Link,
     file_pos: u32,
@@ -114,7 +122,7 @@ pub(crate) struct Index {
     nodes: Vec<Option<Node>>,
     free: Vec<u32>,
     map: HashMap<BlockKey, u32>,
-    lists: [List; 4],
+    lists: [List; 5],
     files: HashMap<u64, Vec<u32>>,
     segs: HashMap<u64, Vec<u32>>,
 }
@@ -165,6 +173,8 @@ impl Index {
             level,
             mem: None,
             disk: None,
+            freq: 0,
+            pool: memory_pool(kind),
             mem_link: UNLINKED,
             disk_link: UNLINKED,
             file_pos: files.len() as u32,
@@ -185,22 +195,29 @@ impl Index {
         slot
     }
 
-    /// Gives the node a memory copy, at the hot (front) or cold (back) end of its pool.
-    pub fn set_mem(&mut self, slot: u32, copy: MemCopy, hot: bool) {
-        let list = ListId::Mem(memory_pool(self.node(slot).kind));
+    /// Gives the node a memory copy in `pool`, at the hot (front) or cold (back) end.
+    pub fn set_mem(&mut self, slot: u32, copy: MemCopy, pool: MemPool, hot: bool) {
+        let list = ListId::Mem(pool);
         let charge = copy.charge();
         if let Some(old) = self.take_mem(slot) {
             drop(old);
         }
-        self.node_mut(slot).mem = Some(copy);
+        let n = self.node_mut(slot);
+        n.mem = Some(copy);
+        n.pool = pool;
         self.link(list, slot, hot, charge);
     }
 
     pub fn take_mem(&mut self, slot: u32) -> Option<MemCopy> {
         let copy = self.node_mut(slot).mem.take()?;
-        let list = ListId::Mem(memory_pool(self.node(slot).kind));
+        let list = ListId::Mem(self.node(slot).pool);
         self.unlink(list, slot, copy.charge());
         Some(copy)
+    }
+
+    /// Sets the node's S3-FIFO frequency.
+    pub fn set_freq(&mut self, slot: u32, freq: u8) {
+        self.node_mut(slot).freq = freq;
     }
 
     /// Gives the node an SSD location, at the front of its SSD list.
@@ -239,16 +256,25 @@ impl Index {
 
     /// Moves the node to the front of its memory and SSD lists.
     pub fn touch(&mut self, slot: u32) {
+        self.touch_mem(slot);
+        self.requeue_disk(slot);
+    }
+
+    /// Moves the node to the front of its memory list (if it has a memory copy).
+    pub fn touch_mem(&mut self, slot: u32) {
         let n = self.node(slot);
-        let kind = n.kind;
-        let mem = n.mem.as_ref().map(MemCopy::charge);
-        let disk = n.disk.map(|d| d.span());
-        if let Some(c) = mem {
-            let list = ListId::Mem(memory_pool(kind));
+        if let Some(c) = n.mem.as_ref().map(MemCopy::charge) {
+            let list = ListId::Mem(n.pool);
             self.unlink(list, slot, c);
             self.link(list, slot, true, c);
         }
-        if let Some(c) = disk {
+    }
+
+    /// Moves the node to the front of its SSD list (if it has an SSD location).
+    pub fn requeue_disk(&mut self, slot: u32) {
+        let n = self.node(slot);
+        let kind = n.kind;
+        if let Some(c) = n.disk.map(|d| d.span()) {
             let list = ListId::Disk(disk_list(kind));
             self.unlink(list, slot, c);
             self.link(list, slot, true, c);
@@ -434,11 +460,11 @@ mod tests {
     fn lists_keep_recency_and_byte_totals() {
         let mut ix = Index::default();
         let a = ix.insert(key(1, 0), BlockKind::Data, 0);
-        ix.set_mem(a, mem(10), true);
+        ix.set_mem(a, mem(10), MemPool::Low, true);
         let b = ix.insert(key(1, 1), BlockKind::Data, 0);
-        ix.set_mem(b, mem(10), true);
+        ix.set_mem(b, mem(10), MemPool::Low, true);
         let c = ix.insert(key(2, 0), BlockKind::Data, 0);
-        ix.set_mem(c, mem(10), false); // cold end
+        ix.set_mem(c, mem(10), MemPool::Low, false); // cold end
         assert_eq!(ix.tail(LOW), Some(c));
         ix.touch(c);
         assert_eq!(ix.tail(LOW), Some(a));
@@ -463,6 +489,31 @@ mod tests {
         assert_eq!(ix.file_slots(1), vec![b]);
         assert_eq!(ix.get(&key(1, 0)), None);
         assert_eq!(ix.list_bytes(OTHER), loc(0, 0).span());
+        // S3-FIFO moves: memory only, or the SSD list only; the small pool is a list
+        // of its own.
+        ix.set_disk(c, loc(8, 4096));
+        assert_eq!(ix.tail(OTHER), Some(b));
+        ix.requeue_disk(b);
+        assert_eq!(ix.tail(OTHER), Some(c), "requeued to the young end");
+        ix.touch_mem(c);
+        assert_eq!(
+            ix.tail(OTHER),
+            Some(c),
+            "a memory move leaves the SSD order"
+        );
+        assert_eq!(ix.tail(LOW), Some(b));
+        ix.set_mem(b, mem(20), MemPool::Small, true);
+        assert_eq!(ix.tail(LOW), Some(c));
+        assert_eq!(ix.tail(ListId::Mem(MemPool::Small)), Some(b));
+        assert_eq!(
+            ix.list_bytes(ListId::Mem(MemPool::Small)),
+            20 + MEMORY_ENTRY_OVERHEAD_BYTES
+        );
+        assert!(ix.take_mem(b).is_some());
+        assert_eq!(ix.list_len(ListId::Mem(MemPool::Small)), 0);
+        ix.set_freq(b, 2);
+        assert_eq!(ix.node(b).freq, 2);
+        assert!(ix.take_disk(c).is_some());
         let d = ix.insert(key(3, 0), BlockKind::Filter, 0);
         assert_eq!(d, a, "slots are reused");
         assert_eq!(ix.len(), 3);

@@ -11,7 +11,8 @@
 //!   versioned, checksummed), pure.
 //! - `segment`: segment file I/O through glommio DMA files (O_DIRECT, io_uring).
 //! - [`policy`]: every policy choice as a pure function (admission, eviction order,
-//!   reclaim, compression, the whole-file / hybrid switch).
+//!   the S3-FIFO rules and ghost queue, reclaim, compression, the whole-file / hybrid
+//!   switch).
 //! - `flight`: sharing one load among concurrent misses of a block.
 //! - [`sim`]: replacement policies (LRU, S3-FIFO, and two tiers) simulated over a
 //!   trace, no I/O.
@@ -51,5 +52,5 @@ mod stats;
 pub use cache::HybridCache;
 pub use config::{HybridConfig, MEMORY_ENTRY_OVERHEAD_BYTES};
 pub use format::{BlockKind, Codec};
-pub use policy::{AdmissionHint, CacheMode, ModePolicy, SegmentClass};
-pub use stats::{HybridStats, KindCounters, ReclaimStats, TierStats};
+pub use policy::{AdmissionHint, CacheMode, Eviction, ModePolicy, SegmentClass};
+pub use stats::{FifoStats, HybridStats, KindCounters, ReclaimStats, TierStats};

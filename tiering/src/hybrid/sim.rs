@@ -1,11 +1,16 @@
 //! Replacement policies simulated over a trace of block ids, with no I/O: LRU and
 //! S3-FIFO (Yang et al., SOSP'23: a small FIFO for new blocks, a main FIFO with
 //! frequency-based reinsertion, a ghost queue of recently evicted ids), both bounded in
-//! blocks. Used to choose the hybrid cache's eviction policy on Zipf traces.
+//! blocks. Used to choose the hybrid cache's eviction policy on Zipf traces;
+//! [`two_tier_hits`] (LRU) and [`two_tier_s3fifo_hits`] model the two policies as the
+//! hybrid cache arranges them over memory and the SSD (`tests/hybrid_s3fifo.rs` checks
+//! the real cache against them).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use rand::Rng;
+
+use super::policy::{self, GhostQueue, MainExit, SmallExit};
 
 /// Hit ratio of an LRU of `capacity` blocks over `trace`.
 pub fn lru_hit_ratio(trace: &[u64], capacity: usize) -> f64 {
@@ -258,6 +263,109 @@ pub fn two_tier_hits(trace: &[u64], mem: &mut dyn SimPolicy, ssd_capacity: usize
     (mem_hits, ssd_hits)
 }
 
+/// Hits of the hybrid cache's S3-FIFO over two tiers (`super::Eviction::S3Fifo`), in
+/// blocks: memory holds `mem_capacity` blocks, of which the small FIFO at most
+/// `small_capacity` while main has any; a small-queue block hit while there moves to
+/// main (memory, an LRU), else it leaves the cache unwritten and its id becomes a
+/// ghost (unless the SSD has never been full and is below 90% of it: then it is
+/// demoted with frequency 0); main blocks leaving memory are demoted to the SSD unless they have a copy
+/// there; the SSD (`ssd_capacity` blocks) is a FIFO whose oldest block is requeued
+/// while its 2-bit frequency is above 0 (decremented), else evicted (a ghost unless
+/// memory still holds it; the ghost queue keeps as many ids as both tiers hold
+/// blocks); an SSD hit copies the block to main in memory and leaves
+/// the SSD order alone; a miss on a ghost id goes straight to main. Returns (memory
+/// hits, SSD hits).
+pub fn two_tier_s3fifo_hits(
+    trace: &[u64],
+    mem_capacity: usize,
+    small_capacity: usize,
+    ssd_capacity: usize,
+) -> (u64, u64) {
+    let mut small: VecDeque<u64> = VecDeque::new();
+    let mut in_small: HashSet<u64> = HashSet::new();
+    let mut main = lru::LruCache::<u64, ()>::unbounded();
+    let mut disk: VecDeque<u64> = VecDeque::new();
+    let mut on_disk: HashSet<u64> = HashSet::new();
+    let mut freq: HashMap<u64, u8> = HashMap::new();
+    let mut ghost: GhostQueue<u64> = GhostQueue::default();
+    let (mut mem_hits, mut ssd_hits) = (0, 0);
+    let mem_capacity = mem_capacity.max(1);
+    let ssd_capacity = ssd_capacity.max(1);
+    // As many ghosts as the cache holds blocks (the cache: its budgets over the
+    // average block).
+    let cached = (mem_capacity + ssd_capacity).max(1024);
+    // Below this the SSD is not full and takes the small queue's unhit blocks too.
+    let cold_ssd = (ssd_capacity as f64 * policy::SSD_NOT_FULL_RATIO) as usize;
+    // Once full, the SSD stays full here (nothing else empties it).
+    let mut disk_has_been_full = false;
+    for &k in trace {
+        if in_small.contains(&k) || main.get(&k).is_some() {
+            mem_hits += 1;
+            let f = freq.entry(k).or_insert(0);
+            *f = policy::bump_freq(*f);
+            continue;
+        }
+        if on_disk.contains(&k) {
+            ssd_hits += 1;
+            let f = freq.entry(k).or_insert(0);
+            *f = policy::bump_freq(*f);
+            main.put(k, ());
+        } else if ghost.remove(&k) {
+            freq.insert(k, 0);
+            main.put(k, ());
+        } else {
+            freq.insert(k, 0);
+            small.push_back(k);
+            in_small.insert(k);
+        }
+        while small.len() + main.len() > mem_capacity {
+            let from_small = !small.is_empty() && (small.len() > small_capacity || main.is_empty());
+            if from_small {
+                let Some(v) = small.pop_front() else { break };
+                in_small.remove(&v);
+                match policy::small_exit(freq.get(&v).copied().unwrap_or(0)) {
+                    SmallExit::ToMain => {
+                        main.put(v, ());
+                    }
+                    SmallExit::Evict if !disk_has_been_full && disk.len() < cold_ssd => {
+                        disk.push_back(v);
+                        on_disk.insert(v);
+                    }
+                    SmallExit::Evict => {
+                        freq.remove(&v);
+                        ghost.insert(v, cached);
+                    }
+                }
+                continue;
+            }
+            let Some((v, ())) = main.pop_lru() else { break };
+            if on_disk.contains(&v) {
+                continue;
+            }
+            disk.push_back(v);
+            on_disk.insert(v);
+            while disk.len() > ssd_capacity {
+                disk_has_been_full = true;
+                let Some(d) = disk.pop_front() else { break };
+                match policy::main_exit(freq.get(&d).copied().unwrap_or(0)) {
+                    MainExit::Reinsert(f) => {
+                        freq.insert(d, f);
+                        disk.push_back(d);
+                    }
+                    MainExit::Evict => {
+                        on_disk.remove(&d);
+                        if !main.contains(&d) {
+                            freq.remove(&d);
+                            ghost.insert(d, cached);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (mem_hits, ssd_hits)
+}
+
 /// A trace of `len` ids drawn from Zipf(`theta`) over `n` ids (id 0 the most popular),
 /// with the ids scrambled so popularity does not follow id order.
 pub fn zipf_trace(n: u64, theta: f64, len: usize, rng: &mut impl Rng) -> Vec<u64> {
@@ -311,6 +419,47 @@ mod tests {
         let (m, s) = two_tier_hits(&trace, &mut SimLru::new(100), 1000);
         assert!(m > 0 && s > 0);
         assert!((m + s) as f64 / trace.len() as f64 > lru_hit_ratio(&trace, 100));
+    }
+
+    #[test]
+    fn two_tier_s3fifo_loads_fewer_blocks_than_two_tier_lru() {
+        // The issue-12 "disk small" proportions: memory ~1.5% and SSD ~7% of the
+        // blocks, Zipf(0.99). Steady state: the second half of the trace.
+        let mut rng = crate::clock::seeded_rng(12);
+        let n = 40_000;
+        let trace = zipf_trace(n, 0.99, 600_000, &mut rng);
+        let (mem, small, ssd) = (600, 60, 2_800);
+        let half = trace.len() / 2;
+        let steady = |f: &dyn Fn(&[u64]) -> (u64, u64)| {
+            let (m1, s1) = f(&trace[..half]);
+            let (m2, s2) = f(&trace);
+            (
+                (m2 - m1) as f64 / half as f64,
+                (s2 - s1) as f64 / half as f64,
+            )
+        };
+        let (lm, ls) = steady(&|t| two_tier_hits(t, &mut SimLru::new(mem), ssd));
+        let (sm, ss) = steady(&|t| two_tier_s3fifo_hits(t, mem, small, ssd));
+        let (lru_loaded, s3_loaded) = (1.0 - lm - ls, 1.0 - sm - ss);
+        eprintln!(
+            "lru: memory {lm:.3} ssd {ls:.3} loaded {lru_loaded:.3}; \
+             s3fifo: memory {sm:.3} ssd {ss:.3} loaded {s3_loaded:.3}"
+        );
+        assert!(
+            s3_loaded < lru_loaded * 0.9,
+            "s3fifo loads {s3_loaded:.3}, lru {lru_loaded:.3}"
+        );
+        assert!(
+            sm > lm * 0.95,
+            "memory keeps its hot blocks: {sm:.3} vs {lm:.3}"
+        );
+        // Everything fits: after a few passes (first touch, then ghost to main) every
+        // lookup hits.
+        let cyclic: Vec<u64> = (0..10_000).map(|i| i % 100).collect();
+        let (m1, s1) = two_tier_s3fifo_hits(&cyclic[..5_000], 50, 5, 200);
+        let (m2, s2) = two_tier_s3fifo_hits(&cyclic, 50, 5, 200);
+        assert_eq!((m2 + s2) - (m1 + s1), 5_000);
+        assert!(s2 > s1, "the SSD holds what memory cannot");
     }
 
     #[test]

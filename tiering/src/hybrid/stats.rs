@@ -2,7 +2,7 @@
 //! copied out by `stats()`.
 
 use super::format::BlockKind;
-use super::policy::CacheMode;
+use super::policy::{CacheMode, Eviction};
 
 /// Counters of one tier for one block kind.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -90,6 +90,39 @@ pub struct ReclaimStats {
     pub blocks_dropped: u64,
 }
 
+/// S3-FIFO's work (all zero under LRU).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FifoStats {
+    /// Data blocks admitted to the small queue.
+    pub small_admissions: u64,
+    /// Blocks that left the small queue for the main queue (hit while there).
+    pub small_to_main: u64,
+    /// Blocks that left the small queue and the cache, never written to the SSD.
+    pub small_evictions: u64,
+    /// Blocks that left the small queue unhit but were demoted because the SSD tier
+    /// was not full (`policy::warm_ssd_takes_small_exits`).
+    pub small_to_cold_ssd: u64,
+    /// Reads that missed on a ghost key and were admitted straight to main.
+    pub ghost_hits: u64,
+    /// Oldest SSD blocks requeued instead of evicted (frequency > 0).
+    pub ssd_reinsertions: u64,
+    /// Keys in the ghost queue now.
+    pub ghost_entries: u64,
+}
+
+impl FifoStats {
+    /// Adds `other`'s counters.
+    pub fn add(&mut self, o: &FifoStats) {
+        self.small_admissions += o.small_admissions;
+        self.small_to_main += o.small_to_main;
+        self.small_evictions += o.small_evictions;
+        self.small_to_cold_ssd += o.small_to_cold_ssd;
+        self.ghost_hits += o.ghost_hits;
+        self.ssd_reinsertions += o.ssd_reinsertions;
+        self.ghost_entries += o.ghost_entries;
+    }
+}
+
 /// Everything a [`super::HybridCache`] counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HybridStats {
@@ -151,6 +184,10 @@ pub struct HybridStats {
     pub index_bytes: u64,
     /// Blocks stored compressed in memory now.
     pub compressed_blocks: u64,
+    /// The replacement policy.
+    pub eviction: Eviction,
+    /// S3-FIFO's queues (zero under LRU).
+    pub s3fifo: FifoStats,
 }
 
 impl ReclaimStats {
@@ -165,8 +202,8 @@ impl ReclaimStats {
 }
 
 impl HybridStats {
-    /// Adds the counters and sizes of another cache (another shard's) to these; `mode`
-    /// and `index_loaded` stay this one's.
+    /// Adds the counters and sizes of another cache (another shard's) to these; `mode`,
+    /// `eviction` and `index_loaded` stay this one's.
     pub fn add(&mut self, o: &HybridStats) {
         self.mode_switches += o.mode_switches;
         self.memory.add(&o.memory);
@@ -193,5 +230,6 @@ impl HybridStats {
         self.indexed_blocks += o.indexed_blocks;
         self.index_bytes += o.index_bytes;
         self.compressed_blocks += o.compressed_blocks;
+        self.s3fifo.add(&o.s3fifo);
     }
 }

@@ -10,7 +10,7 @@ use std::rc::Rc;
 
 use glommio::LocalExecutorBuilder;
 use terrace_tiering::hybrid::format::parse_segment_file_name;
-use terrace_tiering::hybrid::{HybridCache, HybridConfig};
+use terrace_tiering::hybrid::{Eviction, HybridCache, HybridConfig};
 use terrace_tiering::{BlockKey, Bytes};
 
 /// Runs `f` on a fresh glommio executor with a fresh temporary directory.
@@ -28,9 +28,17 @@ where
         .expect("executor thread");
 }
 
-/// 256 KiB of memory, 1 MiB of SSD in 64 KiB segments, 16 KiB write buffers.
+/// 256 KiB of memory, 1 MiB of SSD in 64 KiB segments, 16 KiB write buffers, LRU (the
+/// tests of the data flow read a block once and expect it demoted to the SSD; under
+/// S3-FIFO such a block never reaches it: `tests/hybrid_s3fifo.rs`).
 pub fn small_config(dir: &Path) -> HybridConfig {
+    small_config_with(dir, Eviction::Lru)
+}
+
+/// [`small_config`] with the given replacement policy.
+pub fn small_config_with(dir: &Path, eviction: Eviction) -> HybridConfig {
     let mut c = HybridConfig::new(dir.join("cache"), 256 << 10, 1 << 20);
+    c.eviction = eviction;
     c.segment_bytes = 64 << 10;
     c.write_buffer_bytes = 16 << 10;
     c.max_writes_in_flight = 2;

@@ -72,6 +72,26 @@ impl CacheModeFlag {
     }
 }
 
+/// The block cache's replacement policy, as `--cache_eviction` spells it
+/// (`terrace::CacheEviction`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CacheEvictionFlag {
+    /// Least recently used over memory and the SSD tier.
+    Lru,
+    /// S3-FIFO: small FIFO in memory, main = memory LRU + SSD FIFO, ghost queue.
+    S3fifo,
+}
+
+impl CacheEvictionFlag {
+    /// The engine's setting.
+    pub fn eviction(self) -> terrace::CacheEviction {
+        match self {
+            CacheEvictionFlag::Lru => terrace::CacheEviction::Lru,
+            CacheEvictionFlag::S3fifo => terrace::CacheEviction::S3Fifo,
+        }
+    }
+}
+
 /// How `--restore_from` restores, as `--restore_mode` spells it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum RestoreModeFlag {
@@ -329,6 +349,10 @@ pub struct StoreFlags {
     /// and `hybrid`.
     #[arg(long, default_value_t = 0)]
     pub ssd_cache_bytes: u64,
+
+    /// The block cache's replacement policy over memory and the SSD tier.
+    #[arg(long, value_enum, default_value_t = CacheEvictionFlag::S3fifo)]
+    pub cache_eviction: CacheEvictionFlag,
 
     /// Size of one SSD cache segment file.
     #[arg(long, default_value_t = terrace::Options::new("").cache_segment_bytes)]
@@ -614,6 +638,10 @@ impl Flags {
             ),
             ("ssd_cache_bytes", self.store.ssd_cache_bytes.to_string()),
             (
+                "cache_eviction",
+                format!("{:?}", self.store.cache_eviction).to_lowercase(),
+            ),
+            (
                 "cache_segment_bytes",
                 self.store.cache_segment_bytes.to_string(),
             ),
@@ -701,6 +729,7 @@ impl StoreFlags {
         opts.block_cache_bytes = self.cache_size;
         opts.cache_mode = self.cache_mode.mode();
         opts.ssd_cache_bytes = self.ssd_cache_bytes;
+        opts.cache_eviction = self.cache_eviction.eviction();
         opts.cache_segment_bytes = self.cache_segment_bytes;
         opts.target_file_bytes = self.target_file_size_base;
         opts.pin_shards = self.pin_shards;

@@ -272,8 +272,9 @@ pub fn header(flags: &Flags, db_path: &str, engine_shards: u32) -> String {
     );
     let _ = writeln!(
         h,
-        "Cache mode: {:?}, SSD tier {:.1} MB in {:.1} MB segments, local disk budget {}",
+        "Cache mode: {:?} ({:?}), SSD tier {:.1} MB in {:.1} MB segments, local disk budget {}",
         flags.store.cache_mode,
+        flags.store.cache_eviction,
         mib(flags.store.ssd_cache_bytes as f64),
         mib(flags.store.cache_segment_bytes as f64),
         flags.store.local_disk_budget.map_or_else(
