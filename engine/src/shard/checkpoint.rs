@@ -176,7 +176,6 @@ impl Shard {
         let snapshot = snapshot.await;
         let (plan, sst_uploaded_bytes) = awaited?;
         let snapshot = snapshot?;
-        drop(pins);
         if snapshot.desc.is_some() {
             // The snapshot's file number is in no manifest record (it never joins the
             // version): record the next file number past it before the checkpoint
@@ -185,6 +184,7 @@ impl Shard {
             self.log_and_install(VersionEdit::default(), Vec::new())
                 .await?;
         }
+        drop(pins);
         let merges_bypassed = plan.swaps;
         {
             let mut c = self.counters.borrow_mut();
