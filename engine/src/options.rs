@@ -251,7 +251,10 @@ pub struct Options {
     /// commits (at least 1).
     pub retained_checkpoints: usize,
     /// The garbage collector deletes an unreferenced object only once it is this
-    /// old: uploads finishing and checkpoints in progress are younger.
+    /// old: uploads finishing and checkpoints in progress are younger. It must also
+    /// cover the store's timestamp granularity and its clock's skew from ours (S3
+    /// reports whole seconds): the collector tells a fresh upload from an old one by
+    /// its time. Zero is for tests on a local directory store.
     pub gc_min_age: std::time::Duration,
     /// How often the database collects garbage in its object store by itself
     /// (`None`: only when [`Db::gc`](crate::Db::gc) is called).

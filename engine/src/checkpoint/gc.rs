@@ -32,7 +32,12 @@
 //! and a kill at any point leaves a state a rerun finishes: the collector is
 //! crash-safe and idempotent.
 //!
-//! A database decides ([`decide`]) while no checkpoint of its own starts, then
+//! A database reads the clock, then the live views of its shards, then decides
+//! ([`decide`]): an object uploaded after the reading is young, and one uploaded
+//! before it was installed before every view was taken, so no view misses a live
+//! object the listing shows as old (read the other way round, a file installed and
+//! uploaded while a slower shard was still answering was deleted while live).
+//! It decides while no checkpoint of its own starts, then
 //! deletes ([`execute`], up to [`DELETES_IN_FLIGHT`] requests at once) while
 //! checkpoints go on: a checkpoint started after the decision names files that were
 //! live when the collector looked at the live version (protected), files created
@@ -331,6 +336,13 @@ impl Db {
             // No checkpoint of this database starts while the collector decides;
             // deleting needs no such pause (see the module documentation).
             let _book = self.inner.checkpoints.lock().await;
+            // The clock is read before the live views, never after: an object
+            // uploaded after this instant is young (kept whatever the views say), and
+            // one uploaded before it was installed before every shard's view, so the
+            // views account for it. Read after the views, a file installed on one
+            // shard while another was still answering, and uploaded before the
+            // reading, would be listed as old and unread: a live object deleted.
+            let now = self.inner.opts.clock.system_time();
             let parts = self.on_all(|s| async move { Ok(s.gc_view()) }).await?;
             let mut live = Live {
                 objects: HashSet::new(),
@@ -340,7 +352,8 @@ impl Db {
                 live.objects.extend(objects);
                 live.lineages.insert(lineage);
             }
-            let now = self.inner.opts.clock.system_time();
+            #[cfg(test)]
+            tests::pause_after_live_views();
             (decide(&remote, Some(&live), min_age, now).await?, now)
         };
         execute(&remote, plan, min_age, now, dry_run).await
@@ -393,5 +406,149 @@ impl Drop for GcThread {
                 let _ = h.join();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::collections::BTreeSet;
+    use std::ops::Bound;
+    use std::path::Path;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use futures_lite::future::block_on;
+    use rand::{Rng, SeedableRng};
+    use terrace_tiering::store::fault::{FaultConfig, FaultyStore, Latency};
+    use terrace_tiering::store::local_dir::LocalDirStore;
+    use terrace_tiering::store::ObjectStore;
+
+    use crate::{Db, ObjectStoreSpec, Options};
+
+    thread_local! {
+        /// How long this thread's collections sleep between the live views and the
+        /// decision (a collector descheduled there, as on a loaded machine).
+        static PAUSE: Cell<Duration> = const { Cell::new(Duration::ZERO) };
+    }
+
+    pub(super) fn pause_after_live_views() {
+        let pause = PAUSE.with(Cell::get);
+        if !pause.is_zero() {
+            std::thread::sleep(pause);
+        }
+    }
+
+    fn sst_keys(root: &Path) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let mut stack = vec![root.join("sst")];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    out.insert(p.strip_prefix(root).unwrap().to_string_lossy().into_owned());
+                }
+            }
+        }
+        out
+    }
+
+    /// Writers flush and upload while the collector, with no minimum age to shield
+    /// new objects, pauses 20 ms between looking at the live versions and deciding:
+    /// a file installed and uploaded in that pause was once taken for old, unread
+    /// garbage and deleted while the database read it (a checkpoint then named a
+    /// missing object). Right after each collection every live file the database
+    /// counts as uploaded must be in the store, and a checkpoint taken at the end
+    /// restores.
+    #[test]
+    fn a_collector_paused_after_its_live_views_never_deletes_a_live_object() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("store");
+        std::fs::create_dir_all(&root).unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(FaultyStore::new(
+            Arc::new(LocalDirStore::open(&root, false).unwrap()),
+            FaultConfig {
+                latency: Latency::Uniform {
+                    min: Duration::from_millis(1),
+                    max: Duration::from_millis(3),
+                },
+                ..FaultConfig::default()
+            },
+        ));
+        let options = |name: &str| {
+            let mut o = Options::new(tmp.path().join(name));
+            o.shards = 2;
+            o.pin_shards = false;
+            o.memtable_bytes = 64 << 10;
+            o.target_file_bytes = 64 << 10;
+            o.spin_before_park_us = 0;
+            o.object_store = ObjectStoreSpec::Custom(store.clone());
+            o.gc_interval = None;
+            o.gc_min_age = Duration::ZERO;
+            o.retained_checkpoints = 1;
+            o
+        };
+        let db = block_on(Db::open(options("src"))).unwrap();
+        let done = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (db, done) = (db.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut rng = rand::rngs::SmallRng::seed_from_u64(23);
+                let mut model = std::collections::BTreeMap::new();
+                let t = db.table("default").unwrap();
+                // ~20 flushes per shard of 64 KiB memtables.
+                for _ in 0..6_000 {
+                    let k = format!("key{:05}", rng.gen_range(0..3000)).into_bytes();
+                    let v = vec![rng.gen::<u8>(); rng.gen_range(1..300)];
+                    block_on(db.put(t, &k, &v)).unwrap();
+                    model.insert(k, v);
+                }
+                done.store(true, Ordering::Release);
+                model
+            })
+        };
+        // Nothing but the collector deletes objects, so right after a collection
+        // every live file counted as uploaded must be in the store.
+        let assert_live_files_stored = |after: &str| {
+            let live = block_on(db.live_files()).unwrap();
+            let stored = sst_keys(&root);
+            let missing: Vec<&str> = live
+                .iter()
+                .filter(|f| f.uploaded && !stored.contains(&f.object_key))
+                .map(|f| f.object_key.as_str())
+                .collect();
+            assert!(
+                missing.is_empty(),
+                "{} of {} live files are not in the store {after}: {missing:?}",
+                missing.len(),
+                live.len()
+            );
+        };
+        PAUSE.with(|p| p.set(Duration::from_millis(20)));
+        let (mut collections, mut deleted) = (0, 0);
+        while !done.load(Ordering::Acquire) {
+            deleted += block_on(db.gc()).unwrap().deleted;
+            collections += 1;
+            assert_live_files_stored(&format!("after collection {collections}"));
+        }
+        PAUSE.with(|p| p.set(Duration::ZERO));
+        let model = writer.join().unwrap();
+        assert!(collections > 10, "the collector ran {collections} times");
+        assert!(deleted > 0, "compactions left garbage to collect");
+        block_on(db.flush()).unwrap();
+        block_on(db.wait_for_uploads()).unwrap();
+        block_on(db.gc()).unwrap();
+        assert_live_files_stored("at the end");
+        block_on(db.checkpoint(1)).unwrap();
+        block_on(db.close()).unwrap();
+        let (r, _) = block_on(Db::restore(options("r"), Some(1))).unwrap();
+        let t = r.table("default").unwrap();
+        let got = block_on(r.scan(t, Bound::Unbounded, Bound::Unbounded, usize::MAX)).unwrap();
+        assert_eq!(got.len(), model.len());
+        assert!(got.into_iter().eq(model), "the restored checkpoint differs");
+        block_on(r.close()).unwrap();
     }
 }
