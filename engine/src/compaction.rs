@@ -291,6 +291,9 @@ impl Outputs {
         kind: ValueKind,
         block_hot: bool,
     ) -> Result<()> {
+        if shard.checkpoints_running.get() > 0 {
+            shard.yield_to_checkpoints().await;
+        }
         if self.current.is_none() {
             self.current = Some(new_output(shard, self.output_level, &self.hot).await?);
         }

@@ -250,6 +250,12 @@ pub struct Options {
     /// Checkpoints kept in the object store; older ones are released when a new one
     /// commits (at least 1).
     pub retained_checkpoints: usize,
+    /// Longest a compaction pauses while a checkpoint writes its memtable snapshot
+    /// and waits for its files (zero: never). A checkpoint right after a burst of
+    /// writes otherwise shares the shard's CPU and disk with the compaction backlog
+    /// and takes several times longer; compaction resumes when the checkpoint's
+    /// shard part is done or this time has passed, whichever comes first.
+    pub checkpoint_compaction_pause: std::time::Duration,
     /// The garbage collector deletes an unreferenced object only once it is this
     /// old: uploads finishing and checkpoints in progress are younger. It must also
     /// cover the store's timestamp granularity and its clock's skew from ours (S3
@@ -407,6 +413,7 @@ impl Options {
             upload_close_timeout: std::time::Duration::from_secs(60),
             manifest_roll_bytes: 32 << 20,
             retained_checkpoints: 3,
+            checkpoint_compaction_pause: std::time::Duration::from_secs(2),
             gc_min_age: std::time::Duration::from_secs(600),
             gc_interval: Some(std::time::Duration::from_secs(300)),
             clock: terrace_tiering::clock::system(),
@@ -625,6 +632,9 @@ impl Options {
         }
         if self.retained_checkpoints == 0 || self.retained_checkpoints > 10_000 {
             return Err(bad("retained_checkpoints", "must be in 1..=10000"));
+        }
+        if self.checkpoint_compaction_pause > std::time::Duration::from_secs(60) {
+            return Err(bad("checkpoint_compaction_pause", "must be at most 60 s"));
         }
         if self
             .gc_interval

@@ -61,6 +61,9 @@ pub struct Counters {
     /// Frozen memtables a checkpoint did not write into its snapshot because their
     /// flush was already writing: it named their L0 files instead.
     pub checkpoint_flushes_awaited: u64,
+    /// Time compactions spent paused while checkpoints wrote their snapshots and
+    /// waited for their files (`Options::checkpoint_compaction_pause`).
+    pub compaction_checkpoint_pause_micros: u64,
 }
 
 /// Where a shard's live files are and what its uploads and remote reads are doing.
@@ -373,6 +376,7 @@ impl DbStats {
             t.upload_waits += c.upload_waits;
             t.checkpoint_merges_bypassed += c.checkpoint_merges_bypassed;
             t.checkpoint_flushes_awaited += c.checkpoint_flushes_awaited;
+            t.compaction_checkpoint_pause_micros += c.compaction_checkpoint_pause_micros;
         }
         t
     }

@@ -607,3 +607,70 @@ fn a_reopen_after_a_crash_never_reuses_the_file_number_of_a_checkpoints_snapshot
     check(&restored, &model);
     block_on(restored.close()).unwrap();
 }
+
+/// A compaction that starts while a checkpoint writes its snapshot waits for the
+/// checkpoint (bounded by `Options::checkpoint_compaction_pause`), then finishes; with
+/// the pause at zero it never waits. Either way the checkpoint restores exactly and
+/// the compacted database reads the same.
+#[test]
+fn compactions_pause_while_a_checkpoint_writes_and_resume_after() {
+    use std::sync::Arc;
+    use terrace_tiering::store::fault::{FaultConfig, FaultyStore, Latency};
+    use terrace_tiering::store::local_dir::LocalDirStore;
+    for pause in [Duration::from_secs(10), Duration::ZERO] {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("store");
+        std::fs::create_dir_all(&root).unwrap();
+        // Every request takes 40 ms: the checkpoint's part on the shard (snapshot
+        // upload, files awaited) lasts well past the compaction's start.
+        let store: Arc<dyn terrace_tiering::store::ObjectStore> = Arc::new(FaultyStore::new(
+            Arc::new(LocalDirStore::open(&root, false).unwrap()),
+            FaultConfig {
+                latency: Latency::Fixed(Duration::from_millis(40)),
+                ..FaultConfig::default()
+            },
+        ));
+        let with = |name: &str| {
+            let mut o = options(tmp.path(), name, 1);
+            o.object_store = ObjectStoreSpec::Custom(store.clone());
+            o.checkpoint_compaction_pause = pause;
+            o
+        };
+        let db = open(with("src"));
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(37);
+        let mut model = Model::new();
+        write_some(&db, &mut model, &mut rng, 3000);
+        block_on(db.flush()).unwrap();
+        block_on(db.wait_for_compactions()).unwrap();
+        block_on(db.wait_for_uploads()).unwrap();
+        write_some(&db, &mut model, &mut rng, 1500);
+        let at_checkpoint = model.clone();
+        let compaction = {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20));
+                block_on(db.compact_range(Bound::Unbounded, Bound::Unbounded)).unwrap();
+            })
+        };
+        block_on(db.checkpoint(1)).unwrap();
+        compaction.join().unwrap();
+        let paused = block_on(db.stats())
+            .unwrap()
+            .total()
+            .compaction_checkpoint_pause_micros;
+        if pause.is_zero() {
+            assert_eq!(paused, 0, "with no pause allowed, compactions never wait");
+        } else {
+            assert!(paused > 0, "the compaction did not wait for the checkpoint");
+            assert!(
+                paused < pause.as_micros() as u64,
+                "it waited {paused} µs: the whole bound, not the checkpoint"
+            );
+        }
+        check(&db, &model);
+        block_on(db.close()).unwrap();
+        let (r, _) = block_on(Db::restore(with("r"), Some(1))).unwrap();
+        check(&r, &at_checkpoint);
+        block_on(r.close()).unwrap();
+    }
+}

@@ -157,6 +157,10 @@ impl Shard {
             .cloned()
             .collect();
         let mut pins = Pins::new(waited.clone());
+        // Compactions pause (bounded) until the snapshot is written and uploaded and
+        // the files are in the store: right after a burst of writes they would
+        // otherwise take most of the shard's CPU and disk from this checkpoint.
+        let priority = super::read::InProgress::new(&self.checkpoints_running);
 
         // The snapshot is written in the flush queue (it is background work) while
         // this task waits for the flushes and uploads the checkpoint needs.
@@ -174,6 +178,8 @@ impl Shard {
         // The snapshot task ends on its own even when a wait failed: its object is
         // then garbage for the collector, and no local file is left behind.
         let snapshot = snapshot.await;
+        drop(priority);
+        self.signals.changed.notify_all();
         let (plan, sst_uploaded_bytes) = awaited?;
         let snapshot = snapshot?;
         if snapshot.desc.is_some() {

@@ -232,3 +232,32 @@ impl Shard {
         Ok(())
     }
 }
+
+impl Shard {
+    /// Pauses a compaction while a checkpoint on this shard writes its memtable
+    /// snapshot and waits for its files, at most `Options::checkpoint_compaction_pause`
+    /// per call: the checkpoint's bytes reach the store sooner, and compaction
+    /// catches up after. Callers check `checkpoints_running` first (per entry).
+    pub(crate) async fn yield_to_checkpoints(&self) {
+        let limit = self.opts.checkpoint_compaction_pause;
+        if limit.is_zero() {
+            return;
+        }
+        let began = terrace_tiering::clock::now();
+        while self.checkpoints_running.get() > 0
+            && began.elapsed() < limit
+            && !self.health.close_requested.get()
+            && !self.health.closing.get()
+        {
+            let seen = self.signals.changed.generation();
+            let left = limit.saturating_sub(began.elapsed());
+            self.signals
+                .changed
+                .changed_or_after(seen, left.min(super::FOREGROUND_RECHECK))
+                .await;
+        }
+        self.counters
+            .borrow_mut()
+            .compaction_checkpoint_pause_micros += began.elapsed().as_micros() as u64;
+    }
+}

@@ -121,6 +121,9 @@ pub(crate) struct Shard {
     /// Writers waiting in `stall_if_needed` now (a full L0 lifts `trim_delay`
     /// only for them: at open with nobody writing, a full L0 can wait).
     pub(crate) writers_stalled: Cell<u32>,
+    /// Checkpoints writing their snapshot or waiting for their files on this shard
+    /// now: compactions pause for them (`Options::checkpoint_compaction_pause`).
+    pub(crate) checkpoints_running: Cell<u32>,
     pub(crate) dir: PathBuf,
     pub(crate) opts: Options,
     pub(crate) table_opts: TableOptions,

@@ -441,6 +441,11 @@ pub struct StoreFlags {
     /// the engine's). Lower it on long fills to bound the store's disk use.
     #[arg(long)]
     pub gc_min_age_secs: Option<f64>,
+
+    /// Longest a compaction pauses for a checkpoint's snapshot and file waits, in
+    /// milliseconds (default: the engine's; 0 never pauses).
+    #[arg(long)]
+    pub checkpoint_compaction_pause_ms: Option<u64>,
 }
 
 impl Flags {
@@ -757,6 +762,9 @@ impl StoreFlags {
         }
         if let Some(age) = self.gc_min_age_secs {
             opts.gc_min_age = Duration::from_secs_f64(age);
+        }
+        if let Some(ms) = self.checkpoint_compaction_pause_ms {
+            opts.checkpoint_compaction_pause = Duration::from_millis(ms);
         }
         opts
     }
