@@ -492,21 +492,21 @@ mod tests {
             o
         };
         let db = block_on(Db::open(options("src"))).unwrap();
-        let done = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
         let writer = {
-            let (db, done) = (db.clone(), done.clone());
+            let (db, stop) = (db.clone(), stop.clone());
             std::thread::spawn(move || {
                 let mut rng = rand::rngs::SmallRng::seed_from_u64(23);
                 let mut model = std::collections::BTreeMap::new();
                 let t = db.table("default").unwrap();
-                // ~20 flushes per shard of 64 KiB memtables.
-                for _ in 0..6_000 {
+                // Until the collector has run its rounds: a 64 KiB memtable flushes
+                // (and uploads) every ~400 writes.
+                while !stop.load(Ordering::Acquire) {
                     let k = format!("key{:05}", rng.gen_range(0..3000)).into_bytes();
                     let v = vec![rng.gen::<u8>(); rng.gen_range(1..300)];
                     block_on(db.put(t, &k, &v)).unwrap();
                     model.insert(k, v);
                 }
-                done.store(true, Ordering::Release);
                 model
             })
         };
@@ -528,15 +528,16 @@ mod tests {
             );
         };
         PAUSE.with(|p| p.set(Duration::from_millis(20)));
-        let (mut collections, mut deleted) = (0, 0);
-        while !done.load(Ordering::Acquire) {
+        let mut deleted = 0;
+        for collection in 1..=60 {
             deleted += block_on(db.gc()).unwrap().deleted;
-            collections += 1;
-            assert_live_files_stored(&format!("after collection {collections}"));
+            assert_live_files_stored(&format!("after collection {collection}"));
         }
         PAUSE.with(|p| p.set(Duration::ZERO));
+        stop.store(true, Ordering::Release);
         let model = writer.join().unwrap();
-        assert!(collections > 10, "the collector ran {collections} times");
+        let flushes = block_on(db.stats()).unwrap().total().flushes;
+        assert!(flushes > 10, "only {flushes} flushes beside the collector");
         assert!(deleted > 0, "compactions left garbage to collect");
         block_on(db.flush()).unwrap();
         block_on(db.wait_for_uploads()).unwrap();
