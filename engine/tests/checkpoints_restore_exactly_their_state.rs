@@ -621,15 +621,17 @@ fn compactions_pause_while_a_checkpoint_writes_and_resume_after() {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("store");
         std::fs::create_dir_all(&root).unwrap();
-        // Every request takes 40 ms: the checkpoint's part on the shard (snapshot
-        // upload, files awaited) lasts well past the compaction's start.
-        let store: Arc<dyn terrace_tiering::store::ObjectStore> = Arc::new(FaultyStore::new(
+        // During the checkpoint every request takes 200 ms: its part on the shard
+        // (snapshot upload, files awaited) lasts well past the compaction's start.
+        let faulty = Arc::new(FaultyStore::new(
             Arc::new(LocalDirStore::open(&root, false).unwrap()),
             FaultConfig {
-                latency: Latency::Fixed(Duration::from_millis(40)),
+                latency: Latency::Fixed(Duration::from_millis(200)),
                 ..FaultConfig::default()
             },
         ));
+        faulty.set_enabled(false);
+        let store: Arc<dyn terrace_tiering::store::ObjectStore> = faulty.clone();
         let with = |name: &str| {
             let mut o = options(tmp.path(), name, 1);
             o.object_store = ObjectStoreSpec::Custom(store.clone());
@@ -643,8 +645,12 @@ fn compactions_pause_while_a_checkpoint_writes_and_resume_after() {
         block_on(db.flush()).unwrap();
         block_on(db.wait_for_compactions()).unwrap();
         block_on(db.wait_for_uploads()).unwrap();
+        // A first checkpoint, so the second reaches the shards at once (the first
+        // lists the store's checkpoints before its barrier).
+        block_on(db.checkpoint(1)).unwrap();
         write_some(&db, &mut model, &mut rng, 1500);
         let at_checkpoint = model.clone();
+        faulty.set_enabled(true);
         let compaction = {
             let db = db.clone();
             std::thread::spawn(move || {
@@ -652,8 +658,10 @@ fn compactions_pause_while_a_checkpoint_writes_and_resume_after() {
                 block_on(db.compact_range(Bound::Unbounded, Bound::Unbounded)).unwrap();
             })
         };
-        block_on(db.checkpoint(1)).unwrap();
+        let info = block_on(db.checkpoint(2)).unwrap();
         compaction.join().unwrap();
+        faulty.set_enabled(false);
+        assert!(info.memtable_bytes > 0, "the barrier came after the compaction's flush");
         let paused = block_on(db.stats())
             .unwrap()
             .total()
@@ -669,7 +677,7 @@ fn compactions_pause_while_a_checkpoint_writes_and_resume_after() {
         }
         check(&db, &model);
         block_on(db.close()).unwrap();
-        let (r, _) = block_on(Db::restore(with("r"), Some(1))).unwrap();
+        let (r, _) = block_on(Db::restore(with("r"), Some(2))).unwrap();
         check(&r, &at_checkpoint);
         block_on(r.close()).unwrap();
     }

@@ -214,14 +214,20 @@ impl Db {
             release(&remote, old, db_lineage).await?;
             released.push(old);
         }
-        let slowest = |f: fn(&crate::shard::checkpoint::ShardPhases) -> Duration| {
-            parts.iter().map(|p| f(&p.phases)).max().unwrap_or_default()
-        };
+        // The slowest shard's phases, all of one shard (maxima taken phase by phase
+        // could come from different shards and add up past the whole).
+        let slowest = parts
+            .iter()
+            .map(|p| p.phases)
+            .max_by_key(|p| {
+                (p.snapshot_write + p.snapshot_upload).max(p.files_awaited) + p.shard_object
+            })
+            .unwrap_or_default();
         let phases = CheckpointPhases {
-            snapshot_write: slowest(|p| p.snapshot_write),
-            snapshot_upload: slowest(|p| p.snapshot_upload),
-            files_awaited: slowest(|p| p.files_awaited),
-            shard_object: slowest(|p| p.shard_object),
+            snapshot_write: slowest.snapshot_write,
+            snapshot_upload: slowest.snapshot_upload,
+            files_awaited: slowest.files_awaited,
+            shard_object: slowest.shard_object,
             commit,
             release: clock.now().saturating_duration_since(commit_began + commit),
         };
