@@ -41,8 +41,8 @@ pub enum Compression {
 pub enum CacheMode {
     /// Whole files while the local disk budget holds the live SSTs, the hybrid block
     /// cache once it does not, switching both ways as the state grows and shrinks.
-    /// Adapts only with an SSD tier (`ssd_cache_bytes`) and a `local_disk_budget_bytes`;
-    /// otherwise it is `File`.
+    /// Adapts only with a `local_disk_budget_bytes` (the SSD tier is then
+    /// `ssd_cache_bytes`, or by default 15/16 of the budget); otherwise it is `File`.
     #[default]
     Auto,
     /// Always the hybrid cache: memory plus an SSD tier of `ssd_cache_bytes`; uploaded
@@ -151,8 +151,10 @@ pub struct Options {
     /// How blocks and whole files are cached locally.
     pub cache_mode: CacheMode,
     /// The block cache's SSD tier for the whole database (split evenly across shards;
-    /// segment files in `<db>/shard-NNNN/cache/`). 0: no SSD tier. Used by `Auto` and
-    /// `Hybrid` only; part of `local_disk_budget_bytes` when that is set.
+    /// segment files in `<db>/shard-NNNN/cache/`). 0: no SSD tier, except that `Auto`
+    /// with a `local_disk_budget_bytes` then takes 15/16 of the budget (where a tier
+    /// that size is valid), so it turns hybrid once the state outgrows the disk. Used
+    /// by `Auto` and `Hybrid` only; part of `local_disk_budget_bytes` when that is set.
     pub ssd_cache_bytes: u64,
     /// Size of one SSD cache segment file (a multiple of 4096); a shard whose SSD tier
     /// would hold fewer than 32 such segments uses smaller ones.

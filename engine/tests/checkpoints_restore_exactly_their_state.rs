@@ -661,7 +661,10 @@ fn compactions_pause_while_a_checkpoint_writes_and_resume_after() {
         let info = block_on(db.checkpoint(2)).unwrap();
         compaction.join().unwrap();
         faulty.set_enabled(false);
-        assert!(info.memtable_bytes > 0, "the barrier came after the compaction's flush");
+        assert!(
+            info.memtable_bytes > 0,
+            "the barrier came after the compaction's flush"
+        );
         let paused = block_on(db.stats())
             .unwrap()
             .total()
