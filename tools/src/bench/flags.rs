@@ -358,6 +358,15 @@ pub struct StoreFlags {
     #[arg(long, default_value_t = terrace::Options::new("").cache_segment_bytes)]
     pub cache_segment_bytes: u64,
 
+    /// Size of one SSD cache write buffer (demoted blocks are appended to it and
+    /// written with one O_DIRECT write; each shard reserves 7 of them in memory).
+    #[arg(long, default_value_t = terrace::Options::new("").cache_write_buffer_bytes)]
+    pub cache_write_buffer_bytes: u64,
+
+    /// Keep data blocks zstd-compressed in the memory tier (`true` or `false`).
+    #[arg(long, default_value_t = terrace::Options::new("").cache_compress_memory, action = clap::ArgAction::Set)]
+    pub cache_compress_memory: bool,
+
     /// Bloom filter bits per key (0 disables filters).
     #[arg(long, default_value_t = 10)]
     pub bloom_bits: u32,
@@ -650,6 +659,14 @@ impl Flags {
                 "cache_segment_bytes",
                 self.store.cache_segment_bytes.to_string(),
             ),
+            (
+                "cache_write_buffer_bytes",
+                self.store.cache_write_buffer_bytes.to_string(),
+            ),
+            (
+                "cache_compress_memory",
+                self.store.cache_compress_memory.to_string(),
+            ),
             ("key_dist", format!("{:?}", self.key_dist).to_lowercase()),
             ("zipf_theta", self.zipf_theta.to_string()),
             (
@@ -736,6 +753,8 @@ impl StoreFlags {
         opts.ssd_cache_bytes = self.ssd_cache_bytes;
         opts.cache_eviction = self.cache_eviction.eviction();
         opts.cache_segment_bytes = self.cache_segment_bytes;
+        opts.cache_write_buffer_bytes = self.cache_write_buffer_bytes;
+        opts.cache_compress_memory = self.cache_compress_memory;
         opts.target_file_bytes = self.target_file_size_base;
         opts.pin_shards = self.pin_shards;
         opts.object_store = match self.object_store.as_deref() {
