@@ -43,7 +43,9 @@ pub struct Counters {
     pub compaction_write_bytes: u64,
     /// Writes that had to wait for flush or compaction.
     pub stalls: u64,
-    /// Time writers spent stalled, in microseconds.
+    /// Wall time during which at least one writer of the shard was stalled, in
+    /// microseconds (concurrent stalled writers count once; summed over shards in
+    /// totals).
     pub stall_micros: u64,
     /// Files uploaded to the object store.
     pub uploads: u64,

@@ -313,6 +313,49 @@ fn slow_uploads_slow_flushes_down() {
     block_on(db.close()).unwrap();
 }
 
+/// Writers stalled together count once: `stall_micros` is the wall time during which
+/// some writer of the shard waited, not the sum over the writers (which once reported
+/// two minutes of stalls in a three-second fill).
+#[test]
+fn writers_stalled_together_count_their_stall_time_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = small_options(dir.path(), 1);
+    opts.object_store_faults = Some(FaultConfig {
+        latency: Latency::Fixed(Duration::from_millis(50)),
+        ..Default::default()
+    });
+    // One upload at a time holds flushes back, and full memtables stall the writers.
+    opts.max_pending_upload_bytes = 64 << 10;
+    let db = open(opts);
+    let began = terrace_tiering::clock::now();
+    let writers: Vec<_> = (0..4u32)
+        .map(|w| {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                let t = db.table("default").unwrap();
+                for i in 0..600u32 {
+                    let k = format!("s{w}-{i:05}").into_bytes();
+                    block_on(db.put(t, &k, &[w as u8; 200])).unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let wall = began.elapsed();
+    let total = block_on(db.stats()).unwrap().total();
+    assert!(total.stalls >= 4, "{} stalls", total.stalls);
+    assert!(total.stall_micros > 0);
+    assert!(
+        total.stall_micros <= wall.as_micros() as u64,
+        "{} µs of stalls in {} µs of writing",
+        total.stall_micros,
+        wall.as_micros()
+    );
+    block_on(db.close()).unwrap();
+}
+
 #[test]
 fn bad_store_settings_fail_at_open_with_one_clear_error() {
     let dir = tempfile::tempdir().unwrap();

@@ -121,6 +121,8 @@ pub(crate) struct Shard {
     /// Writers waiting in `stall_if_needed` now (a full L0 lifts `trim_delay`
     /// only for them: at open with nobody writing, a full L0 can wait).
     pub(crate) writers_stalled: Cell<u32>,
+    /// When the current stall began (the first of the writers now stalled).
+    pub(crate) stall_began: Cell<Option<std::time::Instant>>,
     /// Checkpoints writing their snapshot or waiting for their files on this shard
     /// now: compactions pause for them (`Options::checkpoint_compaction_pause`).
     pub(crate) checkpoints_running: Cell<u32>,

@@ -166,6 +166,7 @@ impl Shard {
             opened: opts.clock.now(),
             files_at_open,
             writers_stalled: Cell::new(0),
+            stall_began: Cell::new(None),
             checkpoints_running: Cell::new(0),
             key_groups: {
                 let r = shard_key_groups(id, opts.shards, opts.key_groups());

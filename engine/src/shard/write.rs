@@ -153,8 +153,7 @@ impl Shard {
         if !self.must_stall() {
             return Ok(());
         }
-        let start = self.opts.clock.now();
-        let _stalled = super::read::InProgress::new(&self.writers_stalled);
+        let _stalled = Stalled::begin(self);
         loop {
             let seen = self.signals.changed.generation();
             self.check_open()?;
@@ -168,14 +167,43 @@ impl Shard {
                 .changed_or_after(seen, super::FOREGROUND_RECHECK)
                 .await;
         }
-        let mut c = self.counters.borrow_mut();
-        c.stalls += 1;
-        c.stall_micros += self
-            .opts
-            .clock
-            .now()
-            .saturating_duration_since(start)
-            .as_micros() as u64;
         Ok(())
+    }
+}
+
+/// A writer stalled on its shard: counted in `writers_stalled` while it lives. The
+/// stall's wall time (from the first stalled writer to the last one leaving) goes to
+/// `stall_micros` once, however many writers waited together.
+struct Stalled<'a> {
+    shard: &'a Shard,
+}
+
+impl<'a> Stalled<'a> {
+    fn begin(shard: &'a Shard) -> Stalled<'a> {
+        let n = shard.writers_stalled.get();
+        if n == 0 {
+            shard.stall_began.set(Some(shard.opts.clock.now()));
+        }
+        shard.writers_stalled.set(n + 1);
+        shard.counters.borrow_mut().stalls += 1;
+        Stalled { shard }
+    }
+}
+
+impl Drop for Stalled<'_> {
+    fn drop(&mut self) {
+        let s = self.shard;
+        let n = s.writers_stalled.get().saturating_sub(1);
+        s.writers_stalled.set(n);
+        if n == 0 {
+            if let Some(began) = s.stall_began.take() {
+                s.counters.borrow_mut().stall_micros += s
+                    .opts
+                    .clock
+                    .now()
+                    .saturating_duration_since(began)
+                    .as_micros() as u64;
+            }
+        }
     }
 }
