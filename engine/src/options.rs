@@ -252,11 +252,12 @@ pub struct Options {
     /// Checkpoints kept in the object store; older ones are released when a new one
     /// commits (at least 1).
     pub retained_checkpoints: usize,
-    /// Longest a compaction pauses while a checkpoint writes its memtable snapshot
-    /// and waits for its files (zero: never). A checkpoint right after a burst of
-    /// writes otherwise shares the shard's CPU and disk with the compaction backlog
-    /// and takes several times longer; compaction resumes when the checkpoint's
-    /// shard part is done or this time has passed, whichever comes first.
+    /// Longest compactions pause for one checkpoint, from its start, while it writes
+    /// its memtable snapshot and waits for its files (zero: never). A checkpoint right
+    /// after a burst of writes otherwise shares the shard's CPU and disk with the
+    /// compaction backlog and takes several times longer; compaction resumes when the
+    /// checkpoint's shard part is done or this time has passed, whichever comes
+    /// first, and never pauses while writers are stalled.
     pub checkpoint_compaction_pause: std::time::Duration,
     /// The garbage collector deletes an unreferenced object only once it is this
     /// old: uploads finishing and checkpoints in progress are younger. It must also

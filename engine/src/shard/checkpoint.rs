@@ -161,6 +161,9 @@ impl Shard {
         // the files are in the store: right after a burst of writes they would
         // otherwise take most of the shard's CPU and disk from this checkpoint.
         let priority = super::read::InProgress::new(&self.checkpoints_running);
+        let pause = self.opts.checkpoint_compaction_pause;
+        self.checkpoint_pause_until
+            .set((!pause.is_zero()).then(|| terrace_tiering::clock::now() + pause));
 
         // The snapshot is written in the flush queue (it is background work) while
         // this task waits for the flushes and uploads the checkpoint needs.

@@ -235,25 +235,33 @@ impl Shard {
 
 impl Shard {
     /// Pauses a compaction while a checkpoint on this shard writes its memtable
-    /// snapshot and waits for its files, at most `Options::checkpoint_compaction_pause`
-    /// per call: the checkpoint's bytes reach the store sooner, and compaction
-    /// catches up after. Callers check `checkpoints_running` first (per entry).
+    /// snapshot and waits for its files: the checkpoint's bytes reach the store
+    /// sooner, and compaction catches up after. Bounded per checkpoint: no pause past
+    /// `Options::checkpoint_compaction_pause` from the checkpoint's start (a checkpoint
+    /// waiting out a long upload backlog must not stop compaction for all of it), and
+    /// none while writers are stalled (compaction is what frees them). Callers check
+    /// `checkpoints_running` first (per entry).
     pub(crate) async fn yield_to_checkpoints(&self) {
-        let limit = self.opts.checkpoint_compaction_pause;
-        if limit.is_zero() {
+        let Some(until) = self.checkpoint_pause_until.get() else {
+            return;
+        };
+        let began = terrace_tiering::clock::now();
+        if began >= until {
             return;
         }
-        let began = terrace_tiering::clock::now();
         while self.checkpoints_running.get() > 0
-            && began.elapsed() < limit
+            && self.writers_stalled.get() == 0
             && !self.health.close_requested.get()
             && !self.health.closing.get()
         {
+            let now = terrace_tiering::clock::now();
+            if now >= until {
+                break;
+            }
             let seen = self.signals.changed.generation();
-            let left = limit.saturating_sub(began.elapsed());
             self.signals
                 .changed
-                .changed_or_after(seen, left.min(super::FOREGROUND_RECHECK))
+                .changed_or_after(seen, (until - now).min(super::FOREGROUND_RECHECK))
                 .await;
         }
         self.counters

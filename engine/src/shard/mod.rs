@@ -126,6 +126,8 @@ pub(crate) struct Shard {
     /// Checkpoints writing their snapshot or waiting for their files on this shard
     /// now: compactions pause for them (`Options::checkpoint_compaction_pause`).
     pub(crate) checkpoints_running: Cell<u32>,
+    /// Until when compactions may pause for the running checkpoint (`None`: never).
+    pub(crate) checkpoint_pause_until: Cell<Option<std::time::Instant>>,
     pub(crate) dir: PathBuf,
     pub(crate) opts: Options,
     pub(crate) table_opts: TableOptions,

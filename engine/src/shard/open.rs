@@ -168,6 +168,7 @@ impl Shard {
             writers_stalled: Cell::new(0),
             stall_began: Cell::new(None),
             checkpoints_running: Cell::new(0),
+            checkpoint_pause_until: Cell::new(None),
             key_groups: {
                 let r = shard_key_groups(id, opts.shards, opts.key_groups());
                 (r.first, r.last)
