@@ -291,7 +291,7 @@ impl Outputs {
         kind: ValueKind,
         block_hot: bool,
     ) -> Result<()> {
-        if shard.checkpoints_running.get() > 0 {
+        if shard.checkpoint_pause_until.get().is_some() {
             shard.yield_to_checkpoints().await;
         }
         if self.current.is_none() {

@@ -295,16 +295,23 @@ fn warm_files_stay_local_and_cold_ones_are_read_remotely() {
     block_on(db.close()).unwrap();
 }
 
-#[test]
-fn slow_uploads_slow_flushes_down() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut opts = small_options(dir.path(), 1);
+/// One shard on a store answering every request after `latency`, with room for one
+/// memtable's bytes of uploads in flight: flushes wait for uploads, and full
+/// memtables stall writers.
+fn slow_upload_options(dir: &Path, latency: Duration) -> Options {
+    let mut opts = small_options(dir, 1);
     opts.object_store_faults = Some(FaultConfig {
-        latency: Latency::Fixed(Duration::from_millis(150)),
+        latency: Latency::Fixed(latency),
         ..Default::default()
     });
     opts.max_pending_upload_bytes = 64 << 10;
-    let db = open(opts);
+    opts
+}
+
+#[test]
+fn slow_uploads_slow_flushes_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(slow_upload_options(dir.path(), Duration::from_millis(150)));
     let (model, keys) = write_keys(&db, 6000);
     let stats = block_on(db.stats()).unwrap();
     assert!(stats.total().upload_waits > 0, "{stats}");
@@ -319,14 +326,7 @@ fn slow_uploads_slow_flushes_down() {
 #[test]
 fn writers_stalled_together_count_their_stall_time_once() {
     let dir = tempfile::tempdir().unwrap();
-    let mut opts = small_options(dir.path(), 1);
-    opts.object_store_faults = Some(FaultConfig {
-        latency: Latency::Fixed(Duration::from_millis(50)),
-        ..Default::default()
-    });
-    // One upload at a time holds flushes back, and full memtables stall the writers.
-    opts.max_pending_upload_bytes = 64 << 10;
-    let db = open(opts);
+    let db = open(slow_upload_options(dir.path(), Duration::from_millis(50)));
     let began = terrace_tiering::clock::now();
     let writers: Vec<_> = (0..4u32)
         .map(|w| {

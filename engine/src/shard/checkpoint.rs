@@ -160,10 +160,11 @@ impl Shard {
         // Compactions pause (bounded) until the snapshot is written and uploaded and
         // the files are in the store: right after a burst of writes they would
         // otherwise take most of the shard's CPU and disk from this checkpoint.
-        let priority = super::read::InProgress::new(&self.checkpoints_running);
         let pause = self.opts.checkpoint_compaction_pause;
-        self.checkpoint_pause_until
-            .set((!pause.is_zero()).then(|| terrace_tiering::clock::now() + pause));
+        let priority = CompactionsPaused::until(
+            self,
+            (!pause.is_zero()).then(|| terrace_tiering::clock::now() + pause),
+        );
 
         // The snapshot is written in the flush queue (it is background work) while
         // this task waits for the flushes and uploads the checkpoint needs.
@@ -182,7 +183,6 @@ impl Shard {
         // then garbage for the collector, and no local file is left behind.
         let snapshot = snapshot.await;
         drop(priority);
-        self.signals.changed.notify_all();
         let (plan, sst_uploaded_bytes) = awaited?;
         let snapshot = snapshot?;
         if snapshot.desc.is_some() {
@@ -403,6 +403,24 @@ impl Shard {
             write,
             upload,
         })
+    }
+}
+
+/// Compactions on the shard may pause until the given instant while this lives
+/// (`Shard::yield_to_checkpoints`); dropping it lets them go on at once.
+struct CompactionsPaused<'a>(&'a Shard);
+
+impl<'a> CompactionsPaused<'a> {
+    fn until(shard: &'a Shard, until: Option<std::time::Instant>) -> CompactionsPaused<'a> {
+        shard.checkpoint_pause_until.set(until);
+        CompactionsPaused(shard)
+    }
+}
+
+impl Drop for CompactionsPaused<'_> {
+    fn drop(&mut self) {
+        self.0.checkpoint_pause_until.set(None);
+        self.0.signals.changed.notify_all();
     }
 }
 

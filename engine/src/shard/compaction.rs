@@ -240,20 +240,16 @@ impl Shard {
     /// `Options::checkpoint_compaction_pause` from the checkpoint's start (a checkpoint
     /// waiting out a long upload backlog must not stop compaction for all of it), and
     /// none while writers are stalled (compaction is what frees them). Callers check
-    /// `checkpoints_running` first (per entry).
+    /// `checkpoint_pause_until` first (per entry).
     pub(crate) async fn yield_to_checkpoints(&self) {
-        let Some(until) = self.checkpoint_pause_until.get() else {
-            return;
-        };
         let began = terrace_tiering::clock::now();
-        if began >= until {
-            return;
-        }
-        while self.checkpoints_running.get() > 0
-            && self.writers_stalled.get() == 0
-            && !self.health.close_requested.get()
-            && !self.health.closing.get()
-        {
+        while let Some(until) = self.checkpoint_pause_until.get() {
+            if self.writers_stalled.get() > 0
+                || self.health.close_requested.get()
+                || self.health.closing.get()
+            {
+                break;
+            }
             let now = terrace_tiering::clock::now();
             if now >= until {
                 break;

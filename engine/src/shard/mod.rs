@@ -123,10 +123,9 @@ pub(crate) struct Shard {
     pub(crate) writers_stalled: Cell<u32>,
     /// When the current stall began (the first of the writers now stalled).
     pub(crate) stall_began: Cell<Option<std::time::Instant>>,
-    /// Checkpoints writing their snapshot or waiting for their files on this shard
-    /// now: compactions pause for them (`Options::checkpoint_compaction_pause`).
-    pub(crate) checkpoints_running: Cell<u32>,
-    /// Until when compactions may pause for the running checkpoint (`None`: never).
+    /// While a checkpoint writes its snapshot and waits for its files on this shard:
+    /// until when compactions may pause for it (`Options::checkpoint_compaction_pause`;
+    /// `None`: no such checkpoint, or no pause allowed).
     pub(crate) checkpoint_pause_until: Cell<Option<std::time::Instant>>,
     pub(crate) dir: PathBuf,
     pub(crate) opts: Options,

@@ -167,7 +167,6 @@ impl Shard {
             files_at_open,
             writers_stalled: Cell::new(0),
             stall_began: Cell::new(None),
-            checkpoints_running: Cell::new(0),
             checkpoint_pause_until: Cell::new(None),
             key_groups: {
                 let r = shard_key_groups(id, opts.shards, opts.key_groups());
