@@ -53,12 +53,19 @@ fn cross_thread(c: &mut Criterion) {
     let mut opts = Options::new(dir.path());
     opts.shards = 1;
     opts.pin_shards = true;
-    // For experiments: `CALLER_SPIN_US=0 cargo bench ...` compares without the spin.
+    // For experiments: `CALLER_SPIN_US=0 cargo bench ...` compares without the caller's
+    // spin, `REQUEST_SPIN_US=0` without the shard's.
     if let Some(us) = std::env::var("CALLER_SPIN_US")
         .ok()
         .and_then(|v| v.parse().ok())
     {
         opts.caller_spin_us = us;
+    }
+    if let Some(us) = std::env::var("REQUEST_SPIN_US")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        opts.request_spin_us = us;
     }
     if let Some(us) = std::env::var("SPIN_BEFORE_PARK_US")
         .ok()
@@ -130,8 +137,11 @@ fn cross_thread(c: &mut Criterion) {
     g.finish();
     let stats = block_on(db.stats()).expect("stats");
     eprintln!(
-        "caller spins: {} answered, {} missed; pulse nudges {}",
-        stats.caller_spins_answered, stats.caller_spins_missed, stats.pulse_nudges
+        "caller spins: {} answered, {} missed; requests taken spinning {}; pulse nudges {}",
+        stats.caller_spins_answered,
+        stats.caller_spins_missed,
+        stats.total().requests_spun,
+        stats.pulse_nudges
     );
     block_on(db.close()).expect("close");
 }

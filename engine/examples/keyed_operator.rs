@@ -145,14 +145,22 @@ async fn run_through_db(db: &Db, events: u64) -> Result<f64> {
 }
 
 fn main() -> Result<()> {
-    let events: u64 = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(1_000_000);
+    // keyed_operator [EVENTS [SHARDS]]
+    let arg = |i: usize| std::env::args().nth(i).and_then(|a| a.parse::<u64>().ok());
+    let events = arg(1).unwrap_or(1_000_000);
     let dir = std::env::temp_dir().join(format!("terrace-keyed-example-{}", std::process::id()));
     let mut opts = Options::new(&dir);
     opts.tables = vec!["latest_bid".into()];
     opts.object_store = terrace::ObjectStoreSpec::Disabled;
+    if let Some(shards) = arg(2) {
+        opts.shards = shards as u32;
+    }
+    if let Some(us) = std::env::var("TERRACE_REQUEST_SPIN_US")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        opts.request_spin_us = us;
+    }
     futures_lite::future::block_on(async {
         let db = Db::open(opts).await?;
         for batched in [false, true] {

@@ -197,6 +197,13 @@ pub struct Options {
     /// an async runtime too); it is skipped when another request is in flight on the
     /// shard and on shard threads. See ARCHITECTURE, "the request path".
     pub caller_spin_us: u64,
+    /// How long a pinned shard's request loop polls its channel for the next request
+    /// before it lets the executor run the rest and waits the usual way, per visit of
+    /// the executor, in microseconds (at most 1000; 0 never). Only while no request
+    /// waits for I/O. Spares a message to an idle shard the executor's loop (its
+    /// io_uring syscalls and a foreign wake-up); background tasks and completions
+    /// wait at most this long for the loop. See ARCHITECTURE, "the request path".
+    pub request_spin_us: u64,
     /// Longest a busy foreground queue runs before the shard polls for finished I/O,
     /// in microseconds. Disk completions are only reaped between task-queue runs, so a
     /// task that keeps the queue busy without waiting (a writer loop) delays every
@@ -398,6 +405,7 @@ impl Options {
             max_open_cursors_per_shard: 1024,
             spin_before_park_us: 100,
             caller_spin_us: 50,
+            request_spin_us: 50,
             foreground_latency_us: 1000,
             foreground_shares: 1000,
             flush_shares: 500,
@@ -556,6 +564,9 @@ impl Options {
         }
         if self.caller_spin_us > 1000 {
             return Err(bad("caller_spin_us", "must be at most 1000"));
+        }
+        if self.request_spin_us > 1000 {
+            return Err(bad("request_spin_us", "must be at most 1000"));
         }
         if !(10..=100_000).contains(&self.foreground_latency_us) {
             return Err(bad("foreground_latency_us", "must be in 10..=100000"));

@@ -66,6 +66,9 @@ pub struct Counters {
     /// Time compactions spent paused while checkpoints wrote their snapshots and
     /// waited for their files (`Options::checkpoint_compaction_pause`).
     pub compaction_checkpoint_pause_micros: u64,
+    /// Requests from other threads the request loop took while polling its channel
+    /// (`Options::request_spin_us`), without a pass of the executor.
+    pub requests_spun: u64,
 }
 
 /// Where a shard's live files are and what its uploads and remote reads are doing.
@@ -379,6 +382,7 @@ impl DbStats {
             t.checkpoint_merges_bypassed += c.checkpoint_merges_bypassed;
             t.checkpoint_flushes_awaited += c.checkpoint_flushes_awaited;
             t.compaction_checkpoint_pause_micros += c.compaction_checkpoint_pause_micros;
+            t.requests_spun += c.requests_spun;
         }
         t
     }

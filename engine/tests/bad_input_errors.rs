@@ -58,6 +58,7 @@ fn bad_options_are_rejected_before_touching_disk() {
         ("memtable_bytes", Box::new(|o| o.memtable_bytes = 10)),
         ("block_bytes", Box::new(|o| o.block_bytes = 1)),
         ("caller_spin_us", Box::new(|o| o.caller_spin_us = 1001)),
+        ("request_spin_us", Box::new(|o| o.request_spin_us = 1001)),
         (
             "l0_stop_writes_trigger",
             Box::new(|o| o.l0_stop_writes_trigger = 2),

@@ -400,6 +400,12 @@ pub struct StoreFlags {
           default_missing_value = "true", value_parser = parse_bool)]
     pub pin_shards: bool,
 
+    /// How long a pinned shard polls its channel for the next request from another
+    /// thread before it returns to its executor, in µs per visit (0 = never;
+    /// `Options::request_spin_us`).
+    #[arg(long, default_value_t = 50)]
+    pub request_spin_us: u64,
+
     /// Object store holding the SSTs: `file:///abs/path`, `s3://bucket/prefix`
     /// (endpoint, region and credentials from the usual AWS variables), `none` for
     /// local files only. Default: the embedded local-directory store `<db>/objects`.
@@ -757,6 +763,7 @@ impl StoreFlags {
         opts.cache_compress_memory = self.cache_compress_memory;
         opts.target_file_bytes = self.target_file_size_base;
         opts.pin_shards = self.pin_shards;
+        opts.request_spin_us = self.request_spin_us;
         opts.object_store = match self.object_store.as_deref() {
             None => terrace::ObjectStoreSpec::Embedded,
             Some("none") => terrace::ObjectStoreSpec::Disabled,
