@@ -162,7 +162,8 @@ pub struct Options {
     /// Blocks leaving memory for the SSD tier are gathered in buffers of this size and
     /// written with one O_DIRECT write each (a multiple of 4096, at most a segment).
     pub cache_write_buffer_bytes: u64,
-    /// Keep data blocks zstd-compressed in the memory tier (decompressed on each hit).
+    /// Keep data blocks zstd-compressed in the memory tier (decompressed on each hit)
+    /// while it is under pressure; a memory tier with room holds them raw.
     pub cache_compress_memory: bool,
     /// The block cache's replacement policy over memory and the SSD tier: S3-FIFO
     /// (default) or LRU (see `docs/ARCHITECTURE.md`, "Block cache").

@@ -171,6 +171,9 @@ struct State {
     ghost: GhostQueue<BlockKey>,
     /// The SSD tier evicted blocks for room since it was last (nearly) empty.
     ssd_has_been_full: bool,
+    /// Memory evicted a block since it last fell below 7/8 of its budget
+    /// ([`policy::memory_pressed`]): data blocks enter it compressed.
+    memory_pressed: bool,
     /// The segment classes with the reclaim thresholds of `eviction`
     /// ([`policy::reclaim_classes`]).
     reclaim_classes: Vec<policy::SegmentClass>,
@@ -249,12 +252,14 @@ impl HybridCache {
                 indexed_blocks: 0,
                 index_bytes: 0,
                 compressed_blocks: 0,
+                decompressed_in_memory: 0,
                 eviction: cfg.eviction,
                 s3fifo: FifoStats::default(),
             },
             eviction: cfg.eviction,
             ghost: GhostQueue::default(),
             ssd_has_been_full: false,
+            memory_pressed: false,
             reclaim_classes: policy::reclaim_classes(&cfg.classes, cfg.eviction),
             jobs: tx,
             compressor,
@@ -284,7 +289,8 @@ impl HybridCache {
     /// not both, or the miss is counted twice.
     pub fn get(&self, key: &BlockKey) -> Option<Bytes> {
         let mut st = self.shared.state.borrow_mut();
-        st.memory_hit(key, true).transpose().ok().flatten()
+        let budget = st.block_budget(&self.shared.cfg);
+        st.memory_hit(key, true, budget).transpose().ok().flatten()
     }
 
     /// The block `key` from memory, else from the SSD tier, else from `load` (awaited
@@ -310,7 +316,8 @@ impl HybridCache {
         loop {
             let step = {
                 let mut st = self.shared.state.borrow_mut();
-                if let Some(hit) = st.memory_hit(&key, promote) {
+                let budget = st.block_budget(&self.shared.cfg);
+                if let Some(hit) = st.memory_hit(&key, promote, budget) {
                     return hit;
                 }
                 if first {
@@ -458,8 +465,17 @@ impl HybridCache {
             st.stats.not_admitted += 1;
             return;
         }
-        let copy = st.encode(kind, bytes);
-        if copy.charge() * 4 > st.block_budget(cfg) {
+        let replaced = st
+            .index
+            .get(&key)
+            .and_then(|s| st.index.node(s).mem.as_ref().map(MemCopy::charge))
+            .unwrap_or(0);
+        let budget = st.block_budget(cfg);
+        let used = st.block_bytes().saturating_sub(replaced);
+        let pressed = st.memory_pressure(used, budget);
+        let compress = policy::compress_in_memory(pressed, used, bytes.len() as u64, budget);
+        let copy = st.encode(kind, bytes, compress);
+        if copy.charge() * 4 > budget {
             st.stats.not_admitted += 1;
             return;
         }
@@ -743,6 +759,13 @@ impl State {
         }
     }
 
+    /// Whether memory is under pressure (see [`policy::memory_pressed`]), given that
+    /// it holds `used` of `budget`; forgets the pressure once memory has room.
+    fn memory_pressure(&mut self, used: u64, budget: u64) -> bool {
+        self.memory_pressed = policy::memory_pressed(self.memory_pressed, used, budget);
+        self.memory_pressed
+    }
+
     fn mode_allows_memory(&self, cfg: &HybridConfig) -> bool {
         cfg.memory_bytes > 0
     }
@@ -752,7 +775,12 @@ impl State {
     }
 
     /// `Some(result)` if memory holds `key` (a hit), `None` on a miss.
-    fn memory_hit(&mut self, key: &BlockKey, promote: bool) -> Option<io::Result<Bytes>> {
+    fn memory_hit(
+        &mut self,
+        key: &BlockKey,
+        promote: bool,
+        budget: u64,
+    ) -> Option<io::Result<Bytes>> {
         let slot = self.index.get(key)?;
         let node = self.index.node(slot);
         let copy = node.mem.clone()?;
@@ -764,6 +792,23 @@ impl State {
             self.index.remove_if_empty(slot);
             return None;
         };
+        let pool = self.index.node(slot).pool;
+        if promote && copy.codec == Codec::Zstd && pool != MemPool::Small {
+            // A hot compressed block stays raw from now on if memory has room for it
+            // (see `policy::compress_in_memory`): its next hits cost no decompression.
+            let used = self.block_bytes().saturating_sub(copy.charge());
+            let pressed = self.memory_pressure(self.block_bytes(), budget);
+            let raw = MemCopy {
+                bytes: Rc::clone(&bytes),
+                codec: Codec::Raw,
+                raw_len: copy.raw_len,
+            };
+            if !policy::compress_in_memory(pressed, used, raw.charge(), budget) {
+                self.mem_detach(slot);
+                self.mem_attach(slot, raw, pool, true);
+                self.stats.decompressed_in_memory += 1;
+            }
+        }
         if promote {
             self.promote(slot);
         }
@@ -855,9 +900,11 @@ impl State {
         Some(loc)
     }
 
-    fn encode(&mut self, kind: BlockKind, bytes: Bytes) -> MemCopy {
+    /// The memory copy of a block: compressed when `compress` (and it is a data block
+    /// and compression saves enough), else raw.
+    fn encode(&mut self, kind: BlockKind, bytes: Bytes, compress: bool) -> MemCopy {
         let raw_len = bytes.len() as u32;
-        if kind == BlockKind::Data {
+        if compress && kind == BlockKind::Data {
             if let Some(c) = self.compressor.as_mut() {
                 if let Ok(z) = c.compress(&bytes) {
                     if policy::keep_compressed(bytes.len(), z.len()) {
@@ -997,6 +1044,7 @@ impl State {
         let high_cap = (budget as f64 * cfg.high_priority_ratio) as u64;
         let small_cap = policy::small_capacity_bytes(budget, cfg.small_queue_ratio);
         while self.block_bytes() > budget {
+            self.memory_pressed = true;
             let high = self.index.list_bytes(ListId::Mem(MemPool::High));
             let low = self.index.list_bytes(ListId::Mem(MemPool::Low));
             let small = self.index.list_bytes(ListId::Mem(MemPool::Small));
@@ -1069,14 +1117,24 @@ impl State {
     /// Appends `copy` as the SSD entry of `slot` to the active segment of its class.
     /// False when it cannot be written now (no room, too many writes in flight).
     fn append(&mut self, cfg: &HybridConfig, slot: u32, copy: &MemCopy) -> bool {
-        let span = entry_span(copy.bytes.len() as u32);
-        if span + SEGMENT_HEADER_BYTES > cfg.write_buffer_bytes {
-            return false;
-        }
         let (key, kind, level) = {
             let n = self.index.node(slot);
             (n.key, n.kind, n.level)
         };
+        // A data block held raw while memory had room goes to the SSD compressed
+        // (when compression is on and saves enough), like one that entered
+        // compressed: the SSD tier's room is what compression buys most.
+        let packed;
+        let copy = if copy.codec == Codec::Raw && kind == BlockKind::Data {
+            packed = self.encode(kind, Rc::clone(&copy.bytes), true);
+            &packed
+        } else {
+            copy
+        };
+        let span = entry_span(copy.bytes.len() as u32);
+        if span + SEGMENT_HEADER_BYTES > cfg.write_buffer_bytes {
+            return false;
+        }
         let class = policy::segment_class(level, &cfg.classes);
         for _ in 0..4 {
             let Some(a) = self.active.get(class).and_then(Option::as_ref) else {

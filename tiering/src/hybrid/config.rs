@@ -36,7 +36,8 @@ pub struct HybridConfig {
     /// The SSD tier evicts blocks (leaving holes) while live bytes exceed this fraction
     /// of `ssd_bytes`; the slack is what segment reclaim feeds on.
     pub ssd_fill_ratio: f64,
-    /// Keep data blocks zstd-compressed in memory (decompressed on every hit).
+    /// Keep data blocks zstd-compressed in memory (decompressed on every hit) while
+    /// memory is under pressure (`policy::compress_in_memory`), and on the SSD.
     pub compress_memory: bool,
     /// Share of `memory_bytes` index and filter blocks may hold before they are evicted
     /// ahead of data blocks.

@@ -472,6 +472,23 @@ pub fn keep_compressed(raw_len: usize, compressed_len: usize) -> bool {
     compressed_len + raw_len / 8 <= raw_len
 }
 
+/// Whether a data block entering memory (or hit there) should be held compressed:
+/// while memory is under pressure (`pressed`, see [`memory_pressed`]), or when its raw
+/// bytes do not fit beside what memory holds (`used` of `budget`). Compression trades
+/// a decompression per hit (~1 µs for a 4 KiB block) for room; while memory has room
+/// it buys nothing, so a cache that holds its working set keeps it raw, and under
+/// pressure new blocks come in compressed and the raw ones age out.
+pub fn compress_in_memory(pressed: bool, used: u64, raw_len: u64, budget: u64) -> bool {
+    pressed || used.saturating_add(raw_len) > budget
+}
+
+/// Whether memory is still under pressure: it was (`was`: it evicted a block since
+/// it last had room) and holds more than 7/8 of its budget. The gap keeps a full
+/// memory from taking raw blocks into the room each eviction leaves.
+pub fn memory_pressed(was: bool, used: u64, budget: u64) -> bool {
+    was && used > budget - budget / 8
+}
+
 /// How the local disk is used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CacheMode {
@@ -757,6 +774,26 @@ mod tests {
         ];
         assert_eq!(choose_reclaim(&s, &c, false), Reclaim::None);
         assert_eq!(choose_reclaim(&s, &c, true), Reclaim::Drop(2));
+    }
+
+    #[test]
+    fn blocks_are_compressed_in_memory_only_under_pressure_or_when_they_do_not_fit() {
+        assert!(!compress_in_memory(false, 0, 4096, 1 << 20));
+        assert!(!compress_in_memory(false, (1 << 20) - 4096, 4096, 1 << 20));
+        assert!(compress_in_memory(false, (1 << 20) - 4095, 4096, 1 << 20));
+        assert!(compress_in_memory(false, u64::MAX, 4096, 1 << 20));
+        assert!(compress_in_memory(false, 0, 4096, 0));
+        assert!(compress_in_memory(true, 0, 4096, 1 << 20));
+    }
+
+    #[test]
+    fn memory_stays_pressed_until_it_falls_below_seven_eighths() {
+        let budget = 800;
+        assert!(!memory_pressed(false, 800, budget), "never evicted");
+        assert!(memory_pressed(true, 800, budget));
+        assert!(memory_pressed(true, 701, budget));
+        assert!(!memory_pressed(true, 700, budget));
+        assert!(!memory_pressed(true, 0, 0));
     }
 
     #[test]

@@ -184,6 +184,9 @@ pub struct HybridStats {
     pub index_bytes: u64,
     /// Blocks stored compressed in memory now.
     pub compressed_blocks: u64,
+    /// Compressed memory copies replaced by raw ones on a hit, memory having room
+    /// for them (`policy::compress_in_memory`).
+    pub decompressed_in_memory: u64,
     /// The replacement policy.
     pub eviction: Eviction,
     /// S3-FIFO's queues (zero under LRU).
@@ -230,6 +233,7 @@ impl HybridStats {
         self.indexed_blocks += o.indexed_blocks;
         self.index_bytes += o.index_bytes;
         self.compressed_blocks += o.compressed_blocks;
+        self.decompressed_in_memory += o.decompressed_in_memory;
         self.s3fifo.add(&o.s3fifo);
     }
 }
