@@ -186,12 +186,14 @@ pub(crate) async fn shard_main(
                 // Idle polling left in this visit of the executor.
                 let mut spin_left = request_spin;
                 loop {
-                    let spun =
-                        if !request_spin.is_zero() && inflight.available() == max_inflight as u64 {
-                            spin_for_request(&rx, &mut spin_left)
-                        } else {
-                            None
-                        };
+                    let spun = if !request_spin.is_zero()
+                        && inflight.available() == max_inflight as u64
+                        && !shard.background_busy()
+                    {
+                        spin_for_request(&rx, &mut spin_left)
+                    } else {
+                        None
+                    };
                     let next = if let Some(next) = spun {
                         pulse.beat();
                         shard.counters.borrow_mut().requests_spun += 1;
