@@ -201,9 +201,10 @@ pub struct Options {
     /// How long a pinned shard's request loop polls its channel for the next request
     /// before it lets the executor run the rest and waits the usual way, per visit of
     /// the executor, in microseconds (at most 1000; 0 never). Only while no request
-    /// waits for I/O and no flush or compaction is under way. Spares a message to an idle shard the executor's loop (its
-    /// io_uring syscalls and a foreign wake-up); background tasks and completions
-    /// wait at most this long for the loop. See ARCHITECTURE, "the request path".
+    /// waits for I/O and no flush or compaction is under way. Spares a message to an
+    /// idle shard the executor's loop (its io_uring syscalls and a foreign wake-up);
+    /// background tasks and completions wait at most this long for the loop. See
+    /// ARCHITECTURE, "the request path".
     pub request_spin_us: u64,
     /// Longest a busy foreground queue runs before the shard polls for finished I/O,
     /// in microseconds. Disk completions are only reaped between task-queue runs, so a

@@ -173,13 +173,13 @@ impl Shard {
         (id, object, self.sst_path(id))
     }
 
-    /// Fails if the shard does not take writes (poisoned, closing or read-only).
     /// Whether a flush (a frozen memtable queued or being written) or a compaction is
     /// under way: CPU the request loop's spin must not take (see `runner.rs`).
     pub(crate) fn background_busy(&self) -> bool {
         self.compaction_lock.available() == 0 || !self.mem.borrow().frozen.is_empty()
     }
 
+    /// Fails if the shard does not take writes (poisoned, closing or read-only).
     pub(crate) fn check_open(&self) -> Result<()> {
         if let Some(reason) = self.health.poisoned.borrow().as_ref() {
             return Err(ErrorDetail::Poisoned {

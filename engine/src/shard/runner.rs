@@ -282,24 +282,22 @@ fn spin_for_request(
     spin_left: &mut Duration,
 ) -> Option<std::result::Result<Msg, flume::RecvError>> {
     let start = terrace_tiering::clock::now();
-    let mut got = None;
-    while got.is_none() {
+    let got = loop {
         match rx.try_recv() {
-            Ok(m) => got = Some(Ok(m)),
+            Ok(m) => break Some(Ok(m)),
             Err(flume::TryRecvError::Disconnected) => {
-                got = Some(Err(flume::RecvError::Disconnected))
+                break Some(Err(flume::RecvError::Disconnected))
             }
             Err(flume::TryRecvError::Empty) => {
-                if spin_left.is_zero() || glommio::executor().need_preempt() {
-                    break;
+                if glommio::executor().need_preempt()
+                    || terrace_tiering::clock::now().duration_since(start) >= *spin_left
+                {
+                    break None;
                 }
                 std::hint::spin_loop();
-                if terrace_tiering::clock::now().duration_since(start) >= *spin_left {
-                    break;
-                }
             }
         }
-    }
+    };
     *spin_left = spin_left.saturating_sub(terrace_tiering::clock::now().duration_since(start));
     got
 }

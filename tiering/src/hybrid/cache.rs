@@ -289,8 +289,10 @@ impl HybridCache {
     /// not both, or the miss is counted twice.
     pub fn get(&self, key: &BlockKey) -> Option<Bytes> {
         let mut st = self.shared.state.borrow_mut();
-        let budget = st.block_budget(&self.shared.cfg);
-        st.memory_hit(key, true, budget).transpose().ok().flatten()
+        st.memory_hit(key, true, &self.shared.cfg)
+            .transpose()
+            .ok()
+            .flatten()
     }
 
     /// The block `key` from memory, else from the SSD tier, else from `load` (awaited
@@ -316,8 +318,7 @@ impl HybridCache {
         loop {
             let step = {
                 let mut st = self.shared.state.borrow_mut();
-                let budget = st.block_budget(&self.shared.cfg);
-                if let Some(hit) = st.memory_hit(&key, promote, budget) {
+                if let Some(hit) = st.memory_hit(&key, promote, &self.shared.cfg) {
                     return hit;
                 }
                 if first {
@@ -465,9 +466,8 @@ impl HybridCache {
             st.stats.not_admitted += 1;
             return;
         }
-        let replaced = st
-            .index
-            .get(&key)
+        let existing = st.index.get(&key);
+        let replaced = existing
             .and_then(|s| st.index.node(s).mem.as_ref().map(MemCopy::charge))
             .unwrap_or(0);
         let budget = st.block_budget(cfg);
@@ -479,7 +479,7 @@ impl HybridCache {
             st.stats.not_admitted += 1;
             return;
         }
-        let slot = match st.index.get(&key) {
+        let slot = match existing {
             Some(s) => {
                 st.mem_detach(s);
                 s
@@ -779,7 +779,7 @@ impl State {
         &mut self,
         key: &BlockKey,
         promote: bool,
-        budget: u64,
+        cfg: &HybridConfig,
     ) -> Option<io::Result<Bytes>> {
         let slot = self.index.get(key)?;
         let node = self.index.node(slot);
@@ -796,8 +796,10 @@ impl State {
         if promote && copy.codec == Codec::Zstd && pool != MemPool::Small {
             // A hot compressed block stays raw from now on if memory has room for it
             // (see `policy::compress_in_memory`): its next hits cost no decompression.
-            let used = self.block_bytes().saturating_sub(copy.charge());
-            let pressed = self.memory_pressure(self.block_bytes(), budget);
+            let budget = self.block_budget(cfg);
+            let held = self.block_bytes();
+            let used = held.saturating_sub(copy.charge());
+            let pressed = self.memory_pressure(held, budget);
             let raw = MemCopy {
                 bytes: Rc::clone(&bytes),
                 codec: Codec::Raw,
