@@ -461,6 +461,11 @@ pub struct StoreFlags {
     /// milliseconds (default: the engine's; 0 never pauses).
     #[arg(long)]
     pub checkpoint_compaction_pause_ms: Option<u64>,
+
+    /// Uploads the checkpoint path waits for (memtable snapshots, flush outputs) that
+    /// run at once, beside the background uploads (default: the uploader's).
+    #[arg(long)]
+    pub max_parallel_urgent_uploads: Option<usize>,
 }
 
 impl Flags {
@@ -791,6 +796,9 @@ impl StoreFlags {
         }
         if let Some(ms) = self.checkpoint_compaction_pause_ms {
             opts.checkpoint_compaction_pause = Duration::from_millis(ms);
+        }
+        if let Some(n) = self.max_parallel_urgent_uploads {
+            opts.uploader.max_parallel_urgent_uploads = n;
         }
         opts
     }
