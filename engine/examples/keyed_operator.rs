@@ -161,6 +161,12 @@ fn main() -> Result<()> {
     {
         opts.request_spin_us = us;
     }
+    if let Some(us) = std::env::var("TERRACE_CALLER_SPIN_US")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        opts.caller_spin_us = us;
+    }
     futures_lite::future::block_on(async {
         let db = Db::open(opts).await?;
         for batched in [false, true] {
@@ -168,8 +174,15 @@ fn main() -> Result<()> {
             let mode = if batched { "batched" } else { "per-event" };
             println!("q18 {mode:<10}: {rate:.0} events/s {events} events");
         }
+        let before = db.stats().await?;
         let rate = run_through_db(&db, events).await?;
-        println!("q18 {:<10}: {rate:.0} events/s {events} events", "via Db");
+        let after = db.stats().await?;
+        println!(
+            "q18 {:<10}: {rate:.0} events/s {events} events; caller spins answered {} missed {}",
+            "via Db",
+            after.caller_spins_answered - before.caller_spins_answered,
+            after.caller_spins_missed - before.caller_spins_missed
+        );
         db.close().await
     })?;
     let _ = std::fs::remove_dir_all(&dir);

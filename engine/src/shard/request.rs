@@ -12,12 +12,17 @@
 //! (a caller driving many requests from one thread, say 32 futures under one
 //! `block_on`, would otherwise serialize them behind each other's spins), never on
 //! a shard's own executor thread (a `LocalDb` forwarding a key to another shard
-//! must not stall its own shard), and not after a spin of the shard's callers
-//! missed, for the next [`SKIP_AFTER_MISS`] calls: on a machine where the caller
-//! and the shard compete for cores (or the answers need disk reads) spinning only
-//! burns the CPU the shard needs, so the cost of probing stays below 1 call in 16.
-//! A spin also gives up as soon as its thread was descheduled between two polls
-//! ([`PREEMPTED`]): the core is contended, and parking is the better bet.
+//! must not stall its own shard), and not for a while after a spin of the shard's
+//! callers missed. A spin gives up as soon as its thread was descheduled between
+//! two polls ([`PREEMPTED`]): the caller and the shard compete for cores, spinning
+//! only burns the CPU the shard needs, and the next [`SKIP_AFTER_MISS`] calls park
+//! at once, so probing costs less than 1 call in 16. A spin that ran its full time
+//! on its own core only met a slow answer (a flush or compaction step holding the
+//! shard, a disk read): the calls after it skip the spin 1, 2, 4, ... up to
+//! [`SKIP_AFTER_MISS`] times as such misses follow each other, and spin again at
+//! once after an answered spin. An isolated slow answer (the shard busy flushing
+//! for a moment) so costs one parked call, not sixteen; answers that all need the
+//! disk still settle at one probe in 16 calls.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
@@ -53,6 +58,8 @@ pub(crate) struct CallerSide {
     spins_answered: AtomicU64,
     /// Spins that gave up and parked.
     spins_missed: AtomicU64,
+    /// Spins in a row that ran their full time without an answer.
+    slow_streak: AtomicU64,
 }
 
 impl CallerSide {
@@ -85,15 +92,43 @@ impl CallerSide {
         if spin.is_zero() {
             return None;
         }
-        let got = poll_until(rx, spin);
-        if got.is_some() {
-            self.spins_answered.fetch_add(1, Ordering::Relaxed);
-            self.spin_credit.store(0, Ordering::Relaxed);
-        } else {
-            self.spins_missed.fetch_add(1, Ordering::Relaxed);
-            self.spin_credit.store(-SKIP_AFTER_MISS, Ordering::Relaxed);
+        match poll_until(rx, spin) {
+            Polled::Answer(got) => {
+                self.spun(SpinEnd::Answered);
+                Some(got)
+            }
+            Polled::Slow => {
+                self.spun(SpinEnd::Slow);
+                None
+            }
+            Polled::Preempted => {
+                self.spun(SpinEnd::Preempted);
+                None
+            }
         }
-        got
+    }
+
+    /// Counts a spin that ended so, and sets how many calls skip the spin next.
+    fn spun(&self, end: SpinEnd) {
+        let skip = match end {
+            SpinEnd::Answered => {
+                self.spins_answered.fetch_add(1, Ordering::Relaxed);
+                self.slow_streak.store(0, Ordering::Relaxed);
+                0
+            }
+            SpinEnd::Slow => {
+                self.spins_missed.fetch_add(1, Ordering::Relaxed);
+                skip_after_slow(self.slow_streak.fetch_add(1, Ordering::Relaxed))
+            }
+            SpinEnd::Preempted => {
+                self.spins_missed.fetch_add(1, Ordering::Relaxed);
+                // Slow spins after this one skip the most too, until one is answered.
+                self.slow_streak
+                    .store(SLOW_STREAK_AT_MOST, Ordering::Relaxed);
+                SKIP_AFTER_MISS
+            }
+        };
+        self.spin_credit.store(-skip, Ordering::Relaxed);
     }
 
     /// Spins that saw the answer and spins that gave up.
@@ -114,22 +149,111 @@ impl Drop for InFlightGuard {
     }
 }
 
+/// A slow streak at which the skip is at its most.
+const SLOW_STREAK_AT_MOST: u64 = SKIP_AFTER_MISS.ilog2() as u64;
+
+/// Calls that skip the spin after the `streak`-th slow spin in a row (0-based):
+/// 1, 2, 4, ... up to [`SKIP_AFTER_MISS`].
+fn skip_after_slow(streak: u64) -> i64 {
+    if streak >= SLOW_STREAK_AT_MOST {
+        SKIP_AFTER_MISS
+    } else {
+        1i64 << streak
+    }
+}
+
+/// How a spin ended, for the skip that follows it.
+#[derive(Clone, Copy, Debug)]
+enum SpinEnd {
+    Answered,
+    Slow,
+    Preempted,
+}
+
+/// How a spin ended, with the answer.
+enum Polled<T> {
+    /// The answer (or the disconnection) came.
+    Answer(Result<T, flume::RecvError>),
+    /// The spin ran its full time on its core without an answer.
+    Slow,
+    /// The thread lost its core between two polls.
+    Preempted,
+}
+
 /// Polls `rx` until it answers, `spin` has passed or the thread was descheduled.
-fn poll_until<T>(rx: &flume::Receiver<T>, spin: Duration) -> Option<Result<T, flume::RecvError>> {
+fn poll_until<T>(rx: &flume::Receiver<T>, spin: Duration) -> Polled<T> {
     let start = clock::now();
     let mut last = start;
     loop {
         match rx.try_recv() {
-            Ok(v) => return Some(Ok(v)),
+            Ok(v) => return Polled::Answer(Ok(v)),
             Err(flume::TryRecvError::Disconnected) => {
-                return Some(Err(flume::RecvError::Disconnected))
+                return Polled::Answer(Err(flume::RecvError::Disconnected))
             }
             Err(flume::TryRecvError::Empty) => std::hint::spin_loop(),
         }
         let now = clock::now();
-        if now.duration_since(start) >= spin || now.duration_since(last) >= PREEMPTED {
-            return None;
+        if now.duration_since(last) >= PREEMPTED {
+            return Polled::Preempted;
+        }
+        if now.duration_since(start) >= spin {
+            return Polled::Slow;
         }
         last = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Calls that may spin among the next `n` (each counted in and out).
+    fn spinning_calls(side: &Arc<CallerSide>, n: usize) -> Vec<bool> {
+        (0..n).map(|_| side.enter().1).collect()
+    }
+
+    #[test]
+    fn slow_spins_in_a_row_skip_1_2_4_8_then_16_calls_and_an_answer_resets() {
+        let side = Arc::new(CallerSide::default());
+        assert_eq!(spinning_calls(&side, 3), vec![true; 3]);
+        for skip in [1, 2, 4, 8, 16, 16] {
+            side.spun(SpinEnd::Slow);
+            let calls = spinning_calls(&side, skip + 1);
+            assert!(calls[..skip].iter().all(|s| !s), "skip {skip}: {calls:?}");
+            assert!(calls[skip], "spins again after {skip} calls");
+        }
+        side.spun(SpinEnd::Answered);
+        assert_eq!(spinning_calls(&side, 2), vec![true; 2]);
+        side.spun(SpinEnd::Slow);
+        assert_eq!(
+            spinning_calls(&side, 2),
+            vec![false, true],
+            "the streak restarted"
+        );
+        assert_eq!(side.spin_counts(), (1, 7));
+    }
+
+    #[test]
+    fn a_preempted_spin_skips_16_calls_and_so_do_the_slow_ones_after_it() {
+        let side = Arc::new(CallerSide::default());
+        side.spun(SpinEnd::Preempted);
+        let calls = spinning_calls(&side, 17);
+        assert!(calls[..16].iter().all(|s| !s) && calls[16], "{calls:?}");
+        side.spun(SpinEnd::Slow);
+        let calls = spinning_calls(&side, 17);
+        assert!(calls[..16].iter().all(|s| !s) && calls[16], "{calls:?}");
+    }
+
+    #[test]
+    fn a_spin_on_an_answered_channel_takes_the_answer() {
+        let side = Arc::new(CallerSide::default());
+        let (tx, rx) = flume::bounded(1);
+        tx.send(7).unwrap();
+        let got = side.spin_for_reply(&rx, Duration::from_millis(1));
+        assert_eq!(got, Some(Ok(7)));
+        assert_eq!(side.spin_counts(), (1, 0));
+        drop(tx);
+        let got = side.spin_for_reply(&rx, Duration::from_millis(1));
+        assert_eq!(got, Some(Err(flume::RecvError::Disconnected)));
     }
 }
