@@ -177,11 +177,15 @@ fn main() -> Result<()> {
         let before = db.stats().await?;
         let rate = run_through_db(&db, events).await?;
         let after = db.stats().await?;
+        let (b, a) = (before.total(), after.total());
         println!(
-            "q18 {:<10}: {rate:.0} events/s {events} events; caller spins answered {} missed {}",
+            "q18 {:<10}: {rate:.0} events/s {events} events; caller spins answered {} missed {}; \
+             flushes {} compactions {}",
             "via Db",
             after.caller_spins_answered - before.caller_spins_answered,
-            after.caller_spins_missed - before.caller_spins_missed
+            after.caller_spins_missed - before.caller_spins_missed,
+            a.flushes - b.flushes,
+            a.compactions - b.compactions
         );
         db.close().await
     })?;
