@@ -382,7 +382,7 @@ impl Db {
         ) else {
             return Err(ErrorDetail::BadArgument(format!("no shard {id}")).into());
         };
-        let (tx, rx) = flume::bounded::<Result<T>>(1);
+        let (tx, rx) = oneshot::channel::<Result<T>>();
         let (guard, may_spin) = callers.enter();
         let job: Job = Box::new(move |shard: &Rc<Shard>, permit| {
             let shard = shard.clone();
@@ -410,7 +410,7 @@ impl Db {
         };
         let answer = match callers.spin_for_reply(&rx, spin) {
             Some(r) => r,
-            None => rx.recv_async().await,
+            None => rx.await,
         };
         answer.unwrap_or_else(|_| {
             Err(ErrorDetail::ShardGone {

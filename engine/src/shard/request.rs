@@ -86,9 +86,9 @@ impl CallerSide {
     /// to go and park.
     pub(crate) fn spin_for_reply<T>(
         &self,
-        rx: &flume::Receiver<T>,
+        rx: &oneshot::Receiver<T>,
         spin: Duration,
-    ) -> Option<Result<T, flume::RecvError>> {
+    ) -> Option<Result<T, oneshot::RecvError>> {
         if spin.is_zero() {
             return None;
         }
@@ -173,7 +173,7 @@ enum SpinEnd {
 /// How a spin ended, with the answer.
 enum Polled<T> {
     /// The answer (or the disconnection) came.
-    Answer(Result<T, flume::RecvError>),
+    Answer(Result<T, oneshot::RecvError>),
     /// The spin ran its full time on its core without an answer.
     Slow,
     /// The thread lost its core between two polls.
@@ -181,16 +181,16 @@ enum Polled<T> {
 }
 
 /// Polls `rx` until it answers, `spin` has passed or the thread was descheduled.
-fn poll_until<T>(rx: &flume::Receiver<T>, spin: Duration) -> Polled<T> {
+fn poll_until<T>(rx: &oneshot::Receiver<T>, spin: Duration) -> Polled<T> {
     let start = clock::now();
     let mut last = start;
     loop {
         match rx.try_recv() {
             Ok(v) => return Polled::Answer(Ok(v)),
-            Err(flume::TryRecvError::Disconnected) => {
-                return Polled::Answer(Err(flume::RecvError::Disconnected))
+            Err(oneshot::TryRecvError::Disconnected) => {
+                return Polled::Answer(Err(oneshot::RecvError))
             }
-            Err(flume::TryRecvError::Empty) => std::hint::spin_loop(),
+            Err(oneshot::TryRecvError::Empty) => std::hint::spin_loop(),
         }
         let now = clock::now();
         if now.duration_since(last) >= PREEMPTED {
@@ -247,13 +247,14 @@ mod tests {
     #[test]
     fn a_spin_on_an_answered_channel_takes_the_answer() {
         let side = Arc::new(CallerSide::default());
-        let (tx, rx) = flume::bounded(1);
+        let (tx, rx) = oneshot::channel();
         tx.send(7).unwrap();
         let got = side.spin_for_reply(&rx, Duration::from_millis(1));
         assert_eq!(got, Some(Ok(7)));
         assert_eq!(side.spin_counts(), (1, 0));
+        let (tx, rx) = oneshot::channel::<u32>();
         drop(tx);
         let got = side.spin_for_reply(&rx, Duration::from_millis(1));
-        assert_eq!(got, Some(Err(flume::RecvError::Disconnected)));
+        assert_eq!(got, Some(Err(oneshot::RecvError)));
     }
 }
