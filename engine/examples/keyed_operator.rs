@@ -155,16 +155,11 @@ fn main() -> Result<()> {
     if let Some(shards) = arg(2) {
         opts.shards = shards as u32;
     }
-    if let Some(us) = std::env::var("TERRACE_REQUEST_SPIN_US")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
+    let env_us = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    if let Some(us) = env_us("TERRACE_REQUEST_SPIN_US") {
         opts.request_spin_us = us;
     }
-    if let Some(us) = std::env::var("TERRACE_CALLER_SPIN_US")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
+    if let Some(us) = env_us("TERRACE_CALLER_SPIN_US") {
         opts.caller_spin_us = us;
     }
     futures_lite::future::block_on(async {

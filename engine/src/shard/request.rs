@@ -92,20 +92,12 @@ impl CallerSide {
         if spin.is_zero() {
             return None;
         }
-        match poll_until(rx, spin) {
-            Polled::Answer(got) => {
-                self.spun(SpinEnd::Answered);
-                Some(got)
-            }
-            Polled::Slow => {
-                self.spun(SpinEnd::Slow);
-                None
-            }
-            Polled::Preempted => {
-                self.spun(SpinEnd::Preempted);
-                None
-            }
-        }
+        let (got, end) = match poll_until(rx, spin) {
+            Ok(got) => (Some(got), SpinEnd::Answered),
+            Err(end) => (None, end),
+        };
+        self.spun(end);
+        got
     }
 
     /// Counts a spin that ended so, and sets how many calls skip the spin next.
@@ -165,39 +157,34 @@ fn skip_after_slow(streak: u64) -> i64 {
 /// How a spin ended, for the skip that follows it.
 #[derive(Clone, Copy, Debug)]
 enum SpinEnd {
-    Answered,
-    Slow,
-    Preempted,
-}
-
-/// How a spin ended, with the answer.
-enum Polled<T> {
     /// The answer (or the disconnection) came.
-    Answer(Result<T, oneshot::RecvError>),
+    Answered,
     /// The spin ran its full time on its core without an answer.
     Slow,
     /// The thread lost its core between two polls.
     Preempted,
 }
 
-/// Polls `rx` until it answers, `spin` has passed or the thread was descheduled.
-fn poll_until<T>(rx: &oneshot::Receiver<T>, spin: Duration) -> Polled<T> {
+/// Polls `rx` until it answers (`Ok`, with the answer or the disconnection), `spin`
+/// has passed or the thread was descheduled (`Err` with how the spin ended).
+fn poll_until<T>(
+    rx: &oneshot::Receiver<T>,
+    spin: Duration,
+) -> Result<Result<T, oneshot::RecvError>, SpinEnd> {
     let start = clock::now();
     let mut last = start;
     loop {
         match rx.try_recv() {
-            Ok(v) => return Polled::Answer(Ok(v)),
-            Err(oneshot::TryRecvError::Disconnected) => {
-                return Polled::Answer(Err(oneshot::RecvError))
-            }
+            Ok(v) => return Ok(Ok(v)),
+            Err(oneshot::TryRecvError::Disconnected) => return Ok(Err(oneshot::RecvError)),
             Err(oneshot::TryRecvError::Empty) => std::hint::spin_loop(),
         }
         let now = clock::now();
         if now.duration_since(last) >= PREEMPTED {
-            return Polled::Preempted;
+            return Err(SpinEnd::Preempted);
         }
         if now.duration_since(start) >= spin {
-            return Polled::Slow;
+            return Err(SpinEnd::Slow);
         }
         last = now;
     }
