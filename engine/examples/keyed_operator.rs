@@ -162,6 +162,9 @@ fn main() -> Result<()> {
     if let Some(us) = env_us("TERRACE_CALLER_SPIN_US") {
         opts.caller_spin_us = us;
     }
+    if let Some(us) = env_us("TERRACE_SPIN_BEFORE_PARK_US") {
+        opts.spin_before_park_us = us;
+    }
     futures_lite::future::block_on(async {
         let db = Db::open(opts).await?;
         for batched in [false, true] {

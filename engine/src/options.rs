@@ -189,7 +189,12 @@ pub struct Options {
     pub max_open_cursors_per_shard: usize,
     /// How long an idle shard spins before parking, in microseconds (cuts cross-thread
     /// request latency at the price of CPU). Only pinned shards spin (`pin_shards`):
-    /// glommio ignores it for unbound executors.
+    /// glommio ignores it for unbound executors. The default (20) is about what a park
+    /// and wake-up cost in a VM: long enough to catch the next request of a caller
+    /// that is already on its way (the request loop's own spin, `request_spin_us`,
+    /// covers back-to-back calls), short enough that a shard waiting on the object
+    /// store does not burn its core (100 µs took 14–20% more CPU per read in
+    /// docs/BENCHMARKS.md, "Idle spin").
     pub spin_before_park_us: u64,
     /// How long a caller of a [`Db`](crate::Db) method spins on the answer before
     /// parking its thread, in microseconds (at most 1000; 0 never spins). Parking and
@@ -405,7 +410,7 @@ impl Options {
             num_levels: 7,
             max_pending_requests_per_shard: 4096,
             max_open_cursors_per_shard: 1024,
-            spin_before_park_us: 100,
+            spin_before_park_us: 20,
             caller_spin_us: 50,
             request_spin_us: 50,
             foreground_latency_us: 1000,

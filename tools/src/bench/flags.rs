@@ -406,6 +406,11 @@ pub struct StoreFlags {
     #[arg(long, default_value_t = 50)]
     pub request_spin_us: u64,
 
+    /// How long an idle pinned shard's executor spins before it parks, in µs
+    /// (`Options::spin_before_park_us`; 0 = park at once).
+    #[arg(long, default_value_t = 20)]
+    pub spin_before_park_us: u64,
+
     /// Object store holding the SSTs: `file:///abs/path`, `s3://bucket/prefix`
     /// (endpoint, region and credentials from the usual AWS variables), `none` for
     /// local files only. Default: the embedded local-directory store `<db>/objects`.
@@ -769,6 +774,7 @@ impl StoreFlags {
         opts.target_file_bytes = self.target_file_size_base;
         opts.pin_shards = self.pin_shards;
         opts.request_spin_us = self.request_spin_us;
+        opts.spin_before_park_us = self.spin_before_park_us;
         opts.object_store = match self.object_store.as_deref() {
             None => terrace::ObjectStoreSpec::Embedded,
             Some("none") => terrace::ObjectStoreSpec::Disabled,
