@@ -156,6 +156,13 @@ fn scans(c: &mut Criterion) {
     opts.max_key_groups = 128;
     // Map keys: 8-byte user keys, so one user's map is one key group.
     opts.key_group_prefix_bytes = Some(8);
+    // For experiments: `SCAN_READAHEAD_BLOCKS=0 cargo bench ...` scans without read-ahead.
+    if let Some(n) = std::env::var("SCAN_READAHEAD_BLOCKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        opts.scan_readahead_blocks = n;
+    }
     let db = block_on(Db::open(opts)).expect("open");
     let t = db.table("default").expect("table");
     let value = [7u8; 100];

@@ -127,6 +127,10 @@ pub(crate) struct LevelIter {
     level: u8,
     /// Blocks loaded by the scan (shared with its other iterators).
     scan_blocks: Rc<Cell<u32>>,
+    /// Read-ahead limit of each file's iterator ([`TableIter::readahead`]).
+    readahead_blocks: usize,
+    /// Where the scan ends, for the read-ahead ([`TableIter::bound_readahead`]).
+    readahead_end: Option<Vec<u8>>,
     index: usize,
     current: Option<TableIter>,
 }
@@ -137,12 +141,15 @@ impl LevelIter {
         cache: Rc<dyn TableCache>,
         level: u8,
         scan_blocks: Rc<Cell<u32>>,
+        readahead_blocks: usize,
     ) -> LevelIter {
         LevelIter {
             version,
             cache,
             level,
             scan_blocks,
+            readahead_blocks,
+            readahead_end: None,
             index: 0,
             current: None,
         }
@@ -158,15 +165,21 @@ impl LevelIter {
     async fn open(&mut self, index: usize) -> Result<()> {
         self.index = index;
         self.current = match self.files().get(index) {
-            Some(f) => Some(
-                f.reader
+            Some(f) => {
+                let mut it = f
+                    .reader
                     .iter_at(
                         self.cache.clone(),
                         self.level,
                         Some(self.scan_blocks.clone()),
                     )
-                    .clipped(f.desc.clip),
-            ),
+                    .readahead(self.readahead_blocks)
+                    .clipped(f.desc.clip);
+                if let Some(end) = &self.readahead_end {
+                    it.bound_readahead(end);
+                }
+                Some(it)
+            }
             None => None,
         };
         Ok(())
@@ -357,9 +370,23 @@ impl MergeIter {
     /// a later step never brings them back below `end`; a cursor confined to a key
     /// range then compares only the sources that still hold keys in it. Call only
     /// while every remaining step stays below `end`.
+    /// Drops the sources with nothing before internal key `end` (the scan's end) and
+    /// tells the others' read-ahead where the scan stops.
     pub(crate) fn retain_below(&mut self, end: &[u8]) {
         self.sources
             .retain(|s| s.valid() && compare_internal(s.key(), end) == Ordering::Less);
+        for s in &mut self.sources {
+            match s {
+                Source::Mem(_) => {}
+                Source::Table(t) => t.bound_readahead(end),
+                Source::Level(l) => {
+                    if let Some(c) = l.current.as_mut() {
+                        c.bound_readahead(end);
+                    }
+                    l.readahead_end = Some(end.to_vec());
+                }
+            }
+        }
         self.pick();
     }
 

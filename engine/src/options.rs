@@ -187,6 +187,12 @@ pub struct Options {
     /// holds its snapshot (memtables, files) and one block per run per key group with
     /// data left in its range; dropping the iterator releases it.
     pub max_open_cursors_per_shard: usize,
+    /// Most data blocks a scan's iterator over one SST loads ahead of itself once it
+    /// reads the file block after block (each a cache lookup, from the local disk or
+    /// the object store on a miss); the window starts at 2 and doubles per block, as
+    /// RocksDB's automatic readahead does. At most 1024; 0 turns it off. Memory: up to
+    /// this many blocks per SST a scan is reading.
+    pub scan_readahead_blocks: usize,
     /// How long an idle shard spins before parking, in microseconds (cuts cross-thread
     /// request latency at the price of CPU). Only pinned shards spin (`pin_shards`):
     /// glommio ignores it for unbound executors. The default (20) is about what a park
@@ -410,6 +416,7 @@ impl Options {
             num_levels: 7,
             max_pending_requests_per_shard: 4096,
             max_open_cursors_per_shard: 1024,
+            scan_readahead_blocks: 16,
             spin_before_park_us: 20,
             caller_spin_us: 50,
             request_spin_us: 50,
@@ -627,6 +634,9 @@ impl Options {
         }
         if !(1..=1 << 20).contains(&self.max_open_cursors_per_shard) {
             return Err(bad("max_open_cursors_per_shard", "must be in 1..=1048576"));
+        }
+        if self.scan_readahead_blocks > 1024 {
+            return Err(bad("scan_readahead_blocks", "must be at most 1024"));
         }
         if self.foreground_shares == 0 || self.flush_shares == 0 || self.compaction_shares == 0 {
             return Err(bad("*_shares", "task queue shares must be positive"));

@@ -82,6 +82,10 @@ async fn check_config(dir: &std::path::Path, seed: u64, opts: TableOptions) {
 
     let cache = Rc::new(BlockCache::new(1 << 20));
     assert_eq!(scan_cached(&t, cache.clone()).await.unwrap(), entries);
+    for ahead in [1, 4, 64] {
+        let fresh = Rc::new(BlockCache::new(1 << 20));
+        assert_eq!(scan_cached_ahead(&t, fresh, ahead).await.unwrap(), entries);
+    }
     for readahead in [4096, 64 << 10, 8 << 20] {
         assert_eq!(scan_sequential(&t, readahead).await.unwrap(), entries);
     }
@@ -106,6 +110,7 @@ async fn check_config(dir: &std::path::Path, seed: u64, opts: TableOptions) {
     }
 
     let mut cached = t.iter(cache.clone());
+    let mut ahead = t.iter(Rc::new(BlockCache::new(64 << 10))).readahead(8);
     let mut seq = t.iter_sequential(16 << 10);
     for i in 0..400 {
         let target = if i % 2 == 0 {
@@ -122,14 +127,14 @@ async fn check_config(dir: &std::path::Path, seed: u64, opts: TableOptions) {
             )
         };
         let want = model.seek(&target);
-        for it in [&mut cached, &mut seq] {
+        for it in [&mut cached, &mut ahead, &mut seq] {
             it.seek(&target).await.unwrap();
             let got = it.valid().then(|| (it.key().to_vec(), it.value().to_vec()));
             assert_eq!(got, want);
             // A few steps forward stay in step with the model.
             if let Some((k, _)) = &want {
                 let pos = entries.iter().position(|(ik, _)| ik == k).unwrap();
-                for step in 1..4 {
+                for step in 1..12 {
                     it.next().await.unwrap();
                     match entries.get(pos + step) {
                         Some((k, v)) => {
@@ -271,12 +276,7 @@ fn concurrent_gets_on_one_table_all_complete() {
     let d = dir.path().to_path_buf();
     run(dir.path(), move || async move {
         let path = d.join("concurrent.sst");
-        let entries: Vec<_> = (0..5000u32)
-            .map(|i| {
-                let k = make_internal_key(&state_key(2, &i.to_be_bytes()), 3, ValueKind::Put);
-                (k, i.to_le_bytes().repeat(20))
-            })
-            .collect();
+        let entries = numbered_entries(2, 3, 5000, 20);
         write_table(&path, 4, TableOptions::default(), &entries).await;
         let t = open_local(&path, 4).await;
         let cache = Rc::new(BlockCache::new(1 << 20));
@@ -296,27 +296,6 @@ fn concurrent_gets_on_one_table_all_complete() {
             task.await;
         }
     });
-}
-
-/// A source that counts the reads it serves.
-struct Counting {
-    inner: terrace::sst::fuzzing::MemSource,
-    reads: std::cell::Cell<u32>,
-}
-
-impl terrace_tiering::BlockSource for Counting {
-    fn read_at(
-        &self,
-        offset: u64,
-        len: usize,
-    ) -> terrace_tiering::LocalBoxFuture<'_, std::io::Result<terrace_tiering::Bytes>> {
-        self.reads.set(self.reads.get() + 1);
-        self.inner.read_at(offset, len)
-    }
-
-    fn size(&self) -> u64 {
-        self.inner.size()
-    }
 }
 
 #[test]
@@ -343,10 +322,7 @@ fn a_remote_open_reads_footer_and_metadata_in_one_request_when_they_fit() {
             write_table(&path, 3, opts, &entries).await;
             let bytes = std::fs::read(&path).unwrap();
             let size = bytes.len() as u64;
-            let src = Rc::new(Counting {
-                inner: terrace::sst::fuzzing::MemSource(bytes),
-                reads: std::cell::Cell::new(0),
-            });
+            let src = Counting::new(bytes, None);
             let t = TableReader::open_remote(3, path.clone(), src.clone())
                 .await
                 .unwrap();
@@ -358,6 +334,131 @@ fn a_remote_open_reads_footer_and_metadata_in_one_request_when_they_fit() {
                 entries,
                 "{name}"
             );
+        }
+    });
+}
+
+/// A source that counts the reads it serves and how many are in flight at once,
+/// each taking `delay` when set.
+struct Counting {
+    inner: terrace::sst::fuzzing::MemSource,
+    delay: Option<std::time::Duration>,
+    reads: std::cell::Cell<u32>,
+    in_flight: Rc<std::cell::Cell<u32>>,
+    most_in_flight: std::cell::Cell<u32>,
+}
+
+impl Counting {
+    fn new(bytes: Vec<u8>, delay: Option<std::time::Duration>) -> Rc<Counting> {
+        Rc::new(Counting {
+            inner: terrace::sst::fuzzing::MemSource(bytes),
+            delay,
+            reads: std::cell::Cell::new(0),
+            in_flight: Rc::new(std::cell::Cell::new(0)),
+            most_in_flight: std::cell::Cell::new(0),
+        })
+    }
+}
+
+impl terrace_tiering::BlockSource for Counting {
+    fn read_at(
+        &self,
+        offset: u64,
+        len: usize,
+    ) -> terrace_tiering::LocalBoxFuture<'_, std::io::Result<terrace_tiering::Bytes>> {
+        self.reads.set(self.reads.get() + 1);
+        self.in_flight.set(self.in_flight.get() + 1);
+        self.most_in_flight
+            .set(self.most_in_flight.get().max(self.in_flight.get()));
+        // Counted out when the read ends or is dropped (a cancelled read-ahead).
+        struct Out(Rc<std::cell::Cell<u32>>);
+        impl Drop for Out {
+            fn drop(&mut self) {
+                self.0.set(self.0.get() - 1);
+            }
+        }
+        let out = Out(self.in_flight.clone());
+        Box::pin(async move {
+            if let Some(d) = self.delay {
+                glommio::timer::sleep(d).await;
+            }
+            let r = self.inner.read_at(offset, len).await;
+            drop(out);
+            r
+        })
+    }
+
+    fn size(&self) -> u64 {
+        self.inner.size()
+    }
+}
+
+#[test]
+fn a_cached_scan_reads_ahead_with_several_block_reads_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    run(dir.path(), move || async move {
+        let path = d.join("ahead.sst");
+        let entries = numbered_entries(1, 5, 6000, 25);
+        write_table(&path, 4, TableOptions::default(), &entries).await;
+        let bytes = std::fs::read(&path).unwrap();
+        for (ahead, most) in [(0usize, 1u32), (8, 8), (32, 32)] {
+            let src = Counting::new(bytes.clone(), Some(std::time::Duration::from_millis(2)));
+            let t = Rc::new(
+                TableReader::open_remote(4, path.clone(), src.clone())
+                    .await
+                    .unwrap(),
+            );
+            let blocks = t.block_count() as u32;
+            assert!(
+                blocks > 100,
+                "{blocks} blocks: too few to see the window grow"
+            );
+            let opened = src.reads.get();
+            src.most_in_flight.set(0);
+            let cache = Rc::new(BlockCache::new(1 << 20));
+            assert_eq!(
+                scan_cached_ahead(&t, cache.clone(), ahead).await.unwrap(),
+                entries,
+                "read-ahead {ahead}"
+            );
+            // Every data block read once: nothing loaded twice, nothing past the end.
+            assert_eq!(src.reads.get() - opened, blocks, "read-ahead {ahead}");
+            assert_eq!(src.most_in_flight.get(), most, "read-ahead {ahead}");
+
+            // Seeks into the middle with a stretch of steps after each: the window
+            // built up before a seek is dropped and the entries stay right.
+            // A bounded scan reads no block past the one holding its end: as many
+            // reads as the same scan without read-ahead makes.
+            let (from, to) = (1234, 4321);
+            let mut reads = Vec::new();
+            for a in [0, ahead] {
+                let before = src.reads.get();
+                let mut it = t.iter(Rc::new(BlockCache::new(1 << 20))).readahead(a);
+                it.seek(&entries[from].0).await.unwrap();
+                it.bound_readahead(&entries[to].0);
+                let mut n = from;
+                while it.valid() && it.key() < &entries[to].0[..] {
+                    assert_eq!(it.key(), &entries[n].0[..]);
+                    n += 1;
+                    it.next().await.unwrap();
+                }
+                assert_eq!(n, to);
+                drop(it);
+                reads.push(src.reads.get() - before);
+            }
+            assert_eq!(reads[0], reads[1], "read-ahead {ahead}: reads past the end");
+
+            let mut it = t.iter(cache).readahead(ahead);
+            for start in [blocks as usize * 8, 100, 5000] {
+                let start = start.min(entries.len() - 1);
+                it.seek(&entries[start].0).await.unwrap();
+                for (k, v) in &entries[start..(start + 700).min(entries.len())] {
+                    assert!(it.valid());
+                    assert_eq!((it.key(), it.value()), (&k[..], &v[..]));
+                    it.next().await.unwrap();
+                }
+            }
         }
     });
 }

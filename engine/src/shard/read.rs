@@ -289,6 +289,7 @@ impl Shard {
             sources.push(Source::Table(
                 f.reader
                     .iter_at(cache.clone(), 0, Some(scan_blocks.clone()))
+                    .readahead(self.opts.scan_readahead_blocks)
                     .clipped(f.desc.clip),
             ));
         }
@@ -299,6 +300,7 @@ impl Shard {
                     cache.clone(),
                     level as u8,
                     scan_blocks.clone(),
+                    self.opts.scan_readahead_blocks,
                 )));
             }
         }

@@ -13,6 +13,15 @@
 //!   current block ([`TableIter::block_hot`]), so compaction can preload the output
 //!   blocks that replace hot ones.
 //!
+//! A cached iterator may read ahead ([`TableIter::readahead`], RocksDB's automatic
+//! readahead at block granularity): once it has moved from one block to the next
+//! twice in a row, it starts loading the blocks after the current one, each as its
+//! own cache lookup in a task of the current queue, two at first and twice as many
+//! at each further step, up to the limit; a jump (seek, or a block it did not queue)
+//! cancels the loads and starts over. A block a memory hit serves costs no task. So
+//! a long scan keeps several block reads in flight (local disk or object store)
+//! instead of waiting for each in turn.
+//!
 //! A clipped iterator ([`TableIter::clipped`]) yields only the entries whose key
 //! group lies in its clip range: the file reference of a rescaled shard holds only
 //! those (the file also holds other shards' keys until a compaction trims them).
@@ -20,7 +29,11 @@
 //! After an error the iterator is invalid; seeking again is allowed.
 
 use std::cell::Cell;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll};
 
 use terrace_tiering::Bytes;
 
@@ -49,10 +62,81 @@ enum Fetch {
     },
 }
 
+/// A block loading ahead of a cached iterator.
+enum Ahead {
+    /// Served at once (a memory hit), or failed at once.
+    Ready(Result<Bytes>),
+    /// Loading in a task; dropping it cancels the load.
+    Loading(glommio::Task<Result<Bytes>>),
+}
+
+/// Read-ahead state of a cached iterator (see the module comment).
+#[derive(Default)]
+struct ReadAhead {
+    /// Most blocks loading ahead at once; 0 turns read-ahead off.
+    max: usize,
+    /// Block moves to the next block in a row.
+    streak: u32,
+    /// The block last handed to the iterator.
+    last: Option<usize>,
+    /// How many blocks past the current one are wanted loading.
+    window: usize,
+    /// Blocks loading ahead, consecutive and in order.
+    queue: VecDeque<(usize, Ahead)>,
+    /// The last block the scan can need (it holds the first key at or past the
+    /// scan's end), when the scan has one: nothing after it is loaded ahead.
+    last_needed: Option<usize>,
+}
+
+impl ReadAhead {
+    /// Notes that block `i` is wanted; returns its load if it was queued. Anything
+    /// queued before `i` is dropped (cancelled), and a jump empties the queue.
+    fn take(&mut self, i: usize) -> Option<Ahead> {
+        let sequential = self.last.is_some_and(|l| l + 1 == i);
+        self.last = Some(i);
+        if !sequential {
+            self.streak = 0;
+            self.window = 0;
+            self.queue.clear();
+            return None;
+        }
+        self.streak = self.streak.saturating_add(1);
+        while self.queue.front().is_some_and(|(j, _)| *j < i) {
+            self.queue.pop_front();
+        }
+        match self.queue.front() {
+            Some((j, _)) if *j == i => self.queue.pop_front().map(|(_, a)| a),
+            _ => {
+                self.queue.clear();
+                None
+            }
+        }
+    }
+
+    /// Which blocks to start loading after block `i` of `count`: none until two
+    /// moves in a row (one when the scan's end is known), then a window that doubles
+    /// per move up to `max`.
+    fn plan(&mut self, i: usize, count: usize) -> std::ops::Range<usize> {
+        let moves = if self.last_needed.is_some() { 1 } else { 2 };
+        if self.max == 0 || self.streak < moves {
+            return 0..0;
+        }
+        self.window = (self.window * 2).max(2).min(self.max);
+        let from = self.queue.back().map_or(i + 1, |(j, _)| j + 1);
+        let end = self
+            .last_needed
+            .map_or(count, |l| l.saturating_add(1).min(count));
+        let to = (i + 1 + self.window).min(end);
+        from..to.max(from)
+    }
+}
+
 /// A cursor over the entries of one SST.
 pub struct TableIter {
     table: Rc<TableReader>,
     fetch: Fetch,
+    /// Blocks loading ahead (cached iterators with [`TableIter::readahead`]).
+    ahead: ReadAhead,
     /// The current block and its index, when positioned.
     block: Option<(usize, BlockIter)>,
     /// Whether the probe cache held the current block when it was read.
@@ -75,6 +159,7 @@ impl TableIter {
                 level,
                 scan_blocks,
             },
+            ahead: ReadAhead::default(),
             block: None,
             block_hot: false,
             clip: None,
@@ -94,9 +179,55 @@ impl TableIter {
                 chunk: None,
                 probe,
             },
+            ahead: ReadAhead::default(),
             block: None,
             block_hot: false,
             clip: None,
+        }
+    }
+
+    /// This iterator, reading up to `max_blocks` blocks ahead of itself once it moves
+    /// through the file block after block (cached iterators only; 0 = never). It
+    /// spawns the loads on the current glommio executor: use it only on one.
+    pub fn readahead(mut self, max_blocks: usize) -> TableIter {
+        if matches!(self.fetch, Fetch::Cached { .. }) {
+            self.ahead.max = max_blocks;
+        }
+        self
+    }
+
+    /// Tells the read-ahead that the scan ends before internal key `end`: blocks past
+    /// the one that may hold `end` are never loaded ahead.
+    /// A scan positioned in a block before the one holding `end` reads on to it, so
+    /// the loads after the current block start at once.
+    pub fn bound_readahead(&mut self, end: &[u8]) {
+        if self.ahead.max == 0 {
+            return;
+        }
+        let last_needed = self.table.find_block(end);
+        self.ahead.last_needed = Some(last_needed);
+        if let Some(i) = self.block.as_ref().map(|(i, _)| *i) {
+            if self.ahead.queue.is_empty() && self.ahead.last == Some(i) && i < last_needed {
+                self.ahead.streak = self.ahead.streak.max(1);
+                self.queue_ahead(i);
+            }
+        }
+    }
+
+    /// Starts loading the blocks [`ReadAhead::plan`] picks after block `i`.
+    fn queue_ahead(&mut self, i: usize) {
+        let Fetch::Cached {
+            cache,
+            level,
+            scan_blocks,
+        } = &self.fetch
+        else {
+            return;
+        };
+        for j in self.ahead.plan(i, self.table.block_count()) {
+            let read = scan_read(*level, scan_blocks.as_deref());
+            let load = start_load(self.table.clone(), cache.clone(), j, read);
+            self.ahead.queue.push_back((j, load));
         }
     }
 
@@ -252,18 +383,16 @@ impl TableIter {
                 level,
                 scan_blocks,
             } => {
-                let hint = match scan_blocks {
-                    Some(n) => {
-                        n.set(n.get().saturating_add(1));
-                        crate::policy::cache_mode::scan_hint(n.get())
+                let contents = match self.ahead.take(i) {
+                    Some(Ahead::Ready(r)) => r?,
+                    Some(Ahead::Loading(task)) => task.await?,
+                    None => {
+                        let read = scan_read(*level, scan_blocks.as_deref());
+                        self.table.read_data_block(i, &**cache, read).await?
                     }
-                    None => terrace_tiering::AdmissionHint::Read,
                 };
-                let read = BlockRead {
-                    level: *level,
-                    hint,
-                };
-                self.table.read_data_block(i, &**cache, read).await?
+                self.queue_ahead(i);
+                contents
             }
             Fetch::Sequential {
                 readahead_bytes,
@@ -308,5 +437,107 @@ impl TableIter {
             }
         };
         BlockIter::new(contents, MIN_DATA_KEY_LEN).map_err(|m| self.corrupt_block(i, m))
+    }
+}
+
+/// How a scan reads its next block: admitted to the cache only among the scan's
+/// first blocks (`policy::cache_mode::scan_hint`), which this counts.
+fn scan_read(level: u8, scan_blocks: Option<&Cell<u32>>) -> BlockRead {
+    let hint = match scan_blocks {
+        Some(n) => {
+            n.set(n.get().saturating_add(1));
+            crate::policy::cache_mode::scan_hint(n.get())
+        }
+        None => terrace_tiering::AdmissionHint::Read,
+    };
+    BlockRead { level, hint }
+}
+
+/// Starts loading data block `i` ahead of the iterator: polled once here, so a
+/// memory hit is served without a task; otherwise the rest runs as a task of the
+/// current queue.
+fn start_load(
+    table: Rc<TableReader>,
+    cache: Rc<dyn TableCache>,
+    i: usize,
+    read: BlockRead,
+) -> Ahead {
+    let mut load: Pin<Box<dyn Future<Output = Result<Bytes>>>> =
+        Box::pin(async move { table.read_data_block(i, &*cache, read).await });
+    let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+    match load.as_mut().poll(&mut cx) {
+        Poll::Ready(r) => Ahead::Ready(r),
+        Poll::Pending => Ahead::Loading(glommio::spawn_local(load)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ReadAhead;
+
+    #[test]
+    fn the_window_opens_after_two_moves_doubles_to_the_limit_and_a_jump_closes_it() {
+        let mut ra = ReadAhead {
+            max: 8,
+            ..ReadAhead::default()
+        };
+        let mut planned = Vec::new();
+        for i in 10..16 {
+            assert!(
+                ra.take(i).is_none(),
+                "nothing queued: no tasks in this test"
+            );
+            let p = ra.plan(i, 100);
+            planned.push((p.start, p.end));
+        }
+        // Block 10 starts a run, 11 is one move, 12 the second: a window of 2 from
+        // there, then 4 and 8, and 8 again. Nothing was queued (plan's caller queues),
+        // so each plan starts right after the current block.
+        assert_eq!(
+            planned,
+            [(0, 0), (0, 0), (13, 15), (14, 18), (15, 23), (16, 24)]
+        );
+        // A jump back closes the window; the next two moves open it again.
+        assert!(ra.take(3).is_none());
+        assert_eq!(ra.plan(3, 100), 0..0);
+        ra.take(4);
+        assert_eq!(ra.plan(4, 100), 0..0);
+        ra.take(5);
+        assert_eq!(ra.plan(5, 100), 6..8);
+        // Near the end the plan stops at the last block.
+        ra.take(6);
+        assert_eq!(ra.plan(6, 9), 7..9);
+        // A scan that ends in block 20 loads nothing past it.
+        let mut bounded = ReadAhead {
+            max: 8,
+            last_needed: Some(20),
+            ..ReadAhead::default()
+        };
+        let lasts: Vec<Option<usize>> = (14..22)
+            .map(|i| {
+                bounded.take(i);
+                bounded.plan(i, 100).last()
+            })
+            .collect();
+        // (A scan whose end is known starts after one move.)
+        assert_eq!(
+            lasts,
+            [
+                None,
+                Some(17),
+                Some(20),
+                Some(20),
+                Some(20),
+                Some(20),
+                None,
+                None
+            ]
+        );
+        // Off: never plans.
+        let mut off = ReadAhead::default();
+        for i in 0..10 {
+            off.take(i);
+            assert_eq!(off.plan(i, 100), 0..0);
+        }
     }
 }

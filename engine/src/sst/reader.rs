@@ -301,7 +301,8 @@ impl TableReader {
             .partition_point(|e| compare_internal(&e.separator, target) == Ordering::Less)
     }
 
-    pub(crate) fn block_count(&self) -> usize {
+    /// Number of data blocks.
+    pub fn block_count(&self) -> usize {
         self.index.len()
     }
 

@@ -37,6 +37,17 @@ pub fn state_key(kg: u16, user_key: &[u8]) -> Vec<u8> {
     sk
 }
 
+/// `n` puts at `seqno` in key group `kg`, keyed by the big-endian index, each value
+/// the little-endian index repeated `repeat` times: sorted, ready for `write_table`.
+pub fn numbered_entries(kg: u16, seqno: u64, n: u32, repeat: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+    (0..n)
+        .map(|i| {
+            let k = make_internal_key(&state_key(kg, &i.to_be_bytes()), seqno, ValueKind::Put);
+            (k, i.to_le_bytes().repeat(repeat))
+        })
+        .collect()
+}
+
 /// Model key: state key ascending, seqno descending — the internal order.
 pub type ModelKey = (Vec<u8>, Reverse<u64>);
 
@@ -111,7 +122,16 @@ pub async fn scan_cached(
     t: &Rc<TableReader>,
     cache: Rc<BlockCache>,
 ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    let mut it = t.iter(cache);
+    scan_cached_ahead(t, cache, 0).await
+}
+
+/// Every entry, via the cached iterator reading up to `readahead` blocks ahead.
+pub async fn scan_cached_ahead(
+    t: &Rc<TableReader>,
+    cache: Rc<BlockCache>,
+    readahead: usize,
+) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut it = t.iter(cache).readahead(readahead);
     it.seek_to_first().await?;
     let mut out = Vec::new();
     while it.valid() {

@@ -406,6 +406,11 @@ pub struct StoreFlags {
     #[arg(long, default_value_t = 50)]
     pub request_spin_us: u64,
 
+    /// Most data blocks a scan's iterator over one SST reads ahead of itself
+    /// (`Options::scan_readahead_blocks`; 0 = none).
+    #[arg(long, default_value_t = 16)]
+    pub scan_readahead_blocks: usize,
+
     /// How long an idle pinned shard's executor spins before it parks, in µs
     /// (`Options::spin_before_park_us`; 0 = park at once).
     #[arg(long, default_value_t = 20)]
@@ -775,6 +780,7 @@ impl StoreFlags {
         opts.pin_shards = self.pin_shards;
         opts.request_spin_us = self.request_spin_us;
         opts.spin_before_park_us = self.spin_before_park_us;
+        opts.scan_readahead_blocks = self.scan_readahead_blocks;
         opts.object_store = match self.object_store.as_deref() {
             None => terrace::ObjectStoreSpec::Embedded,
             Some("none") => terrace::ObjectStoreSpec::Disabled,
