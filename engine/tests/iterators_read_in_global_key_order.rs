@@ -324,3 +324,47 @@ fn map_state_prefix_scans_visit_one_key_group() {
     assert_eq!(got.len(), want);
     block_on(db.close()).unwrap();
 }
+
+#[test]
+fn opening_seeks_each_key_group_with_data_once_dense_or_sparse() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = small_options(dir.path(), 2);
+    o.max_key_groups = 128;
+    let db = open(o);
+    let t = db.table("default").unwrap();
+    let seeks = |db: &Db| block_on(db.stats()).unwrap().total().scan_seeks;
+    // Sparse: five keys, so at most five of the 128 groups hold data. Opening seeks
+    // those groups and the runs of empty ones between, each once, plus at most one
+    // seek per group with data that a wave takes past it (sought together with it).
+    let sparse = fill(&db, t, 5);
+    let groups: std::collections::BTreeSet<u16> = sparse.keys().map(|k| db.key_group(k)).collect();
+    let before = seeks(&db);
+    let all = IterOptions::default();
+    assert_eq!(
+        read_all(&db, t, KeyRange::all(), all),
+        model_range(&sparse, Bound::Unbounded, Bound::Unbounded)
+    );
+    let sought = seeks(&db) - before;
+    let bound = 3 * groups.len() as u64 + 2;
+    assert!(
+        sought <= bound,
+        "{sought} seeks for {} groups with data (at most {bound})",
+        groups.len()
+    );
+    // Dense: every group holds data, so every group is sought exactly once (the
+    // waves seek them together, and no seek lands in a gap).
+    let model = fill(&db, t, 3000);
+    let groups: std::collections::BTreeSet<u16> = model.keys().map(|k| db.key_group(k)).collect();
+    assert_eq!(groups.len(), 128);
+    for flushed in [false, true] {
+        if flushed {
+            block_on(db.flush()).unwrap();
+        }
+        let before = seeks(&db);
+        assert_eq!(
+            read_all(&db, t, KeyRange::all(), all),
+            model_range(&model, Bound::Unbounded, Bound::Unbounded)
+        );
+        assert_eq!(seeks(&db) - before, 128, "flushed: {flushed}");
+    }
+}

@@ -13,7 +13,11 @@
 //! finds nothing of the range stops at the first key after it, in group `g' >= g`,
 //! so every group strictly between holds nothing at all and the next seek is at `g'`.
 //! Opening costs one seek per key group with data plus one per run of empty groups
-//! (counted in `Counters::scan_seeks`).
+//! (counted in `Counters::scan_seeks`). Seeks that wait for block reads run at once,
+//! in waves that double (1, 2, 4, … up to 32 groups) while every group of a wave
+//! holds data and some seek of it waited, and fall back to one after a skip past the
+//! wave or a wave served from memory: over a remote store 128 groups open in ~8
+//! rounds of requests, not 128, while sparse or cached data costs what it did.
 //!
 //! **Snapshot.** A cursor reads the shard as it was when it opened: the sequence
 //! number, memtables and version of that moment ([`ReadSnapshot`]). Later writes are
@@ -46,6 +50,9 @@ use crate::key::{
     make_internal_key, state_key_group, InternalKey, TableId, ValueKind, MAX_SEQNO,
     STATE_KEY_PREFIX_LEN,
 };
+
+/// Most key groups an opening cursor seeks at once (see `seek_key_groups`).
+const MAX_SEEK_WAVE: u16 = 32;
 
 /// What a cursor reads: one table's user keys within bounds, in some key groups.
 #[derive(Clone, Debug)]
@@ -431,44 +438,51 @@ impl Shard {
         let table = spec.table.0.to_be_bytes();
         // A long scan stops admitting its blocks to the cache (shared count).
         let scan_blocks = Rc::new(Cell::new(0));
-        let mut seek_key = Vec::with_capacity(STATE_KEY_PREFIX_LEN + start_user.len());
         let mut kg = first;
+        let mut wave: u16 = 1;
         let mut seeks = 0u64;
         loop {
-            let kgb = kg.to_be_bytes();
-            let prefix = [kgb[0], kgb[1], table[0], table[1]];
-            seek_key.clear();
-            seek_key.extend_from_slice(&prefix);
-            seek_key.extend_from_slice(start_user);
-            let mut it = self.merge_iter(snap, scan_blocks.clone());
-            it.seek(&make_internal_key(&seek_key, MAX_SEQNO, ValueKind::Put))
-                .await?;
-            seeks += 1;
-            let mut c = KgCursor {
-                prefix,
-                it,
-                key: Vec::new(),
-                decided: false,
-                resolved: None,
-                parked: false,
-            };
-            let next = if c.settle(bounds).await? {
-                if let Some(end) = end_of_range(&prefix, &bounds.upper) {
-                    c.it.retain_below(&make_internal_key(&end, MAX_SEQNO, ValueKind::Put));
-                }
-                heap.push(c);
-                kg.checked_add(1)
-            } else if !c.it.valid() {
-                None
-            } else {
-                // Nothing of the range in `kg`; nothing at all before the group the
-                // merge stopped in.
-                let stopped = state_key_group(c.it.key());
-                if stopped > kg {
-                    Some(stopped)
+            // Groups kg..=wave_last are sought at once (their block reads overlap).
+            let wave_last = kg.saturating_add(wave - 1).min(last);
+            let mut waves =
+                std::pin::pin!(futures_util::future::join_all((kg..=wave_last).map(|g| {
+                    self.open_key_group(snap, g, table, start_user, bounds, &scan_blocks)
+                })));
+            // Whether a seek had to wait (a block read): only then do waves pay.
+            let mut waited = false;
+            let opened = std::future::poll_fn(|cx| {
+                let p = std::future::Future::poll(waves.as_mut(), cx);
+                waited |= p.is_pending();
+                p
+            })
+            .await;
+            seeks += u64::from(wave_last - kg) + 1;
+            let mut next = None;
+            for (g, c) in (kg..=wave_last).zip(opened) {
+                let (c, found) = c?;
+                next = if found {
+                    heap.push(c);
+                    g.checked_add(1)
+                } else if !c.it.valid() {
+                    None
                 } else {
-                    kg.checked_add(1)
-                }
+                    // Nothing of the range in `g`; nothing at all before the group
+                    // the merge stopped in.
+                    let stopped = state_key_group(c.it.key());
+                    if stopped > g {
+                        Some(stopped)
+                    } else {
+                        g.checked_add(1)
+                    }
+                };
+            }
+            // Dense groups whose seeks wait for reads: seek twice as many at once next
+            // time; after a skip past the wave, or when nothing waited (memory-only
+            // data gains nothing from overlap), one at a time again.
+            wave = if waited && next == wave_last.checked_add(1) {
+                wave.saturating_mul(2).min(MAX_SEEK_WAVE)
+            } else {
+                1
             };
             match next {
                 Some(n) if n <= last => kg = n,
@@ -477,6 +491,43 @@ impl Shard {
         }
         self.counters.borrow_mut().scan_seeks += seeks;
         Ok(heap)
+    }
+
+    /// A cursor over key group `kg`'s part of the range, positioned at its first
+    /// visible live entry; `false` with it when the group has none (the merge then
+    /// stands where it stopped looking).
+    async fn open_key_group(
+        &self,
+        snap: &ReadSnapshot,
+        kg: u16,
+        table: [u8; 2],
+        start_user: &[u8],
+        bounds: &Bounds,
+        scan_blocks: &Rc<Cell<u32>>,
+    ) -> Result<(KgCursor, bool)> {
+        let kgb = kg.to_be_bytes();
+        let prefix = [kgb[0], kgb[1], table[0], table[1]];
+        let mut seek_key = Vec::with_capacity(STATE_KEY_PREFIX_LEN + start_user.len());
+        seek_key.extend_from_slice(&prefix);
+        seek_key.extend_from_slice(start_user);
+        let mut it = self.merge_iter(snap, scan_blocks.clone());
+        it.seek(&make_internal_key(&seek_key, MAX_SEQNO, ValueKind::Put))
+            .await?;
+        let mut c = KgCursor {
+            prefix,
+            it,
+            key: Vec::new(),
+            decided: false,
+            resolved: None,
+            parked: false,
+        };
+        let found = c.settle(bounds).await?;
+        if found {
+            if let Some(end) = end_of_range(&prefix, &bounds.upper) {
+                c.it.retain_below(&make_internal_key(&end, MAX_SEQNO, ValueKind::Put));
+            }
+        }
+        Ok((c, found))
     }
 
     /// The next batch of cursor `id`, filled into `buf` (its buffers reused).
