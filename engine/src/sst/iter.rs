@@ -15,12 +15,14 @@
 //!
 //! A cached iterator may read ahead ([`TableIter::readahead`], RocksDB's automatic
 //! readahead at block granularity): once it has moved from one block to the next
-//! twice in a row, it starts loading the blocks after the current one, each as its
-//! own cache lookup in a task of the current queue, two at first and twice as many
-//! at each further step, up to the limit; a jump (seek, or a block it did not queue)
-//! cancels the loads and starts over. A block a memory hit serves costs no task. So
-//! a long scan keeps several block reads in flight (local disk or object store)
-//! instead of waiting for each in turn.
+//! twice in a row (right away when told where the scan ends,
+//! [`TableIter::bound_readahead`], and never past that), it starts loading the
+//! blocks after the current one, each as its own cache lookup in a task of the
+//! current queue, two at first and twice as many at each further step, up to the
+//! limit; a jump (seek, or a block it did not queue) cancels the loads and starts
+//! over. A block a memory hit serves costs no task. So a long scan keeps several
+//! block reads in flight (local disk or object store) instead of waiting for each in
+//! turn.
 //!
 //! A clipped iterator ([`TableIter::clipped`]) yields only the entries whose key
 //! group lies in its clip range: the file reference of a rescaled shard holds only
@@ -197,9 +199,9 @@ impl TableIter {
     }
 
     /// Tells the read-ahead that the scan ends before internal key `end`: blocks past
-    /// the one that may hold `end` are never loaded ahead.
-    /// A scan positioned in a block before the one holding `end` reads on to it, so
-    /// the loads after the current block start at once.
+    /// the one that may hold `end` are never loaded ahead. A scan positioned in an
+    /// earlier block will read on to that one, so the loads after the current block
+    /// start at once, and later ones after a single move.
     pub fn bound_readahead(&mut self, end: &[u8]) {
         if self.ahead.max == 0 {
             return;
