@@ -626,7 +626,7 @@ fn compactions_pause_while_a_checkpoint_writes_and_resume_after() {
         let root = tmp.path().join("store");
         std::fs::create_dir_all(&root).unwrap();
         // During the checkpoint every request takes 300 ms: its part on the shard
-        // (the snapshot's upload: put, then the read-back) lasts ~0.9 s, well past the
+        // (the snapshot's upload: put, then the read-back) lasts ~0.6 s, well past the
         // compaction's start.
         let faulty = Arc::new(FaultyStore::new(
             Arc::new(LocalDirStore::open(&root, false).unwrap()),

@@ -114,6 +114,65 @@ fn a_store_reporting_the_wrong_size_is_a_mismatch() {
 }
 
 #[test]
+fn verification_reads_the_size_and_the_tail_in_one_round_trip() {
+    for (name, size, cfg) in [
+        ("small", 100_000, UploaderConfig::default()),
+        ("multipart", 300 * 1024, multipart_cfg()),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = pattern(size, 7);
+        let path = write_file(dir.path(), "x.sst", &data);
+        let rt = runtime();
+        let store = Arc::new(MemStore::with(Knobs {
+            read_delay: Duration::from_millis(50),
+            ..Knobs::default()
+        }));
+        let up = Uploader::new(rt.handle(), store.clone(), cfg);
+
+        block_on(up.upload(job("x.sst", path, size)))
+            .unwrap()
+            .unwrap();
+
+        assert_eq!(store.object("x.sst"), Some(data), "{name}");
+        assert_eq!(
+            (store.calls("head"), store.calls("get_range")),
+            (1, 1),
+            "{name}"
+        );
+        // Each read waits 50 ms: one after the other would never overlap.
+        assert_eq!(
+            store.peak_reads(),
+            2,
+            "{name}: head and tail read in flight together"
+        );
+    }
+}
+
+#[test]
+fn a_wrong_size_is_reported_even_when_the_tail_read_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = pattern(10_000, 8);
+    let path = write_file(dir.path(), "x.sst", &data);
+    let rt = runtime();
+    let store = Arc::new(MemStore::with(Knobs {
+        head_lies: true,
+        fail: Some(("get_range", 1, StoreErrorKind::Transient)),
+        ..Knobs::default()
+    }));
+    let up = Uploader::new(rt.handle(), store.clone(), UploaderConfig::default());
+
+    let err = block_on(up.upload(job("x.sst", path, data.len())))
+        .unwrap()
+        .unwrap_err();
+
+    assert!(
+        matches!(&err, UploadError::Mismatch { detail, .. } if detail.contains("10001 bytes")),
+        "{err}"
+    );
+    assert_eq!(store.object("x.sst"), None, "the bad object is deleted");
+}
+
+#[test]
 fn a_failing_part_fails_the_upload_and_aborts_it() {
     let dir = tempfile::tempdir().unwrap();
     let data = pattern(300 * 1024, 6);

@@ -20,6 +20,11 @@ pub(crate) fn tail_range(size: u64) -> std::ops::Range<u64> {
 
 /// Checks the stored object against the local file of `size` bytes, whose tail is
 /// `local_tail` (if the caller still has it) or read from `file`.
+///
+/// The `head` and the read of the tail go out together: the tail's range comes from
+/// the local size, so neither waits for the other, and a verification costs one
+/// round trip to the store instead of two. A wrong size is reported as such even
+/// when the tail read failed because of it.
 pub(crate) async fn verify(
     store: &dyn ObjectStore,
     key: &str,
@@ -31,22 +36,29 @@ pub(crate) async fn verify(
         key: key.to_owned(),
         detail,
     };
-    let meta = store.head(key).await?;
+    let range = tail_range(size);
+    let read_tail = async {
+        if range.is_empty() {
+            return Ok(None);
+        }
+        let local = match local_tail {
+            Some(tail) => tail,
+            None => file.read(range.clone()).await?.0,
+        };
+        let stored = store.get_range(key, range.clone()).await?;
+        Ok::<_, UploadError>(Some((local, stored)))
+    };
+    let (meta, tail) = tokio::join!(store.head(key), read_tail);
+    let meta = meta?;
     if meta.size != size {
         return Err(mismatch(format!(
             "the store reports {} bytes, the local file has {size}",
             meta.size
         )));
     }
-    let range = tail_range(size);
-    if range.is_empty() {
+    let Some((local, stored)) = tail? else {
         return Ok(());
-    }
-    let local = match local_tail {
-        Some(tail) => tail,
-        None => file.read(range.clone()).await?.0,
     };
-    let stored = store.get_range(key, range.clone()).await?;
     if stored.len() != local.len() {
         return Err(mismatch(format!(
             "a read of bytes {range:?} returned {} bytes",

@@ -29,6 +29,8 @@ pub struct Knobs {
     pub corrupt_tail: bool,
     /// Add one to the size `head` reports.
     pub head_lies: bool,
+    /// Sleep this long inside every `head` and `get_range`.
+    pub read_delay: Duration,
 }
 
 #[derive(Debug)]
@@ -56,6 +58,8 @@ pub struct MemStore {
     puts_peak: AtomicU64,
     parts_now: AtomicU64,
     parts_peak: AtomicU64,
+    reads_now: AtomicU64,
+    reads_peak: AtomicU64,
     aborted: Mutex<Vec<String>>,
     deleted: Mutex<Vec<String>>,
 }
@@ -101,6 +105,11 @@ impl MemStore {
     /// Most `put_part`s in flight at once.
     pub fn peak_parts(&self) -> u64 {
         self.parts_peak.load(Ordering::SeqCst)
+    }
+
+    /// Most `head`s and `get_range`s that were in flight at once.
+    pub fn peak_reads(&self) -> u64 {
+        self.reads_peak.load(Ordering::SeqCst)
     }
 
     /// `put`s and `put_part`s in flight now.
@@ -162,6 +171,15 @@ impl MemStore {
         }
     }
 
+    async fn read_in_flight(&self, knobs: &Knobs) {
+        let now = self.reads_now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.reads_peak.fetch_max(now, Ordering::SeqCst);
+        let _done = ReadInFlight(self);
+        if !knobs.read_delay.is_zero() {
+            tokio::time::sleep(knobs.read_delay).await;
+        }
+    }
+
     fn store(&self, key: &str, mut data: Vec<u8>) {
         if self.knobs.lock().unwrap().corrupt_tail {
             if let Some(last) = data.last_mut() {
@@ -184,6 +202,14 @@ impl Drop for InFlight<'_> {
         if self.1 {
             self.0.parts_now.fetch_sub(1, Ordering::SeqCst);
         }
+    }
+}
+
+struct ReadInFlight<'a>(&'a MemStore);
+
+impl Drop for ReadInFlight<'_> {
+    fn drop(&mut self) {
+        self.0.reads_now.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -292,7 +318,8 @@ impl ObjectStore for MemStore {
         range: Range<u64>,
     ) -> BoxFuture<'a, StoreResult<Bytes>> {
         Box::pin(async move {
-            self.enter("get_range", key)?;
+            let knobs = self.enter("get_range", key)?;
+            self.read_in_flight(&knobs).await;
             let objects = self.objects.lock().unwrap();
             let data = &objects.get(key).ok_or_else(|| not_found("get", key))?.data;
             if range.start > range.end || range.end > data.len() as u64 {
@@ -312,6 +339,7 @@ impl ObjectStore for MemStore {
     fn head<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StoreResult<ObjectMeta>> {
         Box::pin(async move {
             let knobs = self.enter("head", key)?;
+            self.read_in_flight(&knobs).await;
             let objects = self.objects.lock().unwrap();
             let object = objects.get(key).ok_or_else(|| not_found("head", key))?;
             Ok(ObjectMeta {
