@@ -242,13 +242,10 @@ impl Remote {
             .await
     }
 
-    /// Reads a whole (small) object.
+    /// Reads a whole (small) object, in one request.
     pub(crate) async fn get(&self, key: String) -> Result<Vec<u8>> {
-        self.run(|s| async move {
-            let size = s.head(&key).await?.size;
-            Ok(s.get_range(&key, 0..size).await?.to_vec())
-        })
-        .await
+        self.run(|s| async move { Ok(s.get(&key).await?.to_vec()) })
+            .await
     }
 
     /// Every object under `prefix`.

@@ -698,3 +698,48 @@ fn compactions_pause_while_a_checkpoint_writes_and_resume_after() {
         block_on(r.close()).unwrap();
     }
 }
+
+/// A restore reads each metadata object (the checkpoint's, each shard's) whole in
+/// one request: no `head` for its size first, which would add a round trip to the
+/// store per object before the database can serve.
+#[test]
+fn a_restore_reads_each_metadata_object_in_one_request() {
+    use std::sync::Arc;
+    use terrace_tiering::store::instrument::{InstrumentedStore, StoreOp};
+    use terrace_tiering::store::local_dir::LocalDirStore;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    std::fs::create_dir_all(&root).unwrap();
+    let store = Arc::new(InstrumentedStore::new(Arc::new(
+        LocalDirStore::open(&root, false).unwrap(),
+    )));
+    let with = |name: &str| {
+        let mut o = options(tmp.path(), name, 2);
+        o.object_store = ObjectStoreSpec::Custom(store.clone());
+        o
+    };
+    let db = open(with("src"));
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(43);
+    let mut model = Model::new();
+    write_some(&db, &mut model, &mut rng, 2000);
+    block_on(db.flush()).unwrap();
+    write_some(&db, &mut model, &mut rng, 500);
+    block_on(db.checkpoint(1)).unwrap();
+    block_on(db.close()).unwrap();
+
+    store.reset();
+    let (r, info) = block_on(Db::restore(with("r"), Some(1))).unwrap();
+    check(&r, &model);
+    block_on(r.close()).unwrap();
+    let stats = store.stats();
+    assert_eq!(
+        stats.op(StoreOp::Head).count,
+        0,
+        "{:#?}",
+        stats.summary_lines()
+    );
+    // The checkpoint object, then one object per shard, each read once.
+    let metadata_reads = stats.op(StoreOp::Get).count;
+    assert!(metadata_reads >= 3, "{:#?}", stats.summary_lines());
+    assert!(info.metadata_bytes > 0);
+}

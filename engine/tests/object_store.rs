@@ -493,6 +493,9 @@ impl ObjectStore for ReadOnlyStore {
     ) -> BoxFuture<'a, StoreResult<bytes::Bytes>> {
         self.0.get_range(key, range)
     }
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StoreResult<bytes::Bytes>> {
+        self.0.get(key)
+    }
     fn head<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StoreResult<ObjectMeta>> {
         self.0.head(key)
     }

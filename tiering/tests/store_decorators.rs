@@ -82,6 +82,9 @@ impl ObjectStore for Counting {
     ) -> BoxFuture<'a, StoreResult<Bytes>> {
         self.hit().get_range(key, range)
     }
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StoreResult<Bytes>> {
+        self.hit().get(key)
+    }
     fn head<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StoreResult<ObjectMeta>> {
         self.hit().head(key)
     }
@@ -138,6 +141,9 @@ impl ObjectStore for Hanging {
         Box::pin(std::future::pending())
     }
     fn get_range<'a>(&'a self, _: &'a str, _: Range<u64>) -> BoxFuture<'a, StoreResult<Bytes>> {
+        Box::pin(std::future::pending())
+    }
+    fn get<'a>(&'a self, _: &'a str) -> BoxFuture<'a, StoreResult<Bytes>> {
         Box::pin(std::future::pending())
     }
     fn head<'a>(&'a self, _: &'a str) -> BoxFuture<'a, StoreResult<ObjectMeta>> {
@@ -332,6 +338,8 @@ async fn instrumentation_counts_requests_errors_and_bytes_exactly() {
     store.get_range("c", 100..150).await.unwrap();
     store.get_range("missing", 0..1).await.unwrap_err();
     store.get_range("a", 0..11).await.unwrap_err();
+    assert_eq!(store.get("b").await.unwrap(), body(100, 1));
+    store.get("missing").await.unwrap_err();
     store.head("b").await.unwrap();
     store.list("").await.unwrap();
     store.delete("b").await.unwrap();
@@ -352,7 +360,7 @@ async fn instrumentation_counts_requests_errors_and_bytes_exactly() {
         (s.count, s.errors, s.bytes)
     };
     assert_eq!(counts(StoreOp::Put), (3, 0, 1110));
-    assert_eq!(counts(StoreOp::Get), (4, 2, 55));
+    assert_eq!(counts(StoreOp::Get), (6, 3, 155));
     assert_eq!(counts(StoreOp::Head), (1, 0, 0));
     assert_eq!(counts(StoreOp::List), (1, 0, 0));
     assert_eq!(counts(StoreOp::Delete), (1, 0, 0));
@@ -361,7 +369,7 @@ async fn instrumentation_counts_requests_errors_and_bytes_exactly() {
     assert_eq!(counts(StoreOp::CompleteMultipart), (1, 0, 0));
     assert_eq!(counts(StoreOp::AbortMultipart), (1, 0, 0));
     assert_eq!(counts(StoreOp::ListMultipart), (1, 0, 0));
-    assert_eq!((stats.requests(), stats.errors()), (17, 2));
+    assert_eq!((stats.requests(), stats.errors()), (19, 3));
     for op in StoreOp::ALL {
         let s = stats.op(op);
         assert!(s.latency_us_p50 >= 1, "{op:?} has no latency");
@@ -379,7 +387,7 @@ async fn instrumentation_counts_requests_errors_and_bytes_exactly() {
     assert!(
         lines
             .iter()
-            .any(|l| l.starts_with("object_store get: 4 requests, 2 errors, 55 B, p50 ")),
+            .any(|l| l.starts_with("object_store get: 6 requests, 3 errors, 155 B, p50 ")),
         "{lines:#?}"
     );
 
@@ -574,4 +582,59 @@ async fn every_decorator_forwards_open_uploads_and_times() {
         (err.kind, err.op),
         (StoreErrorKind::Timeout, "list_multipart")
     );
+}
+
+/// A whole-object `get` through the whole stack (instrumentation, retries, injected
+/// latency) is one request to the store below, with the latency paid once, and it
+/// is retried like any read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_object_get_is_one_request_through_every_decorator() {
+    let dir = tempfile::tempdir().unwrap();
+    let below = Counting::new(local(&dir));
+    below.put("meta", body(4_000, 9)).await.unwrap();
+    let calls_before = below.calls();
+    let faulty = Arc::new(FaultyStore::new(
+        below.clone(),
+        FaultConfig {
+            latency: Latency::Fixed(Duration::from_millis(40)),
+            ..FaultConfig::default()
+        },
+    ));
+    let stack = InstrumentedStore::new(Arc::new(RetryingStore::new(faulty, quick_retries(3))));
+
+    let began = terrace_tiering::clock::now();
+    assert_eq!(stack.get("meta").await.unwrap(), body(4_000, 9));
+    let took = began.elapsed();
+    assert_eq!(
+        below.calls() - calls_before,
+        1,
+        "one request below the stack"
+    );
+    assert!(
+        took >= Duration::from_millis(40),
+        "latency injected: {took:?}"
+    );
+    assert!(
+        took < Duration::from_millis(80),
+        "latency paid once: {took:?}"
+    );
+    assert_eq!(stack.stats().op(StoreOp::Get).count, 1);
+    assert_eq!(stack.stats().op(StoreOp::Head).count, 0);
+
+    // A transient failure is retried; a missing object is not.
+    let flaky = Counting::new(local(&dir));
+    let faulty = Arc::new(FaultyStore::new(
+        flaky.clone(),
+        FaultConfig {
+            error_rate: 1.0,
+            ..FaultConfig::default()
+        },
+    ));
+    let retrying = RetryingStore::new(faulty.clone(), quick_retries(3));
+    let err = retrying.get("meta").await.unwrap_err();
+    assert_eq!((err.kind, err.op), (StoreErrorKind::Transient, "get"));
+    assert_eq!(retrying.retries(), 2);
+    faulty.set_enabled(false);
+    let err = retrying.get("nothing").await.unwrap_err();
+    assert_eq!(err.kind, StoreErrorKind::NotFound);
 }

@@ -66,6 +66,18 @@ async fn put_get_head_list_delete_round_trip() {
         a.to_vec()
     );
     assert_eq!(store.get_range("db/0001.sst", 0..10_000).await.unwrap(), a);
+    assert_eq!(store.get("db/0001.sst").await.unwrap(), a);
+    assert_eq!(store.get("db2").await.unwrap(), Bytes::new());
+    let missing = store.get("db/0003.sst").await.unwrap_err();
+    assert_eq!(
+        (missing.kind, missing.op),
+        (StoreErrorKind::NotFound, "get")
+    );
+    // A directory is not an object.
+    assert_eq!(
+        store.get("db").await.unwrap_err().kind,
+        StoreErrorKind::NotFound
+    );
     assert_eq!(
         store.get_range("db/0001.sst", 4_000..4_100).await.unwrap(),
         a.slice(4_000..4_100)

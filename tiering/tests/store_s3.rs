@@ -334,6 +334,25 @@ async fn list_pages_through_the_prefix_and_returns_keys_as_put() {
 }
 
 #[tokio::test]
+async fn get_reads_whole_objects_of_any_size_and_a_missing_one_is_not_found() {
+    let fx = fixture();
+    let store = fx.store("g").await;
+    for (key, len) in [
+        ("empty", 0),
+        ("small", 1),
+        ("meta", 4_321),
+        ("big", 3 << 20),
+    ] {
+        let body = pattern(len, len as u8);
+        store.put(key, body.clone()).await.expect("put");
+        assert_eq!(store.get(key).await.expect("get"), body, "{key}");
+    }
+    let err = store.get("missing").await.expect_err("missing");
+    assert_eq!(err.kind, StoreErrorKind::NotFound, "{err}");
+    assert_eq!((err.op, err.key.as_str()), ("get", "missing"));
+}
+
+#[tokio::test]
 async fn delete_then_head_is_not_found_and_deleting_again_is_fine() {
     let fx = fixture();
     let store = fx.store("d").await;

@@ -391,6 +391,10 @@ impl ObjectStore for FaultyStore {
         }))
     }
 
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StoreResult<Bytes>> {
+        Box::pin(self.run("get", key, false, true, move || self.inner.get(key)))
+    }
+
     fn head<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StoreResult<ObjectMeta>> {
         Box::pin(self.run("head", key, false, false, move || self.inner.head(key)))
     }

@@ -396,6 +396,10 @@ impl ObjectStore for InstrumentedStore {
         )
     }
 
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StoreResult<Bytes>> {
+        Box::pin(self.measure(StoreOp::Get, self.inner.get(key), |b| b.len() as u64))
+    }
+
     fn head<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StoreResult<ObjectMeta>> {
         Box::pin(self.measure(StoreOp::Head, self.inner.head(key), |_| 0))
     }

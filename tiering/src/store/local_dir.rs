@@ -356,6 +356,39 @@ impl ObjectStore for LocalDirStore {
         })
     }
 
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StoreResult<Bytes>> {
+        Box::pin(async move {
+            check_key("get", key)?;
+            let owned = key.to_owned();
+            self.blocking("get", key, move |dirs| {
+                let path = dirs.root.join(&owned);
+                let mut file =
+                    File::open(&path).map_err(|e| io_err("get", &owned, "opening", &e))?;
+                let meta = file
+                    .metadata()
+                    .map_err(|e| io_err("get", &owned, "reading size of", &e))?;
+                if !meta.is_file() {
+                    return Err(not_found("get", &owned));
+                }
+                // Objects are immutable once published: the size read here is the
+                // object's, and a read that ends early is an error, not a short object.
+                let len = usize::try_from(meta.len()).map_err(|_| {
+                    StoreError::new(
+                        StoreErrorKind::InvalidArgument,
+                        "get",
+                        owned.clone(),
+                        "object does not fit in memory",
+                    )
+                })?;
+                let mut buf = vec![0u8; len];
+                file.read_exact(&mut buf)
+                    .map_err(|e| io_err("get", &owned, "reading", &e))?;
+                Ok(Bytes::from(buf))
+            })
+            .await
+        })
+    }
+
     fn head<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StoreResult<ObjectMeta>> {
         Box::pin(async move {
             check_key("head", key)?;

@@ -223,6 +223,12 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
         range: Range<u64>,
     ) -> BoxFuture<'a, StoreResult<bytes::Bytes>>;
 
+    /// The whole object in one request (S3: a `GetObject` without a range), or
+    /// `NotFound`. For objects read whole, such as metadata: a `head` for the size
+    /// and then a ranged read would cost two round trips. There is no default
+    /// implementation, so a decorator cannot turn it back into two requests.
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StoreResult<bytes::Bytes>>;
+
     /// Size of the object, or `NotFound`.
     fn head<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StoreResult<ObjectMeta>>;
 

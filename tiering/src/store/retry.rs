@@ -279,6 +279,10 @@ impl<S: ObjectStore + ?Sized> ObjectStore for RetryingStore<S> {
         Box::pin(self.run("get", key, move || self.inner.get_range(key, range.clone())))
     }
 
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StoreResult<Bytes>> {
+        Box::pin(self.run("get", key, move || self.inner.get(key)))
+    }
+
     fn head<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StoreResult<ObjectMeta>> {
         Box::pin(self.run("head", key, move || self.inner.head(key)))
     }

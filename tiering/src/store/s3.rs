@@ -518,6 +518,54 @@ impl S3Store {
         Ok(())
     }
 
+    /// Reads a `GetObject` answer's body to its end; a connection that breaks
+    /// meanwhile is a transient failure.
+    async fn collect_body(
+        &self,
+        key: &str,
+        body: aws_sdk_s3::primitives::ByteStream,
+    ) -> StoreResult<Bytes> {
+        Ok(body
+            .collect()
+            .await
+            .map_err(|e| {
+                StoreError::new(
+                    StoreErrorKind::Transient,
+                    "get",
+                    key,
+                    format!("reading the body from {} failed: {e}", self.location),
+                )
+            })?
+            .into_bytes())
+    }
+
+    async fn do_get(&self, key: &str) -> StoreResult<Bytes> {
+        let full = self.object_key("get", key)?;
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(full)
+            .send()
+            .await
+            .map_err(|e| self.error("get", key, e))?;
+        let announced = out.content_length.and_then(|n| u64::try_from(n).ok());
+        let body = self.collect_body(key, out.body).await?;
+        match announced {
+            Some(n) if n != body.len() as u64 => Err(StoreError::new(
+                StoreErrorKind::Transient,
+                "get",
+                key,
+                format!(
+                    "{} announced {n} bytes and sent {}",
+                    self.location,
+                    body.len()
+                ),
+            )),
+            _ => Ok(body),
+        }
+    }
+
     async fn do_get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Bytes> {
         let full = self.object_key("get", key)?;
         if range.start > range.end {
@@ -562,19 +610,7 @@ impl S3Store {
             // A server that ignored the range sent the whole object.
             None => (0, out.content_length.and_then(|n| u64::try_from(n).ok())),
         };
-        let body = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| {
-                StoreError::new(
-                    StoreErrorKind::Transient,
-                    "get",
-                    key,
-                    format!("reading the body from {} failed: {e}", self.location),
-                )
-            })?
-            .into_bytes();
+        let body = self.collect_body(key, out.body).await?;
         let got = body.len() as u64;
         if start == range.start && got == want {
             return Ok(body);
@@ -799,6 +835,10 @@ impl ObjectStore for S3Store {
         range: Range<u64>,
     ) -> BoxFuture<'a, StoreResult<Bytes>> {
         Box::pin(self.do_get_range(key, range))
+    }
+
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StoreResult<Bytes>> {
+        Box::pin(self.do_get(key))
     }
 
     fn head<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StoreResult<ObjectMeta>> {

@@ -336,6 +336,16 @@ impl ObjectStore for MemStore {
         })
     }
 
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StoreResult<Bytes>> {
+        Box::pin(async move {
+            let knobs = self.enter("get", key)?;
+            self.read_in_flight(&knobs).await;
+            let objects = self.objects.lock().unwrap();
+            let data = &objects.get(key).ok_or_else(|| not_found("get", key))?.data;
+            Ok(Bytes::copy_from_slice(data))
+        })
+    }
+
     fn head<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StoreResult<ObjectMeta>> {
         Box::pin(async move {
             let knobs = self.enter("head", key)?;
