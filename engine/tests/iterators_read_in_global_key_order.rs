@@ -368,3 +368,155 @@ fn opening_seeks_each_key_group_with_data_once_dense_or_sparse() {
         assert_eq!(seeks(&db) - before, 128, "flushed: {flushed}");
     }
 }
+
+/// A store that counts how many ranged reads are in flight at once.
+#[derive(Debug)]
+struct SlowReads {
+    inner: std::sync::Arc<dyn terrace_tiering::store::ObjectStore>,
+    now: std::sync::atomic::AtomicU64,
+    peak: std::sync::atomic::AtomicU64,
+}
+
+impl SlowReads {
+    fn peak(&self) -> u64 {
+        self.peak.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+mod slow_reads {
+    use std::ops::Range;
+    use std::sync::atomic::Ordering;
+
+    use bytes::Bytes;
+    use terrace_tiering::store::{
+        BoxFuture, MultipartId, ObjectMeta, ObjectStore, PartReceipt, PendingMultipart, StoreResult,
+    };
+
+    use super::SlowReads;
+
+    impl ObjectStore for SlowReads {
+        fn put<'a>(&'a self, key: &'a str, body: Bytes) -> BoxFuture<'a, StoreResult<()>> {
+            self.inner.put(key, body)
+        }
+        fn create_multipart<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StoreResult<MultipartId>> {
+            self.inner.create_multipart(key)
+        }
+        fn put_part<'a>(
+            &'a self,
+            key: &'a str,
+            upload: &'a MultipartId,
+            part_number: u32,
+            body: Bytes,
+        ) -> BoxFuture<'a, StoreResult<PartReceipt>> {
+            self.inner.put_part(key, upload, part_number, body)
+        }
+        fn complete_multipart<'a>(
+            &'a self,
+            key: &'a str,
+            upload: &'a MultipartId,
+            parts: Vec<PartReceipt>,
+        ) -> BoxFuture<'a, StoreResult<()>> {
+            self.inner.complete_multipart(key, upload, parts)
+        }
+        fn abort_multipart<'a>(
+            &'a self,
+            key: &'a str,
+            upload: &'a MultipartId,
+        ) -> BoxFuture<'a, StoreResult<()>> {
+            self.inner.abort_multipart(key, upload)
+        }
+        fn get_range<'a>(
+            &'a self,
+            key: &'a str,
+            range: Range<u64>,
+        ) -> BoxFuture<'a, StoreResult<Bytes>> {
+            Box::pin(async move {
+                let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+                self.peak.fetch_max(now, Ordering::SeqCst);
+                let got = self.inner.get_range(key, range).await;
+                self.now.fetch_sub(1, Ordering::SeqCst);
+                got
+            })
+        }
+        fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StoreResult<Bytes>> {
+            self.inner.get(key)
+        }
+        fn head<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StoreResult<ObjectMeta>> {
+            self.inner.head(key)
+        }
+        fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, StoreResult<Vec<ObjectMeta>>> {
+            self.inner.list(prefix)
+        }
+        fn list_multipart<'a>(
+            &'a self,
+            prefix: &'a str,
+        ) -> BoxFuture<'a, StoreResult<Vec<PendingMultipart>>> {
+            self.inner.list_multipart(prefix)
+        }
+        fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StoreResult<()>> {
+            self.inner.delete(key)
+        }
+        fn describe(&self) -> String {
+            format!("reads counted over {}", self.inner.describe())
+        }
+    }
+}
+
+/// Opening a cursor over a file that is only in the object store seeks its key groups
+/// in waves whose reads overlap: with one shard, no read-ahead, no block cache to speak
+/// of and 20 ms per request, reads go out several at a time (one after the other they
+/// would never exceed one in flight), and the scan still returns exactly the model.
+#[test]
+fn key_group_seeks_on_a_remote_file_overlap_their_reads() {
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("bucket");
+    std::fs::create_dir(&root).unwrap();
+    use terrace_tiering::store::fault::{FaultConfig, FaultyStore, Latency};
+    let slow = Arc::new(FaultyStore::new(
+        Arc::new(terrace_tiering::store::local_dir::LocalDirStore::open(&root, false).unwrap()),
+        FaultConfig {
+            latency: Latency::Fixed(std::time::Duration::from_millis(20)),
+            ..FaultConfig::default()
+        },
+    ));
+    slow.set_enabled(false);
+    let store = Arc::new(SlowReads {
+        inner: slow.clone(),
+        now: Default::default(),
+        peak: Default::default(),
+    });
+    let mut o = small_options(dir.path(), 1);
+    o.max_key_groups = 128;
+    o.object_store = terrace::ObjectStoreSpec::Custom(store.clone());
+    o.local_disk_budget_bytes = Some(1);
+    o.warm_window = std::time::Duration::ZERO;
+    o.block_cache_bytes = 4 << 10;
+    o.scan_readahead_blocks = 0;
+    let db = open(o);
+    let t = db.table("default").unwrap();
+    let model = fill(&db, t, 3000);
+    block_on(async {
+        db.flush().await.unwrap();
+        db.wait_for_compactions().await.unwrap();
+        db.wait_for_uploads().await.unwrap();
+        db.enforce_local_budget().await.unwrap();
+    });
+    let stats = block_on(db.stats()).unwrap();
+    assert!(
+        stats.total().local_drops > 0,
+        "no file went remote-only: {stats}"
+    );
+    store.peak.store(0, std::sync::atomic::Ordering::SeqCst);
+    slow.set_enabled(true);
+    assert_eq!(
+        read_all(&db, t, KeyRange::all(), IterOptions::default()),
+        model_range(&model, Bound::Unbounded, Bound::Unbounded)
+    );
+    assert!(
+        store.peak() >= 4,
+        "at most {} reads in flight while opening 128 key groups",
+        store.peak()
+    );
+    block_on(db.close()).unwrap();
+}
