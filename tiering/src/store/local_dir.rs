@@ -318,39 +318,19 @@ impl ObjectStore for LocalDirStore {
             }
             let owned = key.to_owned();
             self.blocking("get", key, move |dirs| {
-                let path = dirs.root.join(&owned);
-                let file = File::open(&path).map_err(|e| io_err("get", &owned, "opening", &e))?;
-                let meta = file
-                    .metadata()
-                    .map_err(|e| io_err("get", &owned, "reading size of", &e))?;
-                if !meta.is_file() {
-                    return Err(not_found("get", &owned));
-                }
-                if range.end > meta.len() {
+                let (file, size) = open_object(dirs, &owned)?;
+                if range.end > size {
                     return Err(StoreError::new(
                         StoreErrorKind::InvalidArgument,
                         "get",
                         owned,
                         format!(
-                            "range {}..{} is past the end of the object ({} bytes)",
-                            range.start,
-                            range.end,
-                            meta.len()
+                            "range {}..{} is past the end of the object ({size} bytes)",
+                            range.start, range.end
                         ),
                     ));
                 }
-                let len = usize::try_from(range.end - range.start).map_err(|_| {
-                    StoreError::new(
-                        StoreErrorKind::InvalidArgument,
-                        "get",
-                        owned.clone(),
-                        "range does not fit in memory",
-                    )
-                })?;
-                let mut buf = vec![0u8; len];
-                file.read_exact_at(&mut buf, range.start)
-                    .map_err(|e| io_err("get", &owned, "reading", &e))?;
-                Ok(Bytes::from(buf))
+                read_object(&file, &owned, range)
             })
             .await
         })
@@ -361,29 +341,10 @@ impl ObjectStore for LocalDirStore {
             check_key("get", key)?;
             let owned = key.to_owned();
             self.blocking("get", key, move |dirs| {
-                let path = dirs.root.join(&owned);
-                let mut file =
-                    File::open(&path).map_err(|e| io_err("get", &owned, "opening", &e))?;
-                let meta = file
-                    .metadata()
-                    .map_err(|e| io_err("get", &owned, "reading size of", &e))?;
-                if !meta.is_file() {
-                    return Err(not_found("get", &owned));
-                }
                 // Objects are immutable once published: the size read here is the
                 // object's, and a read that ends early is an error, not a short object.
-                let len = usize::try_from(meta.len()).map_err(|_| {
-                    StoreError::new(
-                        StoreErrorKind::InvalidArgument,
-                        "get",
-                        owned.clone(),
-                        "object does not fit in memory",
-                    )
-                })?;
-                let mut buf = vec![0u8; len];
-                file.read_exact(&mut buf)
-                    .map_err(|e| io_err("get", &owned, "reading", &e))?;
-                Ok(Bytes::from(buf))
+                let (file, size) = open_object(dirs, &owned)?;
+                read_object(&file, &owned, 0..size)
             })
             .await
         })
@@ -673,6 +634,34 @@ fn upload_dir(dirs: &Dirs, key: &str, id: &str) -> StoreResult<PathBuf> {
         ));
     }
     Ok(dir)
+}
+
+/// Opens the object `key` for reading: its file and size. A directory is no object.
+fn open_object(dirs: &Dirs, key: &str) -> StoreResult<(File, u64)> {
+    let file = File::open(dirs.root.join(key)).map_err(|e| io_err("get", key, "opening", &e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| io_err("get", key, "reading size of", &e))?;
+    if !meta.is_file() {
+        return Err(not_found("get", key));
+    }
+    Ok((file, meta.len()))
+}
+
+/// Reads `range` (within the object) of the opened object `key`.
+fn read_object(file: &File, key: &str, range: Range<u64>) -> StoreResult<Bytes> {
+    let len = usize::try_from(range.end - range.start).map_err(|_| {
+        StoreError::new(
+            StoreErrorKind::InvalidArgument,
+            "get",
+            key,
+            "range does not fit in memory",
+        )
+    })?;
+    let mut buf = vec![0u8; len];
+    file.read_exact_at(&mut buf, range.start)
+        .map_err(|e| io_err("get", key, "reading", &e))?;
+    Ok(Bytes::from(buf))
 }
 
 /// Copies the parts, in order, into `out`, checking each against its receipt.
