@@ -371,19 +371,19 @@ fn opening_seeks_each_key_group_with_data_once_dense_or_sparse() {
 
 /// A store that counts how many ranged reads are in flight at once.
 #[derive(Debug)]
-struct SlowReads {
+struct CountedReads {
     inner: std::sync::Arc<dyn terrace_tiering::store::ObjectStore>,
     now: std::sync::atomic::AtomicU64,
     peak: std::sync::atomic::AtomicU64,
 }
 
-impl SlowReads {
+impl CountedReads {
     fn peak(&self) -> u64 {
         self.peak.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
-mod slow_reads {
+mod counted_reads {
     use std::ops::Range;
     use std::sync::atomic::Ordering;
 
@@ -392,9 +392,9 @@ mod slow_reads {
         BoxFuture, MultipartId, ObjectMeta, ObjectStore, PartReceipt, PendingMultipart, StoreResult,
     };
 
-    use super::SlowReads;
+    use super::CountedReads;
 
-    impl ObjectStore for SlowReads {
+    impl ObjectStore for CountedReads {
         fn put<'a>(&'a self, key: &'a str, body: Bytes) -> BoxFuture<'a, StoreResult<()>> {
             self.inner.put(key, body)
         }
@@ -481,7 +481,7 @@ fn key_group_seeks_on_a_remote_file_overlap_their_reads() {
         },
     ));
     slow.set_enabled(false);
-    let store = Arc::new(SlowReads {
+    let store = Arc::new(CountedReads {
         inner: slow.clone(),
         now: Default::default(),
         peak: Default::default(),

@@ -605,6 +605,8 @@ async fn a_whole_object_get_is_one_request_through_every_decorator() {
     let began = terrace_tiering::clock::now();
     assert_eq!(stack.get("meta").await.unwrap(), body(4_000, 9));
     let took = began.elapsed();
+    // One call below the fault layer is one injected delay: the latency is paid
+    // once (an upper bound on the time would only measure the machine's load).
     assert_eq!(
         below.calls() - calls_before,
         1,
@@ -613,10 +615,6 @@ async fn a_whole_object_get_is_one_request_through_every_decorator() {
     assert!(
         took >= Duration::from_millis(40),
         "latency injected: {took:?}"
-    );
-    assert!(
-        took < Duration::from_millis(80),
-        "latency paid once: {took:?}"
     );
     assert_eq!(stack.stats().op(StoreOp::Get).count, 1);
     assert_eq!(stack.stats().op(StoreOp::Head).count, 0);

@@ -40,6 +40,24 @@ fn job(key: &str, path: std::path::PathBuf, size: usize) -> UploadJob {
     }
 }
 
+/// Uploads `data` once as `x.sst` to a fresh store with `knobs`; the store and how
+/// the upload ended.
+fn upload_once(
+    knobs: Knobs,
+    cfg: UploaderConfig,
+    data: &[u8],
+) -> (Arc<MemStore>, Result<(), UploadError>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_file(dir.path(), "x.sst", data);
+    let rt = runtime();
+    let store = Arc::new(MemStore::with(knobs));
+    let up = Uploader::new(rt.handle(), store.clone(), cfg);
+    let done = block_on(up.upload(job("x.sst", path, data.len())))
+        .unwrap()
+        .map(drop);
+    (store, done)
+}
+
 fn assert_settled(up: &Uploader, failed: u64, cancelled: u64) {
     let s = up.stats();
     assert_eq!(s.queued_files, 0, "{}", s.summary_line());
@@ -93,19 +111,12 @@ fn corrupted_tail_is_a_mismatch_and_the_bad_object_is_deleted() {
 
 #[test]
 fn a_store_reporting_the_wrong_size_is_a_mismatch() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = pattern(10_000, 5);
-    let path = write_file(dir.path(), "x.sst", &data);
-    let rt = runtime();
-    let store = Arc::new(MemStore::with(Knobs {
+    let knobs = Knobs {
         head_lies: true,
         ..Knobs::default()
-    }));
-    let up = Uploader::new(rt.handle(), store.clone(), UploaderConfig::default());
-
-    let err = block_on(up.upload(job("x.sst", path, data.len())))
-        .unwrap()
-        .unwrap_err();
+    };
+    let (_, done) = upload_once(knobs, UploaderConfig::default(), &pattern(10_000, 5));
+    let err = done.unwrap_err();
 
     assert!(
         matches!(&err, UploadError::Mismatch { detail, .. } if detail.contains("10001 bytes")),
@@ -119,19 +130,13 @@ fn verification_reads_the_size_and_the_tail_in_one_round_trip() {
         ("small", 100_000, UploaderConfig::default()),
         ("multipart", 300 * 1024, multipart_cfg()),
     ] {
-        let dir = tempfile::tempdir().unwrap();
         let data = pattern(size, 7);
-        let path = write_file(dir.path(), "x.sst", &data);
-        let rt = runtime();
-        let store = Arc::new(MemStore::with(Knobs {
+        let knobs = Knobs {
             read_delay: Duration::from_millis(50),
             ..Knobs::default()
-        }));
-        let up = Uploader::new(rt.handle(), store.clone(), cfg);
-
-        block_on(up.upload(job("x.sst", path, size)))
-            .unwrap()
-            .unwrap();
+        };
+        let (store, done) = upload_once(knobs, cfg, &data);
+        done.unwrap();
 
         assert_eq!(store.object("x.sst"), Some(data), "{name}");
         assert_eq!(
@@ -150,20 +155,13 @@ fn verification_reads_the_size_and_the_tail_in_one_round_trip() {
 
 #[test]
 fn a_wrong_size_is_reported_even_when_the_tail_read_fails() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = pattern(10_000, 8);
-    let path = write_file(dir.path(), "x.sst", &data);
-    let rt = runtime();
-    let store = Arc::new(MemStore::with(Knobs {
+    let knobs = Knobs {
         head_lies: true,
         fail: Some(("get_range", 1, StoreErrorKind::Transient)),
         ..Knobs::default()
-    }));
-    let up = Uploader::new(rt.handle(), store.clone(), UploaderConfig::default());
-
-    let err = block_on(up.upload(job("x.sst", path, data.len())))
-        .unwrap()
-        .unwrap_err();
+    };
+    let (store, done) = upload_once(knobs, UploaderConfig::default(), &pattern(10_000, 8));
+    let err = done.unwrap_err();
 
     assert!(
         matches!(&err, UploadError::Mismatch { detail, .. } if detail.contains("10001 bytes")),
