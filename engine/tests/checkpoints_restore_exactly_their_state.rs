@@ -248,14 +248,53 @@ fn damaged_or_missing_sources_fail_naming_the_object_and_write_nothing() {
     assert!(err.to_string().contains("CHECKPOINT"), "{err}");
     std::fs::write(&commit, &good).unwrap();
 
+    // A flipped byte in a shard object (read together with the commit object, then
+    // checked against the size and CRC it records).
+    let shard = before
+        .iter()
+        .find(|p| p.to_string_lossy().ends_with(".ckpt"))
+        .unwrap()
+        .clone();
+    let good = std::fs::read(&shard).unwrap();
+    let mut bad = good.clone();
+    let at = bad.len() / 2;
+    bad[at] ^= 0x01;
+    std::fs::write(&shard, &bad).unwrap();
+    let err = block_on(Db::restore(options(tmp.path(), "y2", 1), None)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corruption, "{err}");
+    let name = shard.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(err.to_string().contains(&name), "{err} should name {name}");
+    assert!(!tmp.path().join("y2").exists());
+    std::fs::write(&shard, &good).unwrap();
+
     // An SST the checkpoint names is gone.
     let sst = tmp.path().join("store").join(&live[0].object_key);
     let bytes = std::fs::read(&sst).unwrap();
     std::fs::remove_file(&sst).unwrap();
+    // The existence check runs while the database opens (whose open of that file
+    // fails too); the check's error, which names the object and the checkpoint,
+    // is the one returned, and the restore's directory is removed again: a missing
+    // one stays missing, an empty one stays empty.
     let err = block_on(Db::restore(options(tmp.path(), "z", 1), None)).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corruption, "{err}");
     let name = sst.file_name().unwrap().to_string_lossy().into_owned();
     assert!(err.to_string().contains(&name), "{err} should name {name}");
+    assert!(
+        err.to_string().contains("checkpoint 1 names this object"),
+        "{err}"
+    );
+    assert!(
+        !tmp.path().join("z").exists(),
+        "a failed restore left its directory behind"
+    );
+    std::fs::create_dir_all(tmp.path().join("z2")).unwrap();
+    let err = block_on(Db::restore(options(tmp.path(), "z2", 1), None)).unwrap_err();
+    assert!(err.to_string().contains(&name), "{err} should name {name}");
+    let left: Vec<_> = std::fs::read_dir(tmp.path().join("z2"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "a failed restore left {left:?}");
     std::fs::write(&sst, &bytes).unwrap();
     assert_eq!(
         store_listing(tmp.path()),
@@ -742,4 +781,64 @@ fn a_restore_reads_each_metadata_object_in_one_request() {
     let metadata_reads = stats.op(StoreOp::Get).count;
     assert!(metadata_reads >= 3, "{:#?}", stats.summary_lines());
     assert!(info.metadata_bytes > 0);
+}
+
+/// Before it serves, a restore waits for three round trips to the store, one after
+/// another: the listing that finds the checkpoint; `CHECKPOINT` together with the
+/// shard objects the listing named; the files' tails (footer, index, filter)
+/// together with the listings that check every named object exists. Each request
+/// here takes 30 ms, so requests sent together overlap and count once. (Reading the
+/// shard objects only after `CHECKPOINT`, or checking existence before opening, adds
+/// a round trip each.)
+#[test]
+fn a_restore_waits_for_three_round_trips_before_it_serves() {
+    use std::sync::Arc;
+    use terrace_tiering::store::fault::{FaultConfig, FaultyStore, Latency};
+    use terrace_tiering::store::instrument::InstrumentedStore;
+    use terrace_tiering::store::local_dir::LocalDirStore;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    std::fs::create_dir_all(&root).unwrap();
+    let local = Arc::new(LocalDirStore::open(&root, false).unwrap());
+    // The source writes to the directory directly; the restore reads it slowly.
+    let slow = FaultyStore::new(
+        local.clone(),
+        FaultConfig {
+            latency: Latency::Fixed(Duration::from_millis(30)),
+            ..FaultConfig::default()
+        },
+    );
+    let store = Arc::new(InstrumentedStore::new(Arc::new(slow)));
+    let mut src = options(tmp.path(), "src", 2);
+    src.object_store = ObjectStoreSpec::Custom(local.clone());
+    let db = open(src);
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(47);
+    let mut model = Model::new();
+    write_some(&db, &mut model, &mut rng, 2000);
+    block_on(db.flush()).unwrap();
+    write_some(&db, &mut model, &mut rng, 500);
+    block_on(db.checkpoint(1)).unwrap();
+    block_on(db.close()).unwrap();
+
+    let mut opts = options(tmp.path(), "r", 2);
+    opts.object_store = ObjectStoreSpec::Custom(store.clone());
+    // No background downloads to blur the count.
+    opts.warm_order = terrace::WarmOrder::Off;
+    let (r, info) = block_on(Db::restore(opts, None)).unwrap();
+    let stats = store.stats();
+    assert!(info.files >= 2, "{info:?}");
+    assert_eq!(
+        stats.round_trips_in_a_row,
+        3,
+        "{:#?}",
+        stats.summary_lines()
+    );
+    block_on(r.close()).unwrap();
+    // What it serves is the checkpoint (read back without the delay: every block
+    // of a scan would be a 30 ms request).
+    let mut fast = options(tmp.path(), "r", 2);
+    fast.object_store = ObjectStoreSpec::Custom(local);
+    let r = open(fast);
+    check(&r, &model);
+    block_on(r.close()).unwrap();
 }

@@ -9,7 +9,7 @@
 use std::ops::Bound;
 use std::path::PathBuf;
 
-use super::restore::{write_restored, ShardCount};
+use super::restore::{open_checked, write_restored, ShardCount};
 use super::CheckpointSummary;
 use crate::db::Db;
 use crate::error::{Error, Result};
@@ -59,7 +59,8 @@ impl CheckpointReader {
         ro.block_cache_bytes = opts.block_cache_bytes;
         ro.io_threads = opts.io_threads;
         ro.pin_shards = opts.pin_shards;
-        let db = match Db::open(ro).await {
+        // The reader's open overlaps the check that every object exists.
+        let db = match open_checked(ro, vec![restored.check]).await {
             Ok(db) => db,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&dir);

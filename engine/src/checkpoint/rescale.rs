@@ -26,13 +26,12 @@
 //! (`remote.rs`). Lineages make object names unique across the job.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::sync::Arc;
 
 use terrace_tiering::store::uri::StoreUri;
 
 use super::format::{CheckpointMeta, ShardCheckpoint};
-use super::listing::{pick_checkpoint, read_shards};
-use super::restore::{check_empty, check_objects, RestoreInfo};
+use super::listing::pick_checkpoint_and_shards;
+use super::restore::{check_empty, open_checked, undo_restore, PendingCheck, RestoreInfo};
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::files::shard_dir;
@@ -40,7 +39,7 @@ use crate::key::{shard_key_groups, state_key_group, state_key_of, KeyGroupRange}
 use crate::lock::DbLock;
 use crate::meta::DbMeta;
 use crate::options::{ObjectStoreSpec, Options};
-use crate::remote::{split_job, store_err, Remote};
+use crate::remote::{split_job, store_err};
 use crate::shard::new_lineage;
 use crate::version::manifest::ManifestLog;
 use crate::version::{FileDesc, ManifestState};
@@ -104,8 +103,15 @@ impl Db {
     ) -> Result<(Db, RestoreInfo)> {
         let clock = opts.clock.clone();
         let start = clock.now();
-        let (opts, mut info) = write_rescaled(opts, sources).await?;
-        let db = Db::open(opts).await?;
+        let path = opts.path.clone();
+        let (opts, mut info, checks, dir_existed) = write_rescaled(opts, sources).await?;
+        let db = match open_checked(opts, checks).await {
+            Ok(db) => db,
+            Err(e) => {
+                undo_restore(&path, dir_existed);
+                return Err(e);
+            }
+        };
         info.duration = clock.now().saturating_duration_since(start);
         Ok((db, info))
     }
@@ -152,38 +158,33 @@ fn source_homes(own: &str, sources: &[RestoreSource]) -> Result<Vec<String>> {
     Ok(homes)
 }
 
-/// Reads one source's checkpoint through its own store and checks its objects.
+/// Reads one source's checkpoint through its own store; the check of its objects
+/// is returned to run while the new database opens.
 async fn load_source(
     opts: &Options,
     source: &RestoreSource,
     home: String,
-) -> Result<(Source, u64)> {
+) -> Result<(Source, u64, PendingCheck)> {
     let mut o = opts.clone();
     o.object_store = ObjectStoreSpec::Uri(source.uri.clone());
     let (runtime, remote) = crate::remote::open(&o)
         .await?
         .ok_or_else(|| Error::internal("a source without a store"))?;
-    let read = async {
-        let meta = pick_checkpoint(&remote, source.checkpoint).await?;
-        let shards = read_shards(&remote, &meta).await?;
-        check_objects(&remote, &meta, &shards).await?;
-        let bytes = meta.encode().len() as u64
-            + meta.shard_objects.iter().map(|s| s.size_bytes).sum::<u64>();
-        Ok::<_, Error>((meta, shards, bytes))
-    }
-    .await;
-    drop::<Arc<Remote>>(remote);
-    runtime.shutdown_now();
-    let (meta, shards, bytes) = read?;
-    Ok((Source { home, meta, shards }, bytes))
+    // On an error the runtime ends when dropped.
+    let (meta, shards) = pick_checkpoint_and_shards(&remote, source.checkpoint).await?;
+    let bytes =
+        meta.encode().len() as u64 + meta.shard_objects.iter().map(|s| s.size_bytes).sum::<u64>();
+    let check = PendingCheck::new(runtime, remote, meta.clone(), shards.clone());
+    Ok((Source { home, meta, shards }, bytes, check))
 }
 
-/// Reads and checks every source, plans the new database and writes its local
-/// metadata (nothing in any store). Returns the options to open it with.
+/// Reads every source, plans the new database and writes its local metadata
+/// (nothing in any store). Returns the options to open it with, the checks of the
+/// sources' objects still to run, and whether `opts.path` existed before.
 async fn write_rescaled(
     mut opts: Options,
     sources: &[RestoreSource],
-) -> Result<(Options, RestoreInfo)> {
+) -> Result<(Options, RestoreInfo, Vec<PendingCheck>, bool)> {
     opts.validate()?;
     if opts.read_only {
         return Err(Error::invalid_option(
@@ -209,6 +210,7 @@ async fn write_rescaled(
     let clock = opts.clock.clone();
     let start = clock.now();
     check_empty(&opts.path)?;
+    let dir_existed = opts.path.exists();
     let homes = source_homes(&own, sources)?;
     let own_name = StoreUri::parse(&own)
         .ok()
@@ -222,10 +224,12 @@ async fn write_rescaled(
         .zip(homes)
         .map(|(s, home)| load_source(&opts, s, home));
     let mut loaded = Vec::with_capacity(sources.len());
+    let mut checks = Vec::with_capacity(sources.len());
     let mut metadata_bytes = 0;
-    for (source, bytes) in futures_util::future::try_join_all(loads).await? {
+    for (source, bytes, check) in futures_util::future::try_join_all(loads).await? {
         metadata_bytes += bytes;
         loaded.push(source);
+        checks.push(check);
     }
     let first = &loaded[0].meta;
     opts.max_key_groups = first.max_key_groups;
@@ -237,7 +241,10 @@ async fn write_rescaled(
     if let Ok(StoreUri::Local(dir)) = StoreUri::parse(&own) {
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
     }
-    write_database(&opts, &plan)?;
+    if let Err(e) = write_database(&opts, &plan) {
+        undo_restore(&opts.path, dir_existed);
+        return Err(e);
+    }
 
     let mut objects = HashSet::new();
     let state_bytes = plan
@@ -260,7 +267,7 @@ async fn write_rescaled(
         metadata_bytes,
         duration: clock.now().saturating_duration_since(start),
     };
-    Ok((opts, info))
+    Ok((opts, info, checks, dir_existed))
 }
 
 /// Writes the new database's metadata: a manifest per shard, then `TERRACE-META`.

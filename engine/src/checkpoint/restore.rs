@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::format::{CheckpointMeta, ShardCheckpoint};
-use super::listing::{pick_checkpoint, read_shards};
+use super::listing::pick_checkpoint_and_shards;
 use crate::db::Db;
 use crate::error::{Error, ErrorDetail, Result};
 use crate::files::{object_key, shard_dir, META_FILE, SST_PREFIX};
@@ -83,7 +83,14 @@ impl Db {
             };
             return Db::restore_from(opts, &[source]).await;
         };
-        let db = Db::open(restored.opts).await?;
+        let path = restored.opts.path.clone();
+        let db = match open_checked(restored.opts, vec![restored.check]).await {
+            Ok(db) => db,
+            Err(e) => {
+                undo_restore(&path, restored.dir_existed);
+                return Err(e);
+            }
+        };
         let mut info = restored.info;
         info.duration = clock.now().saturating_duration_since(start);
         Ok((db, info))
@@ -105,6 +112,92 @@ pub(crate) struct Restored {
     pub(crate) opts: Options,
     pub(crate) meta: CheckpointMeta,
     pub(crate) info: RestoreInfo,
+    /// That every object the checkpoint names exists: still to be run, while the
+    /// database opens ([`open_checked`]).
+    pub(crate) check: PendingCheck,
+    /// `opts.path` existed (empty) before the restore: undoing it leaves it so.
+    pub(crate) dir_existed: bool,
+}
+
+/// The check that every object a checkpoint names exists (one listing per home and
+/// lineage), deferred so that it runs while the restored database opens instead of
+/// before: the open reads each file's tail anyway, so the listing's round trip
+/// overlaps it. It holds the private I/O runtime the metadata was read on.
+pub(crate) struct PendingCheck {
+    runtime: terrace_tiering::store::IoRuntime,
+    remote: Arc<Remote>,
+    meta: CheckpointMeta,
+    shards: Vec<ShardCheckpoint>,
+}
+
+impl PendingCheck {
+    pub(crate) fn new(
+        runtime: terrace_tiering::store::IoRuntime,
+        remote: Arc<Remote>,
+        meta: CheckpointMeta,
+        shards: Vec<ShardCheckpoint>,
+    ) -> PendingCheck {
+        PendingCheck {
+            runtime,
+            remote,
+            meta,
+            shards,
+        }
+    }
+
+    /// Runs the check and ends the runtime.
+    pub(crate) async fn run(self) -> Result<()> {
+        let checked = check_objects(&self.remote, &self.meta, &self.shards).await;
+        drop(self.remote);
+        self.runtime.shutdown_now();
+        checked
+    }
+}
+
+/// Opens the database a restore wrote (`opts`) while `checks` run. If a check
+/// fails, the opened database is closed and the check's error returned (it names
+/// the missing object and the checkpoint, which an open that failed on the same
+/// object would not); otherwise the open's result. The caller undoes what it wrote.
+pub(crate) async fn open_checked(opts: Options, checks: Vec<PendingCheck>) -> Result<Db> {
+    let (checked, opened) = futures_util::future::join(
+        futures_util::future::join_all(checks.into_iter().map(PendingCheck::run)),
+        Db::open(opts),
+    )
+    .await;
+    match checked.into_iter().find_map(|c| c.err()) {
+        None => opened,
+        Some(e) => {
+            if let Ok(db) = opened {
+                if let Err(close) = db.close().await {
+                    tracing::warn!(error = %close, "closing a restored database whose check failed");
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Removes what a failed restore wrote into `path` (which was missing, or empty
+/// when `existed`): the directory's contents, and the directory if it made it.
+pub(crate) fn undo_restore(path: &std::path::Path, existed: bool) {
+    let removed = if existed {
+        std::fs::read_dir(path).and_then(|entries| {
+            for e in entries {
+                let e = e?;
+                if e.file_type()?.is_dir() {
+                    std::fs::remove_dir_all(e.path())?;
+                } else {
+                    std::fs::remove_file(e.path())?;
+                }
+            }
+            Ok(())
+        })
+    } else {
+        std::fs::remove_dir_all(path)
+    };
+    if let Err(e) = removed {
+        tracing::warn!(path = %path.display(), error = %e, "could not remove what a failed restore wrote");
+    }
 }
 
 /// Writes the local metadata of a database restored from checkpoint `id` (or the
@@ -130,14 +223,13 @@ pub(crate) async fn write_restored(
     let clock = opts.clock.clone();
     let start = clock.now();
     check_empty(&opts.path)?;
+    let dir_existed = opts.path.exists();
     let (runtime, remote) = crate::remote::open(&opts)
         .await?
         .ok_or_else(|| Error::invalid_option("object_store", "a restore needs an object store"))?;
-    let prepared = prepare(&remote, id).await;
-    // The database opens its own runtime; this one only read metadata.
-    drop(remote);
-    runtime.shutdown_now();
-    let (meta, shards, metadata_bytes) = prepared?;
+    // The runtime ends with the existence check, which runs while the database
+    // opens (on its own runtime); on an error here it ends when dropped.
+    let (meta, shards, metadata_bytes) = prepare(&remote, id).await?;
 
     let range = KeyGroupRange::new(meta.key_groups.0, meta.key_groups.1);
     if matches!(count, ShardCount::MatchOrRescale)
@@ -149,7 +241,10 @@ pub(crate) async fn write_restored(
     opts.max_key_groups = meta.max_key_groups;
     opts.key_group_prefix_bytes = meta.key_group_prefix_bytes;
     opts.key_group_range = Some(range);
-    write_database(&opts, &meta, &shards)?;
+    if let Err(e) = write_database(&opts, &meta, &shards) {
+        undo_restore(&opts.path, dir_existed);
+        return Err(e);
+    }
     let info = RestoreInfo {
         checkpoint: meta.id,
         source_db_lineage: meta.db_lineage,
@@ -163,7 +258,14 @@ pub(crate) async fn write_restored(
         metadata_bytes,
         duration: clock.now().saturating_duration_since(start),
     };
-    Ok(Some(Restored { opts, meta, info }))
+    let check = PendingCheck::new(runtime, remote, meta.clone(), shards);
+    Ok(Some(Restored {
+        opts,
+        meta,
+        info,
+        check,
+        dir_existed,
+    }))
 }
 
 /// A restore target must hold no database and nothing else.
@@ -186,17 +288,14 @@ pub(crate) fn check_empty(path: &std::path::Path) -> Result<()> {
     }
 }
 
-/// Reads and checks the checkpoint: its metadata, and that every object it names
-/// exists.
+/// Reads the checkpoint's metadata: the commit object and the shard objects.
 async fn prepare(
     remote: &Arc<Remote>,
     id: Option<u64>,
 ) -> Result<(CheckpointMeta, Vec<ShardCheckpoint>, u64)> {
-    let meta = pick_checkpoint(remote, id).await?;
-    let shards = read_shards(remote, &meta).await?;
+    let (meta, shards) = pick_checkpoint_and_shards(remote, id).await?;
     let metadata_bytes =
         meta.encode().len() as u64 + meta.shard_objects.iter().map(|o| o.size_bytes).sum::<u64>();
-    check_objects(remote, &meta, &shards).await?;
     Ok((meta, shards, metadata_bytes))
 }
 

@@ -13,6 +13,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures_util::future::{FutureExt, LocalBoxFuture, Shared};
 use terrace_tiering::{
     probe_direct_io, probe_direct_io_with, BlockSource, LocalFile, RemoteStatsCell,
 };
@@ -48,15 +49,22 @@ impl Shard {
     ) -> Result<Rc<Shard>> {
         let dir = shard_dir(&opts.path, id);
         let read_only = opts.read_only;
-        if read_only {
+        // glommio's IOPOLL probe must precede every other DMA file this thread
+        // opens. Its first run on an executor takes 10–20 ms, so a writer's probe
+        // runs while the files open: only a file with a local copy waits for it (an
+        // object-only file opens no DMA file), as does everything after the files.
+        let probe: ProbeGate = if read_only {
             probe_read_only(&dir).await?;
+            futures_util::future::ready(Ok(())).boxed_local().shared()
         } else {
             std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
-            // Must precede every other DMA file this thread opens (glommio IOPOLL probe).
-            probe_direct_io(&dir)
-                .await
-                .map_err(|e| Error::io("probe direct I/O in", &dir, e))?;
-        }
+            let at = dir.clone();
+            async move { probe_direct_io(&at).await.map_err(Rc::new) }
+                .boxed_local()
+                .shared()
+        };
+        // Polled at once: the probe starts before the manifest is read.
+        let probing = glommio::spawn_local(probe.clone());
 
         let remote_reads = RemoteStatsCell::default();
         let ctx = OpenCtx {
@@ -65,6 +73,7 @@ impl Shard {
             stats: &remote_reads,
             warm_window: opts.warm_window,
             now: opts.clock.now(),
+            probe: probe.clone(),
         };
         // A read-only open races with the writer: a file the manifest named may be
         // compacted away and deleted before it is opened. Then the manifest has moved
@@ -106,6 +115,9 @@ impl Shard {
                 Err(e) => return Err(e),
             }
         };
+        probing
+            .await
+            .map_err(|e| Error::io("probe direct I/O in", &dir, unshare(&e)))?;
         let mut state = state;
         if state.lineage == 0 && !read_only {
             // A new shard, or one from before lineages: its new files get objects
@@ -299,12 +311,21 @@ async fn open_homes(dir: &Path, remote: Option<&Arc<Remote>>, state: &ManifestSt
     Ok(())
 }
 
+/// The direct-I/O probe of a shard's executor, awaited by whatever opens a DMA file.
+type ProbeGate = Shared<LocalBoxFuture<'static, std::result::Result<(), Rc<std::io::Error>>>>;
+
+/// The probe's error, for a caller that needs its own.
+fn unshare(e: &std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), e.to_string())
+}
+
 struct OpenCtx<'a> {
     dir: &'a std::path::Path,
     remote: Option<&'a Arc<Remote>>,
     stats: &'a RemoteStatsCell,
     warm_window: std::time::Duration,
     now: Instant,
+    probe: ProbeGate,
 }
 
 impl OpenCtx<'_> {
@@ -317,7 +338,20 @@ impl OpenCtx<'_> {
         uploaded: bool,
     ) -> Result<(u32, Rc<FileMeta>)> {
         let path = self.dir.join(crate::files::sst_name(desc.id));
-        let local = match LocalFile::open(&path).await {
+        // No local copy: nothing to open as a DMA file, so no wait for the probe.
+        let local = match std::fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(std::io::Error::from(std::io::ErrorKind::NotFound))
+            }
+            _ => {
+                self.probe
+                    .clone()
+                    .await
+                    .map_err(|e| Error::io("probe direct I/O in", self.dir, unshare(&e)))?;
+                LocalFile::open(&path).await
+            }
+        };
+        let local = match local {
             Ok(file) => {
                 if file.size() != desc.size_bytes {
                     return Err(Error::corrupt(

@@ -123,6 +123,10 @@ pub struct StoreStats {
     pub list_multipart: OpStats,
     /// Deletes.
     pub delete: OpStats,
+    /// The most requests (of any kind) that ran one after another, each begun
+    /// after the one before it ended: the round trips a caller waited for in a
+    /// row. Requests sent together count once. Since the last reset.
+    pub round_trips_in_a_row: u64,
 }
 
 impl StoreStats {
@@ -193,6 +197,9 @@ impl StoreStats {
 pub struct InstrumentedStore {
     inner: Arc<dyn ObjectStore>,
     ops: [OpCounters; StoreOp::ALL.len()],
+    /// The longest chain of requests one after another among those that ended: a
+    /// request that begins now extends it by one when it ends.
+    chain: AtomicU64,
 }
 
 struct OpCounters {
@@ -232,6 +239,7 @@ impl InstrumentedStore {
         InstrumentedStore {
             inner,
             ops: std::array::from_fn(|_| OpCounters::new()),
+            chain: AtomicU64::new(0),
         }
     }
 
@@ -260,12 +268,14 @@ impl InstrumentedStore {
                 latency_us_max: max,
             };
         }
+        out.round_trips_in_a_row = self.chain.load(Ordering::SeqCst);
         out
     }
 
     /// Zeroes every counter (between benchmark phases, say). Calls in flight are
     /// counted in the new period when they finish.
     pub fn reset(&self) {
+        self.chain.store(0, Ordering::SeqCst);
         for c in &self.ops {
             c.count.store(0, Ordering::Relaxed);
             c.errors.store(0, Ordering::Relaxed);
@@ -285,7 +295,9 @@ impl InstrumentedStore {
         bytes: impl FnOnce(&T) -> u64,
     ) -> StoreResult<T> {
         let start = Instant::now();
+        let link = self.chain.load(Ordering::SeqCst) + 1;
         let result = call.await;
+        self.chain.fetch_max(link, Ordering::SeqCst);
         self.note(op, start, result.as_ref().map(bytes).ok());
         result
     }
@@ -326,7 +338,11 @@ impl ObjectStore for InstrumentedStore {
         // failed trying); otherwise the caller's own put is counted.
         Box::pin(async move {
             let start = Instant::now();
+            let link = self.chain.load(Ordering::SeqCst) + 1;
             let result = self.inner.put_file(key, path, size).await;
+            if !matches!(result, Ok(false)) {
+                self.chain.fetch_max(link, Ordering::SeqCst);
+            }
             match result {
                 Ok(false) => {}
                 Ok(true) => self.note(StoreOp::Put, start, Some(size)),
@@ -513,5 +529,54 @@ mod tests {
             "p50 {} µs for 20 ms calls",
             got.latency_us_p50
         );
+    }
+
+    /// Requests sent together count as one round trip; one sent after another ended
+    /// adds one; a reset starts over.
+    #[test]
+    fn round_trips_in_a_row_count_waits_not_requests() {
+        let store = InstrumentedStore::new(Arc::new(
+            crate::store::local_dir::LocalDirStore::open(std::env::temp_dir().as_path(), false)
+                .expect("temp dir store"),
+        ));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let call = |ms: u64| {
+            store.measure(
+                StoreOp::Get,
+                async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                    Ok::<u64, crate::store::StoreError>(1)
+                },
+                |n| *n,
+            )
+        };
+        rt.block_on(async {
+            // Five at once: one round trip.
+            let wave: Vec<_> = (0..5).map(|_| call(10)).collect();
+            futures_util::future::join_all(wave).await;
+            assert_eq!(store.stats().round_trips_in_a_row, 1);
+            // Then one, then two together, then one: three more.
+            call(5).await.expect("ok");
+            let (a, b) = futures_util::future::join(call(5), call(8)).await;
+            a.and(b).expect("ok");
+            call(5).await.expect("ok");
+            assert_eq!(store.stats().round_trips_in_a_row, 4);
+            // A long request overlapping a chain of short ones does not lengthen it.
+            store.reset();
+            let chain = async {
+                for _ in 0..3 {
+                    call(5).await.expect("ok");
+                }
+            };
+            futures_util::future::join(call(40), chain)
+                .await
+                .0
+                .expect("ok");
+            assert_eq!(store.stats().round_trips_in_a_row, 3);
+        });
+        assert_eq!(store.stats().get.count, 4);
     }
 }
