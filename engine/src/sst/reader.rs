@@ -30,7 +30,7 @@ use super::handle::BlockHandle;
 use super::index::{decode_index, IndexEntry};
 use super::iter::TableIter;
 use super::properties::TableProperties;
-use super::seal::{unseal, unseal_borrowed, Unsealed};
+use super::seal::{unseal_borrowed, Unsealed};
 
 /// Shortest key a data block may hold: a state-key prefix and a trailer.
 pub(crate) const MIN_DATA_KEY_LEN: usize = STATE_KEY_PREFIX_LEN + TRAILER_LEN;
@@ -116,21 +116,24 @@ impl TableReader {
         };
 
         // The metadata region `[data_end, footer_offset)`: what the first read did
-        // not cover is fetched in one more read.
-        let meta_buf: Vec<u8> = if data_end >= tail_start {
-            tail_buf[(data_end - tail_start) as usize..footer_at].to_vec()
+        // not cover is fetched in one more read. Blocks are decoded from it in
+        // place (a remote open's region is a megabyte or more per file; copies of
+        // it cost page faults as much as bytes).
+        let joined: Vec<u8>;
+        let meta_buf: &[u8] = if data_end >= tail_start {
+            &tail_buf[(data_end - tail_start) as usize..footer_at]
         } else {
             let head = read(&*source, &path, data_end, (tail_start - data_end) as usize).await?;
             let mut v = Vec::with_capacity((footer_offset - data_end) as usize);
             v.extend_from_slice(&head);
             v.extend_from_slice(&tail_buf[..footer_at]);
-            v
+            joined = v;
+            &joined
         };
-        drop(tail_buf);
         let meta = MetaRegion {
             path: &path,
             start: data_end,
-            buf: &meta_buf,
+            buf: meta_buf,
         };
 
         let props_buf = meta.block(footer.properties)?;
@@ -409,10 +412,10 @@ struct MetaRegion<'a> {
     buf: &'a [u8],
 }
 
-impl MetaRegion<'_> {
+impl<'a> MetaRegion<'a> {
     /// The contents of block `h` (its checksum verified), which the layout checks
-    /// placed inside the region.
-    fn block(&self, h: BlockHandle) -> Result<Vec<u8>> {
+    /// placed inside the region; borrowed from it unless compressed.
+    fn block(&self, h: BlockHandle) -> Result<Unsealed<'a>> {
         let from = h.offset.checked_sub(self.start);
         let bytes = from.and_then(|f| {
             let f = usize::try_from(f).ok()?;
@@ -426,6 +429,6 @@ impl MetaRegion<'_> {
                 "metadata block outside the metadata region",
             ));
         };
-        unseal(self.path, h.offset, bytes)
+        unseal_borrowed(self.path, h.offset, bytes)
     }
 }

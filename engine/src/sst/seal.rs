@@ -105,6 +105,17 @@ pub(crate) enum Unsealed<'a> {
     Owned(Vec<u8>),
 }
 
+impl std::ops::Deref for Unsealed<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Unsealed::Raw(r) => r,
+            Unsealed::Owned(v) => v,
+        }
+    }
+}
+
 pub(crate) fn unseal_borrowed<'a>(file: &Path, offset: u64, buf: &'a [u8]) -> Result<Unsealed<'a>> {
     let Some(stored_len) = buf.len().checked_sub(BLOCK_TRAILER_LEN) else {
         return Err(Error::corrupt(
