@@ -477,6 +477,24 @@ fn bad_sources_fail_with_typed_errors_and_write_nothing() {
         src("c"),
     ];
     assert!(block_on(Db::restore_from(o, &sources)).is_err());
+    // An object a source's checkpoint names is gone: the existence check (run while
+    // the new database opens) names it, and what the rescale wrote is removed.
+    let gone = listing(&job(tmp).join("c"))
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "sst"))
+        .unwrap();
+    let bytes = std::fs::read(&gone).unwrap();
+    std::fs::remove_file(&gone).unwrap();
+    let before = listing(&job(tmp));
+    let o = options(tmp, "bad-gone", 2, KeyGroupRange::new(0, 63));
+    std::fs::remove_dir_all(job(tmp).join("bad-gone")).unwrap();
+    let err = block_on(Db::restore_from(o, &[src("a"), src("c")])).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corruption, "{err}");
+    let name = gone.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(err.to_string().contains(&name), "{err} should name {name}");
+    assert_eq!(listing(&job(tmp)), before, "the store changed");
+    assert!(!tmp.join("local").join("bad-gone").exists());
+    std::fs::write(&gone, &bytes).unwrap();
     // A good pair works.
     let o = options(tmp, "good", 2, KeyGroupRange::new(0, 63));
     let (db, info) = block_on(Db::restore_from(o, &[src("a"), src("c")])).unwrap();

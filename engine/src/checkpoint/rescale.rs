@@ -104,11 +104,15 @@ impl Db {
         let clock = opts.clock.clone();
         let start = clock.now();
         let path = opts.path.clone();
-        let (opts, mut info, checks, dir_existed) = write_rescaled(opts, sources).await?;
-        let db = match open_checked(opts, checks).await {
+        let w = write_rescaled(opts, sources).await?;
+        let mut info = w.info;
+        let db = match open_checked(w.opts, w.checks).await {
             Ok(db) => db,
             Err(e) => {
-                undo_restore(&path, dir_existed);
+                undo_restore(&path, w.dir_existed);
+                if let Some(prefix) = &w.made_prefix {
+                    remove_if_no_files(prefix);
+                }
                 return Err(e);
             }
         };
@@ -181,10 +185,7 @@ async fn load_source(
 /// Reads every source, plans the new database and writes its local metadata
 /// (nothing in any store). Returns the options to open it with, the checks of the
 /// sources' objects still to run, and whether `opts.path` existed before.
-async fn write_rescaled(
-    mut opts: Options,
-    sources: &[RestoreSource],
-) -> Result<(Options, RestoreInfo, Vec<PendingCheck>, bool)> {
+async fn write_rescaled(mut opts: Options, sources: &[RestoreSource]) -> Result<Rescaled> {
     opts.validate()?;
     if opts.read_only {
         return Err(Error::invalid_option(
@@ -238,7 +239,11 @@ async fn write_rescaled(
     opts.key_group_range = Some(plan.range);
 
     // A local store prefix is a directory the new database's store opens: make it.
+    let mut made_prefix = None;
     if let Ok(StoreUri::Local(dir)) = StoreUri::parse(&own) {
+        if !dir.exists() {
+            made_prefix = Some(dir.clone());
+        }
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
     }
     if let Err(e) = write_database(&opts, &plan) {
@@ -267,7 +272,46 @@ async fn write_rescaled(
         metadata_bytes,
         duration: clock.now().saturating_duration_since(start),
     };
-    Ok((opts, info, checks, dir_existed))
+    Ok(Rescaled {
+        opts,
+        info,
+        checks,
+        dir_existed,
+        made_prefix,
+    })
+}
+
+/// A rescaled database written, not yet opened.
+struct Rescaled {
+    /// Options to open it with.
+    opts: Options,
+    info: RestoreInfo,
+    /// The existence checks of the sources' objects, to run while it opens.
+    checks: Vec<PendingCheck>,
+    /// `opts.path` existed (empty) before.
+    dir_existed: bool,
+    /// The local store prefix directory the rescale made, if it made one.
+    made_prefix: Option<std::path::PathBuf>,
+}
+
+/// Removes `dir` if no file is under it: a store prefix a failed rescale made,
+/// holding only the directories the local store creates when it opens.
+fn remove_if_no_files(dir: &std::path::Path) {
+    fn has_file(d: &std::path::Path) -> bool {
+        match std::fs::read_dir(d) {
+            Ok(entries) => entries.flatten().any(|e| {
+                e.file_type()
+                    .map_or(true, |t| !t.is_dir() || has_file(&e.path()))
+            }),
+            // Unreadable: keep it.
+            Err(_) => true,
+        }
+    }
+    if !has_file(dir) {
+        if let Err(e) = std::fs::remove_dir_all(dir) {
+            tracing::warn!(dir = %dir.display(), error = %e, "could not remove the store prefix a failed rescale made");
+        }
+    }
 }
 
 /// Writes the new database's metadata: a manifest per shard, then `TERRACE-META`.
