@@ -127,6 +127,10 @@ pub struct LiveFile {
     /// the database's own prefix); empty for the database's own prefix. A
     /// rescaled database reads its sources' files under their prefixes.
     pub home: String,
+    /// Bytes at the file's end after its data blocks (filter, index, properties,
+    /// footer), as recorded when it was written: what an open from the store
+    /// reads. 0 for a file described before manifest format 5.
+    pub metadata_bytes: u64,
 }
 
 /// The manifest log of a shard.

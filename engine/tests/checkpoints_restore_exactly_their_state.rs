@@ -833,6 +833,26 @@ fn a_restore_waits_for_three_round_trips_before_it_serves() {
         "{:#?}",
         stats.summary_lines()
     );
+    // What it read: the checkpoint's objects, and of each file exactly the tail its
+    // description records (filter, index, properties, footer) — flushed files and
+    // memtable snapshots alike, no guessed extra and no second read.
+    let files = block_on(r.live_files()).unwrap();
+    assert_eq!(files.len(), info.files);
+    assert!(
+        files
+            .iter()
+            .all(|f| f.metadata_bytes > 0 && f.metadata_bytes < f.size_bytes),
+        "{files:#?}"
+    );
+    let tails: u64 = files.iter().map(|f| f.metadata_bytes).sum();
+    assert_eq!(
+        stats
+            .op(terrace_tiering::store::instrument::StoreOp::Get)
+            .bytes,
+        info.metadata_bytes + tails,
+        "{:#?}",
+        stats.summary_lines()
+    );
     block_on(r.close()).unwrap();
     // What it serves is the checkpoint (read back without the delay: every block
     // of a scan would be a 30 ms request).

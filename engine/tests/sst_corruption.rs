@@ -37,7 +37,7 @@ async fn read_everything(bytes: Vec<u8>, probes: &[Vec<u8>]) -> Result<Dump> {
     // A remote open reads the footer and metadata in one piece: on damaged bytes it
     // must fail exactly when a local open fails, and agree with it otherwise.
     let remote_src: Rc<dyn BlockSource> = Rc::new(MemSource(bytes.clone()));
-    let remote = TableReader::open_remote(7, PathBuf::from("flip.sst"), remote_src).await;
+    let remote = TableReader::open_remote(7, PathBuf::from("flip.sst"), remote_src, 0).await;
     let src: Rc<dyn BlockSource> = Rc::new(MemSource(bytes));
     let local = TableReader::open(7, PathBuf::from("flip.sst"), src).await;
     match (&local, &remote) {

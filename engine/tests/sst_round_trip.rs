@@ -322,8 +322,8 @@ fn a_remote_open_reads_footer_and_metadata_in_one_request_when_they_fit() {
             write_table(&path, 3, opts, &entries).await;
             let bytes = std::fs::read(&path).unwrap();
             let size = bytes.len() as u64;
-            let src = Counting::new(bytes, None);
-            let t = TableReader::open_remote(3, path.clone(), src.clone())
+            let src = Counting::new(bytes.clone(), None);
+            let t = TableReader::open_remote(3, path.clone(), src.clone(), 0)
                 .await
                 .unwrap();
             assert_eq!(src.reads.get(), want_reads, "{name}: {size} bytes");
@@ -334,6 +334,16 @@ fn a_remote_open_reads_footer_and_metadata_in_one_request_when_they_fit() {
                 entries,
                 "{name}"
             );
+            // Told the metadata's size (what the manifest records), one read of
+            // exactly that tail, whatever the size.
+            let meta = local.properties().meta_bytes;
+            assert!(meta > 0 && meta < size, "{name}: {meta} of {size} bytes");
+            let src = Counting::new(bytes, None);
+            let t = TableReader::open_remote(3, path.clone(), src.clone(), meta)
+                .await
+                .unwrap();
+            assert_eq!(src.reads.get(), 1, "{name}: told {meta} bytes");
+            assert_eq!(t.properties(), local.properties(), "{name}");
         }
     });
 }
@@ -405,7 +415,7 @@ fn a_cached_scan_reads_ahead_with_several_block_reads_in_flight() {
         for (ahead, most) in [(0usize, 1u32), (8, 8), (32, 32)] {
             let src = Counting::new(bytes.clone(), Some(std::time::Duration::from_millis(2)));
             let t = Rc::new(
-                TableReader::open_remote(4, path.clone(), src.clone())
+                TableReader::open_remote(4, path.clone(), src.clone(), 0)
                     .await
                     .unwrap(),
             );

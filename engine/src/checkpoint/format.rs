@@ -41,7 +41,7 @@ const SHARD_MAGIC: &[u8; 8] = b"TRCSHCK\0";
 /// Format version of the `CHECKPOINT` object written by this build.
 pub(crate) const CHECKPOINT_FORMAT_VERSION: u32 = 1;
 /// Format version of shard objects written by this build.
-pub(crate) const SHARD_FORMAT_VERSION: u32 = 2;
+pub(crate) const SHARD_FORMAT_VERSION: u32 = 3;
 
 /// One shard's object as the top-level object records it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -274,10 +274,10 @@ impl ShardCheckpoint {
     /// Decodes the object named `name` (for error messages).
     pub(crate) fn decode(name: &str, bytes: &[u8]) -> Result<ShardCheckpoint> {
         let (version, mut d) = unseal(name, SHARD_MAGIC, SHARD_FORMAT_VERSION, bytes)?;
-        let layout = if version >= 2 {
-            DescLayout::V4
-        } else {
-            DescLayout::V3
+        let layout = match version {
+            1 => DescLayout::V3,
+            2 => DescLayout::V4,
+            _ => DescLayout::V5,
         };
         let r = (|| {
             let checkpoint = d.u64_le("checkpoint id")?;
@@ -343,6 +343,7 @@ mod tests {
             max_seqno: 9,
             clip: None,
             home: String::new(),
+            meta_bytes: 0,
         }
     }
 
@@ -405,9 +406,30 @@ mod tests {
         let m = sample_meta();
         let bytes = golden("v1-CHECKPOINT", &m.encode());
         assert_eq!(CheckpointMeta::decode("CHECKPOINT", &bytes).unwrap(), m);
-        let s = sample_shard_v2();
-        let bytes = golden("v2-shard-0000.ckpt", &s.encode());
+        let s = sample_shard_v3();
+        let bytes = golden("v3-shard-0000.ckpt", &s.encode());
         assert_eq!(ShardCheckpoint::decode("shard", &bytes).unwrap(), s);
+    }
+
+    /// Format 3's sample: format 2's, with the files' metadata sizes.
+    pub(crate) fn sample_shard_v3() -> ShardCheckpoint {
+        let mut s = sample_shard_v2();
+        for (_, f) in &mut s.files {
+            f.meta_bytes = 7 + f.id;
+        }
+        for f in &mut s.snapshots {
+            f.meta_bytes = 9;
+        }
+        s
+    }
+
+    #[test]
+    fn format_2_shard_objects_still_decode_without_metadata_sizes() {
+        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../fixtures/checkpoint/v2-shard-0000.ckpt");
+        let bytes = std::fs::read(path).unwrap();
+        let s = ShardCheckpoint::decode("shard", &bytes).unwrap();
+        assert_eq!(s, sample_shard_v2());
     }
 
     /// Format 2's sample: format 1's, with a clipped file from another prefix.
@@ -437,7 +459,7 @@ mod tests {
 
     #[test]
     fn damage_is_detected_and_newer_versions_refused() {
-        for bytes in [sample_meta().encode(), sample_shard_v2().encode()] {
+        for bytes in [sample_meta().encode(), sample_shard_v3().encode()] {
             for i in 0..bytes.len() {
                 let mut b = bytes.clone();
                 b[i] ^= 0x10;
@@ -456,12 +478,12 @@ mod tests {
         b[n..].copy_from_slice(&crc.to_le_bytes());
         let err = CheckpointMeta::decode("c", &b).unwrap_err();
         assert!(err.to_string().contains("format version 2"), "{err}");
-        let mut b = sample_shard_v2().encode();
-        b[8..12].copy_from_slice(&3u32.to_le_bytes());
+        let mut b = sample_shard_v3().encode();
+        b[8..12].copy_from_slice(&4u32.to_le_bytes());
         let n = b.len() - 4;
         let crc = crc32(&b[..n]);
         b[n..].copy_from_slice(&crc.to_le_bytes());
         let err = ShardCheckpoint::decode("s", &b).unwrap_err();
-        assert!(err.to_string().contains("format version 3"), "{err}");
+        assert!(err.to_string().contains("format version 4"), "{err}");
     }
 }

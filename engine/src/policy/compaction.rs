@@ -250,6 +250,7 @@ mod tests {
             max_seqno: id,
             clip: None,
             home: String::new(),
+            meta_bytes: 0,
         }
     }
 

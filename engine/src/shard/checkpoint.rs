@@ -375,10 +375,11 @@ impl Shard {
                 return Err(e);
             }
         };
-        writer.finish().await?;
+        let props = writer.finish().await?;
         desc.size_bytes = std::fs::metadata(&path)
             .map_err(|e| Error::io("stat", &path, e))?
             .len();
+        desc.meta_bytes = props.meta_bytes;
         let write = began.elapsed();
         let job = UploadJob {
             key: crate::files::object_key(object),

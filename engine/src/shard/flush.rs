@@ -186,11 +186,12 @@ impl Shard {
         mut desc: FileDesc,
         path: &std::path::Path,
     ) -> Result<Rc<FileMeta>> {
-        writer.finish().await?;
+        let props = writer.finish().await?;
         let file = LocalFile::open(path)
             .await
             .map_err(|e| Error::io("open", path, e))?;
         desc.size_bytes = file.size();
+        desc.meta_bytes = props.meta_bytes;
         super::open_table(
             desc,
             path,

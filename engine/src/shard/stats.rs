@@ -24,6 +24,7 @@ impl Shard {
                     uploaded: f.is_uploaded(),
                     object_key: crate::files::object_key(f.desc.object),
                     home: f.desc.home.clone(),
+                    metadata_bytes: f.desc.meta_bytes,
                 });
             }
         }

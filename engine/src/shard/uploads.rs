@@ -84,7 +84,7 @@ pub(crate) async fn open_table(
     ));
     let source: Rc<dyn terrace_tiering::BlockSource> = file.clone();
     let reader = if remote_only {
-        TableReader::open_remote(desc.id, path.to_path_buf(), source).await?
+        TableReader::open_remote(desc.id, path.to_path_buf(), source, desc.meta_bytes).await?
     } else {
         TableReader::open(desc.id, path.to_path_buf(), source).await?
     };

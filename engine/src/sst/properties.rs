@@ -53,6 +53,10 @@ pub struct TableProperties {
     /// Size of the whole file in bytes. Not stored in the block: the writer knows it
     /// when it finishes and the reader takes it from the block source.
     pub file_size: u64,
+    /// Bytes of the file's tail after its data blocks (filter, index, properties,
+    /// footer); like `file_size`, not stored in the block but filled in by the
+    /// writer and the reader.
+    pub meta_bytes: u64,
 }
 
 impl TableProperties {
@@ -157,6 +161,7 @@ impl TableProperties {
             raw_value_bytes,
             compression,
             file_size: 0,
+            meta_bytes: 0,
         })
     }
 }

@@ -59,15 +59,22 @@ impl TableReader {
     }
 
     /// Opens SST `file_id` for a source where every read costs a round trip (an
-    /// object store): the first read takes the file's last [`speculative_tail`]
-    /// bytes, which hold the footer and, in the usual case, every metadata block, so
-    /// opening costs one round trip instead of two.
+    /// object store): the first read takes the file's last `meta_bytes` (its
+    /// filter, index, properties and footer, when the caller knows their size) or
+    /// else [`speculative_tail`] bytes, which hold the footer and, in the usual
+    /// case, every metadata block, so opening costs one round trip instead of two.
     pub async fn open_remote(
         file_id: u64,
         path: PathBuf,
         source: Rc<dyn BlockSource>,
+        meta_bytes: u64,
     ) -> Result<TableReader> {
-        let tail = speculative_tail(source.size());
+        let tail = match meta_bytes {
+            0 => speculative_tail(source.size()),
+            // Never less than the footer (a wrong size costs one more read, and
+            // the layout checks below still judge what was read).
+            known => known.max(FOOTER_LEN as u64),
+        };
         TableReader::open_with_tail(file_id, path, source, tail).await
     }
 
@@ -140,6 +147,7 @@ impl TableReader {
         let mut props = TableProperties::decode(&props_buf)
             .map_err(|m| m.at(&path, footer.properties.offset))?;
         props.file_size = size;
+        props.meta_bytes = size - data_end;
 
         let index_buf = meta.block(footer.index)?;
         let index =

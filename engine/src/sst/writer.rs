@@ -384,6 +384,7 @@ impl TableWriter {
             self.flush_block(None).await?;
         }
 
+        let data_end = self.offset;
         let filter = match self.bloom.finish() {
             Some(contents) => Some(self.write_meta_block(&contents).await?),
             None => None,
@@ -406,6 +407,7 @@ impl TableWriter {
             raw_value_bytes: t.raw_value_bytes,
             compression: self.opts.compression,
             file_size: 0,
+            meta_bytes: 0,
         };
         let mut props_contents = Vec::new();
         props.encode(&mut props_contents);
@@ -420,6 +422,7 @@ impl TableWriter {
         .encode(&mut footer);
         self.write(&footer).await?;
         props.file_size = self.offset;
+        props.meta_bytes = self.offset - data_end;
 
         let out = self
             .out

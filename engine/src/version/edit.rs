@@ -14,12 +14,19 @@
 //! 7 add file        level u32, FileDesc v3 (manifest format 3; replaces tag 3)
 //! 8 shard lineage   u64                    (manifest format 3)
 //! 9 add file        level u32, FileDesc v4 (manifest format 4; replaces tag 7)
+//! 10 add file       level u32, FileDesc v5 (manifest format 5; replaces tag 9)
 //! FileDesc:    id u64, size u64, smallest, largest (u32 length + bytes each),
 //!              entries u64, deletions u64, min seqno u64, max seqno u64
 //! FileDesc v3: id u64, object lineage u64, object number u64, then as FileDesc
 //! FileDesc v4: as FileDesc v3, then clip flag u8 (0 none, 1 clipped) [first u16,
 //!              last u16 when clipped], home (u32 length + UTF-8 bytes; empty = own)
+//! FileDesc v5: as FileDesc v4, then metadata bytes u64 (0 = unknown)
 //! ```
+//!
+//! **Metadata bytes.** The size of the file's tail that holds its filter, index,
+//! properties and footer (the writer knows it; older descriptions say 0). An open
+//! from the object store reads exactly that tail in one request instead of
+//! guessing its size ([`crate::sst::speculative_tail`]).
 //!
 //! **Clip ranges.** A file reference may carry a key-group clip `[first, last]`:
 //! the reference holds only the file's keys whose group lies in the clip (a
@@ -56,6 +63,8 @@ pub(crate) enum DescLayout {
     V3,
     /// Manifest format 4 and shard checkpoint format 2: clip range and home.
     V4,
+    /// Manifest format 5 and shard checkpoint format 3: metadata bytes.
+    V5,
 }
 
 /// Whether `home` is an acceptable home name: relative, `/`-separated, without
@@ -107,6 +116,9 @@ pub(crate) struct FileDesc {
     /// The store prefix holding the object, relative to the job root; empty for
     /// the database's own prefix.
     pub(crate) home: String,
+    /// Bytes at the file's end holding its filter, index, properties and footer;
+    /// 0 when unknown (described by an older format).
+    pub(crate) meta_bytes: u64,
 }
 
 impl FileDesc {
@@ -124,6 +136,7 @@ impl FileDesc {
             max_seqno: 0,
             clip: None,
             home: String::new(),
+            meta_bytes: 0,
         }
     }
 
@@ -158,6 +171,7 @@ impl FileDesc {
             None => e.u8(0),
         };
         e.bytes(self.home.as_bytes());
+        e.u64(self.meta_bytes);
     }
 
     /// Decodes a FileDesc in `layout` (older layouts have no clip and no home; the
@@ -184,9 +198,10 @@ impl FileDesc {
             max_seqno: d.u64_le("max seqno")?,
             clip: None,
             home: String::new(),
+            meta_bytes: 0,
         });
         let mut desc = desc?;
-        if layout == DescLayout::V4 {
+        if matches!(layout, DescLayout::V4 | DescLayout::V5) {
             desc.clip = match d.u8("clip flag")? {
                 0 => None,
                 1 => {
@@ -206,6 +221,15 @@ impl FileDesc {
                 .filter(|h| valid_home(h))
                 .ok_or_else(|| Malformed::new("home is not a relative store prefix"))?;
             desc.home = home.to_owned();
+        }
+        if layout == DescLayout::V5 {
+            desc.meta_bytes = d.u64_le("metadata bytes")?;
+            if desc.meta_bytes > desc.size_bytes {
+                return Err(Malformed::new(format!(
+                    "{} metadata bytes in a file of {}",
+                    desc.meta_bytes, desc.size_bytes
+                )));
+            }
         }
         Ok(desc)
     }
@@ -313,6 +337,7 @@ const TAG_UPLOADED: u8 = 6;
 const TAG_ADD_FILE: u8 = 7;
 const TAG_LINEAGE: u8 = 8;
 const TAG_ADD_FILE_V4: u8 = 9;
+const TAG_ADD_FILE_V5: u8 = 10;
 
 impl VersionEdit {
     pub(crate) fn encode(&self) -> Vec<u8> {
@@ -327,7 +352,7 @@ impl VersionEdit {
             e.u8(TAG_LINEAGE).u64(l);
         }
         for (level, f) in &self.added {
-            e.u8(TAG_ADD_FILE_V4).u32(*level);
+            e.u8(TAG_ADD_FILE_V5).u32(*level);
             f.encode(&mut e);
         }
         for (level, id) in &self.deleted {
@@ -351,12 +376,13 @@ impl VersionEdit {
             match tag {
                 TAG_LAST_SEQNO => edit.last_seqno = Some(d.u64_le("last seqno")?),
                 TAG_NEXT_FILE => edit.next_file_number = Some(d.u64_le("next file number")?),
-                TAG_ADD | TAG_ADD_FILE | TAG_ADD_FILE_V4 => {
+                TAG_ADD | TAG_ADD_FILE | TAG_ADD_FILE_V4 | TAG_ADD_FILE_V5 => {
                     let level = d.u32_le("level")?;
                     let layout = match tag {
                         TAG_ADD => DescLayout::V2,
                         TAG_ADD_FILE => DescLayout::V3,
-                        _ => DescLayout::V4,
+                        TAG_ADD_FILE_V4 => DescLayout::V4,
+                        _ => DescLayout::V5,
                     };
                     edit.added.push((level, FileDesc::decode(&mut d, layout)?));
                 }
@@ -404,6 +430,7 @@ mod tests {
                     max_seqno: 10,
                     clip: Some(KeyGroupRange::new(3, 9)),
                     home: "db-a".into(),
+                    meta_bytes: 40,
                 },
             )],
             deleted: vec![(0, 3)],

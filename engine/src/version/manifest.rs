@@ -38,7 +38,7 @@ use crate::files::{manifest_name, parse_manifest_name, replace_file, sync_dir, C
 
 const MAGIC: &[u8; 8] = b"TRCMANIF";
 /// Manifest format version written by this build.
-pub(crate) const MANIFEST_FORMAT_VERSION: u32 = 4;
+pub(crate) const MANIFEST_FORMAT_VERSION: u32 = 5;
 const HEADER_LEN: usize = 16;
 const RECORD_HEADER_LEN: usize = 8;
 /// Largest record payload, written or replayed. A larger edit is refused before
@@ -326,6 +326,7 @@ mod tests {
             max_seqno: 1,
             clip: None,
             home: String::new(),
+            meta_bytes: 0,
         }
     }
 
@@ -462,15 +463,43 @@ mod tests {
         edits
     }
 
+    /// Format 5's golden edits: format 4's, with the files' metadata sizes.
+    fn golden_edits_v5() -> Vec<VersionEdit> {
+        let mut edits = golden_edits_v4();
+        for e in &mut edits {
+            for (_, f) in &mut e.added {
+                f.meta_bytes = 40 + f.id;
+            }
+        }
+        edits
+    }
+
     #[test]
-    fn version_4_layout_matches_the_golden_file() {
-        let bytes = written(&golden_edits_v4());
-        golden("v4-clip.manifest", &bytes);
+    fn version_5_layout_matches_the_golden_file() {
+        let bytes = written(&golden_edits_v5());
+        golden("v5-meta.manifest", &bytes);
+        let state = replay(
+            Path::new("v5"),
+            &fs::read(fixture("v5-meta.manifest")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(state.files.keys().copied().collect::<Vec<_>>(), vec![3, 4]);
+        assert_eq!(state.files[&3].1.meta_bytes, 43);
+        let (level, clipped) = &state.files[&4];
+        assert_eq!((*level, clipped.meta_bytes), (2, 44));
+        assert_eq!(clipped.clip, Some(crate::key::KeyGroupRange::new(2, 5)));
+        assert_eq!(clipped.home, "db-a");
+        assert_eq!(state.lineage, LINEAGE);
+    }
+
+    #[test]
+    fn version_4_manifests_still_replay_without_metadata_sizes() {
         let state = replay(
             Path::new("v4"),
             &fs::read(fixture("v4-clip.manifest")).unwrap(),
         )
         .unwrap();
+        assert!(state.files.values().all(|(_, f)| f.meta_bytes == 0));
         assert_eq!(state.files.keys().copied().collect::<Vec<_>>(), vec![3, 4]);
         assert_eq!(state.files[&3].1.object, desc(3).object);
         let (level, clipped) = &state.files[&4];
@@ -524,11 +553,11 @@ mod tests {
         }
 
         // A version this build does not know is refused, not misread.
-        let mut v5 = fs::read(fixture("v4-clip.manifest")).unwrap();
-        v5[8..12].copy_from_slice(&5u32.to_le_bytes());
-        let crc = crc32(&v5[..12]);
-        v5[12..16].copy_from_slice(&crc.to_le_bytes());
-        let err = replay(Path::new("v5"), &v5).unwrap_err();
+        let mut v6 = fs::read(fixture("v5-meta.manifest")).unwrap();
+        v6[8..12].copy_from_slice(&6u32.to_le_bytes());
+        let crc = crc32(&v6[..12]);
+        v6[12..16].copy_from_slice(&crc.to_le_bytes());
+        let err = replay(Path::new("v6"), &v6).unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::Corruption, "{err}");
     }
 }

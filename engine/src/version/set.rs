@@ -332,6 +332,7 @@ mod tests {
             max_seqno: 1,
             clip: None,
             home: String::new(),
+            meta_bytes: 0,
         }
     }
 

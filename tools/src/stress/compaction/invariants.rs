@@ -258,6 +258,7 @@ mod tests {
             uploaded: false,
             object_key: format!("sst/0000000000000001/{id:016x}.sst"),
             home: String::new(),
+            metadata_bytes: 0,
         }
     }
 
