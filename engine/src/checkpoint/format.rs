@@ -29,7 +29,8 @@
 //!
 //! Versions: `CHECKPOINT` is at format 1. Shard objects of format 1 hold FileDesc
 //! v3; format 2 holds FileDesc v4 (each file reference's clip range and home
-//! prefix). Both are the manifest's layouts (`version/edit.rs`). Every field has a fixed width;
+//! prefix); format 3 holds FileDesc v5 (and each file's metadata size). All are
+//! the manifest's layouts (`version/edit.rs`). Every field has a fixed width;
 //! decoding checks bounds, trailing bytes and the CRC first.
 
 use crate::encoding::{crc32, verify_crc32, DecodeResult, Enc, Malformed, Reader};
