@@ -90,6 +90,19 @@ pub(crate) fn shard_checkpoint_key(id: u64, db: u64, shard: u32) -> String {
     format!("{}shard-{shard:04}.ckpt", checkpoint_dir(id, db))
 }
 
+/// The shard whose object of checkpoint `id` of database `db` `key` is, if it is
+/// one (the inverse of [`shard_checkpoint_key`]).
+pub(crate) fn parse_shard_checkpoint_key(key: &str, id: u64, db: u64) -> Option<u32> {
+    let n = key
+        .strip_prefix(&checkpoint_dir(id, db))?
+        .strip_prefix("shard-")?
+        .strip_suffix(".ckpt")?;
+    if n.len() < 4 || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    n.parse().ok()
+}
+
 /// The checkpoint (id, database lineage) an object key belongs to, if any.
 pub(crate) fn parse_checkpoint_key(key: &str) -> Option<(u64, u64)> {
     let rest = key.strip_prefix(CHECKPOINTS_PREFIX)?;
@@ -175,5 +188,21 @@ mod tests {
             Some((42, 0xdb))
         );
         assert_eq!(parse_checkpoint_key("checkpoints/42-db/CHECKPOINT"), None);
+        assert_eq!(
+            parse_shard_checkpoint_key(&shard_checkpoint_key(42, 0xdb, 3), 42, 0xdb),
+            Some(3)
+        );
+        assert_eq!(
+            parse_shard_checkpoint_key(&shard_checkpoint_key(42, 0xdb, 12345), 42, 0xdb),
+            Some(12345)
+        );
+        assert_eq!(
+            parse_shard_checkpoint_key(&checkpoint_key(42, 0xdb), 42, 0xdb),
+            None
+        );
+        assert_eq!(
+            parse_shard_checkpoint_key(&shard_checkpoint_key(42, 0xdb, 3), 43, 0xdb),
+            None
+        );
     }
 }

@@ -738,6 +738,20 @@ fn compactions_pause_while_a_checkpoint_writes_and_resume_after() {
     }
 }
 
+/// Opens a database with `opts`, writes (some flushed, some only in memtables),
+/// takes checkpoint 1 and closes it; returns what the checkpoint holds.
+fn checkpointed_source(opts: Options, seed: u64) -> Model {
+    let db = open(opts);
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+    let mut model = Model::new();
+    write_some(&db, &mut model, &mut rng, 2000);
+    block_on(db.flush()).unwrap();
+    write_some(&db, &mut model, &mut rng, 500);
+    block_on(db.checkpoint(1)).unwrap();
+    block_on(db.close()).unwrap();
+    model
+}
+
 /// A restore reads each metadata object (the checkpoint's, each shard's) whole in
 /// one request: no `head` for its size first, which would add a round trip to the
 /// store per object before the database can serve.
@@ -757,14 +771,7 @@ fn a_restore_reads_each_metadata_object_in_one_request() {
         o.object_store = ObjectStoreSpec::Custom(store.clone());
         o
     };
-    let db = open(with("src"));
-    let mut rng = rand::rngs::SmallRng::seed_from_u64(43);
-    let mut model = Model::new();
-    write_some(&db, &mut model, &mut rng, 2000);
-    block_on(db.flush()).unwrap();
-    write_some(&db, &mut model, &mut rng, 500);
-    block_on(db.checkpoint(1)).unwrap();
-    block_on(db.close()).unwrap();
+    let model = checkpointed_source(with("src"), 43);
 
     store.reset();
     let (r, info) = block_on(Db::restore(with("r"), Some(1))).unwrap();
@@ -809,19 +816,15 @@ fn a_restore_waits_for_three_round_trips_before_it_serves() {
         },
     );
     let store = Arc::new(InstrumentedStore::new(Arc::new(slow)));
-    let mut src = options(tmp.path(), "src", 2);
-    src.object_store = ObjectStoreSpec::Custom(local.clone());
-    let db = open(src);
-    let mut rng = rand::rngs::SmallRng::seed_from_u64(47);
-    let mut model = Model::new();
-    write_some(&db, &mut model, &mut rng, 2000);
-    block_on(db.flush()).unwrap();
-    write_some(&db, &mut model, &mut rng, 500);
-    block_on(db.checkpoint(1)).unwrap();
-    block_on(db.close()).unwrap();
+    let with = |name: &str, store: Arc<dyn terrace_tiering::store::ObjectStore>| {
+        let mut o = options(tmp.path(), name, 2);
+        o.object_store = ObjectStoreSpec::Custom(store);
+        o
+    };
+    let src = with("src", local.clone());
+    let model = checkpointed_source(src, 47);
 
-    let mut opts = options(tmp.path(), "r", 2);
-    opts.object_store = ObjectStoreSpec::Custom(store.clone());
+    let mut opts = with("r", store.clone());
     // No background downloads to blur the count.
     opts.warm_order = terrace::WarmOrder::Off;
     let (r, info) = block_on(Db::restore(opts, None)).unwrap();
@@ -856,9 +859,7 @@ fn a_restore_waits_for_three_round_trips_before_it_serves() {
     block_on(r.close()).unwrap();
     // What it serves is the checkpoint (read back without the delay: every block
     // of a scan would be a 30 ms request).
-    let mut fast = options(tmp.path(), "r", 2);
-    fast.object_store = ObjectStoreSpec::Custom(local);
-    let r = open(fast);
+    let r = open(with("r", local));
     check(&r, &model);
     block_on(r.close()).unwrap();
 }

@@ -6,7 +6,10 @@ use terrace_tiering::store::ObjectMeta;
 
 use super::format::{CheckpointMeta, ShardCheckpoint};
 use crate::error::{Error, Result};
-use crate::files::{checkpoint_key, parse_checkpoint_key, CHECKPOINTS_PREFIX, CHECKPOINT_OBJECT};
+use crate::files::{
+    checkpoint_key, parse_checkpoint_key, parse_shard_checkpoint_key, CHECKPOINTS_PREFIX,
+    CHECKPOINT_OBJECT,
+};
 use crate::remote::Remote;
 
 /// The objects of one checkpoint directory.
@@ -132,7 +135,7 @@ pub(crate) async fn pick_checkpoint_and_shards(
     let shard_keys: Vec<String> = listed
         .iter()
         .map(|o| o.key.clone())
-        .filter(|k| is_shard_object(k, cid, db))
+        .filter(|k| parse_shard_checkpoint_key(k, cid, db).is_some())
         .collect();
     let prefetch = shard_keys.iter().map(|k| async move {
         // A failed read is retried after `CHECKPOINT` says what the object must be
@@ -148,14 +151,6 @@ pub(crate) async fn pick_checkpoint_and_shards(
     let fetched: BTreeMap<String, Vec<u8>> = fetched.into_iter().flatten().collect();
     let shards = read_shards_with(remote, &meta, &fetched).await?;
     Ok((meta, shards))
-}
-
-/// Whether `key` is a shard object of checkpoint `id` of database `db`.
-fn is_shard_object(key: &str, id: u64, db: u64) -> bool {
-    key.strip_prefix(&crate::files::checkpoint_dir(id, db))
-        .and_then(|name| name.strip_prefix("shard-"))
-        .and_then(|name| name.strip_suffix(".ckpt"))
-        .is_some_and(|n| n.len() == 4 && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// A checkpoint's directory name: (checkpoint id, database lineage).

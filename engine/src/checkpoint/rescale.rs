@@ -31,7 +31,7 @@ use terrace_tiering::store::uri::StoreUri;
 
 use super::format::{CheckpointMeta, ShardCheckpoint};
 use super::listing::pick_checkpoint_and_shards;
-use super::restore::{check_empty, open_checked, undo_restore, PendingCheck, RestoreInfo};
+use super::restore::{check_empty, open_checked, PendingCheck, RestoreInfo, RestoreUndo};
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::files::shard_dir;
@@ -103,16 +103,12 @@ impl Db {
     ) -> Result<(Db, RestoreInfo)> {
         let clock = opts.clock.clone();
         let start = clock.now();
-        let path = opts.path.clone();
         let w = write_rescaled(opts, sources).await?;
         let mut info = w.info;
         let db = match open_checked(w.opts, w.checks).await {
             Ok(db) => db,
             Err(e) => {
-                undo_restore(&path, w.dir_existed);
-                if let Some(prefix) = &w.made_prefix {
-                    remove_if_no_files(prefix);
-                }
+                w.undo.run();
                 return Err(e);
             }
         };
@@ -184,7 +180,7 @@ async fn load_source(
 
 /// Reads every source, plans the new database and writes its local metadata
 /// (nothing in any store). Returns the options to open it with, the checks of the
-/// sources' objects still to run, and whether `opts.path` existed before.
+/// sources' objects still to run, and how to undo what it wrote.
 async fn write_rescaled(mut opts: Options, sources: &[RestoreSource]) -> Result<Rescaled> {
     opts.validate()?;
     if opts.read_only {
@@ -211,7 +207,7 @@ async fn write_rescaled(mut opts: Options, sources: &[RestoreSource]) -> Result<
     let clock = opts.clock.clone();
     let start = clock.now();
     check_empty(&opts.path)?;
-    let dir_existed = opts.path.exists();
+    let mut undo = RestoreUndo::before(&opts.path);
     let homes = source_homes(&own, sources)?;
     let own_name = StoreUri::parse(&own)
         .ok()
@@ -239,15 +235,14 @@ async fn write_rescaled(mut opts: Options, sources: &[RestoreSource]) -> Result<
     opts.key_group_range = Some(plan.range);
 
     // A local store prefix is a directory the new database's store opens: make it.
-    let mut made_prefix = None;
     if let Ok(StoreUri::Local(dir)) = StoreUri::parse(&own) {
         if !dir.exists() {
-            made_prefix = Some(dir.clone());
+            undo.made_prefix = Some(dir.clone());
         }
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
     }
     if let Err(e) = write_database(&opts, &plan) {
-        undo_restore(&opts.path, dir_existed);
+        undo.run();
         return Err(e);
     }
 
@@ -276,8 +271,7 @@ async fn write_rescaled(mut opts: Options, sources: &[RestoreSource]) -> Result<
         opts,
         info,
         checks,
-        dir_existed,
-        made_prefix,
+        undo,
     })
 }
 
@@ -288,30 +282,8 @@ struct Rescaled {
     info: RestoreInfo,
     /// The existence checks of the sources' objects, to run while it opens.
     checks: Vec<PendingCheck>,
-    /// `opts.path` existed (empty) before.
-    dir_existed: bool,
-    /// The local store prefix directory the rescale made, if it made one.
-    made_prefix: Option<std::path::PathBuf>,
-}
-
-/// Removes `dir` if no file is under it: a store prefix a failed rescale made,
-/// holding only the directories the local store creates when it opens.
-fn remove_if_no_files(dir: &std::path::Path) {
-    fn has_file(d: &std::path::Path) -> bool {
-        match std::fs::read_dir(d) {
-            Ok(entries) => entries.flatten().any(|e| {
-                e.file_type()
-                    .map_or(true, |t| !t.is_dir() || has_file(&e.path()))
-            }),
-            // Unreadable: keep it.
-            Err(_) => true,
-        }
-    }
-    if !has_file(dir) {
-        if let Err(e) = std::fs::remove_dir_all(dir) {
-            tracing::warn!(dir = %dir.display(), error = %e, "could not remove the store prefix a failed rescale made");
-        }
-    }
+    /// What it wrote, to remove if the open fails.
+    undo: RestoreUndo,
 }
 
 /// Writes the new database's metadata: a manifest per shard, then `TERRACE-META`.

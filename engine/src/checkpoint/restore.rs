@@ -83,11 +83,10 @@ impl Db {
             };
             return Db::restore_from(opts, &[source]).await;
         };
-        let path = restored.opts.path.clone();
         let db = match open_checked(restored.opts, vec![restored.check]).await {
             Ok(db) => db,
             Err(e) => {
-                undo_restore(&path, restored.dir_existed);
+                restored.undo.run();
                 return Err(e);
             }
         };
@@ -115,8 +114,8 @@ pub(crate) struct Restored {
     /// That every object the checkpoint names exists: still to be run, while the
     /// database opens ([`open_checked`]).
     pub(crate) check: PendingCheck,
-    /// `opts.path` existed (empty) before the restore: undoing it leaves it so.
-    pub(crate) dir_existed: bool,
+    /// How to take back what the restore wrote, should the open fail.
+    pub(crate) undo: RestoreUndo,
 }
 
 /// The check that every object a checkpoint names exists (one listing per home and
@@ -177,9 +176,36 @@ pub(crate) async fn open_checked(opts: Options, checks: Vec<PendingCheck>) -> Re
     }
 }
 
-/// Removes what a failed restore wrote into `path` (which was missing, or empty
-/// when `existed`): the directory's contents, and the directory if it made it.
-pub(crate) fn undo_restore(path: &std::path::Path, existed: bool) {
+/// What a restore (or rescale) made before its database opened, to remove again
+/// if it fails: its directory's contents (the directory was missing, or empty when
+/// `dir_existed`) and a local store prefix directory it created.
+pub(crate) struct RestoreUndo {
+    pub(crate) path: std::path::PathBuf,
+    pub(crate) dir_existed: bool,
+    pub(crate) made_prefix: Option<std::path::PathBuf>,
+}
+
+impl RestoreUndo {
+    /// Records the state of `path` before a restore writes there.
+    pub(crate) fn before(path: &std::path::Path) -> RestoreUndo {
+        RestoreUndo {
+            path: path.to_path_buf(),
+            dir_existed: path.exists(),
+            made_prefix: None,
+        }
+    }
+
+    /// Removes what the restore wrote (best effort: failures are logged).
+    pub(crate) fn run(&self) {
+        remove_restored(&self.path, self.dir_existed);
+        if let Some(prefix) = &self.made_prefix {
+            remove_if_no_files(prefix);
+        }
+    }
+}
+
+/// Removes the directory's contents, and the directory unless it `existed`.
+fn remove_restored(path: &std::path::Path, existed: bool) {
     let removed = if existed {
         std::fs::read_dir(path).and_then(|entries| {
             for e in entries {
@@ -197,6 +223,26 @@ pub(crate) fn undo_restore(path: &std::path::Path, existed: bool) {
     };
     if let Err(e) = removed {
         tracing::warn!(path = %path.display(), error = %e, "could not remove what a failed restore wrote");
+    }
+}
+
+/// Removes `dir` if no file is under it: a store prefix a failed rescale made,
+/// holding only the directories the local store creates when it opens.
+fn remove_if_no_files(dir: &std::path::Path) {
+    fn has_file(d: &std::path::Path) -> bool {
+        match std::fs::read_dir(d) {
+            Ok(entries) => entries.flatten().any(|e| {
+                e.file_type()
+                    .map_or(true, |t| !t.is_dir() || has_file(&e.path()))
+            }),
+            // Unreadable: keep it.
+            Err(_) => true,
+        }
+    }
+    if !has_file(dir) {
+        if let Err(e) = std::fs::remove_dir_all(dir) {
+            tracing::warn!(dir = %dir.display(), error = %e, "could not remove the store prefix a failed rescale made");
+        }
     }
 }
 
@@ -223,7 +269,7 @@ pub(crate) async fn write_restored(
     let clock = opts.clock.clone();
     let start = clock.now();
     check_empty(&opts.path)?;
-    let dir_existed = opts.path.exists();
+    let undo = RestoreUndo::before(&opts.path);
     let (runtime, remote) = crate::remote::open(&opts)
         .await?
         .ok_or_else(|| Error::invalid_option("object_store", "a restore needs an object store"))?;
@@ -242,7 +288,7 @@ pub(crate) async fn write_restored(
     opts.key_group_prefix_bytes = meta.key_group_prefix_bytes;
     opts.key_group_range = Some(range);
     if let Err(e) = write_database(&opts, &meta, &shards) {
-        undo_restore(&opts.path, dir_existed);
+        undo.run();
         return Err(e);
     }
     let info = RestoreInfo {
@@ -264,7 +310,7 @@ pub(crate) async fn write_restored(
         meta,
         info,
         check,
-        dir_existed,
+        undo,
     }))
 }
 

@@ -504,8 +504,8 @@ mod tests {
         assert_eq!(stats.requests(), 1234);
     }
 
-    #[test]
-    fn latencies_above_a_few_microseconds_are_recorded_as_measured() {
+    /// An instrumented store over the temp directory, and a runtime to drive it.
+    fn store_and_runtime() -> (InstrumentedStore, tokio::runtime::Runtime) {
         let store = InstrumentedStore::new(Arc::new(
             crate::store::local_dir::LocalDirStore::open(std::env::temp_dir().as_path(), false)
                 .expect("temp dir store"),
@@ -514,6 +514,12 @@ mod tests {
             .enable_all()
             .build()
             .expect("runtime");
+        (store, rt)
+    }
+
+    #[test]
+    fn latencies_above_a_few_microseconds_are_recorded_as_measured() {
+        let (store, rt) = store_and_runtime();
         for _ in 0..3 {
             let slow = async {
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -535,14 +541,7 @@ mod tests {
     /// adds one; a reset starts over.
     #[test]
     fn round_trips_in_a_row_count_waits_not_requests() {
-        let store = InstrumentedStore::new(Arc::new(
-            crate::store::local_dir::LocalDirStore::open(std::env::temp_dir().as_path(), false)
-                .expect("temp dir store"),
-        ));
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
+        let (store, rt) = store_and_runtime();
         let call = |ms: u64| {
             store.measure(
                 StoreOp::Get,
