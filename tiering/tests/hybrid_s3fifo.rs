@@ -8,7 +8,9 @@
 mod hybrid_support;
 
 use terrace_tiering::clock::seeded_rng;
-use terrace_tiering::hybrid::sim::{two_tier_hits, two_tier_s3fifo_hits, zipf_trace, SimLru};
+use terrace_tiering::hybrid::sim::{
+    two_tier_hits, two_tier_s3fifo_hits, zipf_trace, MemoryEntry, SimLru,
+};
 use terrace_tiering::hybrid::{AdmissionHint, BlockKind, Eviction, HybridCache, HybridConfig};
 use terrace_tiering::BlockKey;
 
@@ -249,9 +251,13 @@ fn the_real_cache_agrees_with_the_simulator_and_s3fifo_loads_less() {
             let (sm, ss) = {
                 let run = |t: &[u64]| match eviction {
                     Eviction::Lru => two_tier_hits(t, &mut SimLru::new(mem_blocks), ssd_blocks),
-                    Eviction::S3Fifo => {
-                        two_tier_s3fifo_hits(t, mem_blocks, small_blocks, ssd_blocks)
-                    }
+                    Eviction::S3Fifo => two_tier_s3fifo_hits(
+                        t,
+                        mem_blocks,
+                        small_blocks,
+                        ssd_blocks,
+                        MemoryEntry::Earned,
+                    ),
                 };
                 let (m1, s1) = run(&trace[..half]);
                 let (m2, s2) = run(&trace);

@@ -433,12 +433,15 @@ impl HybridCache {
         c.hit_bytes += raw.len() as u64;
         if promote && !flight.borrow().poisoned {
             if let Some(slot) = st.index.get(&key) {
-                // A block on the SSD is in the main queue: its memory copy joins the
-                // hot end of its pool under both policies.
-                if st.index.node(slot).mem.is_none() && st.mode_allows_memory(&self.shared.cfg) {
-                    st.mem_attach(slot, copy, policy::memory_pool(kind), true);
-                }
+                // A block on the SSD is in the main queue. Its memory copy joins the
+                // hot end of its pool under LRU; under S3-FIFO a data block's copy goes
+                // on probation (the small queue) and stays in memory only if hit there:
+                // one SSD hit must not push memory's hot blocks out.
                 st.promote(slot);
+                if st.index.node(slot).mem.is_none() && st.mode_allows_memory(&self.shared.cfg) {
+                    let pool = policy::memory_pool_for_ssd_hit(kind, st.eviction);
+                    st.mem_attach(slot, copy, pool, true);
+                }
                 st.enforce_memory(&self.shared.cfg);
             }
         }
@@ -458,7 +461,8 @@ impl HybridCache {
         let cfg = &self.shared.cfg;
         let mut st = self.shared.state.borrow_mut();
         let ghost_hit = st.eviction == Eviction::S3Fifo && st.ghost.contains(&key);
-        let admit = policy::admit_with(hint, st.eviction, kind, ghost_hit);
+        let ssd_tier = st.ssd_enabled(cfg);
+        let admit = policy::admit_with(hint, st.eviction, kind, ghost_hit, ssd_tier);
         if admit == Admit::Skip
             || bytes.len() as u64 > u64::from(MAX_PAYLOAD_BYTES)
             || !st.mode_allows_memory(cfg)
@@ -645,7 +649,8 @@ impl HybridCache {
                     // without reaching the SSD; it does not reach it at close either.
                     let one_hit = {
                         let n = st.index.node(slot);
-                        n.pool == MemPool::Small && policy::small_exit(n.freq) == SmallExit::Evict
+                        n.pool == MemPool::Small
+                            && policy::small_exit(n.hit_on_probation) == SmallExit::Evict
                     };
                     let Some(copy) = st.mem_detach(slot) else {
                         break;
@@ -832,6 +837,8 @@ impl State {
                 self.index.set_freq(slot, policy::bump_freq(freq));
                 if in_mem && pool != MemPool::Small {
                     self.index.touch_mem(slot);
+                } else if in_mem {
+                    self.index.set_hit_on_probation(slot);
                 }
             }
         }
@@ -1064,15 +1071,15 @@ impl State {
             let Some(slot) = self.index.tail(ListId::Mem(pool)) else {
                 break;
             };
-            let (kind, key, freq) = {
+            let (kind, key, hit_on_probation) = {
                 let n = self.index.node(slot);
-                (n.kind, n.key, n.freq)
+                (n.kind, n.key, n.hit_on_probation)
             };
             let Some(copy) = self.mem_detach(slot) else {
                 break;
             };
             if pool == MemPool::Small {
-                match policy::small_exit(freq) {
+                match policy::small_exit(hit_on_probation) {
                     SmallExit::ToMain => {
                         // Memory stays the same; the next victim is older.
                         self.stats.s3fifo.small_to_main += 1;

@@ -96,6 +96,9 @@ pub(crate) struct Node {
     pub freq: u8,
     /// The memory pool holding `mem` (meaningless while `mem` is `None`).
     pub pool: MemPool,
+    /// Hit since the memory copy entered the small queue (S3-FIFO probation); reset
+    /// whenever a copy is attached to a pool.
+    pub hit_on_probation: bool,
     mem_link: Link,
     disk_link: Link,
     file_pos: u32,
@@ -175,6 +178,7 @@ impl Index {
             disk: None,
             freq: 0,
             pool: memory_pool(kind),
+            hit_on_probation: false,
             mem_link: UNLINKED,
             disk_link: UNLINKED,
             file_pos: files.len() as u32,
@@ -205,6 +209,7 @@ impl Index {
         let n = self.node_mut(slot);
         n.mem = Some(copy);
         n.pool = pool;
+        n.hit_on_probation = false;
         self.link(list, slot, hot, charge);
     }
 
@@ -218,6 +223,11 @@ impl Index {
     /// Sets the node's S3-FIFO frequency.
     pub fn set_freq(&mut self, slot: u32, freq: u8) {
         self.node_mut(slot).freq = freq;
+    }
+
+    /// Notes a hit on the node's memory copy while it is on probation.
+    pub fn set_hit_on_probation(&mut self, slot: u32) {
+        self.node_mut(slot).hit_on_probation = true;
     }
 
     /// Gives the node an SSD location, at the front of its SSD list.

@@ -90,18 +90,23 @@ pub fn admit(hint: AdmissionHint) -> Admit {
 /// The admission rule of `eviction` for a block of `kind`; `ghost_hit` says whether
 /// the block's key is in the ghost queue (recently evicted). Under S3-FIFO, data
 /// blocks a read (or a preload) admits start in the small queue unless their key is a
-/// ghost, then they go straight to main; index and filter blocks always go to their
-/// high-priority pool; warm writes enter main's cold end, next to be demoted, as with
-/// LRU (they are meant for the SSD tier, where the file's blocks are read after its
-/// local copy goes).
+/// ghost, then they go straight to main — its hot end without an SSD tier (`ssd_tier`
+/// false), else its cold end: main spans memory and the SSD, and a block that earned
+/// its place in the cache by a second miss has not earned memory's hot end (taking it
+/// pushed memory's hottest blocks to the SSD; see `sim::two_tier_s3fifo_hits`); index
+/// and filter blocks always go to their high-priority pool; warm writes enter main's
+/// cold end, next to be demoted, as with LRU (they are meant for the SSD tier, where
+/// the file's blocks are read after its local copy goes).
 pub fn admit_with(
     hint: AdmissionHint,
     eviction: Eviction,
     kind: BlockKind,
     ghost_hit: bool,
+    ssd_tier: bool,
 ) -> Admit {
     match (admit(hint), eviction) {
         (Admit::Hot, Eviction::S3Fifo) if kind == BlockKind::Data && !ghost_hit => Admit::Small,
+        (Admit::Hot, Eviction::S3Fifo) if kind == BlockKind::Data && ssd_tier => Admit::Cold,
         (a, _) => a,
     }
 }
@@ -124,9 +129,9 @@ pub enum SmallExit {
     Evict,
 }
 
-/// The small queue's exit rule.
-pub fn small_exit(freq: u8) -> SmallExit {
-    if freq > 0 {
+/// The small queue's exit rule: `hit` while there.
+pub fn small_exit(hit: bool) -> SmallExit {
+    if hit {
         SmallExit::ToMain
     } else {
         SmallExit::Evict
@@ -324,6 +329,16 @@ pub enum MemPool {
     /// Data blocks in S3-FIFO's small queue (never used under LRU). Counted with
     /// `Low` by [`memory_victim_pool`]; [`data_victim_queue`] splits them.
     Small,
+}
+
+/// The memory pool a block's copy joins when it was read from the SSD tier: under
+/// S3-FIFO a data block goes on probation (the small queue), since one SSD hit says
+/// less than a hit in memory; under LRU (and for index and filter blocks) its pool.
+pub fn memory_pool_for_ssd_hit(kind: BlockKind, eviction: Eviction) -> MemPool {
+    match (kind, eviction) {
+        (BlockKind::Data, Eviction::S3Fifo) => MemPool::Small,
+        _ => memory_pool(kind),
+    }
 }
 
 /// The memory pool of a block kind.
@@ -561,29 +576,56 @@ mod tests {
     fn s3fifo_admits_new_data_blocks_on_probation_and_ghosts_to_main() {
         let s3 = Eviction::S3Fifo;
         let read = AdmissionHint::Read;
-        assert_eq!(admit_with(read, s3, BlockKind::Data, false), Admit::Small);
-        assert_eq!(admit_with(read, s3, BlockKind::Data, true), Admit::Hot);
-        assert_eq!(admit_with(read, s3, BlockKind::Index, false), Admit::Hot);
+        for ssd in [false, true] {
+            assert_eq!(
+                admit_with(read, s3, BlockKind::Data, false, ssd),
+                Admit::Small
+            );
+            assert_eq!(
+                admit_with(read, s3, BlockKind::Index, false, ssd),
+                Admit::Hot
+            );
+            assert_eq!(
+                admit_with(read, s3, BlockKind::Index, true, ssd),
+                Admit::Hot
+            );
+            assert_eq!(
+                admit_with(AdmissionHint::WarmWrite, s3, BlockKind::Data, false, ssd),
+                Admit::Cold
+            );
+            assert_eq!(
+                admit_with(AdmissionHint::Bypass, s3, BlockKind::Data, true, ssd),
+                Admit::Skip
+            );
+            assert_eq!(
+                admit_with(
+                    AdmissionHint::Preload { inputs_hot: true },
+                    s3,
+                    BlockKind::Data,
+                    false,
+                    ssd
+                ),
+                Admit::Small
+            );
+        }
+        // A ghost goes to main: memory's hot end in one tier, main's cold end (next to
+        // be demoted to the SSD) in two.
         assert_eq!(
-            admit_with(AdmissionHint::WarmWrite, s3, BlockKind::Data, false),
+            admit_with(read, s3, BlockKind::Data, true, false),
+            Admit::Hot
+        );
+        assert_eq!(
+            admit_with(read, s3, BlockKind::Data, true, true),
             Admit::Cold
-        );
-        assert_eq!(
-            admit_with(AdmissionHint::Bypass, s3, BlockKind::Data, true),
-            Admit::Skip
-        );
-        assert_eq!(
-            admit_with(
-                AdmissionHint::Preload { inputs_hot: true },
-                s3,
-                BlockKind::Data,
-                false
-            ),
-            Admit::Small
         );
         // LRU is the plain rule.
         for kind in [BlockKind::Data, BlockKind::Filter] {
-            assert_eq!(admit_with(read, Eviction::Lru, kind, false), Admit::Hot);
+            for (ghost, ssd) in [(false, false), (true, true)] {
+                assert_eq!(
+                    admit_with(read, Eviction::Lru, kind, ghost, ssd),
+                    Admit::Hot
+                );
+            }
         }
     }
 
@@ -609,9 +651,8 @@ mod tests {
 
     #[test]
     fn a_one_hit_wonder_leaves_the_small_queue_and_a_block_hit_twice_moves_to_main() {
-        assert_eq!(small_exit(0), SmallExit::Evict);
-        assert_eq!(small_exit(1), SmallExit::ToMain);
-        assert_eq!(small_exit(MAX_FREQ), SmallExit::ToMain);
+        assert_eq!(small_exit(false), SmallExit::Evict);
+        assert_eq!(small_exit(true), SmallExit::ToMain);
         // The small queue gives up blocks while above its share, or main is empty.
         assert_eq!(data_victim_queue(200, 800, 100), Some(DataQueue::Small));
         assert_eq!(data_victim_queue(100, 800, 100), Some(DataQueue::Main));

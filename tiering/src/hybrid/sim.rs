@@ -272,17 +272,21 @@ pub fn two_tier_hits(trace: &[u64], mem: &mut dyn SimPolicy, ssd_capacity: usize
 /// there; the SSD (`ssd_capacity` blocks) is a FIFO whose oldest block is requeued
 /// while its 2-bit frequency is above 0 (decremented), else evicted (a ghost unless
 /// memory still holds it; the ghost queue keeps as many ids as both tiers hold
-/// blocks); an SSD hit copies the block to main in memory and leaves
-/// the SSD order alone; a miss on a ghost id goes straight to main. Returns (memory
-/// hits, SSD hits).
+/// blocks); an SSD hit copies the block to memory as `ssd_hit` says and leaves
+/// the SSD order alone (a copy on probation that is not hit again just leaves
+/// memory); a miss on a ghost id goes straight to main. Returns (memory hits, SSD
+/// hits).
 pub fn two_tier_s3fifo_hits(
     trace: &[u64],
     mem_capacity: usize,
     small_capacity: usize,
     ssd_capacity: usize,
+    rule: MemoryEntry,
 ) -> (u64, u64) {
     let mut small: VecDeque<u64> = VecDeque::new();
     let mut in_small: HashSet<u64> = HashSet::new();
+    // Small-queue blocks hit while there.
+    let mut hit_in_small: HashSet<u64> = HashSet::new();
     let mut main = lru::LruCache::<u64, ()>::unbounded();
     let mut disk: VecDeque<u64> = VecDeque::new();
     let mut on_disk: HashSet<u64> = HashSet::new();
@@ -303,16 +307,30 @@ pub fn two_tier_s3fifo_hits(
             mem_hits += 1;
             let f = freq.entry(k).or_insert(0);
             *f = policy::bump_freq(*f);
+            if in_small.contains(&k) {
+                hit_in_small.insert(k);
+            }
             continue;
         }
         if on_disk.contains(&k) {
             ssd_hits += 1;
             let f = freq.entry(k).or_insert(0);
             *f = policy::bump_freq(*f);
-            main.put(k, ());
+            match rule {
+                MemoryEntry::Hot => {
+                    main.put(k, ());
+                }
+                MemoryEntry::Earned => {
+                    small.push_back(k);
+                    in_small.insert(k);
+                }
+            }
         } else if ghost.remove(&k) {
             freq.insert(k, 0);
             main.put(k, ());
+            if rule == MemoryEntry::Earned {
+                main.demote(&k);
+            }
         } else {
             freq.insert(k, 0);
             small.push_back(k);
@@ -323,10 +341,12 @@ pub fn two_tier_s3fifo_hits(
             if from_small {
                 let Some(v) = small.pop_front() else { break };
                 in_small.remove(&v);
-                match policy::small_exit(freq.get(&v).copied().unwrap_or(0)) {
+                match policy::small_exit(hit_in_small.remove(&v)) {
                     SmallExit::ToMain => {
                         main.put(v, ());
                     }
+                    // An SSD hit's copy on probation: the SSD keeps the block.
+                    SmallExit::Evict if on_disk.contains(&v) => {}
                     SmallExit::Evict if !disk_has_been_full && disk.len() < cold_ssd => {
                         disk.push_back(v);
                         on_disk.insert(v);
@@ -364,6 +384,18 @@ pub fn two_tier_s3fifo_hits(
         }
     }
     (mem_hits, ssd_hits)
+}
+
+/// Where blocks that are in main but not in memory enter memory (the simulator's
+/// knob; the cache does [`MemoryEntry::Earned`] under S3-FIFO).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemoryEntry {
+    /// An SSD hit's copy and a ghost hit at the hot end of memory's main (the cache's
+    /// rule before 2026-11-27).
+    Hot,
+    /// An SSD hit's copy on probation in the small queue (kept only if hit again
+    /// there), a ghost hit at the cold end of memory's main (next to be demoted).
+    Earned,
 }
 
 /// A trace of `len` ids drawn from Zipf(`theta`) over `n` ids (id 0 the most popular),
@@ -439,7 +471,7 @@ mod tests {
             )
         };
         let (lm, ls) = steady(&|t| two_tier_hits(t, &mut SimLru::new(mem), ssd));
-        let (sm, ss) = steady(&|t| two_tier_s3fifo_hits(t, mem, small, ssd));
+        let (sm, ss) = steady(&|t| two_tier_s3fifo_hits(t, mem, small, ssd, MemoryEntry::Earned));
         let (lru_loaded, s3_loaded) = (1.0 - lm - ls, 1.0 - sm - ss);
         eprintln!(
             "lru: memory {lm:.3} ssd {ls:.3} loaded {lru_loaded:.3}; \
@@ -456,10 +488,58 @@ mod tests {
         // Everything fits: after a few passes (first touch, then ghost to main) every
         // lookup hits.
         let cyclic: Vec<u64> = (0..10_000).map(|i| i % 100).collect();
-        let (m1, s1) = two_tier_s3fifo_hits(&cyclic[..5_000], 50, 5, 200);
-        let (m2, s2) = two_tier_s3fifo_hits(&cyclic, 50, 5, 200);
+        let (m1, s1) = two_tier_s3fifo_hits(&cyclic[..5_000], 50, 5, 200, MemoryEntry::Earned);
+        let (m2, s2) = two_tier_s3fifo_hits(&cyclic, 50, 5, 200, MemoryEntry::Earned);
         assert_eq!((m2 + s2) - (m1 + s1), 5_000);
         assert!(s2 > s1, "the SSD holds what memory cannot");
+    }
+
+    #[test]
+    fn memory_keeps_its_hot_blocks_when_ssd_and_ghost_hits_earn_their_place() {
+        // The issue-12 "disk small" proportions again. With every SSD hit's copy and
+        // every ghost hit at memory's hot end, memory hits ~6 points less than a
+        // memory-only S3-FIFO of its size: blocks that were hot enough for the cache
+        // (memory or SSD) push out blocks hot enough for memory.
+        let mut rng = crate::clock::seeded_rng(12);
+        let trace = zipf_trace(40_000, 0.99, 600_000, &mut rng);
+        let (mem, small, ssd) = (600, 60, 2_800);
+        let half = trace.len() / 2;
+        let steady = |rule: MemoryEntry| {
+            let (m1, s1) = two_tier_s3fifo_hits(&trace[..half], mem, small, ssd, rule);
+            let (m2, s2) = two_tier_s3fifo_hits(&trace, mem, small, ssd, rule);
+            let n = half as f64;
+            ((m2 - m1) as f64 / n, (s2 - s1) as f64 / n)
+        };
+        let (hm, hs) = steady(MemoryEntry::Hot);
+        let (em, es) = steady(MemoryEntry::Earned);
+        let one_tier = {
+            let mut p = SimS3Fifo::new(mem);
+            let mut ev = Vec::new();
+            let mut hits = 0;
+            for (i, &k) in trace.iter().enumerate() {
+                if p.access(k) {
+                    hits += usize::from(i >= half);
+                } else {
+                    p.insert(k, &mut ev);
+                }
+            }
+            hits as f64 / half as f64
+        };
+        eprintln!(
+            "hot entry: memory {hm:.3} ssd {hs:.3} loaded {:.3}; earned: memory {em:.3} \
+             ssd {es:.3} loaded {:.3}; memory-only s3fifo {one_tier:.3}",
+            1.0 - hm - hs,
+            1.0 - em - es
+        );
+        assert!(
+            hm < one_tier - 0.04,
+            "the old rule's loss: {hm:.3} vs {one_tier:.3}"
+        );
+        assert!(em > one_tier - 0.01, "memory hits {em:.3} vs {one_tier:.3}");
+        assert!(
+            1.0 - em - es < (1.0 - hm - hs) + 0.005,
+            "the cache as a whole loads no more"
+        );
     }
 
     #[test]
