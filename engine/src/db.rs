@@ -383,16 +383,15 @@ impl Db {
             return Err(ErrorDetail::BadArgument(format!("no shard {id}")).into());
         };
         let (tx, rx) = oneshot::channel::<Result<T>>();
-        let (guard, may_spin) = callers.enter();
+        // Counted out on this thread once the answer is here (or the call is
+        // dropped): the count's cache line never travels to the shard and back.
+        let (_in_flight, may_spin) = callers.enter();
         let job: Job = Box::new(move |shard: &Rc<Shard>, permit| {
             let shard = shard.clone();
             let queue = shard.queues.foreground;
             run_inline_or_spawn(
                 Box::pin(async move {
                     let r = f(shard).await;
-                    // Out of the count before the answer: a caller woken by it may
-                    // send its next request at once and should find the shard alone.
-                    drop(guard);
                     let _ = tx.send(r);
                     drop(permit);
                 }),

@@ -26,7 +26,6 @@
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use terrace_tiering::clock;
@@ -63,12 +62,12 @@ pub(crate) struct CallerSide {
 }
 
 impl CallerSide {
-    /// Counts a request in until the returned guard drops (after its answer is
-    /// sent, or with the request if it never runs), and says whether the caller
+    /// Counts a request in until the returned guard drops (on the caller's thread,
+    /// once the answer came or the call was dropped), and says whether the caller
     /// may spin on the answer.
-    pub(crate) fn enter(self: &Arc<Self>) -> (InFlightGuard, bool) {
+    pub(crate) fn enter(&self) -> (InFlightGuard<'_>, bool) {
         let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
-        let guard = InFlightGuard(self.clone());
+        let guard = InFlightGuard(self);
         if before != 0 || ON_SHARD_THREAD.with(|c| c.get()) {
             return (guard, false);
         }
@@ -133,9 +132,9 @@ impl CallerSide {
 }
 
 /// One request in flight; leaves the count when dropped.
-pub(crate) struct InFlightGuard(Arc<CallerSide>);
+pub(crate) struct InFlightGuard<'a>(&'a CallerSide);
 
-impl Drop for InFlightGuard {
+impl Drop for InFlightGuard<'_> {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
@@ -195,13 +194,13 @@ mod tests {
     use super::*;
 
     /// Calls that may spin among the next `n` (each counted in and out).
-    fn spinning_calls(side: &Arc<CallerSide>, n: usize) -> Vec<bool> {
+    fn spinning_calls(side: &CallerSide, n: usize) -> Vec<bool> {
         (0..n).map(|_| side.enter().1).collect()
     }
 
     #[test]
     fn slow_spins_in_a_row_skip_1_2_4_8_then_16_calls_and_an_answer_resets() {
-        let side = Arc::new(CallerSide::default());
+        let side = CallerSide::default();
         assert_eq!(spinning_calls(&side, 3), vec![true; 3]);
         for skip in [1, 2, 4, 8, 16, 16] {
             side.spun(SpinEnd::Slow);
@@ -222,7 +221,7 @@ mod tests {
 
     #[test]
     fn a_preempted_spin_skips_16_calls_and_so_do_the_slow_ones_after_it() {
-        let side = Arc::new(CallerSide::default());
+        let side = CallerSide::default();
         side.spun(SpinEnd::Preempted);
         let calls = spinning_calls(&side, 17);
         assert!(calls[..16].iter().all(|s| !s) && calls[16], "{calls:?}");
@@ -232,8 +231,21 @@ mod tests {
     }
 
     #[test]
+    fn a_call_in_flight_keeps_the_next_from_spinning_until_its_guard_drops() {
+        let side = CallerSide::default();
+        let (first, spins) = side.enter();
+        assert!(spins);
+        assert!(
+            !side.enter().1,
+            "a second call while one is in flight waits"
+        );
+        drop(first);
+        assert!(side.enter().1, "alone again");
+    }
+
+    #[test]
     fn a_spin_on_an_answered_channel_takes_the_answer() {
-        let side = Arc::new(CallerSide::default());
+        let side = CallerSide::default();
         let (tx, rx) = oneshot::channel();
         tx.send(7).unwrap();
         let got = side.spin_for_reply(&rx, Duration::from_millis(1));
