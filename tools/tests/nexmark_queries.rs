@@ -91,7 +91,13 @@ fn every_query_in_both_modes_matches_the_reference() {
         }
         // Batched with one batch at a time per shard, and with eight at once
         // (records of other keys overtaking a running batch).
-        for (mode, concurrent) in [(Mode::PerEvent, 1), (Mode::Batched, 1), (Mode::Batched, 8)] {
+        // And per event through `Db` from the test's thread.
+        for (mode, concurrent) in [
+            (Mode::PerEvent, 1),
+            (Mode::Batched, 1),
+            (Mode::Batched, 8),
+            (Mode::PerEventDb, 1),
+        ] {
             check(query, mode, concurrent, &records, &want);
         }
     }

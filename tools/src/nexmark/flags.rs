@@ -42,8 +42,10 @@ pub struct NexmarkFlags {
     #[arg(long, default_value = "all")]
     pub query: QuerySelection,
 
-    /// `per-event` (one state call at a time) or `batched` (pre-aggregate per
-    /// micro-batch, one multi_get, then the writes).
+    /// `per-event` (one state call at a time), `batched` (pre-aggregate per
+    /// micro-batch, one multi_get, then the writes), both on the shards through keyed
+    /// execution, or `per-event-db` (one call at a time through `Db` from the
+    /// driver's thread; Terrace only).
     #[arg(long, value_enum, default_value_t = Mode::PerEvent)]
     pub mode: Mode,
 
@@ -161,5 +163,12 @@ mod tests {
         assert_eq!(all.query.0, QueryName::ALL.to_vec());
         assert!(NexmarkFlags::try_parse_from(["terrace-nexmark", "--query=q6"]).is_err());
         assert!(NexmarkFlags::try_parse_from(["terrace-nexmark", "--mode=fast"]).is_err());
+        for (arg, mode) in [
+            ("--mode=per-event", Mode::PerEvent),
+            ("--mode=per-event-db", Mode::PerEventDb),
+        ] {
+            let f = NexmarkFlags::try_parse_from(["terrace-nexmark", arg]).unwrap();
+            assert_eq!(f.mode, mode);
+        }
     }
 }

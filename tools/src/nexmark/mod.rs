@@ -175,6 +175,12 @@ pub enum Mode {
     PerEvent,
     /// Per micro-batch: pre-aggregate, one `multi_get`, then the writes.
     Batched,
+    /// One state call at a time, per record, on the driver's own thread through the
+    /// `Db` handle (a cross-thread round trip per call; no keyed execution): the
+    /// way a stream processor that does not run on Terrace's shards calls it.
+    /// Terrace only.
+    #[value(name = "per-event-db")]
+    PerEventDb,
 }
 
 /// One record pushed to an operator: its position in the event stream and the event.

@@ -50,8 +50,7 @@ impl State for LocalDb {
         t: TableId,
         prefix: &[u8],
     ) -> terrace::Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let mut upper = prefix.to_vec();
-        upper.extend_from_slice(&[0xff; MAX_PREFIX_SUFFIX_BYTES]);
+        let upper = prefix_upper_bound(prefix);
         LocalDb::scan(
             self,
             t,
@@ -61,6 +60,64 @@ impl State for LocalDb {
         )
         .await
     }
+}
+
+/// State calls through the `Db` handle from any thread ([`Mode::PerEventDb`]): each
+/// a round trip to the shard owning the key.
+impl State for Db {
+    type Table = TableId;
+    type Error = Error;
+
+    fn table(&self, name: &str) -> terrace::Result<TableId> {
+        Db::table(self, name)
+    }
+
+    fn corrupt(what: String) -> Error {
+        <LocalDb as State>::corrupt(what)
+    }
+
+    async fn get(&self, t: TableId, key: &[u8]) -> terrace::Result<Option<Vec<u8>>> {
+        Db::get(self, t, key).await
+    }
+
+    async fn put(&self, t: TableId, key: &[u8], value: &[u8]) -> terrace::Result<()> {
+        Db::put(self, t, key, value).await
+    }
+
+    async fn delete(&self, t: TableId, key: &[u8]) -> terrace::Result<()> {
+        Db::delete(self, t, key).await
+    }
+
+    async fn multi_get(
+        &self,
+        t: TableId,
+        keys: &[Vec<u8>],
+    ) -> terrace::Result<Vec<Option<Vec<u8>>>> {
+        Db::multi_get(self, t, keys).await
+    }
+
+    async fn scan_prefix(
+        &self,
+        t: TableId,
+        prefix: &[u8],
+    ) -> terrace::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let upper = prefix_upper_bound(prefix);
+        Db::scan(
+            self,
+            t,
+            Bound::Included(prefix),
+            Bound::Included(upper.as_slice()),
+            usize::MAX,
+        )
+        .await
+    }
+}
+
+/// The inclusive upper key of a [`State::scan_prefix`] range.
+fn prefix_upper_bound(prefix: &[u8]) -> Vec<u8> {
+    let mut upper = prefix.to_vec();
+    upper.extend_from_slice(&[0xff; MAX_PREFIX_SUFFIX_BYTES]);
+    upper
 }
 
 /// A query instance as a keyed operator.
@@ -80,7 +137,7 @@ impl Operator<Record> for KeyedQuery {
         records: Vec<Record>,
     ) -> terrace::Result<()> {
         match self.mode {
-            Mode::PerEvent => {
+            Mode::PerEvent | Mode::PerEventDb => {
                 for r in records {
                     self.op.process(state, r).await?;
                 }
@@ -120,7 +177,8 @@ pub struct QueryRun {
 
 /// Runs `query` over `events` on `db` through keyed execution with `opts`
 /// (`batch_records` is also the micro-batch of [`Mode::Batched`], whose batches run
-/// up to `concurrent_batches` at once per shard).
+/// up to `concurrent_batches` at once per shard), or for [`Mode::PerEventDb`] on
+/// this thread through `db`'s calls.
 pub async fn run_query(
     db: &Db,
     query: QueryName,
@@ -131,12 +189,31 @@ pub async fn run_query(
     let emitted = Arc::new(Emitted::default());
     let sink = emitted.clone();
     let start = terrace_tiering::clock::now();
+    if mode == Mode::PerEventDb {
+        // No keyed execution: this thread calls state through `Db`, one call at a
+        // time, for every record in order.
+        let mut op = QueryOp::new(query, sink);
+        let (mut n, mut records) = (0u64, 0u64);
+        for record in events {
+            n += 1;
+            if query.route(&record.1).is_some() {
+                op.process(db, record).await?;
+                records += 1;
+            }
+        }
+        return Ok(QueryRun {
+            events: n,
+            records,
+            elapsed: start.elapsed(),
+            emitted: emitted.get(),
+        });
+    }
     let factory = move |_shard| KeyedQuery {
         op: QueryOp::new(query, sink.clone()),
         mode,
     };
     let mut keyed = match mode {
-        Mode::PerEvent => db.keyed(factory, opts).await?,
+        Mode::PerEvent | Mode::PerEventDb => db.keyed(factory, opts).await?,
         Mode::Batched => db.keyed_concurrent(factory, opts).await?,
     };
     let mut n = 0u64;

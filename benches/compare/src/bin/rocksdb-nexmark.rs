@@ -180,7 +180,8 @@ fn instance(
     block_on(async {
         while let Ok(batch) = rx.recv() {
             match mode {
-                Mode::PerEvent => {
+                // `main` refuses per-event-db.
+                Mode::PerEvent | Mode::PerEventDb => {
                     for r in batch {
                         op.process(&rocks, r).await?;
                     }
@@ -259,6 +260,8 @@ fn main() -> ExitCode {
         let s = &flags.store;
         if s.object_store.is_some() || s.object_store_latency_ms > 0.0 || s.local_disk_budget.is_some() {
             Err("RocksDB has no object store: drop --object_store, --object_store_latency_ms and --local_disk_budget".into())
+        } else if flags.mode == Mode::PerEventDb {
+            Err("--mode=per-event-db is Terrace's Db handle; use per-event or batched".into())
         } else {
             Ok(())
         }
