@@ -440,6 +440,7 @@ impl HybridCache {
                 st.promote(slot);
                 if st.index.node(slot).mem.is_none() && st.mode_allows_memory(&self.shared.cfg) {
                     let pool = policy::memory_pool_for_ssd_hit(kind, st.eviction);
+                    st.index.set_hit_on_probation(slot, false);
                     st.mem_attach(slot, copy, pool, true);
                 }
                 st.enforce_memory(&self.shared.cfg);
@@ -506,6 +507,7 @@ impl HybridCache {
         let c = st.stats.memory.kind_mut(kind);
         c.admissions += 1;
         c.admitted_bytes += copy.bytes.len() as u64;
+        st.index.set_hit_on_probation(slot, false);
         st.mem_attach(slot, copy, pool, hot);
         st.enforce_memory(cfg);
     }
@@ -838,7 +840,7 @@ impl State {
                 if in_mem && pool != MemPool::Small {
                     self.index.touch_mem(slot);
                 } else if in_mem {
-                    self.index.set_hit_on_probation(slot);
+                    self.index.set_hit_on_probation(slot, true);
                 }
             }
         }

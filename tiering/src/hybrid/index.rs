@@ -96,8 +96,9 @@ pub(crate) struct Node {
     pub freq: u8,
     /// The memory pool holding `mem` (meaningless while `mem` is `None`).
     pub pool: MemPool,
-    /// Hit since the memory copy entered the small queue (S3-FIFO probation); reset
-    /// whenever a copy is attached to a pool.
+    /// Hit since the memory copy entered the small queue (S3-FIFO probation); set
+    /// false by the cache when a copy enters it (a copy detached and put back, as at
+    /// a stalled close, keeps it).
     pub hit_on_probation: bool,
     mem_link: Link,
     disk_link: Link,
@@ -209,7 +210,6 @@ impl Index {
         let n = self.node_mut(slot);
         n.mem = Some(copy);
         n.pool = pool;
-        n.hit_on_probation = false;
         self.link(list, slot, hot, charge);
     }
 
@@ -225,9 +225,9 @@ impl Index {
         self.node_mut(slot).freq = freq;
     }
 
-    /// Notes a hit on the node's memory copy while it is on probation.
-    pub fn set_hit_on_probation(&mut self, slot: u32) {
-        self.node_mut(slot).hit_on_probation = true;
+    /// Whether the node's memory copy was hit while on probation.
+    pub fn set_hit_on_probation(&mut self, slot: u32, hit: bool) {
+        self.node_mut(slot).hit_on_probation = hit;
     }
 
     /// Gives the node an SSD location, at the front of its SSD list.
