@@ -1,4 +1,4 @@
-//! The queries on Terrace: [`State`] for [`LocalDb`], an [`Operator`] running a
+//! The queries on Terrace: [`State`] for [`LocalDb`] and [`Db`], an [`Operator`] running a
 //! [`QueryOp`] per record or per batch, and the driver pushing events through
 //! `Db::keyed`.
 
@@ -13,105 +13,64 @@ use terrace::{
 use super::queries::{all_tables, Emitted, QueryOp};
 use super::{Mode, QueryName, Record, State, MAX_PREFIX_SUFFIX_BYTES, ROUTING_PREFIX_BYTES};
 
-impl State for LocalDb {
-    type Table = TableId;
-    type Error = Error;
+/// [`State`] for a Terrace handle: `LocalDb` on the owning shard (keyed execution),
+/// `Db` from any thread ([`Mode::PerEventDb`]: each call a round trip to the shard
+/// owning the key). Both have the same calls under the same names.
+macro_rules! terrace_state {
+    ($handle:ty) => {
+        impl State for $handle {
+            type Table = TableId;
+            type Error = Error;
 
-    fn table(&self, name: &str) -> terrace::Result<TableId> {
-        LocalDb::table(self, name)
-    }
+            fn table(&self, name: &str) -> terrace::Result<TableId> {
+                <$handle>::table(self, name)
+            }
 
-    fn corrupt(what: String) -> Error {
-        ErrorDetail::Internal(format!("nexmark operator state: {what}")).into()
-    }
+            fn corrupt(what: String) -> Error {
+                ErrorDetail::Internal(format!("nexmark operator state: {what}")).into()
+            }
 
-    async fn get(&self, t: TableId, key: &[u8]) -> terrace::Result<Option<Vec<u8>>> {
-        LocalDb::get(self, t, key).await
-    }
+            async fn get(&self, t: TableId, key: &[u8]) -> terrace::Result<Option<Vec<u8>>> {
+                <$handle>::get(self, t, key).await
+            }
 
-    async fn put(&self, t: TableId, key: &[u8], value: &[u8]) -> terrace::Result<()> {
-        LocalDb::put(self, t, key, value).await
-    }
+            async fn put(&self, t: TableId, key: &[u8], value: &[u8]) -> terrace::Result<()> {
+                <$handle>::put(self, t, key, value).await
+            }
 
-    async fn delete(&self, t: TableId, key: &[u8]) -> terrace::Result<()> {
-        LocalDb::delete(self, t, key).await
-    }
+            async fn delete(&self, t: TableId, key: &[u8]) -> terrace::Result<()> {
+                <$handle>::delete(self, t, key).await
+            }
 
-    async fn multi_get(
-        &self,
-        t: TableId,
-        keys: &[Vec<u8>],
-    ) -> terrace::Result<Vec<Option<Vec<u8>>>> {
-        LocalDb::multi_get(self, t, keys).await
-    }
+            async fn multi_get(
+                &self,
+                t: TableId,
+                keys: &[Vec<u8>],
+            ) -> terrace::Result<Vec<Option<Vec<u8>>>> {
+                <$handle>::multi_get(self, t, keys).await
+            }
 
-    async fn scan_prefix(
-        &self,
-        t: TableId,
-        prefix: &[u8],
-    ) -> terrace::Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let upper = prefix_upper_bound(prefix);
-        LocalDb::scan(
-            self,
-            t,
-            Bound::Included(prefix),
-            Bound::Included(upper.as_slice()),
-            usize::MAX,
-        )
-        .await
-    }
+            async fn scan_prefix(
+                &self,
+                t: TableId,
+                prefix: &[u8],
+            ) -> terrace::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+                let upper = prefix_upper_bound(prefix);
+                <$handle>::scan(
+                    self,
+                    t,
+                    Bound::Included(prefix),
+                    Bound::Included(upper.as_slice()),
+                    usize::MAX,
+                )
+                .await
+            }
+        }
+    };
 }
 
-/// State calls through the `Db` handle from any thread ([`Mode::PerEventDb`]): each
-/// a round trip to the shard owning the key.
-impl State for Db {
-    type Table = TableId;
-    type Error = Error;
-
-    fn table(&self, name: &str) -> terrace::Result<TableId> {
-        Db::table(self, name)
-    }
-
-    fn corrupt(what: String) -> Error {
-        <LocalDb as State>::corrupt(what)
-    }
-
-    async fn get(&self, t: TableId, key: &[u8]) -> terrace::Result<Option<Vec<u8>>> {
-        Db::get(self, t, key).await
-    }
-
-    async fn put(&self, t: TableId, key: &[u8], value: &[u8]) -> terrace::Result<()> {
-        Db::put(self, t, key, value).await
-    }
-
-    async fn delete(&self, t: TableId, key: &[u8]) -> terrace::Result<()> {
-        Db::delete(self, t, key).await
-    }
-
-    async fn multi_get(
-        &self,
-        t: TableId,
-        keys: &[Vec<u8>],
-    ) -> terrace::Result<Vec<Option<Vec<u8>>>> {
-        Db::multi_get(self, t, keys).await
-    }
-
-    async fn scan_prefix(
-        &self,
-        t: TableId,
-        prefix: &[u8],
-    ) -> terrace::Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let upper = prefix_upper_bound(prefix);
-        Db::scan(
-            self,
-            t,
-            Bound::Included(prefix),
-            Bound::Included(upper.as_slice()),
-            usize::MAX,
-        )
-        .await
-    }
-}
+terrace_state!(LocalDb);
+terrace_state!(Db);
 
 /// The inclusive upper key of a [`State::scan_prefix`] range.
 fn prefix_upper_bound(prefix: &[u8]) -> Vec<u8> {
