@@ -63,6 +63,9 @@ fn model_run(compress: bool, eviction: Eviction) {
         let mut restarts = 0;
         // Counters start again at each open: these add them up.
         let (mut ssd_hits, mut memory_hits) = (0, 0);
+        // Whether memory held a compressed block before some restart (stats restart
+        // with the cache: a restart near the end leaves too little to compress).
+        let mut compressed_before_restart = false;
         let loads = Rc::new(Cell::new(0u64));
         for step in 0..4000u32 {
             let file = rng.gen_range(0..FILES);
@@ -152,6 +155,7 @@ fn model_run(compress: bool, eviction: Eviction) {
                     let before = cache.stats();
                     ssd_hits += before.ssd.total().hits;
                     memory_hits += before.memory.total().hits;
+                    compressed_before_restart |= before.compressed_blocks > 0;
                     cache.close().await.unwrap();
                     let dead: Vec<u64> = gens.keys().copied().collect();
                     cache = HybridCache::open_in(cfg.clone(), |f| !dead.contains(&f), Some(bg))
@@ -199,7 +203,7 @@ fn model_run(compress: bool, eviction: Eviction) {
         assert_eq!(s.write_errors, 0);
         assert_eq!(s.read_errors, 0);
         if compress {
-            assert!(s.compressed_blocks > 0);
+            assert!(compressed_before_restart || s.compressed_blocks > 0);
         }
         cache.close().await.unwrap();
     });
