@@ -15,7 +15,7 @@ use std::rc::Rc;
 
 use crate::error::Result;
 use crate::key::{compare_internal, set_internal_key, InternalKey};
-use crate::memtable::{Memtable, Node};
+use crate::memtable::{Memtable, Node, PREFETCH_DISTANCE};
 use crate::sst::{TableCache, TableIter};
 use crate::version::{FileMeta, Version};
 
@@ -59,14 +59,27 @@ impl MemIter {
         self.ahead.clear();
         self.mem.nodes_from(from, &mut self.ahead, MEM_READ_AHEAD);
         self.anchor = self.ahead.back().copied();
+        for &n in self.ahead.iter().take(PREFETCH_DISTANCE) {
+            self.mem.prefetch(n);
+        }
     }
 
+    /// The next node, reading more from the map while [`PREFETCH_DISTANCE`] or fewer
+    /// are left, so the node that many steps ahead is always being fetched.
     fn take(&mut self) -> Option<Node> {
-        if self.ahead.is_empty() {
-            let anchor = self.anchor?;
-            self.mem
-                .nodes_after(anchor, &mut self.ahead, MEM_READ_AHEAD);
-            self.anchor = self.ahead.back().copied();
+        if self.ahead.len() <= PREFETCH_DISTANCE {
+            if let Some(anchor) = self.anchor {
+                let had = self.ahead.len();
+                self.mem
+                    .nodes_after(anchor, &mut self.ahead, MEM_READ_AHEAD);
+                // Nothing after the anchor: the map ran out.
+                self.anchor = (self.ahead.len() > had)
+                    .then(|| self.ahead.back().copied())
+                    .flatten();
+            }
+        }
+        if let Some(&n) = self.ahead.get(PREFETCH_DISTANCE) {
+            self.mem.prefetch(n);
         }
         self.ahead.pop_front()
     }

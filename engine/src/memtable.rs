@@ -95,6 +95,34 @@ struct ValueRef {
     kind: ValueKind,
 }
 
+/// How many entries ahead of the one in hand an in-order walk asks the CPU to fetch.
+/// A walk over a memtable filled in random order visits its arena in random order, so
+/// without this every key and value is a cache miss waiting for the one before it: a
+/// flush or a checkpoint's snapshot spent most of its time in those misses.
+pub(crate) const PREFETCH_DISTANCE: usize = 8;
+
+/// Asks the CPU to start fetching an entry's key and value (adjacent in the arena;
+/// at most 4 cache lines) into its caches. A hint: no effect on what is read.
+#[inline]
+fn prefetch_entry(key: &KeyRef, value: &ValueRef) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        const LINE: usize = 64;
+        let start = key.ptr as usize;
+        let end = start + (key.len + value.len).min(4 * LINE);
+        let mut line = start & !(LINE - 1);
+        while line < end {
+            // SAFETY: a prefetch never faults and reads nothing the program sees; the
+            // address is inside the arena chunk that holds the entry anyway.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(line as *const i8) };
+            line += LINE;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (key, value);
+}
+
 impl KeyRef {
     #[inline]
     fn bytes(&self) -> &[u8] {
@@ -208,8 +236,19 @@ impl Drop for Arena {
 pub(crate) struct Frozen<'a>(std::cell::Ref<'a, BTreeMap<KeyRef, ValueRef>>);
 
 impl Frozen<'_> {
+    /// Every entry in order; the arena bytes of the entries [`PREFETCH_DISTANCE`]
+    /// ahead are fetched while the caller works on the current one.
     pub(crate) fn iter(&self) -> impl Iterator<Item = Entry<'_>> + '_ {
-        self.0.iter().map(|(k, v)| Memtable::entry_of(k, v))
+        let mut ahead = self.0.iter();
+        for (k, v) in ahead.by_ref().take(PREFETCH_DISTANCE) {
+            prefetch_entry(k, v);
+        }
+        self.0.iter().map(move |(k, v)| {
+            if let Some((k, v)) = ahead.next() {
+                prefetch_entry(k, v);
+            }
+            Memtable::entry_of(k, v)
+        })
     }
 }
 
@@ -413,6 +452,12 @@ impl Memtable {
         );
     }
 
+    /// Starts fetching `n`'s key and value into the CPU's caches (a cursor that
+    /// reads ahead calls this for the node it will reach a few steps later).
+    pub(crate) fn prefetch(&self, n: Node) {
+        prefetch_entry(&n.key, &n.value);
+    }
+
     /// What `n` holds.
     pub(crate) fn entry(&self, n: Node) -> Entry<'_> {
         Self::entry_of(&n.key, &n.value)
@@ -594,6 +639,36 @@ mod tests {
                 });
                 assert_eq!(got, want, "seek {key:?} at {snapshot}");
             }
+        }
+    }
+
+    #[test]
+    fn a_frozen_walk_yields_every_version_in_order_however_short_or_long() {
+        // Around the prefetch distance: shorter walks never fetch ahead of the end,
+        // longer ones fetch while they go; large values span several cache lines.
+        for n in [
+            0usize,
+            1,
+            PREFETCH_DISTANCE - 1,
+            PREFETCH_DISTANCE,
+            PREFETCH_DISTANCE + 1,
+            1000,
+        ] {
+            let m = Memtable::new();
+            let mut want = Vec::new();
+            for i in 0..n {
+                let key = format!("key{:05}", (i * 7919) % 100_000).into_bytes();
+                let value = vec![i as u8; i % 300];
+                m.insert(&key, i as u64 + 1, Some(&value));
+                want.push((key, i as u64 + 1, value));
+            }
+            want.sort();
+            let got: Vec<_> = m
+                .frozen()
+                .iter()
+                .map(|e| (e.state_key.to_vec(), e.seqno, e.value.to_vec()))
+                .collect();
+            assert_eq!(got, want, "{n} entries");
         }
     }
 }
