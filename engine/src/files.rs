@@ -74,6 +74,10 @@ pub(crate) const CHECKPOINTS_PREFIX: &str = "checkpoints/";
 pub(crate) const SST_PREFIX: &str = "sst/";
 /// Name of a checkpoint's commit object inside its directory.
 pub(crate) const CHECKPOINT_OBJECT: &str = "CHECKPOINT";
+/// Key of the copy of the newest checkpoint's metadata (a hint; see
+/// `checkpoint::format`). It parses as no checkpoint directory, so listings and the
+/// garbage collector pass it by.
+pub(crate) const CHECKPOINT_HEAD_KEY: &str = "checkpoints/LATEST";
 
 /// Directory (key prefix) of checkpoint `id` of the database with lineage `db`.
 pub(crate) fn checkpoint_dir(id: u64, db: u64) -> String {

@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use crate::checkpoint::format::{CheckpointMeta, ShardCheckpoint};
+use crate::checkpoint::format::{CheckpointHead, CheckpointMeta, ShardCheckpoint};
 use crate::meta::DbMeta;
 use crate::version::manifest::replay;
 use crate::version::VersionEdit;
@@ -53,6 +53,22 @@ pub fn decode_checkpoint(data: &[u8]) -> Result<usize, String> {
         CheckpointMeta::decode("fuzz/CHECKPOINT", &meta.encode()).map_err(|e| e.to_string())?;
     assert_eq!(meta, again, "a decoded checkpoint must re-encode to itself");
     Ok(meta.shard_objects.len())
+}
+
+/// Decodes `data` as a `checkpoints/LATEST` object, and the commit object and
+/// shard objects it carries. Returns the number of shard objects it carries.
+pub fn decode_checkpoint_head(data: &[u8]) -> Result<usize, String> {
+    let head = CheckpointHead::decode("fuzz/LATEST", data).map_err(|e| e.to_string())?;
+    let again = CheckpointHead::decode("fuzz/LATEST", &head.encode()).map_err(|e| e.to_string())?;
+    assert_eq!(
+        head, again,
+        "a decoded LATEST object must re-encode to itself"
+    );
+    let _ = decode_checkpoint(&head.checkpoint);
+    for (_, shard) in &head.shards {
+        let _ = decode_shard_checkpoint(shard);
+    }
+    Ok(head.shards.len())
 }
 
 /// Decodes `data` as a shard's checkpoint object. Returns the number of files it

@@ -790,15 +790,15 @@ fn a_restore_reads_each_metadata_object_in_one_request() {
     assert!(info.metadata_bytes > 0);
 }
 
-/// Before it serves, a restore waits for three round trips to the store, one after
-/// another: the listing that finds the checkpoint; `CHECKPOINT` together with the
-/// shard objects the listing named; the files' tails (footer, index, filter)
-/// together with the listings that check every named object exists. Each request
-/// here takes 30 ms, so requests sent together overlap and count once. (Reading the
-/// shard objects only after `CHECKPOINT`, or checking existence before opening, adds
-/// a round trip each.)
+/// Before it serves, a restore waits for two round trips to the store, one after
+/// another: the listing that finds the checkpoint together with `checkpoints/LATEST`
+/// (the copies of its `CHECKPOINT` and shard objects); the files' tails (footer,
+/// index, filter) together with the listings that check every named object exists.
+/// Each request here takes 30 ms, so requests sent together overlap and count once.
+/// (Without the copy, reading `CHECKPOINT` and the shard objects adds one; checking
+/// existence before opening would add another.)
 #[test]
-fn a_restore_waits_for_three_round_trips_before_it_serves() {
+fn a_restore_waits_for_two_round_trips_before_it_serves() {
     use std::sync::Arc;
     use terrace_tiering::store::fault::{FaultConfig, FaultyStore, Latency};
     use terrace_tiering::store::instrument::InstrumentedStore;
@@ -832,7 +832,7 @@ fn a_restore_waits_for_three_round_trips_before_it_serves() {
     assert!(info.files >= 2, "{info:?}");
     assert_eq!(
         stats.round_trips_in_a_row,
-        3,
+        2,
         "{:#?}",
         stats.summary_lines()
     );
@@ -862,4 +862,92 @@ fn a_restore_waits_for_three_round_trips_before_it_serves() {
     let r = open(with("r", local));
     check(&r, &model);
     block_on(r.close()).unwrap();
+}
+
+/// `checkpoints/LATEST` is a hint, never the truth: a restore uses it only when the
+/// listing shows the checkpoint it copies committed and newest, with every object
+/// it copies. A stale, damaged or missing copy, or one of a released checkpoint,
+/// costs the round trip it saves (the checkpoint's own objects are read) and never
+/// changes what is restored.
+#[test]
+fn a_stale_damaged_or_missing_latest_copy_falls_back_to_the_checkpoints_objects() {
+    use std::sync::Arc;
+    use terrace_tiering::store::fault::{FaultConfig, FaultyStore, Latency};
+    use terrace_tiering::store::instrument::InstrumentedStore;
+    use terrace_tiering::store::local_dir::LocalDirStore;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    std::fs::create_dir_all(&root).unwrap();
+    let local = Arc::new(LocalDirStore::open(&root, false).unwrap());
+    let slow = FaultyStore::new(
+        local.clone(),
+        FaultConfig {
+            latency: Latency::Fixed(Duration::from_millis(30)),
+            ..FaultConfig::default()
+        },
+    );
+    let store = Arc::new(InstrumentedStore::new(Arc::new(slow)));
+    let with = |name: &str, store: Arc<dyn terrace_tiering::store::ObjectStore>| {
+        let mut o = options(tmp.path(), name, 2);
+        o.object_store = ObjectStoreSpec::Custom(store);
+        o.warm_order = terrace::WarmOrder::Off;
+        o
+    };
+    let latest = root.join("checkpoints").join("LATEST");
+    let db = open(with("src", local.clone()));
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(48);
+    let mut model = Model::new();
+    write_some(&db, &mut model, &mut rng, 800);
+    block_on(db.checkpoint(1)).unwrap();
+    let at_1 = model.clone();
+    let copy_of_1 = std::fs::read(&latest).unwrap();
+    write_some(&db, &mut model, &mut rng, 400);
+    block_on(db.checkpoint(2)).unwrap();
+    let at_2 = model;
+    let copy_of_2 = std::fs::read(&latest).unwrap();
+    assert_ne!(copy_of_1, copy_of_2);
+    block_on(db.close()).unwrap();
+
+    let mut n = 0;
+    let mut restore_and_check = |want: &Model, round_trips: u64, case: &str| {
+        n += 1;
+        let name = format!("r{n}");
+        store.reset();
+        let (r, _) = block_on(Db::restore(with(&name, store.clone()), None))
+            .unwrap_or_else(|e| panic!("{case}: {e}"));
+        assert_eq!(
+            store.stats().round_trips_in_a_row,
+            round_trips,
+            "{case}: {:#?}",
+            store.stats().summary_lines()
+        );
+        block_on(r.close()).unwrap();
+        let r = open(with(&name, local.clone()));
+        check(&r, want);
+        block_on(r.close()).unwrap();
+    };
+    restore_and_check(&at_2, 2, "the copy of the newest checkpoint");
+    std::fs::write(&latest, &copy_of_1).unwrap();
+    restore_and_check(&at_2, 3, "a copy of an older checkpoint");
+    let mut damaged = copy_of_2.clone();
+    let mid = damaged.len() / 2;
+    damaged[mid] ^= 0x20;
+    std::fs::write(&latest, &damaged).unwrap();
+    restore_and_check(&at_2, 3, "a damaged copy");
+    std::fs::remove_file(&latest).unwrap();
+    restore_and_check(&at_2, 3, "no copy");
+    // The copy names checkpoint 2, whose commit object is gone (a release deletes it
+    // first): checkpoint 1 is the newest.
+    std::fs::write(&latest, &copy_of_2).unwrap();
+    let dir = std::fs::read_dir(root.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("00000000000000000002-"))
+        })
+        .unwrap();
+    std::fs::remove_file(dir.join("CHECKPOINT")).unwrap();
+    restore_and_check(&at_1, 3, "a copy of a released checkpoint");
 }

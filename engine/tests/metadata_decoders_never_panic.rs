@@ -8,7 +8,8 @@ use std::path::PathBuf;
 
 use rand::{Rng, SeedableRng};
 use terrace::fuzzing::{
-    decode_checkpoint, decode_meta, decode_shard_checkpoint, decode_version_edit, replay_manifest,
+    decode_checkpoint, decode_checkpoint_head, decode_meta, decode_shard_checkpoint,
+    decode_version_edit, replay_manifest,
 };
 
 fn fixture(rel: &str) -> Vec<u8> {
@@ -73,10 +74,12 @@ fn damaged_metadata_decodes_or_fails_cleanly() {
 #[test]
 fn damaged_checkpoint_objects_decode_or_fail_cleanly() {
     type Decode = fn(&[u8]) -> Result<usize, String>;
-    let cases: [(&str, Decode); 3] = [
+    let cases: [(&str, Decode); 5] = [
         ("checkpoint/v1-CHECKPOINT", decode_checkpoint),
         ("checkpoint/v1-shard-0000.ckpt", decode_shard_checkpoint),
         ("checkpoint/v2-shard-0000.ckpt", decode_shard_checkpoint),
+        ("checkpoint/v3-shard-0000.ckpt", decode_shard_checkpoint),
+        ("checkpoint/v1-LATEST", decode_checkpoint_head),
     ];
     for (name, decode) in cases {
         let bytes = fixture(name);
@@ -103,6 +106,7 @@ fn random_bytes_never_panic_a_decoder() {
         let _ = decode_meta(&b);
         let _ = decode_checkpoint(&b);
         let _ = decode_shard_checkpoint(&b);
+        let _ = decode_checkpoint_head(&b);
     }
     // The generator must reach the decoders' success paths sometimes.
     assert!(edits_ok > 0);

@@ -1,6 +1,6 @@
 //! Feeds arbitrary bytes to the metadata decoders, chosen by the first input byte:
 //! one version edit (a manifest record's payload), a whole manifest file (replayed
-//! with the checked apply), `TERRACE-META`, and the checkpoint objects. Any panic is a bug; errors are the
+//! with the checked apply), `TERRACE-META`, and the checkpoint objects (`CHECKPOINT`, shard objects, `LATEST`). Any panic is a bug; errors are the
 //! expected outcome.
 
 #![no_main]
@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&which, rest)) = data.split_first() else {
         return;
     };
-    match which % 5 {
+    match which % 6 {
         0 => {
             let _ = fuzzing::decode_version_edit(rest);
         }
@@ -25,8 +25,11 @@ fuzz_target!(|data: &[u8]| {
         3 => {
             let _ = fuzzing::decode_checkpoint(rest);
         }
-        _ => {
+        4 => {
             let _ = fuzzing::decode_shard_checkpoint(rest);
+        }
+        _ => {
+            let _ = fuzzing::decode_checkpoint_head(rest);
         }
     }
 });

@@ -5,6 +5,7 @@
 //! ```text
 //! checkpoints/<id:020>-<db lineage:016x>/shard-0000.ckpt   one per shard (ShardCheckpoint)
 //! checkpoints/<id:020>-<db lineage:016x>/CHECKPOINT        the commit point (CheckpointMeta)
+//! checkpoints/LATEST                                       copies of the newest's metadata (CheckpointHead)
 //! sst/<lineage>/<number>.sst                               the SSTs and memtable snapshots they name
 //! ```
 //!
@@ -27,7 +28,16 @@
 //! memtable snapshots (count u32; FileDesc), compaction pointers (count u32;
 //! level u32, key u32-prefixed).
 //!
-//! Versions: `CHECKPOINT` is at format 1. Shard objects of format 1 hold FileDesc
+//! `LATEST` is a hint, never the truth: the newest checkpoint's `CHECKPOINT` and
+//! shard objects copied whole into one object (body: the commit object u32-prefixed,
+//! then shard objects: count u32; key u32-prefixed, bytes u32-prefixed), written
+//! beside the commit and replaced by the next. A restore reads it while it lists
+//! the checkpoints and uses it only when the listing shows that checkpoint committed
+//! with every shard object present and the copies match what `CHECKPOINT` records
+//! (size and CRC): one round trip instead of two. Otherwise, or when it is missing,
+//! damaged or of an unknown version, the restore reads the objects themselves.
+//!
+//! Versions: `CHECKPOINT` is at format 1, `LATEST` at 1. Shard objects of format 1 hold FileDesc
 //! v3; format 2 holds FileDesc v4 (each file reference's clip range and home
 //! prefix); format 3 holds FileDesc v5 (and each file's metadata size). All are
 //! the manifest's layouts (`version/edit.rs`). Every field has a fixed width;
@@ -39,10 +49,23 @@ use crate::version::{DescLayout, FileDesc};
 
 const CHECKPOINT_MAGIC: &[u8; 8] = b"TRCCKPT\0";
 const SHARD_MAGIC: &[u8; 8] = b"TRCSHCK\0";
+const HEAD_MAGIC: &[u8; 8] = b"TRCHEAD\0";
 /// Format version of the `CHECKPOINT` object written by this build.
 pub(crate) const CHECKPOINT_FORMAT_VERSION: u32 = 1;
 /// Format version of shard objects written by this build.
 pub(crate) const SHARD_FORMAT_VERSION: u32 = 3;
+/// Format version of the `LATEST` object written by this build.
+pub(crate) const HEAD_FORMAT_VERSION: u32 = 1;
+
+/// The `LATEST` object: the encoded `CHECKPOINT` and shard objects of the newest
+/// checkpoint, copied so a restore gets them with its listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct CheckpointHead {
+    /// The `CHECKPOINT` object's bytes.
+    pub(crate) checkpoint: Vec<u8>,
+    /// Each shard object's key and bytes, in shard order.
+    pub(crate) shards: Vec<(String, Vec<u8>)>,
+}
 
 /// One shard's object as the top-level object records it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -247,6 +270,35 @@ impl CheckpointMeta {
     }
 }
 
+impl CheckpointHead {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        seal(HEAD_MAGIC, HEAD_FORMAT_VERSION, |e| {
+            e.bytes(&self.checkpoint);
+            e.u32(self.shards.len() as u32);
+            for (key, bytes) in &self.shards {
+                e.bytes(key.as_bytes()).bytes(bytes);
+            }
+        })
+    }
+
+    /// Decodes the object named `name` (for error messages). Checks only its own
+    /// framing: the copies inside are checked as the objects they copy.
+    pub(crate) fn decode(name: &str, bytes: &[u8]) -> Result<CheckpointHead> {
+        let (_, mut d) = unseal(name, HEAD_MAGIC, HEAD_FORMAT_VERSION, bytes)?;
+        let r = (|| {
+            let checkpoint = d.u32_prefixed("commit object")?.to_vec();
+            let n = count(&mut d, "shard object count", 1 << 16)?;
+            let mut shards = Vec::with_capacity(n);
+            for _ in 0..n {
+                let key = text(&mut d, "shard object key")?;
+                shards.push((key, d.u32_prefixed("shard object")?.to_vec()));
+            }
+            Ok(CheckpointHead { checkpoint, shards })
+        })();
+        finish(name, &d, r)
+    }
+}
+
 impl ShardCheckpoint {
     pub(crate) fn encode(&self) -> Vec<u8> {
         seal(SHARD_MAGIC, SHARD_FORMAT_VERSION, |e| {
@@ -410,6 +462,51 @@ mod tests {
         let s = sample_shard_v3();
         let bytes = golden("v3-shard-0000.ckpt", &s.encode());
         assert_eq!(ShardCheckpoint::decode("shard", &bytes).unwrap(), s);
+    }
+
+    pub(crate) fn sample_head() -> CheckpointHead {
+        let meta = sample_meta();
+        CheckpointHead {
+            checkpoint: meta.encode(),
+            shards: vec![(
+                meta.shard_objects[0].key.clone(),
+                sample_shard_v3().encode(),
+            )],
+        }
+    }
+
+    #[test]
+    fn the_latest_object_matches_its_golden_file_and_round_trips() {
+        let h = sample_head();
+        let bytes = golden("v1-LATEST", &h.encode());
+        let back = CheckpointHead::decode("LATEST", &bytes).unwrap();
+        assert_eq!(back, h);
+        assert_eq!(
+            CheckpointMeta::decode("CHECKPOINT", &back.checkpoint).unwrap(),
+            sample_meta()
+        );
+        assert_eq!(
+            ShardCheckpoint::decode("shard", &back.shards[0].1).unwrap(),
+            sample_shard_v3()
+        );
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0x04;
+            assert!(CheckpointHead::decode("LATEST", &b).is_err(), "flip at {i}");
+        }
+        for cut in 0..bytes.len() {
+            assert!(CheckpointHead::decode("LATEST", &bytes[..cut]).is_err());
+        }
+        let mut b = bytes.clone();
+        b[8..12].copy_from_slice(&2u32.to_le_bytes());
+        let n = b.len() - 4;
+        let crc = crc32(&b[..n]);
+        b[n..].copy_from_slice(&crc.to_le_bytes());
+        let err = CheckpointHead::decode("LATEST", &b).unwrap_err();
+        assert!(err.to_string().contains("format version 2"), "{err}");
+        // Neither of the other objects passes for it, nor it for them.
+        assert!(CheckpointHead::decode("c", &sample_meta().encode()).is_err());
+        assert!(CheckpointMeta::decode("c", &bytes).is_err());
     }
 
     /// Format 3's sample: format 2's, with the files' metadata sizes.

@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 
 use terrace_tiering::store::ObjectMeta;
 
-use super::format::{CheckpointMeta, ShardCheckpoint};
+use super::format::{CheckpointHead, CheckpointMeta, ShardCheckpoint, ShardObject};
 use crate::error::{Error, Result};
 use crate::files::{
     checkpoint_key, parse_checkpoint_key, parse_shard_checkpoint_key, CHECKPOINTS_PREFIX,
-    CHECKPOINT_OBJECT,
+    CHECKPOINT_HEAD_KEY, CHECKPOINT_OBJECT,
 };
 use crate::remote::Remote;
 
@@ -73,52 +73,72 @@ async fn read_shards_with(
     fetched: &BTreeMap<String, Vec<u8>>,
 ) -> Result<Vec<ShardCheckpoint>> {
     let reads = meta.shard_objects.iter().map(|o| async move {
-        let read;
-        let bytes: &[u8] = match fetched.get(&o.key) {
-            Some(b) => b,
-            None => {
-                read = remote.get(o.key.clone()).await?;
-                &read
-            }
-        };
-        if bytes.len() as u64 != o.size_bytes || crate::encoding::crc32(bytes) != o.crc32 {
-            return Err(Error::corrupt(
-                &o.key,
-                0,
-                format!(
-                    "is {} bytes with crc {:#010x}; the checkpoint recorded {} bytes with crc {:#010x}",
-                    bytes.len(),
-                    crate::encoding::crc32(bytes),
-                    o.size_bytes,
-                    o.crc32
-                ),
-            ));
+        match fetched.get(&o.key) {
+            Some(b) => shard_from(meta, o, b),
+            None => shard_from(meta, o, &remote.get(o.key.clone()).await?),
         }
-        let s = ShardCheckpoint::decode(&o.key, bytes)?;
-        if s.checkpoint != meta.id || s.shard != o.shard {
-            return Err(Error::corrupt(
-                &o.key,
-                0,
-                format!("is shard {} of checkpoint {}", s.shard, s.checkpoint),
-            ));
-        }
-        Ok(s)
     });
     futures_util::future::try_join_all(reads).await
 }
 
+/// Shard object `o` of checkpoint `meta` from its bytes, checked against what the
+/// commit object records: size, CRC, checkpoint and shard.
+fn shard_from(meta: &CheckpointMeta, o: &ShardObject, bytes: &[u8]) -> Result<ShardCheckpoint> {
+    if bytes.len() as u64 != o.size_bytes || crate::encoding::crc32(bytes) != o.crc32 {
+        return Err(Error::corrupt(
+            &o.key,
+            0,
+            format!(
+                "is {} bytes with crc {:#010x}; the checkpoint recorded {} bytes with crc {:#010x}",
+                bytes.len(),
+                crate::encoding::crc32(bytes),
+                o.size_bytes,
+                o.crc32
+            ),
+        ));
+    }
+    let s = ShardCheckpoint::decode(&o.key, bytes)?;
+    if s.checkpoint != meta.id || s.shard != o.shard {
+        return Err(Error::corrupt(
+            &o.key,
+            0,
+            format!("is shard {} of checkpoint {}", s.shard, s.checkpoint),
+        ));
+    }
+    Ok(s)
+}
+
+/// A checkpoint chosen to restore: its commit object, its shards, and the bytes of
+/// metadata read to find them.
+pub(crate) struct Picked {
+    pub(crate) meta: CheckpointMeta,
+    pub(crate) shards: Vec<ShardCheckpoint>,
+    /// Includes the reads [`confirm_copies`] will make when `from_copy`.
+    pub(crate) metadata_bytes: u64,
+    /// `meta` and `shards` came from `checkpoints/LATEST`: the objects themselves
+    /// are still to be read and compared ([`confirm_copies`]), while the database
+    /// opens.
+    pub(crate) from_copy: bool,
+}
+
 /// The committed checkpoint to use — `id`, or the newest (the highest id; the
 /// newest creation among equal ids of different databases) — with its shard
-/// objects. The listing that finds the checkpoint also names the
-/// objects in its directory, so when one checkpoint qualifies its shard objects
-/// are read together with `CHECKPOINT` — one round trip for both instead of two —
-/// and then checked against what `CHECKPOINT` records (size, CRC, shard), exactly
-/// as if read after it. An object the listing missed is read afterwards.
-pub(crate) async fn pick_checkpoint_and_shards(
-    remote: &Remote,
-    id: Option<u64>,
-) -> Result<(CheckpointMeta, Vec<ShardCheckpoint>)> {
-    let dirs = list_checkpoints(remote).await?;
+/// objects.
+///
+/// The listing that finds the checkpoint goes out together with a read of
+/// `checkpoints/LATEST`; when that copy is of the one checkpoint that qualifies,
+/// and the listing shows its commit object (of the copy's size) and every shard
+/// object it names, the copies are used after the same checks as the objects
+/// themselves get: one round trip in all. The caller then runs [`confirm_copies`]
+/// before it trusts them for good. Otherwise the listing also names the
+/// objects in the checkpoint's directory, so its shard objects are read together
+/// with `CHECKPOINT` — one round trip for both instead of two — and then checked
+/// against what `CHECKPOINT` records (size, CRC, shard), exactly as if read after
+/// it. An object the listing missed is read afterwards.
+pub(crate) async fn pick_checkpoint_and_shards(remote: &Remote, id: Option<u64>) -> Result<Picked> {
+    let (dirs, (head_bytes, head)) =
+        futures_util::future::join(list_checkpoints(remote), read_head(remote)).await;
+    let dirs = dirs?;
     let candidates = candidates(remote, &dirs, id)?;
     let (cid, db, listed) = match candidates[..] {
         [only] => match dirs.get(&only) {
@@ -129,9 +149,24 @@ pub(crate) async fn pick_checkpoint_and_shards(
             // Several databases wrote this id: read their commit objects to choose.
             let meta = best_of(remote, candidates).await?;
             let shards = read_shards(remote, &meta).await?;
-            return Ok((meta, shards));
+            let metadata_bytes = head_bytes + own_bytes(&meta);
+            return Ok(Picked {
+                meta,
+                shards,
+                metadata_bytes,
+                from_copy: false,
+            });
         }
     };
+    if let Some((meta, shards)) = head.and_then(|h| from_head(h, cid, db, listed)) {
+        let metadata_bytes = head_bytes + own_bytes(&meta);
+        return Ok(Picked {
+            meta,
+            shards,
+            metadata_bytes,
+            from_copy: true,
+        });
+    }
     let shard_keys: Vec<String> = listed
         .iter()
         .map(|o| o.key.clone())
@@ -150,7 +185,101 @@ pub(crate) async fn pick_checkpoint_and_shards(
     let meta = meta?;
     let fetched: BTreeMap<String, Vec<u8>> = fetched.into_iter().flatten().collect();
     let shards = read_shards_with(remote, &meta, &fetched).await?;
-    Ok((meta, shards))
+    let metadata_bytes = head_bytes + own_bytes(&meta);
+    Ok(Picked {
+        meta,
+        shards,
+        metadata_bytes,
+        from_copy: false,
+    })
+}
+
+/// Reads the objects a `LATEST` copy stood in for — `CHECKPOINT` and the shard
+/// objects, all at once — and checks each is what was restored from the copy, so a
+/// damaged or different object in the store fails the restore (naming it) as it
+/// would have without the copy. Runs while the restored database opens: it adds
+/// requests, not a round trip in a row.
+pub(crate) async fn confirm_copies(
+    remote: &Remote,
+    meta: &CheckpointMeta,
+    shards: &[ShardCheckpoint],
+) -> Result<()> {
+    let (stored, stored_shards) = futures_util::future::join(
+        read_checkpoint(remote, meta.id, meta.db_lineage),
+        // Checked against the copy's record of sizes and CRCs.
+        read_shards(remote, meta),
+    )
+    .await;
+    if stored? != *meta {
+        return Err(Error::corrupt(
+            &checkpoint_key(meta.id, meta.db_lineage),
+            0,
+            format!("differs from its copy in {CHECKPOINT_HEAD_KEY}"),
+        ));
+    }
+    for (s, copy) in stored_shards?.iter().zip(shards) {
+        if s != copy {
+            let key = crate::files::shard_checkpoint_key(meta.id, meta.db_lineage, s.shard);
+            return Err(Error::corrupt(
+                &key,
+                0,
+                format!("differs from its copy in {CHECKPOINT_HEAD_KEY}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Bytes of a checkpoint's commit object and shard objects.
+fn own_bytes(meta: &CheckpointMeta) -> u64 {
+    meta.encode().len() as u64 + meta.shard_objects.iter().map(|o| o.size_bytes).sum::<u64>()
+}
+
+/// Reads `checkpoints/LATEST`: the bytes read, and the object if it decodes. A
+/// missing, unreadable or damaged copy is no error (the checkpoint's own objects
+/// are read instead), only a warning when it is there but unusable.
+async fn read_head(remote: &Remote) -> (u64, Option<CheckpointHead>) {
+    let bytes = match remote.get(CHECKPOINT_HEAD_KEY.to_string()).await {
+        Ok(b) => b,
+        Err(_) => return (0, None),
+    };
+    match CheckpointHead::decode(CHECKPOINT_HEAD_KEY, &bytes) {
+        Ok(h) => (bytes.len() as u64, Some(h)),
+        Err(e) => {
+            tracing::warn!(error = %e, "ignoring checkpoints/LATEST");
+            (bytes.len() as u64, None)
+        }
+    }
+}
+
+/// Checkpoint (`cid`, `db`) from the `LATEST` copy, if the copy is of it, the
+/// listing of its directory (`listed`) shows its commit object with the copy's
+/// size and every shard object, and every copy passes the checks the objects get.
+fn from_head(
+    head: CheckpointHead,
+    cid: u64,
+    db: u64,
+    listed: &[ObjectMeta],
+) -> Option<(CheckpointMeta, Vec<ShardCheckpoint>)> {
+    let key = checkpoint_key(cid, db);
+    let meta = CheckpointMeta::decode(&key, &head.checkpoint).ok()?;
+    let commit_listed = listed
+        .iter()
+        .any(|o| o.key == key && o.size == head.checkpoint.len() as u64);
+    if meta.id != cid || meta.db_lineage != db || !commit_listed {
+        return None;
+    }
+    let copies: BTreeMap<String, Vec<u8>> = head.shards.into_iter().collect();
+    let shards = meta
+        .shard_objects
+        .iter()
+        .map(|o| {
+            let there = listed.iter().any(|l| l.key == o.key);
+            let bytes = copies.get(&o.key).filter(|_| there)?;
+            shard_from(&meta, o, bytes).ok()
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some((meta, shards))
 }
 
 /// A checkpoint's directory name: (checkpoint id, database lineage).

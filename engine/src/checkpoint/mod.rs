@@ -27,9 +27,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::db::Db;
 use crate::error::{Error, ErrorDetail, Result};
-use crate::files::{checkpoint_dir, checkpoint_key};
+use crate::files::{checkpoint_dir, checkpoint_key, CHECKPOINT_HEAD_KEY};
 use crate::remote::Remote;
-use format::CheckpointMeta;
+use format::{CheckpointHead, CheckpointMeta};
 pub(crate) use listing::{list_checkpoints, read_checkpoint};
 
 /// What a checkpoint took.
@@ -201,9 +201,27 @@ impl Db {
                 .sum(),
         };
         let commit_began = clock.now();
-        remote
-            .put(checkpoint_key(id, db_lineage), ck.encode())
-            .await?;
+        let commit_object = ck.encode();
+        // The copy for restores goes out beside the commit, not after it: it is only
+        // used once the listing shows this checkpoint committed, so landing first
+        // (or alone, if the commit fails) misleads nobody.
+        let head = CheckpointHead {
+            checkpoint: commit_object.clone(),
+            shards: parts
+                .iter()
+                .map(|p| (p.object.key.clone(), p.checkpoint.encode()))
+                .collect(),
+        };
+        let (committed, copied) = futures_util::future::join(
+            remote.put(checkpoint_key(id, db_lineage), commit_object),
+            remote.put(CHECKPOINT_HEAD_KEY.to_string(), head.encode()),
+        )
+        .await;
+        committed?;
+        if let Err(e) = copied {
+            // Restores then read the checkpoint's own objects: one round trip more.
+            tracing::warn!(checkpoint = id, error = %e, "could not write checkpoints/LATEST");
+        }
         book.committed.push(id);
         let commit = clock.now().saturating_duration_since(commit_began);
 

@@ -171,10 +171,10 @@ async fn load_source(
         .await?
         .ok_or_else(|| Error::internal("a source without a store"))?;
     // On an error the runtime ends when dropped.
-    let (meta, shards) = pick_checkpoint_and_shards(&remote, source.checkpoint).await?;
-    let bytes =
-        meta.encode().len() as u64 + meta.shard_objects.iter().map(|s| s.size_bytes).sum::<u64>();
-    let check = PendingCheck::new(runtime, remote, meta.clone(), shards.clone());
+    let picked = pick_checkpoint_and_shards(&remote, source.checkpoint).await?;
+    let check = PendingCheck::new(runtime, remote, &picked);
+    let bytes = picked.metadata_bytes;
+    let (meta, shards) = (picked.meta, picked.shards);
     Ok((Source { home, meta, shards }, bytes, check))
 }
 

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::format::{CheckpointMeta, ShardCheckpoint};
-use super::listing::pick_checkpoint_and_shards;
+use super::listing::{confirm_copies, pick_checkpoint_and_shards, Picked};
 use crate::db::Db;
 use crate::error::{Error, ErrorDetail, Result};
 use crate::files::{object_key, shard_dir, META_FILE, SST_PREFIX};
@@ -127,29 +127,42 @@ pub(crate) struct PendingCheck {
     remote: Arc<Remote>,
     meta: CheckpointMeta,
     shards: Vec<ShardCheckpoint>,
+    /// The metadata came from `checkpoints/LATEST`: also read the objects it
+    /// copies and compare ([`confirm_copies`]).
+    confirm_copies: bool,
 }
 
 impl PendingCheck {
     pub(crate) fn new(
         runtime: terrace_tiering::store::IoRuntime,
         remote: Arc<Remote>,
-        meta: CheckpointMeta,
-        shards: Vec<ShardCheckpoint>,
+        picked: &Picked,
     ) -> PendingCheck {
         PendingCheck {
             runtime,
             remote,
-            meta,
-            shards,
+            meta: picked.meta.clone(),
+            shards: picked.shards.clone(),
+            confirm_copies: picked.from_copy,
         }
     }
 
-    /// Runs the check and ends the runtime.
+    /// Runs the checks (together) and ends the runtime.
     pub(crate) async fn run(self) -> Result<()> {
-        let checked = check_objects(&self.remote, &self.meta, &self.shards).await;
+        let (checked, confirmed) = futures_util::future::join(
+            check_objects(&self.remote, &self.meta, &self.shards),
+            async {
+                if self.confirm_copies {
+                    confirm_copies(&self.remote, &self.meta, &self.shards).await
+                } else {
+                    Ok(())
+                }
+            },
+        )
+        .await;
         drop(self.remote);
         self.runtime.shutdown_now();
-        checked
+        checked.and(confirmed)
     }
 }
 
@@ -275,7 +288,8 @@ pub(crate) async fn write_restored(
         .ok_or_else(|| Error::invalid_option("object_store", "a restore needs an object store"))?;
     // The runtime ends with the existence check, which runs while the database
     // opens (on its own runtime); on an error here it ends when dropped.
-    let (meta, shards, metadata_bytes) = prepare(&remote, id).await?;
+    let picked = pick_checkpoint_and_shards(&remote, id).await?;
+    let (meta, shards, metadata_bytes) = (&picked.meta, &picked.shards, picked.metadata_bytes);
 
     let range = KeyGroupRange::new(meta.key_groups.0, meta.key_groups.1);
     if matches!(count, ShardCount::MatchOrRescale)
@@ -287,7 +301,7 @@ pub(crate) async fn write_restored(
     opts.max_key_groups = meta.max_key_groups;
     opts.key_group_prefix_bytes = meta.key_group_prefix_bytes;
     opts.key_group_range = Some(range);
-    if let Err(e) = write_database(&opts, &meta, &shards) {
+    if let Err(e) = write_database(&opts, meta, shards) {
         undo.run();
         return Err(e);
     }
@@ -304,10 +318,10 @@ pub(crate) async fn write_restored(
         metadata_bytes,
         duration: clock.now().saturating_duration_since(start),
     };
-    let check = PendingCheck::new(runtime, remote, meta.clone(), shards);
+    let check = PendingCheck::new(runtime, remote, &picked);
     Ok(Some(Restored {
         opts,
-        meta,
+        meta: picked.meta,
         info,
         check,
         undo,
@@ -332,17 +346,6 @@ pub(crate) fn check_empty(path: &std::path::Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::io("list", path, e)),
     }
-}
-
-/// Reads the checkpoint's metadata: the commit object and the shard objects.
-async fn prepare(
-    remote: &Arc<Remote>,
-    id: Option<u64>,
-) -> Result<(CheckpointMeta, Vec<ShardCheckpoint>, u64)> {
-    let (meta, shards) = pick_checkpoint_and_shards(remote, id).await?;
-    let metadata_bytes =
-        meta.encode().len() as u64 + meta.shard_objects.iter().map(|o| o.size_bytes).sum::<u64>();
-    Ok((meta, shards, metadata_bytes))
 }
 
 /// Every object the checkpoint names must be there: one listing per home and

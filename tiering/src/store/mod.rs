@@ -4,7 +4,10 @@
 //! single and multipart puts, ranged gets, head, list by prefix and delete, and a
 //! listing of multipart uploads left open. Objects are immutable once written; writing
 //! a key again stores the same bytes (an upload re-tried after a crash), never
-//! different ones.
+//! different ones. The one exception is a small pointer object the engine replaces
+//! whole with [`ObjectStore::put`] (`checkpoints/LATEST`, a copy of the newest
+//! checkpoint's metadata): a `put` is atomic, so a reader sees the old object or the
+//! new one, and the engine never caches it or trusts it without a check.
 //!
 //! A garbage collector decides from [`ObjectMeta::last_modified`] and
 //! [`PendingMultipart::initiated`] whether an object or upload nobody references is
