@@ -212,7 +212,7 @@ pub(crate) async fn confirm_copies(
     .await;
     if stored? != *meta {
         return Err(Error::corrupt(
-            &checkpoint_key(meta.id, meta.db_lineage),
+            checkpoint_key(meta.id, meta.db_lineage),
             0,
             format!("differs from its copy in {CHECKPOINT_HEAD_KEY}"),
         ));
