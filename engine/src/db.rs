@@ -233,6 +233,11 @@ impl Db {
         }
         let pulse = PulseThread::start(watched)
             .map_err(|e| Error::io("start the pulse thread for", &path, e))?;
+        // The first checkpoint needs the store's listing of checkpoints: start it now.
+        let book = match &remote {
+            Some(r) if !opts.read_only => crate::checkpoint::CheckpointBook::prefetched(r),
+            _ => Default::default(),
+        };
         let db = Db {
             inner: Arc::new(DbInner {
                 router,
@@ -247,7 +252,7 @@ impl Db {
                 pulses,
                 read_only: opts.read_only,
                 meta: meta.clone(),
-                checkpoints: futures_util::lock::Mutex::new(Default::default()),
+                checkpoints: futures_util::lock::Mutex::new(book),
                 gc_thread: Mutex::new(None),
                 opts: opts.clone(),
             }),

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use terrace_tiering::store::uri::{open_uri, stack, StoreStack, StoreUri};
 use terrace_tiering::store::{
-    IoHandle, IoRuntime, IoRuntimeConfig, ObjectMeta, ObjectStore, StoreError,
+    IoHandle, IoRuntime, IoRuntimeConfig, IoTask, ObjectMeta, ObjectStore, StoreError,
 };
 use terrace_uploader::Uploader;
 
@@ -234,6 +234,12 @@ impl Remote {
             .await
             .map_err(|_| Error::from(ErrorDetail::Closed))?
             .map_err(store_err)
+    }
+
+    /// Starts listing `prefix` on the I/O runtime; await the task from anywhere.
+    pub(crate) fn spawn_list(&self, prefix: String) -> IoTask<Result<Vec<ObjectMeta>, StoreError>> {
+        let store = self.store();
+        self.io.spawn(async move { store.list(&prefix).await })
     }
 
     /// Stores a small object in one request.

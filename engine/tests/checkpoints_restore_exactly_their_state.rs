@@ -951,3 +951,45 @@ fn a_stale_damaged_or_missing_latest_copy_falls_back_to_the_checkpoints_objects(
     std::fs::remove_file(dir.join("CHECKPOINT")).unwrap();
     restore_and_check(&at_1, 3, "a copy of a released checkpoint");
 }
+
+/// The first checkpoint after an open needs the store's list of checkpoints (to
+/// refuse an id not above the last); the open starts that listing, so the
+/// checkpoint does not wait a round trip for it — and still refuses a reused id.
+#[test]
+fn the_first_checkpoint_after_an_open_uses_the_listing_the_open_started() {
+    use std::sync::Arc;
+    use terrace_tiering::store::instrument::{InstrumentedStore, StoreOp};
+    use terrace_tiering::store::local_dir::LocalDirStore;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    std::fs::create_dir_all(&root).unwrap();
+    let store = Arc::new(InstrumentedStore::new(Arc::new(
+        LocalDirStore::open(&root, false).unwrap(),
+    )));
+    let with = |name: &str| {
+        let mut o = options(tmp.path(), name, 2);
+        o.object_store = ObjectStoreSpec::Custom(store.clone());
+        o
+    };
+    let db = open(with("src"));
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(49);
+    let mut model = Model::new();
+    write_some(&db, &mut model, &mut rng, 300);
+    // The open's listing has long ended (a local directory).
+    std::thread::sleep(Duration::from_millis(200));
+    store.reset();
+    block_on(db.checkpoint(5)).unwrap();
+    assert_eq!(
+        store.stats().op(StoreOp::List).count,
+        0,
+        "{:#?}",
+        store.stats().summary_lines()
+    );
+    block_on(db.close()).unwrap();
+    // After a reopen, the listing from the open knows checkpoint 5.
+    let db = open(with("src"));
+    let err = block_on(db.checkpoint(5)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    block_on(db.checkpoint(6)).unwrap();
+    block_on(db.close()).unwrap();
+}

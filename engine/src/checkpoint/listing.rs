@@ -24,8 +24,16 @@ pub(crate) struct CheckpointDir {
 pub(crate) async fn list_checkpoints(
     remote: &Remote,
 ) -> Result<BTreeMap<(u64, u64), CheckpointDir>> {
+    Ok(checkpoint_dirs(
+        remote.list(CHECKPOINTS_PREFIX.to_string()).await?,
+    ))
+}
+
+/// The checkpoint directories among `objects` (a listing of the checkpoints
+/// prefix), by (checkpoint id, database lineage).
+pub(crate) fn checkpoint_dirs(objects: Vec<ObjectMeta>) -> BTreeMap<(u64, u64), CheckpointDir> {
     let mut dirs: BTreeMap<(u64, u64), CheckpointDir> = BTreeMap::new();
-    for o in remote.list(CHECKPOINTS_PREFIX.to_string()).await? {
+    for o in objects {
         let Some(at) = parse_checkpoint_key(&o.key) else {
             continue;
         };
@@ -35,7 +43,7 @@ pub(crate) async fn list_checkpoints(
         }
         d.objects.push(o);
     }
-    Ok(dirs)
+    dirs
 }
 
 /// Reads and checks a checkpoint's commit object.

@@ -27,10 +27,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::db::Db;
 use crate::error::{Error, ErrorDetail, Result};
-use crate::files::{checkpoint_dir, checkpoint_key, CHECKPOINT_HEAD_KEY};
+use crate::files::{checkpoint_dir, checkpoint_key, CHECKPOINTS_PREFIX, CHECKPOINT_HEAD_KEY};
 use crate::remote::Remote;
 use format::{CheckpointHead, CheckpointMeta};
 pub(crate) use listing::{list_checkpoints, read_checkpoint};
+use terrace_tiering::store::{IoTask, ObjectMeta, StoreError};
 
 /// What a checkpoint took.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,14 +122,34 @@ pub(crate) struct CheckpointBook {
     loaded: bool,
     /// Ids of this database's committed checkpoints, ascending.
     committed: Vec<u64>,
+    /// The listing of the store's checkpoints started when the database opened, so
+    /// that the first checkpoint does not wait a round trip for it. Only this
+    /// database commits or releases its own checkpoints, so a listing from the open
+    /// is as good as one taken later.
+    prefetch: Option<IoTask<Result<Vec<ObjectMeta>, StoreError>>>,
 }
 
 impl CheckpointBook {
+    /// A book whose listing starts now, on the I/O runtime.
+    pub(crate) fn prefetched(remote: &Remote) -> CheckpointBook {
+        CheckpointBook {
+            prefetch: Some(remote.spawn_list(CHECKPOINTS_PREFIX.to_string())),
+            ..CheckpointBook::default()
+        }
+    }
+
     async fn load(&mut self, remote: &Remote, db_lineage: u64) -> Result<()> {
         if self.loaded {
             return Ok(());
         }
-        let dirs = list_checkpoints(remote).await?;
+        let dirs = match self.prefetch.take() {
+            Some(listing) => match listing.await {
+                Ok(Ok(objects)) => listing::checkpoint_dirs(objects),
+                // A failed listing is retried now, as if none had been started.
+                _ => list_checkpoints(remote).await?,
+            },
+            None => list_checkpoints(remote).await?,
+        };
         self.committed = dirs
             .iter()
             .filter(|((_, db), d)| *db == db_lineage && d.committed)
