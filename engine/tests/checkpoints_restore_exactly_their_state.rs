@@ -800,22 +800,10 @@ fn a_restore_reads_each_metadata_object_in_one_request() {
 #[test]
 fn a_restore_waits_for_two_round_trips_before_it_serves() {
     use std::sync::Arc;
-    use terrace_tiering::store::fault::{FaultConfig, FaultyStore, Latency};
-    use terrace_tiering::store::instrument::InstrumentedStore;
-    use terrace_tiering::store::local_dir::LocalDirStore;
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("store");
-    std::fs::create_dir_all(&root).unwrap();
-    let local = Arc::new(LocalDirStore::open(&root, false).unwrap());
-    // The source writes to the directory directly; the restore reads it slowly.
-    let slow = FaultyStore::new(
-        local.clone(),
-        FaultConfig {
-            latency: Latency::Fixed(Duration::from_millis(30)),
-            ..FaultConfig::default()
-        },
-    );
-    let store = Arc::new(InstrumentedStore::new(Arc::new(slow)));
+    // The source writes to the directory directly; restores read it slowly.
+    let (local, store) = slow_store(&root);
     let with = |name: &str, store: Arc<dyn terrace_tiering::store::ObjectStore>| {
         let mut o = options(tmp.path(), name, 2);
         o.object_store = ObjectStoreSpec::Custom(store);
@@ -872,21 +860,10 @@ fn a_restore_waits_for_two_round_trips_before_it_serves() {
 #[test]
 fn a_stale_damaged_or_missing_latest_copy_falls_back_to_the_checkpoints_objects() {
     use std::sync::Arc;
-    use terrace_tiering::store::fault::{FaultConfig, FaultyStore, Latency};
-    use terrace_tiering::store::instrument::InstrumentedStore;
-    use terrace_tiering::store::local_dir::LocalDirStore;
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("store");
-    std::fs::create_dir_all(&root).unwrap();
-    let local = Arc::new(LocalDirStore::open(&root, false).unwrap());
-    let slow = FaultyStore::new(
-        local.clone(),
-        FaultConfig {
-            latency: Latency::Fixed(Duration::from_millis(30)),
-            ..FaultConfig::default()
-        },
-    );
-    let store = Arc::new(InstrumentedStore::new(Arc::new(slow)));
+    // The source writes to the directory directly; restores read it slowly.
+    let (local, store) = slow_store(&root);
     let with = |name: &str, store: Arc<dyn terrace_tiering::store::ObjectStore>| {
         let mut o = options(tmp.path(), name, 2);
         o.object_store = ObjectStoreSpec::Custom(store);
@@ -992,4 +969,30 @@ fn the_first_checkpoint_after_an_open_uses_the_listing_the_open_started() {
     assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
     block_on(db.checkpoint(6)).unwrap();
     block_on(db.close()).unwrap();
+}
+
+/// A local directory store, and a view of it where every request waits 30 ms and is
+/// counted.
+fn slow_store(
+    root: &Path,
+) -> (
+    std::sync::Arc<terrace_tiering::store::local_dir::LocalDirStore>,
+    std::sync::Arc<terrace_tiering::store::instrument::InstrumentedStore>,
+) {
+    use std::sync::Arc;
+    use terrace_tiering::store::fault::{FaultConfig, FaultyStore, Latency};
+    std::fs::create_dir_all(root).unwrap();
+    let local =
+        Arc::new(terrace_tiering::store::local_dir::LocalDirStore::open(root, false).unwrap());
+    let slow = FaultyStore::new(
+        local.clone(),
+        FaultConfig {
+            latency: Latency::Fixed(Duration::from_millis(30)),
+            ..FaultConfig::default()
+        },
+    );
+    let store = Arc::new(terrace_tiering::store::instrument::InstrumentedStore::new(
+        Arc::new(slow),
+    ));
+    (local, store)
 }

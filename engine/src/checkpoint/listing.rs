@@ -146,8 +146,24 @@ pub(crate) struct Picked {
 pub(crate) async fn pick_checkpoint_and_shards(remote: &Remote, id: Option<u64>) -> Result<Picked> {
     let (dirs, (head_bytes, head)) =
         futures_util::future::join(list_checkpoints(remote), read_head(remote)).await;
-    let dirs = dirs?;
-    let candidates = candidates(remote, &dirs, id)?;
+    let (meta, shards, from_copy) = choose(remote, &dirs?, head, id).await?;
+    Ok(Picked {
+        metadata_bytes: head_bytes + own_bytes(&meta),
+        meta,
+        shards,
+        from_copy,
+    })
+}
+
+/// [`pick_checkpoint_and_shards`] once the listing (`dirs`) and the `LATEST` copy
+/// are in: the checkpoint, its shards, and whether they came from the copy.
+async fn choose(
+    remote: &Remote,
+    dirs: &BTreeMap<CheckpointAt, CheckpointDir>,
+    head: Option<CheckpointHead>,
+    id: Option<u64>,
+) -> Result<(CheckpointMeta, Vec<ShardCheckpoint>, bool)> {
+    let candidates = candidates(remote, dirs, id)?;
     let (cid, db, listed) = match candidates[..] {
         [only] => match dirs.get(&only) {
             Some(dir) => (only.0, only.1, &dir.objects),
@@ -157,23 +173,11 @@ pub(crate) async fn pick_checkpoint_and_shards(remote: &Remote, id: Option<u64>)
             // Several databases wrote this id: read their commit objects to choose.
             let meta = best_of(remote, candidates).await?;
             let shards = read_shards(remote, &meta).await?;
-            let metadata_bytes = head_bytes + own_bytes(&meta);
-            return Ok(Picked {
-                meta,
-                shards,
-                metadata_bytes,
-                from_copy: false,
-            });
+            return Ok((meta, shards, false));
         }
     };
     if let Some((meta, shards)) = head.and_then(|h| from_head(h, cid, db, listed)) {
-        let metadata_bytes = head_bytes + own_bytes(&meta);
-        return Ok(Picked {
-            meta,
-            shards,
-            metadata_bytes,
-            from_copy: true,
-        });
+        return Ok((meta, shards, true));
     }
     let shard_keys: Vec<String> = listed
         .iter()
@@ -193,13 +197,7 @@ pub(crate) async fn pick_checkpoint_and_shards(remote: &Remote, id: Option<u64>)
     let meta = meta?;
     let fetched: BTreeMap<String, Vec<u8>> = fetched.into_iter().flatten().collect();
     let shards = read_shards_with(remote, &meta, &fetched).await?;
-    let metadata_bytes = head_bytes + own_bytes(&meta);
-    Ok(Picked {
-        meta,
-        shards,
-        metadata_bytes,
-        from_copy: false,
-    })
+    Ok((meta, shards, false))
 }
 
 /// Reads the objects a `LATEST` copy stood in for — `CHECKPOINT` and the shard
